@@ -1,0 +1,248 @@
+//! Commands from sinks (a chat `set`, an ad-hoc form) to the adapter that
+//! owns a device, and their answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::device::Directory;
+use crate::id::{DeviceId, PointId};
+use crate::value::{Value, ValueKind};
+
+/// How long a sink waits for an adapter's answer unless told otherwise.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a command asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write this value to the point (already checked against its kind).
+    Write(Value),
+    /// Read the point now, bypassing the poll schedule.
+    Read,
+}
+
+/// A command on its way to an adapter. The adapter must answer on `reply`;
+/// dropping it unanswered is reported to the sender as an adapter failure.
+#[derive(Debug)]
+pub struct Command {
+    /// The device addressed.
+    pub device: DeviceId,
+    /// The point addressed.
+    pub point: PointId,
+    /// What to do.
+    pub action: Action,
+    /// Where the adapter answers: the value now in effect, or why not.
+    pub reply: oneshot::Sender<Result<Value, String>>,
+}
+
+/// Why a command did not succeed, in words for the person who sent it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    /// No such device.
+    #[error("unknown device {0:?}")]
+    UnknownDevice(String),
+    /// No such point on the device.
+    #[error("{device} has no point {point:?}")]
+    UnknownPoint {
+        /// The device.
+        device: DeviceId,
+        /// The point asked for.
+        point: String,
+    },
+    /// The point is not marked `writable: true`.
+    #[error("{device}.{point} is read-only")]
+    NotWritable {
+        /// The device.
+        device: DeviceId,
+        /// The point.
+        point: PointId,
+    },
+    /// The value does not fit the point.
+    #[error("{0}")]
+    InvalidValue(String),
+    /// The adapter did not answer in time.
+    #[error("{device} did not answer within {}s", .after.as_secs_f32())]
+    Timeout {
+        /// The device.
+        device: DeviceId,
+        /// How long we waited.
+        after: Duration,
+    },
+    /// The adapter is not running (shutting down, or it failed).
+    #[error("the adapter for {0} is not running")]
+    AdapterGone(DeviceId),
+    /// The adapter tried and reported an error.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Routes commands to the adapter owning each device. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CommandRouter {
+    directory: Arc<Directory>,
+    routes: Arc<HashMap<DeviceId, mpsc::Sender<Command>>>,
+    timeout: Duration,
+}
+
+/// Collects each adapter's command inbox before the router is frozen.
+#[derive(Debug)]
+pub struct CommandRoutes {
+    routes: HashMap<DeviceId, mpsc::Sender<Command>>,
+}
+
+/// Commands queued per adapter before senders wait.
+const COMMAND_QUEUE: usize = 64;
+
+impl CommandRoutes {
+    /// No routes yet.
+    pub fn new() -> Self {
+        Self { routes: HashMap::new() }
+    }
+
+    /// Creates the inbox of an adapter that owns `devices`.
+    pub fn register(
+        &mut self,
+        devices: impl IntoIterator<Item = DeviceId>,
+    ) -> mpsc::Receiver<Command> {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        for d in devices {
+            self.routes.insert(d, tx.clone());
+        }
+        rx
+    }
+
+    /// Freezes the routes.
+    pub fn into_router(self, directory: Arc<Directory>, timeout: Duration) -> CommandRouter {
+        CommandRouter {
+            directory,
+            routes: Arc::new(self.routes),
+            timeout,
+        }
+    }
+}
+
+impl Default for CommandRoutes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CommandRouter {
+    /// Parses `text` for the point and writes it: the path of a chat `set`
+    /// or a form submission. Checks writability and kind before the adapter
+    /// sees anything.
+    pub async fn write_text(
+        &self,
+        device: &str,
+        point: &str,
+        text: &str,
+    ) -> Result<Value, CommandError> {
+        let (_, kind) = self.writable_point(device, point)?;
+        let value = Value::parse_as(text, kind).map_err(CommandError::InvalidValue)?;
+        self.write(device, point, value).await
+    }
+
+    /// Writes a typed value to a writable point.
+    pub async fn write(
+        &self,
+        device: &str,
+        point: &str,
+        value: Value,
+    ) -> Result<Value, CommandError> {
+        let (_, kind) = self.writable_point(device, point)?;
+        let value = coerce(value, kind)?;
+        self.send(device, point, Action::Write(value)).await
+    }
+
+    /// Asks the adapter for a fresh reading of one point.
+    pub async fn read(&self, device: &str, point: &str) -> Result<Value, CommandError> {
+        self.send(device, point, Action::Read).await
+    }
+
+    fn writable_point(&self, device: &str, point: &str) -> Result<(DeviceId, ValueKind), CommandError> {
+        let spec = self
+            .directory
+            .device(device)
+            .ok_or_else(|| CommandError::UnknownDevice(device.to_owned()))?;
+        let p = spec
+            .points
+            .get(point)
+            .ok_or_else(|| CommandError::UnknownPoint {
+                device: spec.id.clone(),
+                point: point.to_owned(),
+            })?;
+        if !p.settings.writable {
+            return Err(CommandError::NotWritable {
+                device: spec.id.clone(),
+                point: p.id.clone(),
+            });
+        }
+        Ok((spec.id.clone(), p.kind))
+    }
+
+    async fn send(&self, device: &str, point: &str, action: Action) -> Result<Value, CommandError> {
+        let spec = self
+            .directory
+            .device(device)
+            .ok_or_else(|| CommandError::UnknownDevice(device.to_owned()))?;
+        let point = spec
+            .points
+            .get_key_value(point)
+            .map(|(k, _)| k.clone())
+            .ok_or_else(|| CommandError::UnknownPoint {
+                device: spec.id.clone(),
+                point: point.to_owned(),
+            })?;
+        let device = spec.id.clone();
+        let route = self
+            .routes
+            .get(&device)
+            .ok_or_else(|| CommandError::AdapterGone(device.clone()))?;
+        let (reply, answer) = oneshot::channel();
+        let command = Command {
+            device: device.clone(),
+            point,
+            action,
+            reply,
+        };
+        let exchange = async {
+            route
+                .send(command)
+                .await
+                .map_err(|_| CommandError::AdapterGone(device.clone()))?;
+            answer
+                .await
+                .map_err(|_| CommandError::AdapterGone(device.clone()))?
+                .map_err(CommandError::Failed)
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(CommandError::Timeout {
+                device,
+                after: self.timeout,
+            }),
+        }
+    }
+}
+
+/// Accepts an int for a float point and 0/1 for a bool point; refuses the rest.
+fn coerce(value: Value, kind: ValueKind) -> Result<Value, CommandError> {
+    match (value, kind) {
+        (v @ Value::Bool(_), ValueKind::Bool)
+        | (v @ Value::Int(_), ValueKind::Int)
+        | (v @ Value::Float(_), ValueKind::Float)
+        | (v @ Value::Text(_), ValueKind::Text) => Ok(v),
+        (Value::Int(i), ValueKind::Float) => Ok(Value::Float(i as f64)),
+        (Value::Int(i @ (0 | 1)), ValueKind::Bool) => Ok(Value::Bool(i == 1)),
+        (Value::Float(f), ValueKind::Int) if f.fract() == 0.0 && f.abs() < 9e15 => {
+            Ok(Value::Int(f as i64))
+        }
+        (Value::Text(t), kind) => Value::parse_as(&t, kind).map_err(CommandError::InvalidValue),
+        (v, kind) => Err(CommandError::InvalidValue(format!(
+            "{v} is a {}, the point takes a {kind}",
+            v.kind()
+        ))),
+    }
+}

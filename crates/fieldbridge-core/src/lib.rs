@@ -1,0 +1,32 @@
+//! fieldbridge's core: the device model, the event bus, normalization, command
+//! routing and the simulator.
+//!
+//! Data flows one way: an [`adapter::Adapter`] reports raw readings and
+//! status through an [`adapter::EventSender`]; the [`normalize`] engine
+//! applies each point's scale, offset, deadband and rate limits, tracks each
+//! device's staleness, and publishes [`event::DeviceEvent`]s on the
+//! [`bus::Bus`]; sinks (the XMPP component) read their own
+//! [`bus::Subscription`]. Commands flow back through the
+//! [`command::CommandRouter`] to the adapter owning the device.
+//!
+//! Nothing here knows a protocol: adapters and sinks meet only through these
+//! types.
+
+pub mod adapter;
+pub mod bus;
+pub mod command;
+pub mod device;
+pub mod duration;
+pub mod event;
+pub mod id;
+pub mod normalize;
+pub mod simulator;
+pub mod value;
+
+pub use adapter::{Adapter, AdapterContext, EventSender};
+pub use bus::{Bus, Subscription};
+pub use command::{Action, Command, CommandError, CommandRouter, CommandRoutes};
+pub use device::{DeviceSettings, DeviceSpec, Directory, PointSettings, PointSpec};
+pub use event::{DeviceEvent, DeviceStatus, EventKind};
+pub use id::{ConnectionId, DeviceId, IdError, PointId};
+pub use value::{Quality, Reading, Sample, Unit, Value, ValueKind};

@@ -1,0 +1,50 @@
+//! The `xmpp:` section of `gateway.yaml`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `xmpp:` — how the gateway reaches its XMPP server and who may use it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmppConfig {
+    /// The component's domain, as configured on the server
+    /// (`Component "gw.example.org"` in Prosody). Devices become
+    /// `<device-id>@<component>`.
+    pub component: String,
+    /// The server's component port, `host:port` (Prosody and ejabberd
+    /// listen on 5347 by default). Loopback or a trusted network only: the
+    /// component protocol is not encrypted.
+    #[serde(default = "default_server")]
+    pub server: String,
+    /// The component secret. Prefer `secret_file` or the environment
+    /// variable `FIELDBRIDGE__XMPP__SECRET`, so that the secret stays out of
+    /// the config file.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// A file holding the component secret (surrounding whitespace is
+    /// ignored). Relative paths are relative to the config file.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Who may see and control devices.
+    #[serde(default)]
+    pub access: AccessConfig,
+}
+
+fn default_server() -> String {
+    "127.0.0.1:5347".to_owned()
+}
+
+/// `xmpp.access` — lists of bare JIDs (`alice@example.org`), domains
+/// (`example.org`, meaning every account there) or `"*"` (anyone).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// May subscribe to devices' presence and pubsub nodes and read values.
+    /// Empty (the default) means nobody: access is opened deliberately.
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// May write points marked `writable` (implies read).
+    #[serde(default)]
+    pub control: Vec<String>,
+}
