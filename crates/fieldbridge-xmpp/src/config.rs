@@ -48,3 +48,22 @@ pub struct AccessConfig {
     #[serde(default)]
     pub control: Vec<String>,
 }
+
+/// A problem found in the `xmpp:` section, with the key path below `xmpp`
+/// (e.g. `access.read[1]`), for the config loader to report with a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Key path relative to `xmpp`, e.g. `component` or `access.read[1]`.
+    pub path: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl XmppConfig {
+    /// Checks what serde cannot: the domain, the server address, access
+    /// entries. The secret is resolved and checked by the loader.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        // TODO(xmpp): validate component domain, server host:port, access entries.
+        Vec::new()
+    }
+}
