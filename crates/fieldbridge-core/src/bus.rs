@@ -155,7 +155,12 @@ impl Bus {
 
 impl Drop for Bus {
     fn drop(&mut self) {
-        for m in self.mailboxes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for m in self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             lock(&m.state).closed = true;
             m.notify.notify_one();
         }

@@ -98,7 +98,9 @@ const COMMAND_QUEUE: usize = 64;
 impl CommandRoutes {
     /// No routes yet.
     pub fn new() -> Self {
-        Self { routes: HashMap::new() }
+        Self {
+            routes: HashMap::new(),
+        }
     }
 
     /// Creates the inbox of an adapter that owns `devices`.
@@ -161,7 +163,11 @@ impl CommandRouter {
         self.send(device, point, Action::Read).await
     }
 
-    fn writable_point(&self, device: &str, point: &str) -> Result<(DeviceId, ValueKind), CommandError> {
+    fn writable_point(
+        &self,
+        device: &str,
+        point: &str,
+    ) -> Result<(DeviceId, ValueKind), CommandError> {
         let spec = self
             .directory
             .device(device)

@@ -149,8 +149,12 @@ impl Engine {
         self.stats.unknown += 1;
         if self.warned_unknown.insert((device.clone(), point.cloned())) {
             match point {
-                Some(p) => tracing::warn!(device = %device, point = %p, "reading for a point that is not configured; ignored"),
-                None => tracing::warn!(device = %device, "event for a device that is not configured; ignored"),
+                Some(p) => {
+                    tracing::warn!(device = %device, point = %p, "reading for a point that is not configured; ignored")
+                }
+                None => {
+                    tracing::warn!(device = %device, "event for a device that is not configured; ignored")
+                }
             }
         }
     }
@@ -201,13 +205,16 @@ impl Engine {
         };
         let fresh = reading.quality.is_good();
         point.latest = Some((reading.clone(), at));
+        let came_back = fresh && state.status != Some(DeviceStatus::Online);
         if fresh {
             state.last_fresh = Some(now);
-            if state.status != Some(DeviceStatus::Online) {
-                self.set_status(device, DeviceStatus::Online, at);
-            }
         }
+        // The reading goes first, so that the "online" status that follows
+        // can already show it.
         self.offer(device, reading, at, now);
+        if came_back {
+            self.set_status(device, DeviceStatus::Online, at);
+        }
     }
 
     /// Applies deadband and min_interval, then publishes.
@@ -251,7 +258,8 @@ impl Engine {
         let mut heartbeats = Vec::new();
         for (id, d) in &self.devices {
             if d.status == Some(DeviceStatus::Online)
-                && d.last_fresh.is_some_and(|t| now.duration_since(t) >= d.stale_after)
+                && d.last_fresh
+                    .is_some_and(|t| now.duration_since(t) >= d.stale_after)
             {
                 stale.push(id.clone());
             }

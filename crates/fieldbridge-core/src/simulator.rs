@@ -106,7 +106,9 @@ impl SimulatorPoint {
     pub fn check(&self) -> Result<(), String> {
         if let Some([low, high]) = self.range {
             if !(low.is_finite() && high.is_finite() && low < high) {
-                return Err(format!("range [{low}, {high}] must be [low, high] with low < high"));
+                return Err(format!(
+                    "range [{low}, {high}] must be [low, high] with low < high"
+                ));
             }
             if matches!(self.signal, Signal::Toggle | Signal::Constant) {
                 return Err("range applies only to sine, ramp and random_walk".into());

@@ -50,7 +50,9 @@ impl Value {
             ValueKind::Bool => match t.to_ascii_lowercase().as_str() {
                 "1" | "true" | "on" | "yes" | "open" => Ok(Value::Bool(true)),
                 "0" | "false" | "off" | "no" | "closed" => Ok(Value::Bool(false)),
-                _ => Err(format!("{t:?} is not on/off (use on, off, true, false, 1 or 0)")),
+                _ => Err(format!(
+                    "{t:?} is not on/off (use on, off, true, false, 1 or 0)"
+                )),
             },
             ValueKind::Int => t
                 .parse::<i64>()
@@ -174,9 +176,15 @@ mod tests {
 
     #[test]
     fn parses_typed_input() {
-        assert_eq!(Value::parse_as(" On ", ValueKind::Bool), Ok(Value::Bool(true)));
+        assert_eq!(
+            Value::parse_as(" On ", ValueKind::Bool),
+            Ok(Value::Bool(true))
+        );
         assert_eq!(Value::parse_as("42", ValueKind::Int), Ok(Value::Int(42)));
-        assert_eq!(Value::parse_as("4.5", ValueKind::Float), Ok(Value::Float(4.5)));
+        assert_eq!(
+            Value::parse_as("4.5", ValueKind::Float),
+            Ok(Value::Float(4.5))
+        );
         assert!(Value::parse_as("NaN", ValueKind::Float).is_err());
         assert!(Value::parse_as("maybe", ValueKind::Bool).is_err());
         assert!(Value::parse_as("4.5", ValueKind::Int).is_err());
