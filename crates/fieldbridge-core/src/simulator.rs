@@ -5,7 +5,7 @@
 //! (`sine` at `t` is `low + (high - low) * (0.5 + 0.5 * sin(2π t / period))`).
 //! Outages are anchored to the gateway's start, so a demo starts online.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::f64::consts::TAU;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -126,3 +126,261 @@ impl SimulatorPoint {
         (low, high)
     }
 }
+
+/// The simulator adapter: one per `simulator` connection.
+#[derive(Debug)]
+pub struct SimulatorAdapter {
+    id: ConnectionId,
+    settings: SimulatorConnection,
+    devices: Vec<AdapterDevice<SimulatorDevice, SimulatorPoint>>,
+}
+
+impl SimulatorAdapter {
+    /// An adapter simulating `devices` for connection `id`.
+    pub fn new(
+        id: ConnectionId,
+        settings: SimulatorConnection,
+        devices: Vec<AdapterDevice<SimulatorDevice, SimulatorPoint>>,
+    ) -> Self {
+        Self {
+            id,
+            settings,
+            devices,
+        }
+    }
+}
+
+impl Adapter for SimulatorAdapter {
+    fn name(&self) -> String {
+        format!("simulator {}", self.id)
+    }
+
+    fn devices(&self) -> Vec<DeviceId> {
+        self.devices.iter().map(|d| d.spec.id.clone()).collect()
+    }
+
+    fn run(self: Box<Self>, ctx: AdapterContext) -> AdapterFuture {
+        Box::pin(run(*self, ctx))
+    }
+}
+
+struct SimPoint {
+    config: SimulatorPoint,
+    /// A written value, reported from then on instead of the signal.
+    written: Option<Value>,
+    walk: f64,
+    rng: SmallRng,
+}
+
+struct SimDevice {
+    id: DeviceId,
+    poll: Duration,
+    period: Duration,
+    outage: Option<Outage>,
+    in_outage: bool,
+    next_due: Instant,
+    points: BTreeMap<PointId, SimPoint>,
+}
+
+async fn run(adapter: SimulatorAdapter, mut ctx: AdapterContext) {
+    let start = Instant::now();
+    let seed = adapter.settings.seed.unwrap_or_else(rand::random);
+    let mut devices: Vec<SimDevice> = adapter
+        .devices
+        .into_iter()
+        .map(|d| {
+            let points = d
+                .points
+                .into_iter()
+                .map(|(id, config)| {
+                    let (low, high) = config.bounds();
+                    let rng = SmallRng::seed_from_u64(
+                        seed ^ fnv1a(d.spec.id.as_str()) ^ fnv1a(id.as_str()).rotate_left(17),
+                    );
+                    let p = SimPoint {
+                        config,
+                        written: None,
+                        walk: (low + high) / 2.0,
+                        rng,
+                    };
+                    (id, p)
+                })
+                .collect();
+            SimDevice {
+                id: d.spec.id.clone(),
+                poll: d.spec.settings.poll.unwrap_or(DEFAULT_POLL),
+                period: d.config.period.unwrap_or(DEFAULT_PERIOD),
+                outage: d.config.outage.clone(),
+                in_outage: false,
+                next_due: start,
+                points,
+            }
+        })
+        .collect();
+    tracing::info!(connection = %adapter.id, devices = devices.len(), "simulator started");
+    let mut commands_open = true;
+    loop {
+        let next = devices
+            .iter()
+            .map(|d| d.next_due)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            command = ctx.commands.recv(), if commands_open => match command {
+                Some(c) => handle_command(&mut devices, c, &ctx).await,
+                None => commands_open = false,
+            },
+            _ = tokio::time::sleep_until(next) => {
+                let now = Instant::now();
+                for d in devices.iter_mut().filter(|d| d.next_due <= now) {
+                    poll_device(d, now.duration_since(start), &ctx).await;
+                    d.next_due += d.poll;
+                    if d.next_due <= now {
+                        // Fell behind (a suspended machine): skip, do not burst.
+                        d.next_due = now + d.poll;
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!(connection = %adapter.id, "simulator stopped");
+}
+
+async fn poll_device(d: &mut SimDevice, since_start: Duration, ctx: &AdapterContext) {
+    let in_outage = d.outage.as_ref().is_some_and(|o| {
+        let every = o.every.as_secs_f64();
+        every > 0.0 && since_start.as_secs_f64() % every >= every - o.duration.as_secs_f64()
+    });
+    if in_outage != d.in_outage {
+        d.in_outage = in_outage;
+        if let (true, Some(o)) = (in_outage, &d.outage) {
+            let reason = format!(
+                "scheduled outage (simulated) for {}",
+                duration::format(o.duration)
+            );
+            ctx.events
+                .status(&d.id, DeviceStatus::Offline { reason })
+                .await;
+        }
+    }
+    if in_outage {
+        return;
+    }
+    let at = SystemTime::now();
+    let t = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let period = d.period.as_secs_f64();
+    for (id, p) in d.points.iter_mut() {
+        let value = p.value_at(t, period);
+        send_reading(ctx, &d.id, id, value, at).await;
+    }
+}
+
+async fn send_reading(
+    ctx: &AdapterContext,
+    device: &DeviceId,
+    point: &PointId,
+    value: Value,
+    at: SystemTime,
+) {
+    ctx.events
+        .send(crate::event::DeviceEvent {
+            device: device.clone(),
+            at,
+            kind: crate::event::EventKind::Reading(crate::value::Reading {
+                point: point.clone(),
+                value,
+                unit: None,
+                quality: crate::value::Quality::Good,
+            }),
+        })
+        .await;
+}
+
+async fn handle_command(devices: &mut [SimDevice], command: Command, ctx: &AdapterContext) {
+    let Command {
+        device,
+        point,
+        action,
+        reply,
+    } = command;
+    let Some(d) = devices.iter_mut().find(|d| d.id == device) else {
+        let _ = reply.send(Err(format!("{device} is not simulated here")));
+        return;
+    };
+    if d.in_outage {
+        let _ = reply.send(Err(format!("{device} is offline (scheduled outage)")));
+        return;
+    }
+    let Some(p) = d.points.get_mut(&point) else {
+        let _ = reply.send(Err(format!("{device} has no point {point}")));
+        return;
+    };
+    let at = SystemTime::now();
+    let value = match action {
+        Action::Write(v) => {
+            tracing::info!(device = %device, point = %point, value = %v, "simulated write");
+            p.written = Some(v.clone());
+            v
+        }
+        Action::Read => {
+            let t = at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            p.value_at(t, d.period.as_secs_f64())
+        }
+    };
+    // Published at once, so that subscribers see the effect of a write
+    // without waiting for the next poll.
+    send_reading(ctx, &device, &point, value.clone(), at).await;
+    let _ = reply.send(Ok(value));
+}
+
+impl SimPoint {
+    fn value_at(&mut self, t: f64, period: f64) -> Value {
+        if let Some(v) = &self.written {
+            return v.clone();
+        }
+        let (low, high) = self.config.bounds();
+        let phase = if period > 0.0 {
+            (t % period) / period
+        } else {
+            0.0
+        };
+        match self.config.signal {
+            Signal::Sine => Value::Float(sine(low, high, t, period)),
+            Signal::Ramp => Value::Float(low + (high - low) * phase),
+            Signal::RandomWalk => {
+                let step = (high - low) * 0.05 * self.rng.random_range(-1.0..=1.0);
+                self.walk = (self.walk + step).clamp(low, high);
+                Value::Float(self.walk)
+            }
+            Signal::Toggle => Value::Bool(phase < 0.5),
+            Signal::Constant => self.config.value.clone().unwrap_or(Value::Float(0.0)),
+        }
+    }
+}
+
+/// The sine signal at Unix time `t` seconds: what tests compare against.
+pub fn sine(low: f64, high: f64, t: f64, period: f64) -> f64 {
+    let phase = if period > 0.0 {
+        (t % period) / period
+    } else {
+        0.0
+    };
+    low + (high - low) * (0.5 + 0.5 * (TAU * phase).sin())
+}
+
+/// A stable hash, so that a seed gives the same walk on every platform.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,244 @@
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::adapter::EventSender;
+use crate::device::{DeviceSettings, DeviceSpec, PointSettings, PointSpec};
+use crate::event::{DeviceEvent, EventKind};
+
+fn point(signal: Signal, range: Option<[f64; 2]>, value: Option<Value>) -> SimulatorPoint {
+    SimulatorPoint {
+        signal,
+        range,
+        value,
+    }
+}
+
+struct Rig {
+    events: mpsc::Receiver<DeviceEvent>,
+    commands: mpsc::Sender<Command>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start(device: SimulatorDevice, points: Vec<(&str, SimulatorPoint)>, poll: Duration) -> Rig {
+    let points: BTreeMap<PointId, SimulatorPoint> = points
+        .into_iter()
+        .map(|(id, p)| (PointId::new(id).unwrap(), p))
+        .collect();
+    let spec = DeviceSpec {
+        id: DeviceId::new("sim").unwrap(),
+        settings: DeviceSettings {
+            name: None,
+            connection: ConnectionId::new("demo").unwrap(),
+            poll: Some(poll),
+            stale_after: None,
+        },
+        points: points
+            .iter()
+            .map(|(id, p)| {
+                (
+                    id.clone(),
+                    PointSpec {
+                        id: id.clone(),
+                        kind: p.kind(),
+                        settings: PointSettings {
+                            writable: true,
+                            ..Default::default()
+                        },
+                    },
+                )
+            })
+            .collect(),
+    };
+    let adapter = Box::new(SimulatorAdapter::new(
+        ConnectionId::new("demo").unwrap(),
+        SimulatorConnection { seed: Some(1) },
+        vec![AdapterDevice {
+            spec: Arc::new(spec),
+            config: device,
+            points,
+        }],
+    ));
+    let (tx, events) = mpsc::channel(1024);
+    let (commands, rx) = mpsc::channel(8);
+    let shutdown = CancellationToken::new();
+    let ctx = AdapterContext {
+        events: EventSender::new(tx),
+        commands: rx,
+        shutdown: shutdown.clone(),
+    };
+    let task = tokio::spawn(adapter.run(ctx));
+    Rig {
+        events,
+        commands,
+        shutdown,
+        task,
+    }
+}
+
+impl Rig {
+    async fn next(&mut self) -> DeviceEvent {
+        tokio::time::timeout(Duration::from_secs(30), self.events.recv())
+            .await
+            .expect("an event in time")
+            .expect("adapter running")
+    }
+
+    async fn next_reading(&mut self) -> (String, Value, SystemTime) {
+        loop {
+            let e = self.next().await;
+            if let EventKind::Reading(r) = e.kind {
+                return (r.point.to_string(), r.value, e.at);
+            }
+        }
+    }
+
+    async fn command(&self, point: &str, action: Action) -> Result<Value, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command {
+                device: DeviceId::new("sim").unwrap(),
+                point: PointId::new(point).unwrap(),
+                action,
+                reply,
+            })
+            .await
+            .unwrap();
+        answer.await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("stops on shutdown")
+            .unwrap();
+    }
+}
+
+fn unix(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+#[tokio::test]
+async fn sine_and_ramp_follow_their_formula_at_the_reading_time() {
+    let device = SimulatorDevice {
+        period: Some(Duration::from_secs(7)),
+        outage: None,
+    };
+    let mut rig = start(
+        device,
+        vec![
+            ("s", point(Signal::Sine, Some([20.0, 30.0]), None)),
+            ("r", point(Signal::Ramp, Some([0.0, 70.0]), None)),
+        ],
+        Duration::from_millis(10),
+    );
+    for _ in 0..10 {
+        let (point, value, at) = rig.next_reading().await;
+        let Value::Float(v) = value else {
+            panic!("float expected")
+        };
+        let t = unix(at);
+        let want = match point.as_str() {
+            "s" => sine(20.0, 30.0, t, 7.0),
+            _ => 70.0 * ((t % 7.0) / 7.0),
+        };
+        assert!((v - want).abs() < 1e-9, "{point}: {v} != {want}");
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn random_walk_stays_in_range_and_moves() {
+    let mut rig = start(
+        SimulatorDevice::default(),
+        vec![("w", point(Signal::RandomWalk, Some([1.0, 2.0]), None))],
+        Duration::from_millis(100),
+    );
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let (_, value, _) = rig.next_reading().await;
+        let Value::Float(v) = value else {
+            panic!("float expected")
+        };
+        assert!((1.0..=2.0).contains(&v), "{v}");
+        seen.push(v);
+    }
+    seen.dedup();
+    assert!(
+        seen.len() > 100,
+        "the walk should move: {} distinct values",
+        seen.len()
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_is_published_at_once_and_reported_from_then_on() {
+    let mut rig = start(
+        SimulatorDevice::default(),
+        vec![(
+            "sp",
+            point(Signal::Constant, None, Some(Value::Float(65.0))),
+        )],
+        Duration::from_secs(1),
+    );
+    assert_eq!(rig.next_reading().await.1, Value::Float(65.0));
+    assert_eq!(
+        rig.command("sp", Action::Write(Value::Float(70.5))).await,
+        Ok(Value::Float(70.5))
+    );
+    assert_eq!(rig.next_reading().await.1, Value::Float(70.5));
+    // The next poll reports the written value, as does a read-now.
+    assert_eq!(rig.next_reading().await.1, Value::Float(70.5));
+    assert_eq!(
+        rig.command("sp", Action::Read).await,
+        Ok(Value::Float(70.5))
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn scheduled_outages_take_the_device_offline_and_back() {
+    let device = SimulatorDevice {
+        period: None,
+        outage: Some(Outage {
+            every: Duration::from_secs(2),
+            duration: Duration::from_millis(500),
+        }),
+    };
+    let mut rig = start(
+        device,
+        vec![("t", point(Signal::Toggle, None, None))],
+        Duration::from_millis(100),
+    );
+    let started = Instant::now();
+    let mut timeline = Vec::new();
+    while timeline.len() < 3 {
+        let e = rig.next().await;
+        let offset = Instant::now().duration_since(started);
+        match e.kind {
+            EventKind::Status(DeviceStatus::Offline { reason }) => {
+                assert!(reason.starts_with("scheduled outage"), "{reason}");
+                timeline.push(("offline", offset));
+            }
+            EventKind::Reading(_) if timeline.last().is_none_or(|(s, _)| *s == "offline") => {
+                timeline.push(("reading", offset));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(timeline[0], ("reading", Duration::ZERO));
+    assert_eq!(timeline[1], ("offline", Duration::from_millis(1500)));
+    assert_eq!(timeline[2], ("reading", Duration::from_millis(2000)));
+    assert_eq!(
+        rig.command("t", Action::Read).await.map(|_| ()),
+        Ok(()),
+        "writes and reads work again after the outage"
+    );
+    rig.stop().await;
+}
