@@ -1,0 +1,156 @@
+//! Wiring: one adapter per connection → normalization → bus → XMPP
+//! component, and the orderly stop.
+//!
+//! On SIGINT/SIGTERM the adapters are cancelled first; when the last one
+//! has let go of its event sender the engine publishes what it still held
+//! and closes the bus; the component then sends every device's last
+//! "unavailable" presence, saves its state and closes the stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fieldbridge::config::{ConnectionKind, GatewayConfig};
+use fieldbridge_core::adapter::{Adapter, AdapterContext};
+use fieldbridge_core::bus::{Bus, DEFAULT_QUEUE};
+use fieldbridge_core::command::{CommandRoutes, DEFAULT_COMMAND_TIMEOUT};
+use fieldbridge_core::normalize;
+use fieldbridge_core::simulator::SimulatorAdapter;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long each stage of the stop may take before we stop waiting for it.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the gateway until a stop signal, or until the XMPP side fails for good.
+pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.gateway.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            cfg.gateway.state_dir.display()
+        )
+    })?;
+    let directory = cfg.directory.clone();
+    tracing::info!(
+        gateway = %cfg.gateway.id,
+        devices = directory.len(),
+        points = directory.point_count(),
+        component = %cfg.xmpp.component,
+        "fieldbridge {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let bus = Bus::new(DEFAULT_QUEUE);
+    let xmpp_events = bus.subscribe("xmpp");
+    let (events, engine) = normalize::spawn(directory.clone(), bus);
+
+    let shutdown = CancellationToken::new();
+    let mut routes = CommandRoutes::new();
+    let mut adapters = JoinSet::new();
+    for connection in cfg.connections {
+        let adapter: Box<dyn Adapter> = match connection.kind {
+            ConnectionKind::Simulator { settings, devices } => {
+                Box::new(SimulatorAdapter::new(connection.id, settings, devices))
+            }
+        };
+        let name = adapter.name();
+        let ctx = AdapterContext {
+            events: events.clone(),
+            commands: routes.register(adapter.devices()),
+            shutdown: shutdown.child_token(),
+        };
+        tracing::debug!(adapter = %name, "starting adapter");
+        adapters.spawn(adapter.run(ctx));
+    }
+    // From here on only adapters hold event senders: when they stop, the
+    // engine drains and closes the bus.
+    drop(events);
+    let router = routes.into_router(directory.clone(), DEFAULT_COMMAND_TIMEOUT);
+
+    let options = fieldbridge_xmpp::ComponentOptions {
+        config: cfg.xmpp,
+        secret: cfg.secret,
+        state_dir: cfg.gateway.state_dir,
+        gateway_id: cfg.gateway.id,
+    };
+    let mut xmpp = tokio::spawn(fieldbridge_xmpp::run(
+        options,
+        Arc::clone(&directory),
+        xmpp_events,
+        router,
+    ));
+
+    let early_end = tokio::select! {
+        signal = stop_signal() => {
+            tracing::info!(signal, "stopping");
+            None
+        }
+        ended = &mut xmpp => Some(ended),
+    };
+
+    shutdown.cancel();
+    let adapters_stopped = tokio::time::timeout(STOP_GRACE, async {
+        while let Some(result) = adapters.join_next().await {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "an adapter panicked");
+            }
+        }
+    })
+    .await;
+    if adapters_stopped.is_err() {
+        tracing::warn!("adapters did not stop within {STOP_GRACE:?}; abandoning them");
+        adapters.abort_all();
+    }
+    match tokio::time::timeout(STOP_GRACE, engine).await {
+        Ok(Ok(stats)) => tracing::info!(
+            received = stats.received,
+            published = stats.published,
+            within_deadband = stats.within_deadband,
+            rate_limited = stats.rate_limited,
+            unknown = stats.unknown,
+            invalid = stats.invalid,
+            "normalization stopped"
+        ),
+        Ok(Err(e)) => tracing::error!(error = %e, "normalization engine panicked"),
+        Err(_) => tracing::warn!("normalization engine did not stop in time"),
+    }
+
+    let xmpp_result = match early_end {
+        Some(ended) => ended,
+        None => match tokio::time::timeout(STOP_GRACE, &mut xmpp).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                xmpp.abort();
+                anyhow::bail!("the XMPP component did not stop within {STOP_GRACE:?}");
+            }
+        },
+    };
+    xmpp_result
+        .context("the XMPP component panicked")?
+        .context("the XMPP component failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM (Ctrl-C only, off Unix).
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
