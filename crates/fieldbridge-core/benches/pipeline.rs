@@ -1,0 +1,123 @@
+//! Throughput of the core pipeline: adapter → normalization → bus → sink.
+//!
+//! Prints readings per second and CPU time per reading for a fast sink, and
+//! how many readings a sink that cannot keep up had coalesced (newest value
+//! per point wins) without slowing the producer. Run with
+//! `cargo bench -p fieldbridge-core --bench pipeline`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fieldbridge_core::bus::{Bus, Subscription};
+use fieldbridge_core::device::{DeviceSettings, DeviceSpec, Directory, PointSettings, PointSpec};
+use fieldbridge_core::{ConnectionId, DeviceId, PointId, Value, ValueKind, normalize};
+
+const DEVICES: usize = 100;
+const POINTS: usize = 10;
+const READINGS: usize = 1_000_000;
+
+fn directory() -> Arc<Directory> {
+    Arc::new(Directory::new((0..DEVICES).map(|d| {
+        DeviceSpec {
+            id: DeviceId::new(&format!("dev{d}")).expect("valid id"),
+            settings: DeviceSettings {
+                name: None,
+                connection: ConnectionId::new("bench").expect("valid id"),
+                poll: Some(Duration::from_secs(1)),
+                stale_after: None,
+            },
+            points: (0..POINTS)
+                .map(|p| {
+                    let id = PointId::new(&format!("p{p}")).expect("valid id");
+                    let spec = PointSpec {
+                        id: id.clone(),
+                        kind: ValueKind::Float,
+                        settings: PointSettings {
+                            scale: Some(0.1),
+                            ..Default::default()
+                        },
+                    };
+                    (id, spec)
+                })
+                .collect::<BTreeMap<_, _>>(),
+        }
+    })))
+}
+
+/// CPU time of this process (user + system), from /proc.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+async fn drain(mut sub: Subscription, delay_every: Option<usize>) -> (u64, Subscription) {
+    let mut n = 0u64;
+    loop {
+        match sub.recv().await {
+            Some(_) => {
+                n += 1;
+                if let Some(k) = delay_every
+                    && n.is_multiple_of(k as u64)
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            None => return (n, sub),
+        }
+    }
+}
+
+async fn run(slow_sink: bool) {
+    let dir = directory();
+    let ids: Vec<(DeviceId, PointId)> = dir
+        .devices()
+        .flat_map(|d| d.points.keys().map(|p| (d.id.clone(), p.clone())))
+        .collect();
+    let bus = Bus::new(4096);
+    let fast = tokio::spawn(drain(bus.subscribe("fast"), None));
+    let slow = slow_sink.then(|| tokio::spawn(drain(bus.subscribe("slow"), Some(64))));
+    let (events, engine) = normalize::spawn(dir, bus);
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    for i in 0..READINGS {
+        let (d, p) = &ids[i % ids.len()];
+        events.reading(d, p, Value::Int(i as i64)).await;
+    }
+    drop(events);
+    let stats = engine.await.expect("engine");
+    let (received, _) = fast.await.expect("fast sink");
+    let elapsed = t0.elapsed();
+    let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
+    println!(
+        "{} sink(s): {READINGS} readings over {} points in {:.2?}: {:.0} readings/s, {} CPU per reading; fast sink got {received}",
+        if slow_sink { "fast + slow" } else { "one fast" },
+        ids.len(),
+        elapsed,
+        READINGS as f64 / elapsed.as_secs_f64(),
+        cpu.map_or("n/a".into(), |c| format!("{:.2?}", c / READINGS as u32)),
+    );
+    assert_eq!(stats.published as usize, READINGS);
+    if let Some(slow) = slow {
+        let (got, sub) = slow.await.expect("slow sink");
+        let s = sub.stats();
+        println!(
+            "  slow sink: received {got}, coalesced {} (newest value per point kept), dropped {}",
+            s.coalesced, s.dropped
+        );
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(false));
+    rt.block_on(run(true));
+}
