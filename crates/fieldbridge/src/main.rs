@@ -52,23 +52,25 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match fieldbridge::config::load(&config) {
-            Ok(cfg) => {
-                print!("{}", fieldbridge::check::render_tree(&cfg));
-                ExitCode::SUCCESS
+        Command::Check { config } => {
+            match fieldbridge::config::load(&config, fieldbridge::config::Purpose::Check) {
+                Ok(cfg) => {
+                    print!("{}", fieldbridge::check::render_tree(&cfg));
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        }
         Command::Run {
             config,
             log_format,
             verbose,
         } => {
             logging::init(log_format, verbose);
-            let cfg = match fieldbridge::config::load(&config) {
+            let cfg = match fieldbridge::config::load(&config, fieldbridge::config::Purpose::Run) {
                 Ok(cfg) => cfg,
                 Err(errors) => {
                     for e in errors.iter() {

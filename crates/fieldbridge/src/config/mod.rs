@@ -1,0 +1,849 @@
+//! Loading `gateway.yaml`: every problem at once, each with file:line:column
+//! (or the environment variable) and the key path.
+//!
+//! The file is parsed into a position-carrying [`tree`]; environment
+//! overrides (`FIELDBRIDGE__XMPP__SECRET`, collected by the `config` crate)
+//! are grafted onto it; then each section, connection, device and point is
+//! read on its own, so that a mistake in one does not hide the others.
+
+mod de;
+mod error;
+mod tree;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fieldbridge_core::device::{AdapterDevice, PointSource};
+use fieldbridge_core::simulator::{self, SimulatorConnection, SimulatorDevice, SimulatorPoint};
+use fieldbridge_core::{
+    ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory, PointId, PointSettings,
+    PointSpec, ValueKind,
+};
+use fieldbridge_xmpp::XmppConfig;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use self::de::{Problems, fields_of, read, unknown_key_message};
+pub use self::error::{ConfigError, ConfigErrors, Location};
+use self::tree::{Key, Kind, Node, Origin};
+
+/// Prefix of environment overrides: `FIELDBRIDGE__SECTION__KEY`.
+pub const ENV_PREFIX: &str = "FIELDBRIDGE";
+/// Separator of key path segments in environment variable names.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// `gateway:` — this gateway's identity and where it keeps state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Names this gateway in logs and client ids (default `fieldbridge`).
+    #[serde(default = "default_gateway_id")]
+    pub id: String,
+    /// Where subscriptions and other state survive restarts; relative to
+    /// the config file (default: `state` beside it).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+}
+
+fn default_gateway_id() -> String {
+    "fieldbridge".to_owned()
+}
+
+/// The gateway's identity, resolved.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// The gateway id.
+    pub id: String,
+    /// The state directory, absolute or relative to the working directory.
+    pub state_dir: PathBuf,
+}
+
+/// A loaded, checked configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The file it came from.
+    pub source: PathBuf,
+    /// `gateway:`
+    pub gateway: Gateway,
+    /// `xmpp:`
+    pub xmpp: XmppConfig,
+    /// The component secret (empty only in `check`, when the secret file is
+    /// not readable by the user checking).
+    pub secret: String,
+    /// Every device and point.
+    pub directory: Arc<Directory>,
+    /// Connections with their devices, one adapter each.
+    pub connections: Vec<Connection>,
+    /// Things worth knowing that do not stop the gateway.
+    pub notes: Vec<String>,
+}
+
+/// One connection and what it serves.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The key under `connections:`.
+    pub id: ConnectionId,
+    /// The transport, with its devices.
+    pub kind: ConnectionKind,
+}
+
+/// The transports this version supports.
+#[derive(Debug, Clone)]
+pub enum ConnectionKind {
+    /// Synthetic devices.
+    Simulator {
+        /// `connections.<id>.simulator`
+        settings: SimulatorConnection,
+        /// The devices on it.
+        devices: Vec<AdapterDevice<SimulatorDevice, SimulatorPoint>>,
+    },
+}
+
+impl ConnectionKind {
+    /// The key that selects this kind in `gateway.yaml`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConnectionKind::Simulator { .. } => "simulator",
+        }
+    }
+}
+
+/// Connection kinds this version understands.
+const KINDS: &[&str] = &["simulator"];
+/// Connection kinds planned but not built yet: named, so that the error says so.
+const FUTURE_KINDS: &[&str] = &["modbus_tcp", "modbus_rtu", "mqtt", "serial"];
+const TOP_KEYS: &[&str] = &["gateway", "xmpp", "connections", "devices"];
+
+/// How strictly the secret must be available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// For running: the secret must be readable.
+    Run,
+    /// For `fieldbridge check`: an unreadable secret file is a note, since
+    /// the file is often readable only by the gateway's own user.
+    Check,
+}
+
+/// Loads and checks `path`, with overrides from the process environment.
+pub fn load(path: &Path, purpose: Purpose) -> Result<GatewayConfig, ConfigErrors> {
+    load_with_env(path, std::env::vars(), purpose)
+}
+
+/// Loads and checks `path` with overrides from `env` (all variables; only
+/// those starting with `FIELDBRIDGE__` are used).
+pub fn load_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    purpose: Purpose,
+) -> Result<GatewayConfig, ConfigErrors> {
+    let file = path.display().to_string();
+    let fail = |origin: Origin, path: &str, message: String| {
+        ConfigErrors::new(
+            &file,
+            vec![de::Problem {
+                origin,
+                path: path.to_owned(),
+                message,
+            }],
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            Origin::Nowhere,
+            "",
+            format!("cannot read the configuration: {e}"),
+        )
+    })?;
+    let mut root = tree::parse(&text).map_err(|e| {
+        let origin = e.location().map_or(Origin::Nowhere, |l| Origin::File {
+            line: l.line(),
+            column: l.column(),
+        });
+        fail(
+            origin,
+            "",
+            format!("invalid YAML: {}", syntax_message(&e.to_string())),
+        )
+    })?;
+    if matches!(root.kind, Kind::Null) {
+        root.kind = Kind::Map(Vec::new());
+    }
+    let problems = Problems::default();
+    apply_env(&mut root, env, &problems);
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let loaded = Loader {
+        problems: &problems,
+        base: &base,
+        purpose,
+    }
+    .load(&root, path);
+    match loaded {
+        Some(cfg) if problems.is_empty() => Ok(cfg),
+        _ => Err(ConfigErrors::new(&file, problems.into_vec())),
+    }
+}
+
+/// The parser's message without its own "error: line N column M:" prefix
+/// (the position is printed in front already).
+fn syntax_message(full: &str) -> &str {
+    let first = full.lines().next().unwrap_or(full);
+    match first.strip_prefix("error: line ") {
+        Some(rest) => rest.split_once(": ").map_or(first, |(_, m)| m),
+        None => first,
+    }
+}
+
+/// Grafts `FIELDBRIDGE__A__B=value` onto the tree at `a.b`.
+fn apply_env(
+    root: &mut Node,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &Problems,
+) {
+    let source: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
+        .collect();
+    let collected = config::Source::collect(
+        &config::Environment::with_prefix(ENV_PREFIX)
+            .separator(ENV_SEPARATOR)
+            .source(Some(source)),
+    );
+    let overrides = match collected {
+        Ok(map) => map,
+        Err(e) => {
+            problems.push(&Origin::Nowhere, "", format!("environment overrides: {e}"));
+            return;
+        }
+    };
+    let mut overrides: Vec<(String, String)> = overrides
+        .into_iter()
+        .filter_map(|(k, v)| v.into_string().ok().map(|v| (k, v)))
+        .collect();
+    overrides.sort();
+    for (key, value) in overrides {
+        let var = format!(
+            "{ENV_PREFIX}{ENV_SEPARATOR}{}",
+            key.replace('.', ENV_SEPARATOR).to_uppercase()
+        );
+        let segments: Vec<&str> = key.split('.').collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            problems.push(
+                &Origin::Env(var.clone()),
+                &key,
+                "empty key segment in the variable name",
+            );
+            continue;
+        }
+        if let Err(at) = graft(root, &segments, tree::parse_env_value(&var, &value)) {
+            problems.push(
+                &Origin::Env(var.clone()),
+                &key,
+                format!("cannot override: `{at}` is a value, not a mapping"),
+            );
+        }
+    }
+}
+
+fn graft(node: &mut Node, segments: &[&str], value: Node) -> Result<(), String> {
+    let Some((first, rest)) = segments.split_first() else {
+        *node = value;
+        return Ok(());
+    };
+    if matches!(node.kind, Kind::Null) {
+        node.kind = Kind::Map(Vec::new());
+    }
+    let Kind::Map(entries) = &mut node.kind else {
+        return Err(String::new());
+    };
+    let index = match entries.iter().position(|(k, _)| k.name == *first) {
+        Some(i) => i,
+        None => {
+            entries.push((
+                Key {
+                    name: (*first).to_owned(),
+                    origin: value.origin.clone(),
+                },
+                Node {
+                    origin: value.origin.clone(),
+                    kind: Kind::Null,
+                },
+            ));
+            entries.len() - 1
+        }
+    };
+    graft(&mut entries[index].1, rest, value).map_err(|e| {
+        if e.is_empty() {
+            (*first).to_owned()
+        } else {
+            format!("{first}.{e}")
+        }
+    })
+}
+
+struct Loader<'a> {
+    problems: &'a Problems,
+    base: &'a Path,
+    purpose: Purpose,
+}
+
+/// The connections as declared, before their devices are attached.
+enum Declared {
+    Simulator(SimulatorConnection),
+}
+
+impl Loader<'_> {
+    fn load(&self, root: &Node, source: &Path) -> Option<GatewayConfig> {
+        let Kind::Map(top) = &root.kind else {
+            self.problems.push(
+                &root.origin,
+                "",
+                format!(
+                    "the configuration must be a mapping with {}, found {}",
+                    TOP_KEYS.join(", "),
+                    root.kind.describe()
+                ),
+            );
+            return None;
+        };
+        self.check_keys(top, "", TOP_KEYS, "section");
+
+        let gateway = match root.get("gateway") {
+            Some(node) => read::<GatewaySection>(node, "gateway", &[], true, self.problems),
+            None => Some(GatewaySection {
+                id: default_gateway_id(),
+                state_dir: None,
+            }),
+        };
+        if let (Some(g), Some(node)) = (&gateway, root.get("gateway"))
+            && let Err(e) = DeviceId::new(&g.id)
+        {
+            let at = node.get("id").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                "gateway.id",
+                format!("invalid id {:?}: {e}", g.id),
+            );
+        }
+
+        let (xmpp, secret) = match root.get("xmpp") {
+            Some(node) => self.xmpp(node),
+            None => {
+                self.problems.push(
+                    &root.origin,
+                    "xmpp",
+                    "missing section `xmpp` (the component domain, server and secret)",
+                );
+                (None, None)
+            }
+        };
+
+        let connections = self.connections(root.get("connections"));
+        let devices = self.devices(root.get("devices"), &connections);
+
+        let gateway = gateway?;
+        let xmpp = xmpp?;
+        let (secret, notes) = secret?;
+        let state_dir = match gateway.state_dir {
+            Some(dir) if dir.is_absolute() => dir,
+            Some(dir) => self.base.join(dir),
+            None => self.base.join("state"),
+        };
+        let specs: Vec<DeviceSpec> = devices
+            .iter()
+            .map(|d| match d {
+                Loaded::Simulator(_, dev) => (*dev.spec).clone(),
+            })
+            .collect();
+        let mut out: Vec<Connection> = connections
+            .into_iter()
+            .map(|(id, declared)| Connection {
+                id,
+                kind: match declared {
+                    Declared::Simulator(settings) => ConnectionKind::Simulator {
+                        settings,
+                        devices: Vec::new(),
+                    },
+                },
+            })
+            .collect();
+        for d in devices {
+            match d {
+                Loaded::Simulator(conn, dev) => {
+                    if let Some(Connection {
+                        kind: ConnectionKind::Simulator { devices, .. },
+                        ..
+                    }) = out.iter_mut().find(|c| c.id == conn)
+                    {
+                        devices.push(dev);
+                    }
+                }
+            }
+        }
+        Some(GatewayConfig {
+            source: source.to_path_buf(),
+            gateway: Gateway {
+                id: gateway.id,
+                state_dir,
+            },
+            xmpp,
+            secret,
+            directory: Arc::new(Directory::new(specs)),
+            connections: out,
+            notes,
+        })
+    }
+
+    /// Reports keys outside `known`, and duplicates.
+    fn check_keys(&self, entries: &[(Key, Node)], path: &str, known: &[&str], what: &str) {
+        let mut seen = HashSet::new();
+        for (key, _) in entries {
+            let p = join(path, &key.name);
+            if !seen.insert(key.name.as_str()) {
+                self.problems
+                    .push(&key.origin, &p, format!("duplicate {what} `{}`", key.name));
+            } else if !known.contains(&key.name.as_str()) {
+                self.problems
+                    .push(&key.origin, &p, unknown_key_message(what, &key.name, known));
+            }
+        }
+    }
+
+    fn xmpp(&self, node: &Node) -> (Option<XmppConfig>, Option<(String, Vec<String>)>) {
+        let Some(cfg) = read::<XmppConfig>(node, "xmpp", &[], true, self.problems) else {
+            return (None, None);
+        };
+        for p in cfg.problems() {
+            let at = locate(node, &p.path).unwrap_or(node);
+            self.problems
+                .push(&at.origin, &join("xmpp", &p.path), p.message);
+        }
+        let mut notes = Vec::new();
+        let secret = match (&cfg.secret, &cfg.secret_file) {
+            (Some(s), _) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            (Some(_), _) => {
+                let at = node.get("secret").unwrap_or(node);
+                self.problems
+                    .push(&at.origin, "xmpp.secret", "the secret is empty");
+                None
+            }
+            (None, Some(file)) => {
+                let full = if file.is_absolute() {
+                    file.clone()
+                } else {
+                    self.base.join(file)
+                };
+                let at = node.get("secret_file").unwrap_or(node);
+                match std::fs::read_to_string(&full) {
+                    Ok(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+                    Ok(_) => {
+                        self.problems.push(
+                            &at.origin,
+                            "xmpp.secret_file",
+                            format!(
+                                "{} is empty; put the component secret in it",
+                                full.display()
+                            ),
+                        );
+                        None
+                    }
+                    Err(e) if self.purpose == Purpose::Check => {
+                        notes.push(format!(
+                            "the secret file {} cannot be read here ({e}); the gateway's own user must be able to read it",
+                            full.display()
+                        ));
+                        Some(String::new())
+                    }
+                    Err(e) => {
+                        self.problems.push(
+                            &at.origin,
+                            "xmpp.secret_file",
+                            format!("cannot read {}: {e}", full.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None) => {
+                self.problems.push(
+                    &node.origin,
+                    "xmpp",
+                    "no component secret: set `secret_file`, or the environment variable FIELDBRIDGE__XMPP__SECRET",
+                );
+                None
+            }
+        };
+        (Some(cfg), secret.map(|s| (s, notes)))
+    }
+
+    fn connections(&self, node: Option<&Node>) -> Vec<(ConnectionId, Declared)> {
+        let mut out = Vec::new();
+        let Some(node) = node else {
+            return out;
+        };
+        let Some(entries) = self.mapping(node, "connections") else {
+            return out;
+        };
+        let mut seen = HashSet::new();
+        for (key, conn) in entries {
+            let path = join("connections", &key.name);
+            if !seen.insert(key.name.as_str()) {
+                self.problems.push(
+                    &key.origin,
+                    &path,
+                    format!("duplicate connection `{}`", key.name),
+                );
+                continue;
+            }
+            let id = match ConnectionId::new(&key.name) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.problems
+                        .push(&key.origin, &path, format!("invalid connection id: {e}"));
+                    continue;
+                }
+            };
+            let kinds = match &conn.kind {
+                Kind::Map(kinds) if kinds.len() == 1 => kinds,
+                _ => {
+                    self.problems.push(
+                        &conn.origin,
+                        &path,
+                        format!(
+                            "a connection is a mapping with exactly one kind ({}), found {}",
+                            KINDS.join(", "),
+                            conn.kind.describe()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let (kind, settings) = &kinds[0];
+            let kpath = join(&path, &kind.name);
+            let declared = match kind.name.as_str() {
+                "simulator" => {
+                    let node = null_as_empty_map(settings);
+                    read::<SimulatorConnection>(&node, &kpath, &[], true, self.problems)
+                        .map(Declared::Simulator)
+                }
+                other if FUTURE_KINDS.contains(&other) => {
+                    self.problems.push(
+                        &kind.origin,
+                        &kpath,
+                        format!("connection kind `{other}` is not supported by this version (supported: {})", KINDS.join(", ")),
+                    );
+                    None
+                }
+                other => {
+                    let mut all = KINDS.to_vec();
+                    all.extend(FUTURE_KINDS);
+                    self.problems.push(
+                        &kind.origin,
+                        &kpath,
+                        unknown_key_message("connection kind", other, &all),
+                    );
+                    None
+                }
+            };
+            if let Some(d) = declared {
+                out.push((id, d));
+            }
+        }
+        out
+    }
+
+    fn mapping<'n>(&self, node: &'n Node, path: &str) -> Option<&'n [(Key, Node)]> {
+        match &node.kind {
+            Kind::Map(entries) => Some(entries),
+            Kind::Null => Some(&[]),
+            other => {
+                self.problems.push(
+                    &node.origin,
+                    path,
+                    format!("expected a mapping of ids, found {}", other.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    fn devices(
+        &self,
+        node: Option<&Node>,
+        connections: &[(ConnectionId, Declared)],
+    ) -> Vec<Loaded> {
+        let mut out = Vec::new();
+        let Some(node) = node else {
+            return out;
+        };
+        let Some(entries) = self.mapping(node, "devices") else {
+            return out;
+        };
+        let mut seen = HashSet::new();
+        for (key, dev) in entries {
+            let path = join("devices", &key.name);
+            if !seen.insert(key.name.as_str()) {
+                self.problems.push(
+                    &key.origin,
+                    &path,
+                    format!("duplicate device `{}`", key.name),
+                );
+                continue;
+            }
+            let id = DeviceId::new(&key.name).map_err(|e| {
+                self.problems
+                    .push(&key.origin, &path, format!("invalid device id: {e}"));
+            });
+            let connection = dev.get("connection").and_then(|c| match &c.kind {
+                Kind::Str(name) => Some((name.as_str(), c)),
+                _ => None,
+            });
+            let declared = connection.and_then(|(name, at)| {
+                let found = connections.iter().find(|(id, _)| id.as_str() == name);
+                if found.is_none() {
+                    let known: Vec<&str> = connections.iter().map(|(id, _)| id.as_str()).collect();
+                    let message = if known.is_empty() {
+                        format!("no connection `{name}`: `connections:` declares none")
+                    } else {
+                        unknown_key_message("connection", name, &known)
+                    };
+                    self.problems
+                        .push(&at.origin, &join(&path, "connection"), message);
+                }
+                found
+            });
+            let loaded = match declared {
+                Some((conn_id, Declared::Simulator(_))) => self
+                    .device::<SimulatorDevice, SimulatorPoint>(
+                        dev,
+                        &path,
+                        id.ok(),
+                        Some(simulator::DEFAULT_POLL),
+                        SimulatorPoint::check,
+                    )
+                    .map(|d| Loaded::Simulator(conn_id.clone(), d)),
+                None => {
+                    // Still check what core understands, without adapter keys.
+                    let _ = read::<DeviceSettings>(dev, &path, &["points"], false, self.problems);
+                    None
+                }
+            };
+            if let Some(l) = loaded {
+                out.push(l);
+            }
+        }
+        out
+    }
+
+    fn device<D: DeserializeOwned, P: DeserializeOwned + PointSource>(
+        &self,
+        node: &Node,
+        path: &str,
+        id: Option<DeviceId>,
+        default_poll: Option<Duration>,
+        check_point: fn(&P) -> Result<(), String>,
+    ) -> Option<AdapterDevice<D, P>> {
+        let mut shared: Vec<&'static str> = fields_of::<D>().to_vec();
+        shared.push("points");
+        let settings = read::<DeviceSettings>(node, path, leak(shared), true, self.problems);
+        let mut shared: Vec<&'static str> = fields_of::<DeviceSettings>().to_vec();
+        shared.push("points");
+        let config = read::<D>(node, path, leak(shared), false, self.problems);
+
+        let ppath = join(path, "points");
+        let mut points = BTreeMap::new();
+        let mut specs = BTreeMap::new();
+        let point_nodes = match node.get("points") {
+            None => {
+                self.problems
+                    .push(&node.origin, path, "a device needs `points`");
+                &[][..]
+            }
+            Some(p) => self.mapping(p, &ppath).unwrap_or(&[]),
+        };
+        if node.get("points").is_some() && point_nodes.is_empty() {
+            self.problems.push(
+                &node.get("points").unwrap_or(node).origin,
+                &ppath,
+                "a device needs at least one point",
+            );
+        }
+        let core_fields = leak(fields_of::<PointSettings>().to_vec());
+        let adapter_fields = leak(fields_of::<P>().to_vec());
+        let mut seen = HashSet::new();
+        let mut all_ok = true;
+        for (key, pnode) in point_nodes {
+            let path = join(&ppath, &key.name);
+            if !seen.insert(key.name.as_str()) {
+                self.problems.push(
+                    &key.origin,
+                    &path,
+                    format!("duplicate point `{}`", key.name),
+                );
+                all_ok = false;
+                continue;
+            }
+            let pid = PointId::new(&key.name).map_err(|e| {
+                self.problems
+                    .push(&key.origin, &path, format!("invalid point id: {e}"));
+            });
+            let pnode = null_as_empty_map(pnode);
+            let core = read::<PointSettings>(&pnode, &path, adapter_fields, true, self.problems);
+            let own = read::<P>(&pnode, &path, core_fields, false, self.problems);
+            let (Ok(pid), Some(core), Some(own)) = (pid, core, own) else {
+                all_ok = false;
+                continue;
+            };
+            if let Err(e) = check_point(&own) {
+                self.problems.push(&pnode.origin, &path, e);
+                all_ok = false;
+                continue;
+            }
+            let kind = own.kind();
+            if !self.check_point_settings(&pnode, &path, &core, kind) {
+                all_ok = false;
+                continue;
+            }
+            specs.insert(
+                pid.clone(),
+                PointSpec {
+                    id: pid.clone(),
+                    kind,
+                    settings: core,
+                },
+            );
+            points.insert(pid, own);
+        }
+        let (Some(id), Some(mut settings), Some(config), true) = (id, settings, config, all_ok)
+        else {
+            return None;
+        };
+        if settings.poll.is_none() {
+            settings.poll = default_poll;
+        }
+        if let Some(poll) = settings.poll
+            && poll.is_zero()
+        {
+            let at = node.get("poll").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                &join(path, "poll"),
+                "poll must be longer than 0s",
+            );
+            return None;
+        }
+        Some(AdapterDevice {
+            spec: Arc::new(DeviceSpec {
+                id,
+                settings,
+                points: specs,
+            }),
+            config,
+            points,
+        })
+    }
+
+    fn check_point_settings(
+        &self,
+        node: &Node,
+        path: &str,
+        s: &PointSettings,
+        kind: ValueKind,
+    ) -> bool {
+        let mut ok = true;
+        let numeric = matches!(kind, ValueKind::Int | ValueKind::Float);
+        for (name, set) in [
+            ("scale", s.scale.is_some()),
+            ("offset", s.offset.is_some()),
+            ("deadband", s.deadband.is_some()),
+        ] {
+            if set && !numeric {
+                let at = node.get(name).unwrap_or(node);
+                self.problems.push(
+                    &at.origin,
+                    &join(path, name),
+                    format!("`{name}` applies only to numeric points; this point is {kind}"),
+                );
+                ok = false;
+            }
+        }
+        if let Some(d) = s.deadband
+            && !(d >= 0.0 && d.is_finite())
+        {
+            let at = node.get("deadband").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                &join(path, "deadband"),
+                format!("deadband must be 0 or more, found {d}"),
+            );
+            ok = false;
+        }
+        if let (Some(min), Some(max)) = (s.min_interval, s.max_interval)
+            && min > max
+        {
+            let at = node.get("min_interval").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                &join(path, "min_interval"),
+                "min_interval must not be longer than max_interval",
+            );
+            ok = false;
+        }
+        ok
+    }
+}
+
+enum Loaded {
+    Simulator(ConnectionId, AdapterDevice<SimulatorDevice, SimulatorPoint>),
+}
+
+/// `points: { pump: }` and `simulator:` with nothing after the colon mean
+/// "no settings", not "null".
+fn null_as_empty_map(node: &Node) -> Node {
+    match node.kind {
+        Kind::Null => Node {
+            origin: node.origin.clone(),
+            kind: Kind::Map(Vec::new()),
+        },
+        _ => node.clone(),
+    }
+}
+
+/// Key lists are tiny and built once per load; leaking them keeps the
+/// deserializer's `&'static` field lists uniform.
+fn leak(v: Vec<&'static str>) -> &'static [&'static str] {
+    Box::leak(v.into_boxed_slice())
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The node at a relative path like `access.read[1]`.
+fn locate<'n>(node: &'n Node, path: &str) -> Option<&'n Node> {
+    let mut at = node;
+    for segment in path.split('.') {
+        let (name, index) = match segment.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        if !name.is_empty() {
+            at = at.get(name)?;
+        }
+        if let Some(i) = index {
+            match &at.kind {
+                Kind::Seq(items) => at = items.get(i)?,
+                _ => return None,
+            }
+        }
+    }
+    Some(at)
+}
+
+#[cfg(test)]
+mod tests;

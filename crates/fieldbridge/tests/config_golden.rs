@@ -1,0 +1,98 @@
+//! Golden configuration cases: `tests/config/<case>/gateway.yaml` (with an
+//! optional `env` file of `KEY=VALUE` overrides) must produce exactly
+//! `expected.err` (an invalid file) or `expected.tree` (a valid one).
+//! `UPDATE_GOLDEN=1 cargo test -p fieldbridge --test config_golden`
+//! rewrites the expectations; review the diff before committing it.
+
+use std::path::{Path, PathBuf};
+
+use fieldbridge::check::render_tree;
+use fieldbridge::config::{Purpose, load_with_env};
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/config")
+}
+
+fn env_of(dir: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(dir.join("env"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+fn render(dir: &Path) -> (bool, String) {
+    let file = dir.join("gateway.yaml");
+    let prefix = format!("{}/", dir.display());
+    match load_with_env(&file, env_of(dir), Purpose::Run) {
+        Ok(cfg) => (true, render_tree(&cfg).replace(&prefix, "")),
+        Err(errors) => (false, format!("{errors}\n").replace(&prefix, "")),
+    }
+}
+
+#[test]
+fn golden_cases_produce_exactly_the_expected_output() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(cases_dir())
+        .expect("tests/config exists")
+        .map(|e| e.expect("readable dir").path())
+        .filter(|p| p.join("gateway.yaml").exists())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 12, "only {} golden cases", dirs.len());
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let (ok, got) = render(dir);
+        let (expected_file, stale_file) = if ok {
+            ("expected.tree", "expected.err")
+        } else {
+            ("expected.err", "expected.tree")
+        };
+        if update {
+            std::fs::write(dir.join(expected_file), &got).expect("write expectation");
+            let _ = std::fs::remove_file(dir.join(stale_file));
+            continue;
+        }
+        match std::fs::read_to_string(dir.join(expected_file)) {
+            Ok(want) if want == got => {}
+            Ok(want) => failures.push(format!(
+                "{}: {expected_file} differs\n--- expected\n{want}--- got\n{got}",
+                dir.display()
+            )),
+            Err(_) => failures.push(format!(
+                "{}: no {expected_file}; the case produced:\n{got}",
+                dir.display()
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_error_names_a_position_and_a_key_path() {
+    for dir in std::fs::read_dir(cases_dir()).expect("tests/config exists") {
+        let dir = dir.expect("readable dir").path();
+        let Ok(expected) = std::fs::read_to_string(dir.join("expected.err")) else {
+            continue;
+        };
+        let lines: Vec<&str> = expected.lines().collect();
+        let (summary, errors) = lines.split_last().expect("not empty");
+        assert!(summary.contains("problem"), "{}", dir.display());
+        for line in errors {
+            let located = line.starts_with("gateway.yaml:")
+                || line.starts_with("environment variable FIELDBRIDGE__");
+            assert!(located, "{}: no position in {line:?}", dir.display());
+        }
+    }
+}
+
+#[test]
+fn the_shipped_gateway_yaml_is_valid() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gateway.yaml");
+    let env = [("FIELDBRIDGE__XMPP__SECRET".to_owned(), "test".to_owned())];
+    let cfg = load_with_env(&file, env, Purpose::Run).unwrap_or_else(|e| panic!("{e}"));
+    let tree = render_tree(&cfg);
+    assert!(tree.contains("device boiler@gw.localhost"), "{tree}");
+    assert!(tree.contains("point temperature: float [°C]"), "{tree}");
+    assert_eq!(cfg.directory.len(), 2);
+}
