@@ -63,7 +63,32 @@ impl XmppConfig {
     /// Checks what serde cannot: the domain, the server address, access
     /// entries. The secret is resolved and checked by the loader.
     pub fn problems(&self) -> Vec<ConfigProblem> {
-        // TODO(xmpp): validate component domain, server host:port, access entries.
-        Vec::new()
+        let mut out = Vec::new();
+        let mut problem = |path: String, message: String| out.push(ConfigProblem { path, message });
+        match xmpp_parsers::jid::Jid::new(&self.component) {
+            Ok(j) if j.node().is_none() && j.resource().is_none() => {}
+            _ => problem(
+                "component".into(),
+                format!(
+                    "{:?} is not a domain; use the component's domain as declared on the server, e.g. gw.example.org",
+                    self.component
+                ),
+            ),
+        }
+        match self.server.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+            _ => problem(
+                "server".into(),
+                format!("{:?} is not host:port, e.g. 127.0.0.1:5347", self.server),
+            ),
+        }
+        for (list, entries) in [("read", &self.access.read), ("control", &self.access.control)] {
+            for (i, entry) in entries.iter().enumerate() {
+                if let Err(e) = crate::access::check_entry(entry) {
+                    problem(format!("access.{list}[{i}]"), e);
+                }
+            }
+        }
+        out
     }
 }

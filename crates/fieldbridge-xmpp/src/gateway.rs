@@ -1,0 +1,559 @@
+//! The component's behaviour, free of I/O: inbound stanzas and bus events
+//! in, stanzas to send out. The connection loop only moves elements, so
+//! everything here is tested without a server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use fieldbridge_core::{DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Reading};
+use minidom::Element;
+use tokio::time::Instant;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::access::Access;
+use crate::sensordata;
+use crate::state::{Store, Subscriptions};
+use crate::xml::{
+    NS_COMPONENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_PUBSUB, NS_PUBSUB_ERRORS,
+    NS_PUBSUB_EVENT, child, element, iq_error, iq_result, set, stanza, text, with,
+};
+
+/// An online device's status text is refreshed at most this often, so that
+/// fast-changing values do not flood every subscriber's client.
+pub const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
+
+/// Counters of what the component received and refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Stanzas that could not be understood (no sender, bad JID, bad type).
+    pub malformed: u64,
+    /// Requests refused because the sender is not in `access.read`.
+    pub forbidden: u64,
+    /// IQ requests answered with `service-unavailable` or a similar error.
+    pub unsupported: u64,
+    /// Pubsub notifications sent.
+    pub notifications: u64,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    status: Option<DeviceStatus>,
+    latest: BTreeMap<PointId, Reading>,
+    last_item: Option<(String, Element)>,
+    last_item_micros: u64,
+    seqnr: u64,
+    sent_text: Option<String>,
+    sent_at: Option<Instant>,
+}
+
+/// The component's state and logic.
+#[derive(Debug)]
+pub struct Gateway {
+    domain: String,
+    name: String,
+    directory: Arc<Directory>,
+    access: Access,
+    store: Store,
+    subs: Subscriptions,
+    live: HashMap<DeviceId, Live>,
+    stats: Stats,
+}
+
+/// Why an inbound stanza could not be handled, for logs.
+fn sender(el: &Element) -> Option<Jid> {
+    el.attr("from").and_then(|f| Jid::new(f).ok())
+}
+
+impl Gateway {
+    /// The gateway for `domain`, with subscriptions loaded from `store`.
+    pub fn new(
+        domain: &str,
+        gateway_id: &str,
+        directory: Arc<Directory>,
+        access: Access,
+        store: Store,
+    ) -> std::io::Result<Self> {
+        let mut subs = store.load()?;
+        // Forget subscriptions to devices that are no longer configured.
+        subs.presence.retain(|d, _| directory.device(d).is_some());
+        subs.pubsub.retain(|d, _| directory.device(d).is_some());
+        let live = directory.devices().map(|d| (d.id.clone(), Live::default())).collect();
+        Ok(Self {
+            domain: domain.to_owned(),
+            name: format!("fieldbridge {gateway_id}"),
+            directory,
+            access,
+            store,
+            subs,
+            live,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The component domain.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    fn device_jid(&self, device: &str) -> String {
+        format!("{device}@{}", self.domain)
+    }
+
+    fn save(&self) {
+        if let Err(e) = self.store.save(&self.subs) {
+            tracing::error!(error = %e, "cannot save subscriptions; they will be lost on restart");
+        }
+    }
+
+    // ----- bus events -------------------------------------------------
+
+    /// A reading or status change: pubsub notifications and presence.
+    pub fn on_event(&mut self, event: DeviceEvent, now: Instant) -> Vec<Element> {
+        let mut out = Vec::new();
+        let device = event.device.clone();
+        let Some(live) = self.live.get_mut(&device) else {
+            return out;
+        };
+        match event.kind {
+            EventKind::Reading(reading) => {
+                let micros = event
+                    .at
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or_default();
+                // Item ids are the reading time in microseconds, nudged to
+                // stay strictly increasing per node: stable, ordered, unique.
+                let micros = micros.max(live.last_item_micros + 1);
+                live.last_item_micros = micros;
+                live.seqnr += 1;
+                let id = format!("{micros:016}");
+                let payload = sensordata::fields(live.seqnr, device.as_str(), event.at, &[&reading]);
+                live.latest.insert(reading.point.clone(), reading);
+                live.last_item = Some((id.clone(), payload.clone()));
+                for jid in self.subs.pubsub.get(device.as_str()).into_iter().flatten() {
+                    out.push(self.notification(jid, device.as_str(), &id, payload.clone()));
+                    self.stats.notifications += 1;
+                }
+                if self.text_refresh_due(&device, now) {
+                    out.extend(self.broadcast_presence(&device, now));
+                }
+            }
+            EventKind::Status(status) => {
+                live.status = Some(status);
+                out.extend(self.broadcast_presence(&device, now));
+            }
+        }
+        out
+    }
+
+    /// Periodic work: status texts of online devices whose values changed.
+    pub fn tick(&mut self, now: Instant) -> Vec<Element> {
+        let due: Vec<DeviceId> = self
+            .live
+            .keys()
+            .filter(|d| self.text_refresh_due(d, now))
+            .cloned()
+            .collect();
+        due.iter().flat_map(|d| self.broadcast_presence(d, now)).collect()
+    }
+
+    fn text_refresh_due(&self, device: &DeviceId, now: Instant) -> bool {
+        let Some(live) = self.live.get(device) else {
+            return false;
+        };
+        live.status == Some(DeviceStatus::Online)
+            && live.sent_text.as_deref() != Some(&self.status_text(device.as_str()))
+            && live.sent_at.is_none_or(|t| now.duration_since(t) >= PRESENCE_REFRESH)
+    }
+
+    /// Every device's presence to every subscriber: after (re)connecting.
+    pub fn all_presences(&mut self, now: Instant) -> Vec<Element> {
+        let devices: Vec<DeviceId> = self.live.keys().cloned().collect();
+        devices.iter().flat_map(|d| self.broadcast_presence(d, now)).collect()
+    }
+
+    /// The last word: every device unavailable to every subscriber.
+    pub fn goodbye(&self) -> Vec<Element> {
+        let mut out = Vec::new();
+        for (device, subscribers) in &self.subs.presence {
+            for to in subscribers {
+                let mut p = with(stanza("presence", &self.device_jid(device), to), "type", "unavailable");
+                p.append_child(text("status", NS_COMPONENT, "gateway stopped"));
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn broadcast_presence(&mut self, device: &DeviceId, now: Instant) -> Vec<Element> {
+        let text = self.status_text(device.as_str());
+        if let Some(live) = self.live.get_mut(device) {
+            live.sent_text = Some(text);
+            live.sent_at = Some(now);
+        }
+        self.subs
+            .presence
+            .get(device.as_str())
+            .into_iter()
+            .flatten()
+            .map(|to| self.presence(device.as_str(), to))
+            .collect()
+    }
+
+    /// Latest readings as people read them: `temperature 21.5 °C, pump on`.
+    fn readings_text(&self, device: &str) -> String {
+        let Some(live) = self.live.get(device) else {
+            return String::new();
+        };
+        live.latest
+            .values()
+            .map(|r| match &r.unit {
+                Some(u) => format!("{} {} {u}", r.point, r.value),
+                None => format!("{} {}", r.point, r.value),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn status_text(&self, device: &str) -> String {
+        let readings = self.readings_text(device);
+        match self.live.get(device).and_then(|l| l.status.as_ref()) {
+            None => "waiting for the first reading".to_owned(),
+            Some(DeviceStatus::Online) if readings.is_empty() => "online".to_owned(),
+            Some(DeviceStatus::Online) => readings,
+            Some(DeviceStatus::Stale) if readings.is_empty() => "no fresh readings".to_owned(),
+            Some(DeviceStatus::Stale) => format!("no fresh readings; last: {readings}"),
+            Some(DeviceStatus::Offline { reason }) => reason.clone(),
+        }
+    }
+
+    /// The device's current presence, addressed to `to`.
+    fn presence(&self, device: &str, to: &str) -> Element {
+        let mut p = stanza("presence", &self.device_jid(device), to);
+        let status = self.live.get(device).and_then(|l| l.status.as_ref());
+        match status {
+            None | Some(DeviceStatus::Offline { .. }) => set(&mut p, "type", "unavailable"),
+            Some(DeviceStatus::Stale) => {
+                p.append_child(text("show", NS_COMPONENT, "xa"));
+            }
+            Some(DeviceStatus::Online) => {}
+        }
+        p.append_child(text("status", NS_COMPONENT, self.status_text(device)));
+        p
+    }
+
+    fn notification(&self, to: &str, node: &str, id: &str, payload: Element) -> Element {
+        let item = child(with(element("item", NS_PUBSUB_EVENT), "id", id), payload);
+        let items = child(with(element("items", NS_PUBSUB_EVENT), "node", node), item);
+        let event = child(element("event", NS_PUBSUB_EVENT), items);
+        child(with(stanza("message", &self.domain, to), "type", "headline"), event)
+    }
+
+    // ----- inbound stanzas -------------------------------------------
+
+    /// Handles one stanza from the server; returns what to send back.
+    pub fn on_stanza(&mut self, el: &Element) -> Vec<Element> {
+        match el.name() {
+            "iq" => self.on_iq(el),
+            "presence" => self.on_presence(el),
+            // Chat commands come with the next slice; never answer errors.
+            _ => Vec::new(),
+        }
+    }
+
+    fn malformed(&mut self, el: &Element, why: &str) {
+        self.stats.malformed += 1;
+        tracing::debug!(from = el.attr("from").unwrap_or("?"), why, "malformed stanza dropped");
+    }
+
+    fn on_iq(&mut self, el: &Element) -> Vec<Element> {
+        let kind = el.attr("type").unwrap_or_default();
+        if kind == "result" || kind == "error" {
+            return Vec::new();
+        }
+        let Some(from) = sender(el) else {
+            self.malformed(el, "iq without a valid sender");
+            return Vec::new();
+        };
+        if kind != "get" && kind != "set" {
+            self.malformed(el, "iq of unknown type");
+            return Vec::new();
+        }
+        let payloads: Vec<&Element> = el.children().collect();
+        let [payload] = payloads[..] else {
+            self.malformed(el, "iq without exactly one payload");
+            return vec![iq_error(el, "modify", "bad-request", Some("an iq request carries exactly one payload"))];
+        };
+        let bare = from.to_bare();
+        if !self.access.may_read(&bare) {
+            self.stats.forbidden += 1;
+            tracing::info!(jid = %bare, "request refused: not in access.read");
+            return vec![iq_error(el, "auth", "forbidden", None)];
+        }
+        let to = el.attr("to").and_then(|t| Jid::new(t).ok());
+        let device = to.as_ref().and_then(|t| t.node().map(|n| n.as_str().to_owned()));
+        let ns = payload.ns();
+        let reply = match device {
+            None => self.service_iq(el, kind, payload, &ns, &bare),
+            Some(d) => self.device_iq(el, kind, payload, &ns, &d),
+        };
+        let subscribed = reply.attr("type") == Some("result");
+        let mut out = vec![reply];
+        if subscribed && let Some(last) = self.last_item_for(el) {
+            // XEP-0060 §6.1.7: a new subscriber gets the last published item.
+            out.push(last);
+        }
+        out
+    }
+
+    fn unsupported(&mut self, el: &Element) -> Element {
+        self.stats.unsupported += 1;
+        iq_error(el, "cancel", "service-unavailable", None)
+    }
+
+    fn device_iq(&mut self, el: &Element, kind: &str, payload: &Element, ns: &str, device: &str) -> Element {
+        let Some(spec) = self.directory.device(device).cloned() else {
+            return iq_error(el, "cancel", "item-not-found", None);
+        };
+        match (kind, payload.name(), ns) {
+            ("get", "ping", NS_PING) => iq_result(el, None),
+            ("get", "query", NS_DISCO_INFO) if payload.attr("node").is_none() => {
+                let mut q = element("query", NS_DISCO_INFO);
+                let mut identity = with(element("identity", NS_DISCO_INFO), "category", "client");
+                set(&mut identity, "type", "bot");
+                set(&mut identity, "name", spec.display_name());
+                q.append_child(identity);
+                for f in [NS_DISCO_INFO, NS_PING] {
+                    q.append_child(with(element("feature", NS_DISCO_INFO), "var", f));
+                }
+                iq_result(el, Some(q))
+            }
+            _ => self.unsupported(el),
+        }
+    }
+
+    fn service_iq(&mut self, el: &Element, kind: &str, payload: &Element, ns: &str, from: &BareJid) -> Element {
+        match (kind, payload.name(), ns) {
+            ("get", "ping", NS_PING) => iq_result(el, None),
+            ("get", "query", NS_DISCO_INFO) => self.disco_info(el, payload.attr("node")),
+            ("get", "query", NS_DISCO_ITEMS) => self.disco_items(el, payload.attr("node")),
+            (_, "pubsub", NS_PUBSUB) => self.pubsub(el, kind, payload, from),
+            _ => self.unsupported(el),
+        }
+    }
+
+    fn disco_info(&mut self, el: &Element, node: Option<&str>) -> Element {
+        let mut q = element("query", NS_DISCO_INFO);
+        let identity = match node {
+            None => {
+                let mut i = with(element("identity", NS_DISCO_INFO), "category", "pubsub");
+                set(&mut i, "type", "service");
+                set(&mut i, "name", self.name.clone());
+                i
+            }
+            Some(n) => {
+                let Some(spec) = self.directory.device(n) else {
+                    return iq_error(el, "cancel", "item-not-found", None);
+                };
+                set(&mut q, "node", n);
+                let mut i = with(element("identity", NS_DISCO_INFO), "category", "pubsub");
+                set(&mut i, "type", "leaf");
+                set(&mut i, "name", spec.display_name());
+                i
+            }
+        };
+        q.append_child(identity);
+        let features = [
+            NS_DISCO_INFO,
+            NS_DISCO_ITEMS,
+            NS_PING,
+            NS_PUBSUB,
+            "http://jabber.org/protocol/pubsub#subscribe",
+            "http://jabber.org/protocol/pubsub#retrieve-items",
+            "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+            "http://jabber.org/protocol/pubsub#last-published",
+        ];
+        for f in features {
+            q.append_child(with(element("feature", NS_DISCO_INFO), "var", f));
+        }
+        iq_result(el, Some(q))
+    }
+
+    fn disco_items(&mut self, el: &Element, node: Option<&str>) -> Element {
+        let mut q = element("query", NS_DISCO_ITEMS);
+        match node {
+            None => {
+                for d in self.directory.devices() {
+                    let mut item = with(element("item", NS_DISCO_ITEMS), "jid", self.domain.clone());
+                    set(&mut item, "node", d.id.as_str());
+                    set(&mut item, "name", d.display_name());
+                    q.append_child(item);
+                }
+            }
+            Some(n) if self.directory.device(n).is_some() => set(&mut q, "node", n),
+            Some(_) => return iq_error(el, "cancel", "item-not-found", None),
+        }
+        iq_result(el, Some(q))
+    }
+
+    fn pubsub_error(el: &Element, kind: &str, condition: &str, pubsub_condition: &str) -> Element {
+        let mut reply = iq_error(el, kind, condition, None);
+        if let Some(error) = reply.get_child_mut("error", NS_COMPONENT) {
+            error.append_child(element(pubsub_condition, NS_PUBSUB_ERRORS));
+        }
+        reply
+    }
+
+    fn pubsub(&mut self, el: &Element, kind: &str, payload: &Element, from: &BareJid) -> Element {
+        let Some(action) = payload.children().next() else {
+            return iq_error(el, "modify", "bad-request", None);
+        };
+        let node = action.attr("node");
+        let known = node.and_then(|n| self.directory.device(n)).map(|d| d.id.clone());
+        match (kind, action.name()) {
+            ("set", "subscribe") => {
+                let Some(node) = known else {
+                    return iq_error(el, "cancel", "item-not-found", None);
+                };
+                let Some(jid) = action.attr("jid").and_then(|j| Jid::new(j).ok()) else {
+                    return Self::pubsub_error(el, "modify", "bad-request", "jid-required");
+                };
+                if &jid.to_bare() != from {
+                    return Self::pubsub_error(el, "modify", "bad-request", "invalid-jid");
+                }
+                let jid = jid.to_string();
+                self.subs.pubsub.entry(node.to_string()).or_default().insert(jid.clone());
+                self.save();
+                tracing::info!(jid = %jid, device = %node, "pubsub subscription");
+                let mut sub = with(element("subscription", NS_PUBSUB), "node", node.as_str());
+                set(&mut sub, "jid", jid.clone());
+                set(&mut sub, "subscription", "subscribed");
+                iq_result(el, Some(child(element("pubsub", NS_PUBSUB), sub)))
+            }
+            ("set", "unsubscribe") => {
+                let Some(node) = known else {
+                    return iq_error(el, "cancel", "item-not-found", None);
+                };
+                let jid = action.attr("jid").unwrap_or_default();
+                let removed = self
+                    .subs
+                    .pubsub
+                    .get_mut(node.as_str())
+                    .is_some_and(|s| s.remove(jid));
+                if !removed {
+                    return Self::pubsub_error(el, "cancel", "unexpected-request", "not-subscribed");
+                }
+                self.save();
+                iq_result(el, None)
+            }
+            ("get", "items") => {
+                let Some(node) = known else {
+                    return iq_error(el, "cancel", "item-not-found", None);
+                };
+                let mut items = with(element("items", NS_PUBSUB), "node", node.as_str());
+                let max = action.attr("max_items").and_then(|m| m.parse::<u32>().ok());
+                if max != Some(0)
+                    && let Some((id, payload)) = self.live.get(&node).and_then(|l| l.last_item.clone())
+                {
+                    items.append_child(child(with(element("item", NS_PUBSUB), "id", id), payload));
+                }
+                iq_result(el, Some(child(element("pubsub", NS_PUBSUB), items)))
+            }
+            ("get", "subscriptions") => {
+                let mut list = element("subscriptions", NS_PUBSUB);
+                for (n, jids) in &self.subs.pubsub {
+                    if node.is_some_and(|want| want != n) {
+                        continue;
+                    }
+                    for j in jids.iter().filter(|j| Jid::new(j).is_ok_and(|j| &j.to_bare() == from)) {
+                        let mut s = with(element("subscription", NS_PUBSUB), "node", n.clone());
+                        set(&mut s, "jid", j.clone());
+                        set(&mut s, "subscription", "subscribed");
+                        list.append_child(s);
+                    }
+                }
+                iq_result(el, Some(child(element("pubsub", NS_PUBSUB), list)))
+            }
+            _ => {
+                self.stats.unsupported += 1;
+                iq_error(el, "cancel", "feature-not-implemented", None)
+            }
+        }
+    }
+
+    /// After a successful pubsub subscribe: the last published item.
+    pub fn last_item_for(&self, request: &Element) -> Option<Element> {
+        let action = request.get_child("pubsub", NS_PUBSUB)?.get_child("subscribe", NS_PUBSUB)?;
+        let node = action.attr("node")?;
+        let jid = action.attr("jid")?;
+        let (id, payload) = self.live.get(node)?.last_item.clone()?;
+        Some(self.notification(jid, node, &id, payload))
+    }
+
+    fn on_presence(&mut self, el: &Element) -> Vec<Element> {
+        let kind = el.attr("type").unwrap_or("available");
+        if !matches!(kind, "subscribe" | "unsubscribe" | "probe") {
+            // Directed presence, unsubscribed, errors: nothing to say back.
+            return Vec::new();
+        }
+        let Some(from) = sender(el) else {
+            self.malformed(el, "presence without a valid sender");
+            return Vec::new();
+        };
+        let bare = from.to_bare();
+        let Some(device) = el
+            .attr("to")
+            .and_then(|t| Jid::new(t).ok())
+            .and_then(|t| t.node().map(|n| n.as_str().to_owned()))
+        else {
+            return Vec::new();
+        };
+        let device_jid = self.device_jid(&device);
+        let refuse = |gw: &mut Self| {
+            gw.stats.forbidden += 1;
+            vec![with(stanza("presence", &device_jid, &bare.to_string()), "type", "unsubscribed")]
+        };
+        let exists = self.directory.device(&device).is_some();
+        if !exists || !self.access.may_read(&bare) {
+            if kind == "unsubscribe" {
+                return Vec::new();
+            }
+            tracing::info!(jid = %bare, device = %device, "presence {kind} refused");
+            return refuse(self);
+        }
+        match kind {
+            "subscribe" => {
+                let added = self
+                    .subs
+                    .presence
+                    .entry(device.clone())
+                    .or_default()
+                    .insert(bare.to_string());
+                if added {
+                    self.save();
+                    tracing::info!(jid = %bare, device = %device, "presence subscription");
+                }
+                vec![
+                    with(stanza("presence", &device_jid, &bare.to_string()), "type", "subscribed"),
+                    self.presence(&device, &bare.to_string()),
+                ]
+            }
+            "unsubscribe" => {
+                if self.subs.presence.get_mut(&device).is_some_and(|s| s.remove(&bare.to_string())) {
+                    self.save();
+                }
+                vec![with(stanza("presence", &device_jid, &bare.to_string()), "type", "unsubscribed")]
+            }
+            _ => vec![self.presence(&device, &from.to_string())],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
