@@ -20,9 +20,8 @@ fn parse(entry: &str) -> Result<Entry, String> {
     if e == "*" {
         return Ok(Entry::Anyone);
     }
-    let jid = Jid::new(e).map_err(|err| {
-        format!("{entry:?} is not a JID, a domain or \"*\": {err}")
-    })?;
+    let jid =
+        Jid::new(e).map_err(|err| format!("{entry:?} is not a JID, a domain or \"*\": {err}"))?;
     if jid.resource().is_some() {
         return Err(format!(
             "{entry:?} has a resource; use the bare JID {:?} (access is per account, not per client)",
@@ -106,9 +105,15 @@ mod tests {
         assert!(list.allows(&bare("alice@example.org")));
         assert!(!list.allows(&bare("bob@example.org")));
         assert!(list.allows(&bare("bob@corp.example")));
-        assert!(!list.allows(&bare("bob@sub.corp.example")), "a domain is not its subdomains");
+        assert!(
+            !list.allows(&bare("bob@sub.corp.example")),
+            "a domain is not its subdomains"
+        );
         assert!(AccessList::new(&["*".into()]).allows(&bare("x@y.z")));
-        assert!(!AccessList::new(&[]).allows(&bare("x@y.z")), "empty means nobody");
+        assert!(
+            !AccessList::new(&[]).allows(&bare("x@y.z")),
+            "empty means nobody"
+        );
     }
 
     #[test]
@@ -125,7 +130,11 @@ mod tests {
     #[test]
     fn bad_entries_are_explained() {
         assert!(check_entry("not a jid").is_err());
-        assert!(check_entry("alice@example.org/phone").unwrap_err().contains("bare JID"));
+        assert!(
+            check_entry("alice@example.org/phone")
+                .unwrap_err()
+                .contains("bare JID")
+        );
         assert!(check_entry("example.org").is_ok());
     }
 }

@@ -82,7 +82,10 @@ impl XmppConfig {
                 format!("{:?} is not host:port, e.g. 127.0.0.1:5347", self.server),
             ),
         }
-        for (list, entries) in [("read", &self.access.read), ("control", &self.access.control)] {
+        for (list, entries) in [
+            ("read", &self.access.read),
+            ("control", &self.access.control),
+        ] {
             for (i, entry) in entries.iter().enumerate() {
                 if let Err(e) = crate::access::check_entry(entry) {
                     problem(format!("access.{list}[{i}]"), e);

@@ -42,7 +42,9 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// The server refused the secret.
-    #[error("the server refused the component secret for {0} (check component_secret on the server and the gateway's secret)")]
+    #[error(
+        "the server refused the component secret for {0} (check component_secret on the server and the gateway's secret)"
+    )]
     NotAuthorized(String),
     /// Another process is connected as this component.
     #[error("another process is already connected as component {0} (a second gateway running?)")]
@@ -66,7 +68,10 @@ pub enum ConnectError {
 impl ConnectError {
     /// Failures that retrying will not fix without someone changing a setting.
     pub fn needs_operator(&self) -> bool {
-        matches!(self, ConnectError::NotAuthorized(_) | ConnectError::HostUnknown(_))
+        matches!(
+            self,
+            ConnectError::NotAuthorized(_) | ConnectError::HostUnknown(_)
+        )
     }
 }
 
@@ -91,9 +96,10 @@ async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, Conne
         to: Some(domain.to_owned().into()),
         id: None,
     };
-    let mut pending = xmlstream::initiate_stream(BufStream::new(tcp), NS_COMPONENT, header, TIMEOUTS)
-        .await
-        .map_err(io)?;
+    let mut pending =
+        xmlstream::initiate_stream(BufStream::new(tcp), NS_COMPONENT, header, TIMEOUTS)
+            .await
+            .map_err(io)?;
     let header = pending.take_header();
     let Some(stream_id) = header.id else {
         return Err(ConnectError::Protocol {
@@ -102,8 +108,11 @@ async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, Conne
         });
     };
     let mut stream: Stream = pending.skip_features();
-    let handshake: Element = Handshake::from_stream_id_and_password(stream_id.into_owned(), secret).into();
-    futures::SinkExt::send(&mut stream, &handshake).await.map_err(io)?;
+    let handshake: Element =
+        Handshake::from_stream_id_and_password(stream_id.into_owned(), secret).into();
+    futures::SinkExt::send(&mut stream, &handshake)
+        .await
+        .map_err(io)?;
     loop {
         match stream.next().await {
             Some(Ok(el)) if el.name() == "handshake" => return Ok(stream),

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use fieldbridge_core::{DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Reading};
+use fieldbridge_core::{
+    DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Reading, Value,
+};
 use minidom::Element;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -78,7 +80,10 @@ impl Gateway {
         // Forget subscriptions to devices that are no longer configured.
         subs.presence.retain(|d, _| directory.device(d).is_some());
         subs.pubsub.retain(|d, _| directory.device(d).is_some());
-        let live = directory.devices().map(|d| (d.id.clone(), Live::default())).collect();
+        let live = directory
+            .devices()
+            .map(|d| (d.id.clone(), Live::default()))
+            .collect();
         Ok(Self {
             domain: domain.to_owned(),
             name: format!("fieldbridge {gateway_id}"),
@@ -133,7 +138,8 @@ impl Gateway {
                 live.last_item_micros = micros;
                 live.seqnr += 1;
                 let id = format!("{micros:016}");
-                let payload = sensordata::fields(live.seqnr, device.as_str(), event.at, &[&reading]);
+                let payload =
+                    sensordata::fields(live.seqnr, device.as_str(), event.at, &[&reading]);
                 live.latest.insert(reading.point.clone(), reading);
                 live.last_item = Some((id.clone(), payload.clone()));
                 for jid in self.subs.pubsub.get(device.as_str()).into_iter().flatten() {
@@ -160,7 +166,9 @@ impl Gateway {
             .filter(|d| self.text_refresh_due(d, now))
             .cloned()
             .collect();
-        due.iter().flat_map(|d| self.broadcast_presence(d, now)).collect()
+        due.iter()
+            .flat_map(|d| self.broadcast_presence(d, now))
+            .collect()
     }
 
     fn text_refresh_due(&self, device: &DeviceId, now: Instant) -> bool {
@@ -169,13 +177,18 @@ impl Gateway {
         };
         live.status == Some(DeviceStatus::Online)
             && live.sent_text.as_deref() != Some(&self.status_text(device.as_str()))
-            && live.sent_at.is_none_or(|t| now.duration_since(t) >= PRESENCE_REFRESH)
+            && live
+                .sent_at
+                .is_none_or(|t| now.duration_since(t) >= PRESENCE_REFRESH)
     }
 
     /// Every device's presence to every subscriber: after (re)connecting.
     pub fn all_presences(&mut self, now: Instant) -> Vec<Element> {
         let devices: Vec<DeviceId> = self.live.keys().cloned().collect();
-        devices.iter().flat_map(|d| self.broadcast_presence(d, now)).collect()
+        devices
+            .iter()
+            .flat_map(|d| self.broadcast_presence(d, now))
+            .collect()
     }
 
     /// The last word: every device unavailable to every subscriber.
@@ -183,7 +196,11 @@ impl Gateway {
         let mut out = Vec::new();
         for (device, subscribers) in &self.subs.presence {
             for to in subscribers {
-                let mut p = with(stanza("presence", &self.device_jid(device), to), "type", "unavailable");
+                let mut p = with(
+                    stanza("presence", &self.device_jid(device), to),
+                    "type",
+                    "unavailable",
+                );
                 p.append_child(text("status", NS_COMPONENT, "gateway stopped"));
                 out.push(p);
             }
@@ -213,9 +230,17 @@ impl Gateway {
         };
         live.latest
             .values()
-            .map(|r| match &r.unit {
-                Some(u) => format!("{} {} {u}", r.point, r.value),
-                None => format!("{} {}", r.point, r.value),
+            .map(|r| {
+                // Two decimals are plenty on a phone; pubsub items carry
+                // the full value.
+                let value = match r.value {
+                    Value::Float(f) => Value::Float((f * 100.0).round() / 100.0),
+                    ref v => v.clone(),
+                };
+                match &r.unit {
+                    Some(u) => format!("{} {value} {u}", r.point),
+                    None => format!("{} {value}", r.point),
+                }
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -252,7 +277,10 @@ impl Gateway {
         let item = child(with(element("item", NS_PUBSUB_EVENT), "id", id), payload);
         let items = child(with(element("items", NS_PUBSUB_EVENT), "node", node), item);
         let event = child(element("event", NS_PUBSUB_EVENT), items);
-        child(with(stanza("message", &self.domain, to), "type", "headline"), event)
+        child(
+            with(stanza("message", &self.domain, to), "type", "headline"),
+            event,
+        )
     }
 
     // ----- inbound stanzas -------------------------------------------
@@ -269,7 +297,11 @@ impl Gateway {
 
     fn malformed(&mut self, el: &Element, why: &str) {
         self.stats.malformed += 1;
-        tracing::debug!(from = el.attr("from").unwrap_or("?"), why, "malformed stanza dropped");
+        tracing::debug!(
+            from = el.attr("from").unwrap_or("?"),
+            why,
+            "malformed stanza dropped"
+        );
     }
 
     fn on_iq(&mut self, el: &Element) -> Vec<Element> {
@@ -288,7 +320,12 @@ impl Gateway {
         let payloads: Vec<&Element> = el.children().collect();
         let [payload] = payloads[..] else {
             self.malformed(el, "iq without exactly one payload");
-            return vec![iq_error(el, "modify", "bad-request", Some("an iq request carries exactly one payload"))];
+            return vec![iq_error(
+                el,
+                "modify",
+                "bad-request",
+                Some("an iq request carries exactly one payload"),
+            )];
         };
         let bare = from.to_bare();
         if !self.access.may_read(&bare) {
@@ -297,7 +334,9 @@ impl Gateway {
             return vec![iq_error(el, "auth", "forbidden", None)];
         }
         let to = el.attr("to").and_then(|t| Jid::new(t).ok());
-        let device = to.as_ref().and_then(|t| t.node().map(|n| n.as_str().to_owned()));
+        let device = to
+            .as_ref()
+            .and_then(|t| t.node().map(|n| n.as_str().to_owned()));
         let ns = payload.ns();
         let reply = match device {
             None => self.service_iq(el, kind, payload, &ns, &bare),
@@ -317,7 +356,14 @@ impl Gateway {
         iq_error(el, "cancel", "service-unavailable", None)
     }
 
-    fn device_iq(&mut self, el: &Element, kind: &str, payload: &Element, ns: &str, device: &str) -> Element {
+    fn device_iq(
+        &mut self,
+        el: &Element,
+        kind: &str,
+        payload: &Element,
+        ns: &str,
+        device: &str,
+    ) -> Element {
         let Some(spec) = self.directory.device(device).cloned() else {
             return iq_error(el, "cancel", "item-not-found", None);
         };
@@ -338,7 +384,14 @@ impl Gateway {
         }
     }
 
-    fn service_iq(&mut self, el: &Element, kind: &str, payload: &Element, ns: &str, from: &BareJid) -> Element {
+    fn service_iq(
+        &mut self,
+        el: &Element,
+        kind: &str,
+        payload: &Element,
+        ns: &str,
+        from: &BareJid,
+    ) -> Element {
         match (kind, payload.name(), ns) {
             ("get", "ping", NS_PING) => iq_result(el, None),
             ("get", "query", NS_DISCO_INFO) => self.disco_info(el, payload.attr("node")),
@@ -390,7 +443,8 @@ impl Gateway {
         match node {
             None => {
                 for d in self.directory.devices() {
-                    let mut item = with(element("item", NS_DISCO_ITEMS), "jid", self.domain.clone());
+                    let mut item =
+                        with(element("item", NS_DISCO_ITEMS), "jid", self.domain.clone());
                     set(&mut item, "node", d.id.as_str());
                     set(&mut item, "name", d.display_name());
                     q.append_child(item);
@@ -415,7 +469,9 @@ impl Gateway {
             return iq_error(el, "modify", "bad-request", None);
         };
         let node = action.attr("node");
-        let known = node.and_then(|n| self.directory.device(n)).map(|d| d.id.clone());
+        let known = node
+            .and_then(|n| self.directory.device(n))
+            .map(|d| d.id.clone());
         match (kind, action.name()) {
             ("set", "subscribe") => {
                 let Some(node) = known else {
@@ -428,7 +484,11 @@ impl Gateway {
                     return Self::pubsub_error(el, "modify", "bad-request", "invalid-jid");
                 }
                 let jid = jid.to_string();
-                self.subs.pubsub.entry(node.to_string()).or_default().insert(jid.clone());
+                self.subs
+                    .pubsub
+                    .entry(node.to_string())
+                    .or_default()
+                    .insert(jid.clone());
                 self.save();
                 tracing::info!(jid = %jid, device = %node, "pubsub subscription");
                 let mut sub = with(element("subscription", NS_PUBSUB), "node", node.as_str());
@@ -447,7 +507,12 @@ impl Gateway {
                     .get_mut(node.as_str())
                     .is_some_and(|s| s.remove(jid));
                 if !removed {
-                    return Self::pubsub_error(el, "cancel", "unexpected-request", "not-subscribed");
+                    return Self::pubsub_error(
+                        el,
+                        "cancel",
+                        "unexpected-request",
+                        "not-subscribed",
+                    );
                 }
                 self.save();
                 iq_result(el, None)
@@ -459,7 +524,8 @@ impl Gateway {
                 let mut items = with(element("items", NS_PUBSUB), "node", node.as_str());
                 let max = action.attr("max_items").and_then(|m| m.parse::<u32>().ok());
                 if max != Some(0)
-                    && let Some((id, payload)) = self.live.get(&node).and_then(|l| l.last_item.clone())
+                    && let Some((id, payload)) =
+                        self.live.get(&node).and_then(|l| l.last_item.clone())
                 {
                     items.append_child(child(with(element("item", NS_PUBSUB), "id", id), payload));
                 }
@@ -471,7 +537,10 @@ impl Gateway {
                     if node.is_some_and(|want| want != n) {
                         continue;
                     }
-                    for j in jids.iter().filter(|j| Jid::new(j).is_ok_and(|j| &j.to_bare() == from)) {
+                    for j in jids
+                        .iter()
+                        .filter(|j| Jid::new(j).is_ok_and(|j| &j.to_bare() == from))
+                    {
                         let mut s = with(element("subscription", NS_PUBSUB), "node", n.clone());
                         set(&mut s, "jid", j.clone());
                         set(&mut s, "subscription", "subscribed");
@@ -489,7 +558,9 @@ impl Gateway {
 
     /// After a successful pubsub subscribe: the last published item.
     pub fn last_item_for(&self, request: &Element) -> Option<Element> {
-        let action = request.get_child("pubsub", NS_PUBSUB)?.get_child("subscribe", NS_PUBSUB)?;
+        let action = request
+            .get_child("pubsub", NS_PUBSUB)?
+            .get_child("subscribe", NS_PUBSUB)?;
         let node = action.attr("node")?;
         let jid = action.attr("jid")?;
         let (id, payload) = self.live.get(node)?.last_item.clone()?;
@@ -517,7 +588,11 @@ impl Gateway {
         let device_jid = self.device_jid(&device);
         let refuse = |gw: &mut Self| {
             gw.stats.forbidden += 1;
-            vec![with(stanza("presence", &device_jid, &bare.to_string()), "type", "unsubscribed")]
+            vec![with(
+                stanza("presence", &device_jid, &bare.to_string()),
+                "type",
+                "unsubscribed",
+            )]
         };
         let exists = self.directory.device(&device).is_some();
         if !exists || !self.access.may_read(&bare) {
@@ -540,15 +615,28 @@ impl Gateway {
                     tracing::info!(jid = %bare, device = %device, "presence subscription");
                 }
                 vec![
-                    with(stanza("presence", &device_jid, &bare.to_string()), "type", "subscribed"),
+                    with(
+                        stanza("presence", &device_jid, &bare.to_string()),
+                        "type",
+                        "subscribed",
+                    ),
                     self.presence(&device, &bare.to_string()),
                 ]
             }
             "unsubscribe" => {
-                if self.subs.presence.get_mut(&device).is_some_and(|s| s.remove(&bare.to_string())) {
+                if self
+                    .subs
+                    .presence
+                    .get_mut(&device)
+                    .is_some_and(|s| s.remove(&bare.to_string()))
+                {
                     self.save();
                 }
-                vec![with(stanza("presence", &device_jid, &bare.to_string()), "type", "unsubscribed")]
+                vec![with(
+                    stanza("presence", &device_jid, &bare.to_string()),
+                    "type",
+                    "unsubscribed",
+                )]
             }
             _ => vec![self.presence(&device, &from.to_string())],
         }

@@ -76,7 +76,9 @@ struct Backoff {
 
 impl Backoff {
     fn new() -> Self {
-        Self { next: BACKOFF_START }
+        Self {
+            next: BACKOFF_START,
+        }
     }
 
     fn reset(&mut self) {
@@ -220,7 +222,11 @@ async fn next(stream: &mut Option<(Stream, Instant)>) -> Option<Result<Element, 
     }
 }
 
-fn disconnect(stream: &mut Option<(Stream, Instant)>, retry_at: &mut Instant, backoff: &mut Backoff) {
+fn disconnect(
+    stream: &mut Option<(Stream, Instant)>,
+    retry_at: &mut Instant,
+    backoff: &mut Backoff,
+) {
     if let Some((_, since)) = stream.take()
         && since.elapsed() >= STABLE_AFTER
     {
@@ -259,7 +265,9 @@ async fn send_or_drop(
 fn keepalive_ping(component: &str, n: u64) -> Element {
     // Pinging the server's own domain (the component's parent) keeps the
     // link busy; any answer, even an error, resets the read timeout.
-    let server = component.split_once('.').map_or(component, |(_, rest)| rest);
+    let server = component
+        .split_once('.')
+        .map_or(component, |(_, rest)| rest);
     let mut iq = xml::with(xml::stanza("iq", component, server), "type", "get");
     xml::set(&mut iq, "id", format!("keepalive-{n}"));
     iq.append_child(xml::element("ping", xml::NS_PING));

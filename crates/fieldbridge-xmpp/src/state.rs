@@ -43,7 +43,10 @@ impl Store {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!("{} is damaged ({e}); move it away to start afresh", self.path.display()),
+                    format!(
+                        "{} is damaged ({e}); move it away to start afresh",
+                        self.path.display()
+                    ),
                 )
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Subscriptions::default()),
@@ -73,8 +76,14 @@ mod tests {
         let store = Store::new(&dir.path().join("nested"));
         assert_eq!(store.load().unwrap(), Subscriptions::default());
         let mut subs = Subscriptions::default();
-        subs.presence.entry("boiler".into()).or_default().insert("alice@example.org".into());
-        subs.pubsub.entry("boiler".into()).or_default().insert("alice@example.org/phone".into());
+        subs.presence
+            .entry("boiler".into())
+            .or_default()
+            .insert("alice@example.org".into());
+        subs.pubsub
+            .entry("boiler".into())
+            .or_default()
+            .insert("alice@example.org/phone".into());
         store.save(&subs).unwrap();
         assert_eq!(Store::new(&dir.path().join("nested")).load().unwrap(), subs);
     }

@@ -71,7 +71,11 @@ pub fn iq_error(request: &Element, kind: &str, condition: &str, text: Option<&st
     let mut error = with(element("error", NS_COMPONENT), "type", kind);
     error.append_child(element(condition, NS_STANZAS));
     if let Some(t) = text {
-        error.append_child(with(super::xml::text("text", NS_STANZAS, t), "xml:lang", "en"));
+        error.append_child(with(
+            super::xml::text("text", NS_STANZAS, t),
+            "xml:lang",
+            "en",
+        ));
     }
     reply(request, "error", Some(error))
 }

@@ -1,0 +1,138 @@
+//! The real `fieldbridge` binary, run with a generated gateway.yaml.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::prosody::{COMPONENT, Prosody};
+use crate::{fieldbridge_bin, terminate, wait_exit};
+
+/// A gateway process and its files (config, secret, state, log).
+pub struct Gateway {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    /// Writes a gateway.yaml connecting to `prosody` with `access_read` and
+    /// the `devices:` section `devices` (YAML, indented by two spaces), and
+    /// starts the gateway; returns once it logged in to the server.
+    pub async fn start(
+        prosody: &Prosody,
+        access_read: &[&str],
+        devices: &str,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("component.secret"),
+            format!("{}\n", prosody.secret),
+        )?;
+        let read = access_read
+            .iter()
+            .map(|j| format!("\"{j}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let yaml = format!(
+            "gateway: {{ id: e2e, state_dir: state }}\n\
+             xmpp:\n  component: {COMPONENT}\n  server: 127.0.0.1:{port}\n  secret_file: component.secret\n  \
+             access: {{ read: [{read}], control: [{read}] }}\n\
+             connections:\n  sim: {{ simulator: {{}} }}\n\
+             devices:\n{devices}",
+            port = prosody.component_port,
+        );
+        std::fs::write(dir.path().join("gateway.yaml"), yaml)?;
+        let mut gw = Self { dir, child: None };
+        gw.spawn().await?;
+        Ok(gw)
+    }
+
+    /// Where the gateway keeps its state.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Everything the gateway logged so far (all runs).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// How many times the log contains `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Waits until the log contains `needle` at least `times` times.
+    pub async fn wait_log(
+        &self,
+        needle: &str,
+        times: usize,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while self.log_count(needle) < times {
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "gateway log has {needle:?} fewer than {times} times after {within:?}:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("gateway.log"))?;
+        let connected_before = self.log_count("connected to the XMPP server");
+        let child = Command::new(fieldbridge_bin())
+            .current_dir(self.dir.path())
+            .args(["run", "-c", "gateway.yaml", "--log-format", "json", "-v"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        self.wait_log(
+            "connected to the XMPP server",
+            connected_before + 1,
+            Duration::from_secs(20),
+        )
+        .await
+    }
+
+    /// Stops the gateway with SIGTERM, as systemd would.
+    pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("not running"))?;
+        terminate(child.id());
+        wait_exit(&mut child, Duration::from_secs(20))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the gateway did not stop within 20s:\n{}", self.log()))
+    }
+
+    /// Starts the gateway again with the same config and state.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "still running");
+        self.spawn().await
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- gateway log ---\n{}", self.log());
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Fixtures for fieldbridge's end-to-end tests: a real Prosody, the real
+//! `fieldbridge` binary, and a real XMPP client, all on free loopback ports
+//! in temporary directories, stopped on drop even when a test panics.
+//!
+//! Every wait has a deadline and fails with what was seen meanwhile; waiting
+//! polls for a condition (a port open, a stanza arrived), never sleeps for
+//! a fixed time in place of one.
+
+pub mod client;
+pub mod gateway;
+pub mod prosody;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub async fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("nothing listens on 127.0.0.1:{port} after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until nothing accepts connections on 127.0.0.1:`port`.
+pub async fn wait_for_port_closed(port: u16, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("127.0.0.1:{port} still open after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `fieldbridge` binary under test: `FIELDBRIDGE_BIN`, or the debug
+/// build of the main workspace.
+pub fn fieldbridge_bin() -> PathBuf {
+    let bin = std::env::var_os("FIELDBRIDGE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/fieldbridge"));
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p fieldbridge` in the repository root \
+         (scripts/test does), or set FIELDBRIDGE_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Fails with the install command when a tool the tests need is missing.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} not found: run scripts/test (or apt-get install -y {package})"
+    );
+}
+
+/// Sends SIGTERM to a process (the gateway's graceful stop).
+pub fn terminate(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+/// Waits for a child to exit, or kills it after `within`.
+pub async fn wait_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,140 @@
+//! A private Prosody: generated config, free loopback ports, temp dir.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{free_port, require_tool, terminate, wait_exit, wait_for_port, wait_for_port_closed};
+
+/// The component domain every test uses.
+pub const COMPONENT: &str = "gw.localhost";
+
+/// A running (or stopped) Prosody with a `localhost` host and the
+/// `gw.localhost` component.
+pub struct Prosody {
+    dir: tempfile::TempDir,
+    /// Client port.
+    pub c2s_port: u16,
+    /// Component port.
+    pub component_port: u16,
+    /// The component secret.
+    pub secret: String,
+    child: Option<Child>,
+}
+
+impl Prosody {
+    /// Writes the config and starts Prosody; returns when both ports listen.
+    pub async fn start() -> anyhow::Result<Self> {
+        require_tool("prosody", "prosody");
+        let dir = tempfile::tempdir()?;
+        let mut p = Self {
+            dir,
+            c2s_port: free_port(),
+            component_port: free_port(),
+            secret: format!("secret-{}", std::process::id()),
+            child: None,
+        };
+        std::fs::create_dir_all(p.dir.path().join("data"))?;
+        std::fs::create_dir_all(p.dir.path().join("certs"))?;
+        std::fs::write(p.config_path(), p.config())?;
+        p.spawn().await?;
+        Ok(p)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("prosody.cfg.lua")
+    }
+
+    /// Prosody's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default()
+    }
+
+    fn config(&self) -> String {
+        let d = self.dir.path().display();
+        format!(
+            r#"daemonize = false
+run_as_root = true
+pidfile = "{d}/prosody.pid"
+data_path = "{d}/data"
+certificates = "{d}/certs"
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {c2s} }}
+component_ports = {{ {comp} }}
+component_interfaces = {{ "127.0.0.1" }}
+s2s_ports = {{}}
+http_ports = {{}}
+https_ports = {{}}
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_plain"
+network_settings = {{ nagle = false }}
+log = {{ debug = "{d}/prosody.log" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence" }}
+VirtualHost "localhost"
+Component "{COMPONENT}"
+    component_secret = "{secret}"
+"#,
+            c2s = self.c2s_port,
+            comp = self.component_port,
+            secret = self.secret,
+        )
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("prosody")
+            .args(["-F", "--config"])
+            .arg(self.config_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let ready = async {
+            wait_for_port(self.c2s_port, Duration::from_secs(20)).await?;
+            wait_for_port(self.component_port, Duration::from_secs(20)).await
+        };
+        ready
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}; prosody log:\n{}", self.log()))
+    }
+
+    /// Registers `user@localhost` with `password`.
+    pub fn register(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        let out = Command::new("prosodyctl")
+            .arg("--config")
+            .arg(self.config_path())
+            .args(["register", user, "localhost", password])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "prosodyctl register {user} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// Stops Prosody (SIGTERM) and waits until its ports are closed.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            terminate(child.id());
+            wait_exit(&mut child, Duration::from_secs(10)).await;
+        }
+        wait_for_port_closed(self.c2s_port, Duration::from_secs(10)).await?;
+        wait_for_port_closed(self.component_port, Duration::from_secs(10)).await
+    }
+
+    /// Starts Prosody again on the same ports, with the same data.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "prosody is still running");
+        self.spawn().await
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

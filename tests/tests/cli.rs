@@ -1,0 +1,59 @@
+//! The command line as an operator uses it.
+
+use std::process::Command;
+
+use fieldbridge_e2e::{fieldbridge_bin, repo_root};
+
+#[test]
+fn check_prints_the_tree_of_the_shipped_config() {
+    let out = Command::new(fieldbridge_bin())
+        .current_dir(repo_root())
+        .args(["check", "-c", "gateway.yaml"])
+        .env("FIELDBRIDGE__XMPP__SECRET", "test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("device boiler@gw.localhost"), "{stdout}");
+    assert!(stdout.contains("point temperature"), "{stdout}");
+}
+
+#[test]
+fn check_refuses_a_bad_config_with_positions_and_exit_code_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &file,
+        "xmpp: { component: gw.localhost, secret: s }\nconnections: { demo: { simulator: {} } }\ndevices:\n  d:\n    connection: demo\n    pol: 1s\n    points: { p: { signal: sine } }\n",
+    )
+    .unwrap();
+    let out = Command::new(fieldbridge_bin())
+        .arg("check")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:6:5: devices.d.pol: unknown key `pol`, did you mean `poll`?",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn version_is_printed() {
+    let out = Command::new(fieldbridge_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("fieldbridge "));
+}
