@@ -113,10 +113,10 @@ mod tests {
         let xml = String::from(&el);
         assert_eq!(
             xml,
-            "<fields xmlns=\"urn:xmpp:iot:sensordata\" done=\"true\" seqnr=\"7\"><node nodeId=\"boiler\">\
-<timestamp value=\"1970-01-01T00:00:00.000Z\">\
-<numeric automaticReadout=\"true\" momentary=\"true\" name=\"temperature\" unit=\"°C\" value=\"21.5\"/>\
-<boolean automaticReadout=\"true\" invalid=\"true\" momentary=\"true\" name=\"pump\" value=\"true\"/>\
+            "<fields xmlns='urn:xmpp:iot:sensordata' done='true' seqnr='7'><node nodeId='boiler'>\
+<timestamp value='1970-01-01T00:00:00.000Z'>\
+<numeric automaticReadout='true' momentary='true' name='temperature' unit='°C' value='21.5'/>\
+<boolean automaticReadout='true' invalid='true' momentary='true' name='pump' value='true'/>\
 </timestamp></node></fields>"
         );
     }

@@ -67,15 +67,16 @@ pub fn stanza(name: &str, from: &str, to: &str) -> Element {
 }
 
 /// The error reply to an `iq` get/set.
-pub fn iq_error(request: &Element, kind: &str, condition: &str, text: Option<&str>) -> Element {
+pub fn iq_error(
+    request: &Element,
+    kind: &str,
+    condition: &str,
+    explanation: Option<&str>,
+) -> Element {
     let mut error = with(element("error", NS_COMPONENT), "type", kind);
     error.append_child(element(condition, NS_STANZAS));
-    if let Some(t) = text {
-        error.append_child(with(
-            super::xml::text("text", NS_STANZAS, t),
-            "xml:lang",
-            "en",
-        ));
+    if let Some(t) = explanation {
+        error.append_child(text("text", NS_STANZAS, t));
     }
     reply(request, "error", Some(error))
 }

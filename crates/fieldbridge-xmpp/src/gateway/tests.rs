@@ -1,1 +1,377 @@
+use std::collections::BTreeMap;
+use std::time::SystemTime;
 
+use fieldbridge_core::{
+    ConnectionId, DeviceSettings, DeviceSpec, PointSettings, PointSpec, Quality, Unit, ValueKind,
+};
+
+use super::*;
+use crate::AccessConfig;
+
+const DOMAIN: &str = "gw.example.org";
+const ALICE: &str = "alice@example.org/phone";
+const MALLORY: &str = "mallory@evil.example/x";
+
+fn directory() -> Arc<Directory> {
+    let point = PointSpec {
+        id: PointId::new("temperature").unwrap(),
+        kind: ValueKind::Float,
+        settings: PointSettings {
+            unit: Some(Unit("°C".into())),
+            ..Default::default()
+        },
+    };
+    Arc::new(Directory::new([DeviceSpec {
+        id: DeviceId::new("boiler").unwrap(),
+        settings: DeviceSettings {
+            name: Some("Boiler room".into()),
+            connection: ConnectionId::new("sim").unwrap(),
+            poll: None,
+            stale_after: None,
+        },
+        points: BTreeMap::from([(point.id.clone(), point)]),
+    }]))
+}
+
+struct Rig {
+    gw: Gateway,
+    dir: tempfile::TempDir,
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    Rig {
+        gw: gateway_in(dir.path()),
+        dir,
+    }
+}
+
+fn gateway_in(dir: &std::path::Path) -> Gateway {
+    let access = Access::new(&AccessConfig {
+        read: vec!["example.org".into()],
+        control: vec![],
+    });
+    Gateway::new(DOMAIN, "test", directory(), access, Store::new(dir)).unwrap()
+}
+
+fn parse(xml: &str) -> Element {
+    xml.parse().unwrap()
+}
+
+fn stanza_from(from: &str, xml: &str) -> Element {
+    let mut el = parse(xml);
+    set(&mut el, "from", from);
+    el
+}
+
+fn presence(from: &str, to: &str, kind: &str) -> Element {
+    stanza_from(
+        from,
+        &format!("<presence xmlns='jabber:component:accept' to='{to}' type='{kind}'/>"),
+    )
+}
+
+fn iq(from: &str, to: &str, kind: &str, payload: &str) -> Element {
+    stanza_from(
+        from,
+        &format!(
+            "<iq xmlns='jabber:component:accept' to='{to}' type='{kind}' id='q1'>{payload}</iq>"
+        ),
+    )
+}
+
+fn reading(v: f64) -> DeviceEvent {
+    DeviceEvent {
+        device: DeviceId::new("boiler").unwrap(),
+        at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        kind: EventKind::Reading(Reading {
+            point: PointId::new("temperature").unwrap(),
+            value: Value::Float(v),
+            unit: Some(Unit("°C".into())),
+            quality: Quality::Good,
+        }),
+    }
+}
+
+fn status(s: DeviceStatus) -> DeviceEvent {
+    DeviceEvent {
+        device: DeviceId::new("boiler").unwrap(),
+        at: SystemTime::UNIX_EPOCH,
+        kind: EventKind::Status(s),
+    }
+}
+
+fn kind_of(el: &Element) -> Option<&str> {
+    el.attr("type")
+}
+
+fn status_of(el: &Element) -> String {
+    el.get_child("status", NS_COMPONENT)
+        .map(|s| s.text())
+        .unwrap_or_default()
+}
+
+fn condition(el: &Element) -> Option<String> {
+    el.get_child("error", NS_COMPONENT)?
+        .children()
+        .find(|c| c.ns() == crate::xml::NS_STANZAS)
+        .map(|c| c.name().to_owned())
+}
+
+#[test]
+fn an_allowed_subscriber_gets_subscribed_and_the_current_presence_and_is_remembered() {
+    let mut r = rig();
+    let now = Instant::now();
+    r.gw.on_event(status(DeviceStatus::Online), now);
+    r.gw.on_event(reading(21.456), now);
+    let out =
+        r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "subscribe"));
+    assert_eq!(out.len(), 2);
+    assert_eq!(kind_of(&out[0]), Some("subscribed"));
+    assert_eq!(out[0].attr("to"), Some("alice@example.org"));
+    assert_eq!(out[0].attr("from"), Some("boiler@gw.example.org"));
+    assert_eq!(kind_of(&out[1]), None, "available");
+    assert_eq!(status_of(&out[1]), "temperature 21.46 °C");
+
+    // A new gateway on the same state dir still knows alice.
+    let mut again = gateway_in(r.dir.path());
+    let out = again.all_presences(Instant::now());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].attr("to"), Some("alice@example.org"));
+    assert_eq!(status_of(&out[0]), "waiting for the first reading");
+    assert_eq!(kind_of(&out[0]), Some("unavailable"));
+}
+
+#[test]
+fn a_stranger_is_refused_and_learns_nothing() {
+    let mut r = rig();
+    r.gw.on_event(reading(21.0), Instant::now());
+    let out =
+        r.gw.on_stanza(&presence(MALLORY, "boiler@gw.example.org", "subscribe"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(kind_of(&out[0]), Some("unsubscribed"));
+    assert!(!crate::xml::to_string(&out[0]).contains("21"));
+    let out =
+        r.gw.on_stanza(&presence(MALLORY, "boiler@gw.example.org", "probe"));
+    assert_eq!(kind_of(&out[0]), Some("unsubscribed"));
+    let out = r.gw.on_stanza(&iq(
+        MALLORY,
+        DOMAIN,
+        "get",
+        "<query xmlns='http://jabber.org/protocol/disco#items'/>",
+    ));
+    assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
+    assert!(out[0].get_child("query", NS_DISCO_ITEMS).is_none());
+    assert!(
+        r.gw.all_presences(Instant::now()).is_empty(),
+        "not remembered"
+    );
+    assert_eq!(r.gw.stats().forbidden, 3);
+}
+
+#[test]
+fn presence_tells_online_stale_and_offline_apart() {
+    let mut r = rig();
+    let now = Instant::now();
+    r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "subscribe"));
+    r.gw.on_event(reading(20.0), now);
+    let online = r.gw.on_event(status(DeviceStatus::Online), now);
+    assert_eq!(
+        (kind_of(&online[0]), status_of(&online[0]).as_str()),
+        (None, "temperature 20 °C")
+    );
+    let stale = r.gw.on_event(status(DeviceStatus::Stale), now);
+    assert_eq!(
+        stale[0]
+            .get_child("show", NS_COMPONENT)
+            .map(|s| s.text())
+            .as_deref(),
+        Some("xa")
+    );
+    let offline = r.gw.on_event(
+        status(DeviceStatus::Offline {
+            reason: "connection refused".into(),
+        }),
+        now,
+    );
+    assert_eq!(kind_of(&offline[0]), Some("unavailable"));
+    assert_eq!(status_of(&offline[0]), "connection refused");
+    let bye = r.gw.goodbye();
+    assert_eq!(
+        (kind_of(&bye[0]), status_of(&bye[0]).as_str()),
+        (Some("unavailable"), "gateway stopped")
+    );
+}
+
+#[test]
+fn status_text_refreshes_at_most_every_ten_seconds() {
+    let mut r = rig();
+    let t0 = Instant::now();
+    r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "subscribe"));
+    r.gw.on_event(reading(20.0), t0);
+    r.gw.on_event(status(DeviceStatus::Online), t0);
+    let out = r.gw.on_event(reading(21.0), t0 + Duration::from_secs(1));
+    assert!(out.iter().all(|e| e.name() != "presence"), "too soon");
+    assert!(r.gw.tick(t0 + Duration::from_secs(5)).is_empty());
+    let out = r.gw.tick(t0 + PRESENCE_REFRESH);
+    assert_eq!(out.len(), 1);
+    assert_eq!(status_of(&out[0]), "temperature 21 °C");
+    assert!(
+        r.gw.tick(t0 + PRESENCE_REFRESH * 3).is_empty(),
+        "nothing changed since"
+    );
+}
+
+#[test]
+fn node_subscribers_get_headline_notifications_with_increasing_ids() {
+    let mut r = rig();
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "set",
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='boiler' jid='alice@example.org'/></pubsub>",
+    ));
+    assert_eq!(kind_of(&out[0]), Some("result"));
+    assert_eq!(out.len(), 1, "no item yet to send");
+    let now = Instant::now();
+    let first = r.gw.on_event(reading(20.0), now);
+    let second = r.gw.on_event(reading(21.0), now);
+    let id = |m: &Element| {
+        assert_eq!(m.attr("type"), Some("headline"));
+        m.get_child("event", NS_PUBSUB_EVENT)
+            .and_then(|e| e.get_child("items", NS_PUBSUB_EVENT))
+            .and_then(|i| i.get_child("item", NS_PUBSUB_EVENT))
+            .and_then(|i| i.attr("id"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(first[0].attr("to"), Some("alice@example.org"));
+    // Same timestamp, still strictly increasing ids.
+    assert!(id(&second[0]) > id(&first[0]));
+    // A later subscriber gets the last item right away.
+    let out = r.gw.on_stanza(&iq(
+        "bob@example.org/laptop",
+        DOMAIN,
+        "set",
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='boiler' jid='bob@example.org/laptop'/></pubsub>",
+    ));
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1].attr("to"), Some("bob@example.org/laptop"));
+    assert_eq!(id(&out[1]), id(&second[0]));
+    assert!(crate::xml::to_string(&out[1]).contains("value='21'"));
+}
+
+#[test]
+fn pubsub_refuses_subscribing_someone_else_and_unknown_nodes() {
+    let mut r = rig();
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "set",
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='boiler' jid='bob@example.org'/></pubsub>",
+    ));
+    assert_eq!(condition(&out[0]).as_deref(), Some("bad-request"));
+    assert!(crate::xml::to_string(&out[0]).contains("invalid-jid"));
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "get",
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='kettle'/></pubsub>",
+    ));
+    assert_eq!(condition(&out[0]).as_deref(), Some("item-not-found"));
+}
+
+#[test]
+fn discovery_lists_one_node_per_device() {
+    let mut r = rig();
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "get",
+        "<query xmlns='http://jabber.org/protocol/disco#items'/>",
+    ));
+    let items: Vec<_> = out[0]
+        .get_child("query", NS_DISCO_ITEMS)
+        .unwrap()
+        .children()
+        .collect();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].attr("node"), Some("boiler"));
+    assert_eq!(items[0].attr("name"), Some("Boiler room"));
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "get",
+        "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+    ));
+    let text = crate::xml::to_string(&out[0]);
+    assert!(
+        text.contains("category='pubsub'") && text.contains("type='service'"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_and_malformed_stanzas_get_an_error_or_nothing_never_a_crash() {
+    let mut r = rig();
+    // An IQ we do not handle: service-unavailable.
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "get",
+        "<query xmlns='jabber:iq:version'/>",
+    ));
+    assert_eq!(condition(&out[0]).as_deref(), Some("service-unavailable"));
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        "boiler@gw.example.org",
+        "set",
+        "<x xmlns='urn:unknown'/>",
+    ));
+    assert_eq!(condition(&out[0]).as_deref(), Some("service-unavailable"));
+    // No payload: bad-request.
+    let out = r.gw.on_stanza(&iq(ALICE, DOMAIN, "get", ""));
+    assert_eq!(condition(&out[0]).as_deref(), Some("bad-request"));
+    // Replies and errors are never answered (no loops).
+    assert!(r.gw.on_stanza(&iq(ALICE, DOMAIN, "result", "")).is_empty());
+    assert!(
+        r.gw.on_stanza(&iq(ALICE, DOMAIN, "error", "<error/>"))
+            .is_empty()
+    );
+    // Nonsense types, missing or broken senders: dropped and counted.
+    assert!(
+        r.gw.on_stanza(&iq(ALICE, DOMAIN, "bogus", "<ping xmlns='urn:xmpp:ping'/>"))
+            .is_empty()
+    );
+    assert!(r.gw.on_stanza(&parse("<iq xmlns='jabber:component:accept' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>")).is_empty());
+    assert!(r.gw.on_stanza(&stanza_from("not a jid@@", "<presence xmlns='jabber:component:accept' to='boiler@gw.example.org' type='subscribe'/>")).is_empty());
+    assert!(
+        r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "sleepy"))
+            .is_empty()
+    );
+    assert!(r.gw.on_stanza(&stanza_from(ALICE, "<message xmlns='jabber:component:accept' to='boiler@gw.example.org' type='bogus'><body>hi</body></message>")).is_empty());
+    assert!(
+        r.gw.on_stanza(&stanza_from(ALICE, "<nonsense xmlns='urn:x'/>"))
+            .is_empty()
+    );
+    assert_eq!(r.gw.stats().malformed, 4);
+    // And the gateway still works.
+    let out =
+        r.gw.on_stanza(&iq(ALICE, DOMAIN, "get", "<ping xmlns='urn:xmpp:ping'/>"));
+    assert_eq!(kind_of(&out[0]), Some("result"));
+}
+
+#[test]
+fn unsubscribing_forgets_the_subscriber() {
+    let mut r = rig();
+    r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "subscribe"));
+    let out =
+        r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "unsubscribe"));
+    assert_eq!(kind_of(&out[0]), Some("unsubscribed"));
+    assert!(r.gw.all_presences(Instant::now()).is_empty());
+    assert!(
+        gateway_in(r.dir.path())
+            .all_presences(Instant::now())
+            .is_empty()
+    );
+}
