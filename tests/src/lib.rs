@@ -9,6 +9,7 @@
 pub mod client;
 pub mod gateway;
 pub mod prosody;
+pub mod raw;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

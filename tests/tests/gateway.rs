@@ -431,3 +431,44 @@ async fn a_restarted_gateway_still_knows_its_subscribers() {
     assert!((n.value - expected_temperature(n.at)).abs() < 0.05);
     alice.close().await;
 }
+
+#[tokio::test]
+async fn malformed_stanzas_from_a_user_never_disconnect_the_gateway() {
+    let (prosody, gateway) = setup(false, &["alice"]).await;
+    let mut raw = fieldbridge_e2e::raw::RawClient::login(prosody.c2s_port, "alice", "pw")
+        .await
+        .unwrap();
+    // Each of these broke a typed stanza parser in the past.
+    for stanza in [
+        "<message to='boiler@gw.localhost' type='bogus'><body>x</body></message>",
+        "<presence to='boiler@gw.localhost'><show>sleepy</show></presence>",
+        "<presence to='boiler@gw.localhost' type='subscribe'><priority>many</priority></presence>",
+        "<message to='gw.localhost' type='chat'><body>help</body><x xmlns='urn:example:x'><deep a='1'/></x></message>",
+        "<iq to='boiler@gw.localhost' type='set' id='two'><a xmlns='urn:example:a'/><b xmlns='urn:example:b'/></iq>",
+        "<iq to='gw.localhost' type='get' id='unknown'><query xmlns='urn:example:unknown'/></iq>",
+        "<iq to='gw.localhost' type='set' id='empty-pubsub'><pubsub xmlns='http://jabber.org/protocol/pubsub'/></iq>",
+    ] {
+        raw.send(stanza).await.unwrap();
+    }
+    let answer = raw.read_until("id='unknown'").await.unwrap();
+    let tail = raw.read_until("</iq>").await.unwrap();
+    assert!(tail.contains("service-unavailable"), "{answer}{tail}");
+    raw.send("<iq to='gw.localhost' type='get' id='after'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await
+        .unwrap();
+    let pong = raw.read_until("id='after'").await.unwrap();
+    let pong = format!("{pong}{}", raw.read_until(">").await.unwrap());
+    assert!(pong.contains("type='result'"), "{pong}");
+    assert_eq!(
+        gateway.log_count("connected to the XMPP server"),
+        1,
+        "{}",
+        gateway.log()
+    );
+    assert_eq!(
+        gateway.log_count("closed the connection"),
+        0,
+        "{}",
+        gateway.log()
+    );
+}

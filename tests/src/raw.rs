@@ -1,0 +1,112 @@
+//! A deliberately dumb XMPP client that writes raw XML, for sending what a
+//! well-behaved library refuses to: malformed stanzas, as any remote user
+//! could.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// A logged-in raw client session.
+pub struct RawClient {
+    stream: TcpStream,
+    seen: String,
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+impl RawClient {
+    /// Logs in `user@localhost` with SASL PLAIN (the test Prosody allows it
+    /// on loopback) and binds a resource.
+    pub async fn login(port: u16, user: &str, password: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.set_nodelay(true)?;
+        let mut c = Self {
+            stream,
+            seen: String::new(),
+        };
+        c.send(HEADER).await?;
+        c.read_until("</stream:features>").await?;
+        let auth = base64(format!("\0{user}\0{password}").as_bytes());
+        c.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"
+        ))
+        .await?;
+        c.read_until("<success").await?;
+        c.send(HEADER).await?;
+        c.read_until("</stream:features>").await?;
+        c.send("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+            .await?;
+        c.read_until("</iq>").await?;
+        c.send("<presence/>").await?;
+        Ok(c)
+    }
+
+    /// Writes raw text.
+    pub async fn send(&mut self, xml: &str) -> anyhow::Result<()> {
+        self.stream.write_all(xml.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Reads until the received text contains `needle`; returns everything
+    /// received up to and including it.
+    pub async fn read_until(&mut self, needle: &str) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(i) = self.seen.find(needle) {
+                let end = i + needle.len();
+                let rest = self.seen.split_off(end);
+                return Ok(std::mem::replace(&mut self.seen, rest));
+            }
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+                .await
+                .map_err(|_| anyhow::anyhow!("no {needle:?} within 10s; got: {}", self.seen))??;
+            anyhow::ensure!(
+                n > 0,
+                "connection closed while waiting for {needle:?}; got: {}",
+                self.seen
+            );
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(input.as_bytes()), want);
+        }
+    }
+}
