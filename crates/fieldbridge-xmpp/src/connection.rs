@@ -15,76 +15,42 @@ use tokio::net::TcpStream;
 use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use xmpp_parsers::component::Handshake;
 
+use crate::XmppError;
 use crate::xml::{NS_COMPONENT, NS_STREAMS};
 
 /// The established stream.
 pub type Stream = XmlStream<BufStream<TcpStream>, Element>;
 
 /// How long connecting and logging in may take.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// After this much silence the stream reports a soft timeout and we ping
-/// the server; after as much again without an answer it is dead.
+/// After `read_timeout` of silence the stream reports a soft timeout (we
+/// ping the server then); after `response_timeout` more it is dead. Generous
+/// on purpose: [`KEEPALIVE`] keeps a healthy link far from either.
 pub const TIMEOUTS: Timeouts = Timeouts {
-    read_timeout: Duration::from_secs(60),
-    response_timeout: Duration::from_secs(30),
+    read_timeout: Duration::from_secs(120),
+    response_timeout: Duration::from_secs(60),
 };
 
-/// Why the connection could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// TCP or stream I/O failed.
-    #[error("cannot reach {server}: {source}")]
-    Io {
-        /// host:port
-        server: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The server refused the secret.
-    #[error(
-        "the server refused the component secret for {0} (check component_secret on the server and the gateway's secret)"
-    )]
-    NotAuthorized(String),
-    /// Another process is connected as this component.
-    #[error("another process is already connected as component {0} (a second gateway running?)")]
-    Conflict(String),
-    /// The server does not know this component domain.
-    #[error("the server has no component {0} (declare it: see deploy/)")]
-    HostUnknown(String),
-    /// Any other stream error or protocol surprise.
-    #[error("login as {domain} failed: {reason}")]
-    Protocol {
-        /// The component domain.
-        domain: String,
-        /// What happened.
-        reason: String,
-    },
-    /// Nothing happened in time.
-    #[error("no answer from {0} within {LOGIN_TIMEOUT:?}")]
-    Timeout(String),
-}
+/// After this much inbound silence the gateway pings the server, well
+/// within [`TIMEOUTS`]' read timeout, so that an idle but healthy link is
+/// never taken for a dead one.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
 
-impl ConnectError {
-    /// Failures that retrying will not fix without someone changing a setting.
-    pub fn needs_operator(&self) -> bool {
-        matches!(
-            self,
-            ConnectError::NotAuthorized(_) | ConnectError::HostUnknown(_)
-        )
-    }
-}
-
-/// Connects to `server` and logs in as `domain`.
-pub async fn connect(server: &str, domain: &str, secret: &str) -> Result<Stream, ConnectError> {
-    match tokio::time::timeout(LOGIN_TIMEOUT, login(server, domain, secret)).await {
+/// Connects to `server` and logs in as `domain` (owned arguments so that
+/// the attempt can run as a `'static` future beside the bus).
+pub async fn connect(server: String, domain: String, secret: String) -> Result<Stream, XmppError> {
+    match tokio::time::timeout(LOGIN_TIMEOUT, login(&server, &domain, &secret)).await {
         Ok(r) => r,
-        Err(_) => Err(ConnectError::Timeout(server.to_owned())),
+        Err(_) => Err(XmppError::Timeout {
+            server,
+            after: LOGIN_TIMEOUT,
+        }),
     }
 }
 
-async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, ConnectError> {
-    let io = |source| ConnectError::Io {
+async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, XmppError> {
+    let io = |source| XmppError::Connect {
         server: server.to_owned(),
         source,
     };
@@ -102,7 +68,7 @@ async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, Conne
             .map_err(io)?;
     let header = pending.take_header();
     let Some(stream_id) = header.id else {
-        return Err(ConnectError::Protocol {
+        return Err(XmppError::Protocol {
             domain: domain.to_owned(),
             reason: "the server sent no stream id".into(),
         });
@@ -116,9 +82,11 @@ async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, Conne
     loop {
         match stream.next().await {
             Some(Ok(el)) if el.name() == "handshake" => return Ok(stream),
-            Some(Ok(el)) if el.name() == "error" => return Err(stream_error(&el, domain)),
+            Some(Ok(el)) if is_stream_error(&el) => {
+                return Err(stream_error(&el, domain));
+            }
             Some(Ok(el)) => {
-                return Err(ConnectError::Protocol {
+                return Err(XmppError::Protocol {
                     domain: domain.to_owned(),
                     reason: format!("unexpected <{}> instead of the handshake", el.name()),
                 });
@@ -126,23 +94,33 @@ async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, Conne
             Some(Err(ReadError::SoftTimeout)) => continue,
             Some(Err(ReadError::HardError(e))) => return Err(io(e)),
             Some(Err(ReadError::ParseError(e))) => {
-                return Err(ConnectError::Protocol {
+                return Err(XmppError::Protocol {
                     domain: domain.to_owned(),
                     reason: format!("unreadable answer: {e}"),
                 });
             }
             Some(Err(ReadError::StreamFooterReceived)) | None => {
-                return Err(ConnectError::Protocol {
+                return Err(XmppError::Protocol {
                     domain: domain.to_owned(),
-                    reason: "the server closed the stream".into(),
+                    reason: "the server closed the stream without saying why".into(),
                 });
             }
         }
     }
 }
 
-/// Reads a `<stream:error>`: which condition it names, in words.
-pub fn stream_error(el: &Element, domain: &str) -> ConnectError {
+/// The namespace of `<stream:error>` itself.
+pub const STREAM_NS: &str = "http://etherx.jabber.org/streams";
+
+/// Whether `el` is a `<stream:error>`.
+pub fn is_stream_error(el: &Element) -> bool {
+    el.name() == "error" && el.ns() == STREAM_NS
+}
+
+/// Reads a `<stream:error>`: which condition it names, in words. A wrong
+/// secret (`not-authorized`) and a second gateway (`conflict`) need
+/// different fixes, so they are told apart here.
+pub fn stream_error(el: &Element, domain: &str) -> XmppError {
     let condition = el
         .children()
         .find(|c| c.ns() == NS_STREAMS && c.name() != "text")
@@ -153,10 +131,16 @@ pub fn stream_error(el: &Element, domain: &str) -> ConnectError {
         .map(|t| t.text())
         .unwrap_or_default();
     match condition.as_str() {
-        "not-authorized" => ConnectError::NotAuthorized(domain.to_owned()),
-        "conflict" => ConnectError::Conflict(domain.to_owned()),
-        "host-unknown" | "improper-addressing" => ConnectError::HostUnknown(domain.to_owned()),
-        other => ConnectError::Protocol {
+        "not-authorized" => XmppError::NotAuthorized {
+            domain: domain.to_owned(),
+        },
+        "conflict" => XmppError::Conflict {
+            domain: domain.to_owned(),
+        },
+        "host-unknown" | "improper-addressing" => XmppError::HostUnknown {
+            domain: domain.to_owned(),
+        },
+        other => XmppError::Protocol {
             domain: domain.to_owned(),
             reason: if text.is_empty() {
                 format!("stream error {other}")
@@ -164,5 +148,53 @@ pub fn stream_error(el: &Element, domain: &str) -> ConnectError {
                 format!("stream error {other}: {text}")
             },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(condition: &str) -> Element {
+        format!(
+            "<error xmlns='{STREAM_NS}'><{condition} xmlns='{NS_STREAMS}'/>\
+<text xmlns='{NS_STREAMS}'>why</text></error>"
+        )
+        .parse()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_wrong_secret_and_a_second_gateway_are_told_apart() {
+        let e = stream_error(&error("not-authorized"), "gw.example.org");
+        assert!(matches!(e, XmppError::NotAuthorized { .. }), "{e}");
+        assert!(e.to_string().contains("secret"), "{e}");
+        assert!(e.needs_operator());
+        let e = stream_error(&error("conflict"), "gw.example.org");
+        assert!(matches!(e, XmppError::Conflict { .. }), "{e}");
+        assert!(e.to_string().contains("already connected"), "{e}");
+        let e = stream_error(&error("host-unknown"), "gw.example.org");
+        assert!(matches!(e, XmppError::HostUnknown { .. }), "{e}");
+        let e = stream_error(&error("system-shutdown"), "gw.example.org");
+        assert!(e.to_string().contains("system-shutdown: why"), "{e}");
+        assert!(is_stream_error(&error("conflict")));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_an_io_error() {
+        // A port that was free a moment ago: connection refused.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let e = connect(
+            format!("127.0.0.1:{port}"),
+            "gw.example.org".into(),
+            "s".into(),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(e, XmppError::Connect { .. }), "{e}");
     }
 }

@@ -2,12 +2,12 @@
 //! in, stanzas to send out. The connection loop only moves elements, so
 //! everything here is tested without a server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fieldbridge_core::{
-    DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Reading, Value,
+    DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Reading,
 };
 use minidom::Element;
 use tokio::time::Instant;
@@ -60,6 +60,9 @@ pub struct Gateway {
     subs: Subscriptions,
     live: HashMap<DeviceId, Live>,
     stats: Stats,
+    /// Causes of malformed stanzas already logged at `info`: each is said
+    /// loudly once, then only at `debug`, so a noisy peer cannot flood logs.
+    malformed_seen: HashSet<&'static str>,
 }
 
 /// Why an inbound stanza could not be handled, for logs.
@@ -76,6 +79,9 @@ impl Gateway {
         access: Access,
         store: Store,
     ) -> std::io::Result<Self> {
+        // Fail at start, not at the first subscription, if the state
+        // directory cannot be created.
+        store.create_dir()?;
         let mut subs = store.load()?;
         // Forget subscriptions to devices that are no longer configured.
         subs.presence.retain(|d, _| directory.device(d).is_some());
@@ -93,6 +99,7 @@ impl Gateway {
             subs,
             live,
             stats: Stats::default(),
+            malformed_seen: HashSet::new(),
         })
     }
 
@@ -108,6 +115,11 @@ impl Gateway {
 
     fn device_jid(&self, device: &str) -> String {
         format!("{device}@{}", self.domain)
+    }
+
+    /// Writes subscriptions to the state directory now.
+    pub fn save_state(&self) -> std::io::Result<()> {
+        self.store.save(&self.subs)
     }
 
     fn save(&self) {
@@ -230,17 +242,9 @@ impl Gateway {
         };
         live.latest
             .values()
-            .map(|r| {
-                // Two decimals are plenty on a phone; pubsub items carry
-                // the full value.
-                let value = match r.value {
-                    Value::Float(f) => Value::Float((f * 100.0).round() / 100.0),
-                    ref v => v.clone(),
-                };
-                match &r.unit {
-                    Some(u) => format!("{} {value} {u}", r.point),
-                    None => format!("{} {value}", r.point),
-                }
+            .map(|r| match &r.unit {
+                Some(u) => format!("{} {} {u}", r.point, r.value),
+                None => format!("{} {}", r.point, r.value),
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -287,6 +291,15 @@ impl Gateway {
 
     /// Handles one stanza from the server; returns what to send back.
     pub fn on_stanza(&mut self, el: &Element) -> Vec<Element> {
+        if let Some(from) = sender(el)
+            && from.domain().as_str() == self.domain
+        {
+            // We never send requests to ourselves, so anything "from" our
+            // own domain is either a bounce of our own stanza or a spoof:
+            // answering could start a loop.
+            self.malformed(el, "stanza from our own domain");
+            return Vec::new();
+        }
         match el.name() {
             "iq" => self.on_iq(el),
             "presence" => self.on_presence(el),
@@ -295,13 +308,43 @@ impl Gateway {
         }
     }
 
-    fn malformed(&mut self, el: &Element, why: &str) {
+    fn malformed(&mut self, el: &Element, why: &'static str) {
         self.stats.malformed += 1;
-        tracing::debug!(
-            from = el.attr("from").unwrap_or("?"),
-            why,
-            "malformed stanza dropped"
-        );
+        let jid = el.attr("from").unwrap_or("?");
+        if self.malformed_seen.insert(why) {
+            tracing::info!(
+                jid,
+                error = why,
+                malformed = self.stats.malformed,
+                "malformed stanza dropped (further ones with this cause are logged at debug)"
+            );
+        } else {
+            tracing::debug!(
+                jid,
+                error = why,
+                malformed = self.stats.malformed,
+                "malformed stanza dropped"
+            );
+        }
+    }
+
+    /// Counts a stanza that could not even be read as XML elements (the
+    /// stream reported a parse error for it): it is skipped, the stream goes on.
+    pub fn unreadable(&mut self, error: &str) {
+        self.stats.malformed += 1;
+        if self.malformed_seen.insert("unreadable stanza") {
+            tracing::info!(
+                error,
+                malformed = self.stats.malformed,
+                "unreadable stanza skipped"
+            );
+        } else {
+            tracing::debug!(
+                error,
+                malformed = self.stats.malformed,
+                "unreadable stanza skipped"
+            );
+        }
     }
 
     fn on_iq(&mut self, el: &Element) -> Vec<Element> {
@@ -315,6 +358,11 @@ impl Gateway {
         };
         if kind != "get" && kind != "set" {
             self.malformed(el, "iq of unknown type");
+            return Vec::new();
+        }
+        if el.attr("id").is_none_or(str::is_empty) {
+            // A reply could not be matched to anything by the sender.
+            self.malformed(el, "iq without an id");
             return Vec::new();
         }
         let payloads: Vec<&Element> = el.children().collect();
@@ -501,6 +549,10 @@ impl Gateway {
                     return iq_error(el, "cancel", "item-not-found", None);
                 };
                 let jid = action.attr("jid").unwrap_or_default();
+                if !Jid::new(jid).is_ok_and(|j| &j.to_bare() == from) {
+                    // Nobody unsubscribes someone else (XEP-0060 §6.2.3.3).
+                    return Self::pubsub_error(el, "modify", "bad-request", "invalid-jid");
+                }
                 let removed = self
                     .subs
                     .pubsub
@@ -523,9 +575,17 @@ impl Gateway {
                 };
                 let mut items = with(element("items", NS_PUBSUB), "node", node.as_str());
                 let max = action.attr("max_items").and_then(|m| m.parse::<u32>().ok());
+                // Only the last item is kept: any max_items >= 1 gets it, and
+                // a request for specific ids gets it if it is among them.
+                let wanted: Vec<&str> = action
+                    .children()
+                    .filter(|c| c.name() == "item")
+                    .filter_map(|c| c.attr("id"))
+                    .collect();
                 if max != Some(0)
                     && let Some((id, payload)) =
                         self.live.get(&node).and_then(|l| l.last_item.clone())
+                    && (wanted.is_empty() || wanted.contains(&id.as_str()))
                 {
                     items.append_child(child(with(element("item", NS_PUBSUB), "id", id), payload));
                 }

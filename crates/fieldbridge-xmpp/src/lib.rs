@@ -6,6 +6,24 @@
 //! between the server and the I/O-free [`gateway::Gateway`], reconnects
 //! with capped, jittered exponential backoff, and keeps draining the event
 //! bus while disconnected so that field polling never waits on the network.
+//!
+//! Data flow:
+//!
+//! ```text
+//!  bus (DeviceEvent) ──▶ Gateway::on_event ──▶ presence, pubsub notifications ─┐
+//!  server (Element)  ──▶ Gateway::on_stanza ─▶ replies ─────────────────────────┼─▶ server
+//!  1 s tick          ──▶ Gateway::tick ──────▶ rate-limited status texts, ping ─┘
+//! ```
+//!
+//! The login is hand-made with tokio-xmpp's `xmlstream` API and the stream
+//! yields plain `minidom` elements: tokio-xmpp's own `Component` ends the
+//! stream on one unparsable stanza (which any remote user can send), never
+//! reconnects, and reports a wrong secret and a second gateway alike. Here
+//! a stanza the gateway does not understand is counted, answered with an
+//! error when it is a request, and otherwise dropped.
+//!
+//! Who may do what is [`access`]; subscriptions survive restarts in
+//! [`state`]; pubsub items carry XEP-0323 [`sensordata`].
 
 pub mod access;
 pub mod config;
@@ -15,19 +33,21 @@ pub mod sensordata;
 pub mod state;
 pub mod xml;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
 use futures::{SinkExt, StreamExt};
 use minidom::Element;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_xmpp::xmlstream::ReadError;
 
 pub use config::{AccessConfig, XmppConfig};
 
-use crate::connection::{ConnectError, Stream};
+use crate::connection::Stream;
 use crate::gateway::Gateway;
 
 /// What the component needs besides the bus.
@@ -43,9 +63,64 @@ pub struct ComponentOptions {
     pub gateway_id: String,
 }
 
-/// Why the component stopped for good.
+/// What went wrong with the component: the connection (reaching the
+/// server, the login, the stream) or its state directory.
+///
+/// Connection errors are not fatal to [`run`], which retries with backoff
+/// and logs them; they are typed so that the log says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum XmppError {
+    /// The server's component port could not be reached.
+    #[error("cannot reach the XMPP server at {server}: {source}")]
+    Connect {
+        /// host:port
+        server: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Connecting and logging in took too long.
+    #[error("no answer from the XMPP server at {server} within {after:?}")]
+    Timeout {
+        /// host:port
+        server: String,
+        /// How long we waited.
+        after: Duration,
+    },
+    /// The server refused the secret (`<not-authorized/>`).
+    #[error(
+        "the server refused the component secret for {domain} (not-authorized): \
+         check component_secret on the server against the gateway's secret"
+    )]
+    NotAuthorized {
+        /// The component domain.
+        domain: String,
+    },
+    /// Another process is connected as this component (`<conflict/>`).
+    #[error(
+        "another process is already connected as component {domain} (conflict): \
+         is a second gateway running?"
+    )]
+    Conflict {
+        /// The component domain.
+        domain: String,
+    },
+    /// The server does not serve this component domain.
+    #[error("the server has no component {domain} (host-unknown): declare it, see deploy/")]
+    HostUnknown {
+        /// The component domain.
+        domain: String,
+    },
+    /// Any other stream error or protocol surprise.
+    #[error("XMPP stream as {domain}: {reason}")]
+    Protocol {
+        /// The component domain.
+        domain: String,
+        /// What happened.
+        reason: String,
+    },
+    /// Reading or writing the established stream failed.
+    #[error("XMPP stream I/O: {0}")]
+    Io(#[source] std::io::Error),
     /// The state directory cannot be used.
     #[error("state in {dir}: {source}")]
     State {
@@ -56,6 +131,16 @@ pub enum XmppError {
     },
 }
 
+impl XmppError {
+    /// Failures that retrying will not fix without someone changing a setting.
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            XmppError::NotAuthorized { .. } | XmppError::HostUnknown { .. }
+        )
+    }
+}
+
 /// First reconnect delay; doubles up to [`BACKOFF_CAP`].
 const BACKOFF_START: Duration = Duration::from_millis(250);
 /// Longest wait between reconnect attempts.
@@ -64,7 +149,10 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How long the goodbye may take when stopping.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Periodic work (presence text refresh).
+/// A write that does not complete in this time means a dead or stuck
+/// server: drop the connection rather than stall the component.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Periodic work (presence text refresh, keepalive).
 const TICK: Duration = Duration::from_secs(1);
 
 /// Capped exponential backoff with ±25 % jitter, so that many gateways
@@ -92,8 +180,74 @@ impl Backoff {
     }
 }
 
-/// Runs the component until `events` ends (the gateway is stopping): then
-/// sends every device's last presence, saves state and closes the stream.
+type Connecting = Pin<Box<dyn Future<Output = Result<Stream, XmppError>> + Send>>;
+
+/// The connection as the loop sees it.
+struct Link {
+    stream: Option<Connected>,
+    connecting: Option<Connecting>,
+    retry_at: Instant,
+    backoff: Backoff,
+}
+
+struct Connected {
+    stream: Stream,
+    since: Instant,
+    last_rx: Instant,
+    last_ping: Instant,
+    pings: u64,
+}
+
+impl Link {
+    /// Drops the connection and schedules the next attempt.
+    fn disconnect(&mut self) {
+        if let Some(c) = self.stream.take()
+            && c.since.elapsed() >= STABLE_AFTER
+        {
+            self.backoff.reset();
+        }
+        let delay = self.backoff.delay();
+        tracing::debug!(retry_in = ?delay, "reconnecting later");
+        self.retry_at = Instant::now() + delay;
+    }
+
+    /// Sends `out`; on a write error or a stuck server the connection is
+    /// dropped (what could not be sent is lost: presence is re-sent on
+    /// reconnect, notifications resume with the next reading).
+    async fn send(&mut self, out: Vec<Element>) {
+        if out.is_empty() {
+            return;
+        }
+        let Some(c) = &mut self.stream else {
+            return;
+        };
+        let s = &mut c.stream;
+        let write = async {
+            for el in &out {
+                s.feed(el).await?;
+            }
+            SinkExt::<&Element>::flush(s).await
+        };
+        let error = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(_) => std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the server took no data for {WRITE_TIMEOUT:?}"),
+            ),
+        };
+        tracing::warn!(error = %XmppError::Io(error), "cannot write to the XMPP server; reconnecting");
+        self.disconnect();
+    }
+}
+
+/// Runs the component until `events` ends (the bus closes when the gateway
+/// stops): then sends unavailable presence for every device to its
+/// subscribers, saves state, and closes the stream, within a few seconds
+/// even if the server is unreachable.
+///
+/// Connection failures never end it: it reconnects with backoff, logging
+/// what to fix. It fails only if the state directory cannot be used.
 pub async fn run(
     options: ComponentOptions,
     directory: Arc<Directory>,
@@ -107,6 +261,10 @@ pub async fn run(
         gateway_id,
     } = options;
     let store = state::Store::new(&state_dir);
+    let state_error = |source| XmppError::State {
+        dir: state_dir.clone(),
+        source,
+    };
     let mut gw = Gateway::new(
         &config.component,
         &gateway_id,
@@ -114,82 +272,102 @@ pub async fn run(
         access::Access::new(&config.access),
         store,
     )
-    .map_err(|source| XmppError::State {
-        dir: state_dir.clone(),
-        source,
-    })?;
+    .map_err(state_error)?;
 
-    let mut backoff = Backoff::new();
-    let mut stream: Option<(Stream, Instant)> = None;
-    let mut retry_at = Instant::now();
+    let mut link = Link {
+        stream: None,
+        connecting: None,
+        retry_at: Instant::now(),
+        backoff: Backoff::new(),
+    };
     let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_error: Option<String> = None;
-    let mut pings = 0u64;
 
     loop {
-        let connected = stream.is_some();
+        let idle = link.stream.is_none() && link.connecting.is_none();
         tokio::select! {
             event = events.recv() => match event {
                 Some(e) => {
                     let out = gw.on_event(e, Instant::now());
-                    send_or_drop(&mut stream, out, &mut retry_at, &mut backoff).await;
+                    link.send(out).await;
                 }
                 None => break,
             },
-            _ = tokio::time::sleep_until(retry_at), if !connected => {
-                match connection::connect(&config.server, &config.component, &secret).await {
+            _ = tokio::time::sleep_until(link.retry_at), if idle => {
+                link.connecting = Some(Box::pin(connection::connect(
+                    config.server.clone(),
+                    config.component.clone(),
+                    secret.clone(),
+                )));
+            },
+            result = async { link.connecting.as_mut().expect("guarded").await }, if link.connecting.is_some() => {
+                link.connecting = None;
+                match result {
                     Ok(s) => {
                         tracing::info!(server = %config.server, component = %config.component, "connected to the XMPP server");
                         last_error = None;
-                        stream = Some((s, Instant::now()));
-                        let out = gw.all_presences(Instant::now());
-                        send_or_drop(&mut stream, out, &mut retry_at, &mut backoff).await;
+                        let now = Instant::now();
+                        link.stream = Some(Connected { stream: s, since: now, last_rx: now, last_ping: now, pings: 0 });
+                        let out = gw.all_presences(now);
+                        link.send(out).await;
                     }
                     Err(e) => {
-                        let delay = backoff.delay();
-                        retry_at = Instant::now() + delay;
+                        let delay = link.backoff.delay();
+                        link.retry_at = Instant::now() + delay;
                         log_connect_error(&e, &mut last_error, delay);
                     }
                 }
             },
-            item = next(&mut stream), if connected => match item {
-                Some(Ok(el)) => {
-                    if el.name() == "error" && el.ns() == "http://etherx.jabber.org/streams" {
+            item = next(&mut link.stream), if link.stream.is_some() => {
+                if let (Some(c), Some(Ok(_) | Err(ReadError::ParseError(_)))) = (&mut link.stream, &item) {
+                    c.last_rx = Instant::now();
+                }
+                match item {
+                    Some(Ok(el)) if connection::is_stream_error(&el) => {
                         let e = connection::stream_error(&el, &config.component);
                         tracing::warn!(error = %e, "the server closed the stream");
-                        disconnect(&mut stream, &mut retry_at, &mut backoff);
-                    } else {
-                        let out = gw.on_stanza(&el);
-                        send_or_drop(&mut stream, out, &mut retry_at, &mut backoff).await;
+                        link.disconnect();
                     }
-                }
-                Some(Err(ReadError::SoftTimeout)) => {
-                    pings += 1;
-                    let ping = keepalive_ping(&config.component, pings);
-                    send_or_drop(&mut stream, vec![ping], &mut retry_at, &mut backoff).await;
-                }
-                Some(Err(ReadError::ParseError(e))) => {
-                    // The XML itself was broken: the stream cannot be trusted.
-                    tracing::warn!(error = %e, "unreadable XML from the server; reconnecting");
-                    disconnect(&mut stream, &mut retry_at, &mut backoff);
-                }
-                Some(Err(ReadError::HardError(e))) => {
-                    tracing::warn!(error = %e, "connection to the XMPP server lost");
-                    disconnect(&mut stream, &mut retry_at, &mut backoff);
-                }
-                Some(Err(ReadError::StreamFooterReceived)) | None => {
-                    tracing::warn!("the XMPP server closed the connection");
-                    disconnect(&mut stream, &mut retry_at, &mut backoff);
+                    Some(Ok(el)) => {
+                        let out = gw.on_stanza(&el);
+                        link.send(out).await;
+                    }
+                    Some(Err(ReadError::SoftTimeout)) => {
+                        // Silence for the whole read timeout: ask for an
+                        // answer before the stream gives up.
+                        let ping = link.stream.as_mut().map(|c| c.ping(&config.component));
+                        link.send(ping.into_iter().collect()).await;
+                    }
+                    Some(Err(ReadError::ParseError(e))) => {
+                        // One stanza could not be read; the stream goes on.
+                        gw.unreadable(&e.to_string());
+                    }
+                    Some(Err(ReadError::HardError(e))) => {
+                        tracing::warn!(error = %XmppError::Io(e), "connection to the XMPP server lost");
+                        link.disconnect();
+                    }
+                    Some(Err(ReadError::StreamFooterReceived)) | None => {
+                        tracing::warn!("the XMPP server closed the connection");
+                        link.disconnect();
+                    }
                 }
             },
             _ = tick.tick() => {
-                let out = gw.tick(Instant::now());
-                send_or_drop(&mut stream, out, &mut retry_at, &mut backoff).await;
+                let now = Instant::now();
+                let mut out = gw.tick(now);
+                if let Some(c) = &mut link.stream
+                    && now.duration_since(c.last_rx) >= connection::KEEPALIVE
+                    && now.duration_since(c.last_ping) >= connection::KEEPALIVE
+                {
+                    out.push(c.ping(&config.component));
+                }
+                link.send(out).await;
             }
         }
     }
 
-    // Stopping: last presence, then close.
+    // Stopping: last presence, state, then close.
     let stats = gw.stats();
     tracing::info!(
         malformed = stats.malformed,
@@ -198,73 +376,47 @@ pub async fn run(
         notifications = stats.notifications,
         "XMPP component stopping"
     );
-    if let Some((mut s, _)) = stream.take() {
+    let saved = gw.save_state();
+    if let Some(mut c) = link.stream.take() {
+        let s = &mut c.stream;
         let goodbye = async {
             for el in gw.goodbye() {
                 s.feed(&el).await?;
             }
-            SinkExt::<&Element>::flush(&mut s).await?;
-            SinkExt::<&Element>::close(&mut s).await
+            SinkExt::<&Element>::flush(s).await?;
+            SinkExt::<&Element>::close(s).await
         };
         match tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not say goodbye to the server"),
+            Ok(Ok(())) => tracing::info!("said goodbye to the XMPP server"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %XmppError::Io(e), "could not say goodbye to the server")
+            }
             Err(_) => tracing::warn!("the server did not take the goodbye in time"),
         }
     }
-    Ok(())
+    saved.map_err(state_error)
 }
 
-async fn next(stream: &mut Option<(Stream, Instant)>) -> Option<Result<Element, ReadError>> {
+impl Connected {
+    /// A XEP-0199 ping to the server's own domain (the component's parent):
+    /// any answer, even an error, proves the link alive and resets the
+    /// stream's read timeout. Answers are results or errors, which the
+    /// gateway never replies to.
+    fn ping(&mut self, component: &str) -> Element {
+        self.pings += 1;
+        self.last_ping = Instant::now();
+        keepalive_ping(component, self.pings)
+    }
+}
+
+async fn next(stream: &mut Option<Connected>) -> Option<Result<Element, ReadError>> {
     match stream {
-        Some((s, _)) => s.next().await,
+        Some(c) => c.stream.next().await,
         None => std::future::pending().await,
     }
 }
 
-fn disconnect(
-    stream: &mut Option<(Stream, Instant)>,
-    retry_at: &mut Instant,
-    backoff: &mut Backoff,
-) {
-    if let Some((_, since)) = stream.take()
-        && since.elapsed() >= STABLE_AFTER
-    {
-        backoff.reset();
-    }
-    *retry_at = Instant::now() + backoff.delay();
-}
-
-/// Sends `out`; on a write error the connection is dropped (and what could
-/// not be sent is lost: presence is re-sent on reconnect).
-async fn send_or_drop(
-    stream: &mut Option<(Stream, Instant)>,
-    out: Vec<Element>,
-    retry_at: &mut Instant,
-    backoff: &mut Backoff,
-) {
-    if out.is_empty() {
-        return;
-    }
-    let Some((s, _)) = stream else {
-        return;
-    };
-    let result = async {
-        for el in &out {
-            s.feed(el).await?;
-        }
-        SinkExt::<&Element>::flush(s).await
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "cannot write to the XMPP server; reconnecting");
-        disconnect(stream, retry_at, backoff);
-    }
-}
-
 fn keepalive_ping(component: &str, n: u64) -> Element {
-    // Pinging the server's own domain (the component's parent) keeps the
-    // link busy; any answer, even an error, resets the read timeout.
     let server = component
         .split_once('.')
         .map_or(component, |(_, rest)| rest);
@@ -274,7 +426,7 @@ fn keepalive_ping(component: &str, n: u64) -> Element {
     iq
 }
 
-fn log_connect_error(e: &ConnectError, last: &mut Option<String>, delay: Duration) {
+fn log_connect_error(e: &XmppError, last: &mut Option<String>, delay: Duration) {
     let text = e.to_string();
     // Say each distinct failure loudly once, then quietly while it lasts.
     if last.as_deref() != Some(&text) {
@@ -286,5 +438,33 @@ fn log_connect_error(e: &ConnectError, last: &mut Option<String>, delay: Duratio
         *last = Some(text);
     } else {
         tracing::debug!(error = %text, retry_in = ?delay, "still cannot connect");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
+        let mut b = Backoff::new();
+        let first = b.delay();
+        assert!(first >= BACKOFF_START.mul_f64(0.75) && first <= BACKOFF_START.mul_f64(1.25));
+        for _ in 0..20 {
+            let d = b.delay();
+            assert!(d <= BACKOFF_CAP.mul_f64(1.25), "{d:?}");
+        }
+        assert!(b.delay() >= BACKOFF_CAP.mul_f64(0.75), "reached the cap");
+        b.reset();
+        assert!(b.delay() <= BACKOFF_START.mul_f64(1.25));
+    }
+
+    #[test]
+    fn keepalive_pings_go_to_the_server_domain() {
+        let p = keepalive_ping("gw.example.org", 3);
+        assert_eq!(p.attr("to"), Some("example.org"));
+        assert_eq!(p.attr("from"), Some("gw.example.org"));
+        assert_eq!(p.attr("id"), Some("keepalive-3"));
+        assert!(p.get_child("ping", xml::NS_PING).is_some());
     }
 }

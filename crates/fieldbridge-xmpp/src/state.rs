@@ -37,6 +37,11 @@ impl Store {
         }
     }
 
+    /// Creates the state directory if it does not exist yet.
+    pub fn create_dir(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.path.parent().unwrap_or(Path::new(".")))
+    }
+
     /// Loads what was saved; nothing saved yet is an empty set.
     pub fn load(&self) -> std::io::Result<Subscriptions> {
         match std::fs::read(&self.path) {

@@ -2,7 +2,8 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use fieldbridge_core::{
-    ConnectionId, DeviceSettings, DeviceSpec, PointSettings, PointSpec, Quality, Unit, ValueKind,
+    ConnectionId, DeviceSettings, DeviceSpec, PointSettings, PointSpec, Quality, Unit, Value,
+    ValueKind,
 };
 
 use super::*;
@@ -131,7 +132,7 @@ fn an_allowed_subscriber_gets_subscribed_and_the_current_presence_and_is_remembe
     assert_eq!(out[0].attr("to"), Some("alice@example.org"));
     assert_eq!(out[0].attr("from"), Some("boiler@gw.example.org"));
     assert_eq!(kind_of(&out[1]), None, "available");
-    assert_eq!(status_of(&out[1]), "temperature 21.46 °C");
+    assert_eq!(status_of(&out[1]), "temperature 21.456 °C");
 
     // A new gateway on the same state dir still knows alice.
     let mut again = gateway_in(r.dir.path());
