@@ -76,7 +76,10 @@ impl XmppConfig {
             ),
         }
         match self.server.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+            Some((host, port))
+                if !host.is_empty()
+                    && !host.contains(char::is_whitespace)
+                    && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
             _ => problem(
                 "server".into(),
                 format!("{:?} is not host:port, e.g. 127.0.0.1:5347", self.server),
@@ -93,5 +96,84 @@ impl XmppConfig {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(component: &str, server: &str, read: &[&str], control: &[&str]) -> XmppConfig {
+        XmppConfig {
+            component: component.into(),
+            server: server.into(),
+            secret: None,
+            secret_file: None,
+            access: AccessConfig {
+                read: read.iter().map(|s| s.to_string()).collect(),
+                control: control.iter().map(|s| s.to_string()).collect(),
+            },
+        }
+    }
+
+    fn paths(c: &XmppConfig) -> Vec<String> {
+        c.problems().into_iter().map(|p| p.path).collect()
+    }
+
+    #[test]
+    fn a_good_section_has_no_problems() {
+        let c = config(
+            "gw.example.org",
+            "127.0.0.1:5347",
+            &["example.org", "*", "bob@other.example"],
+            &["alice@example.org"],
+        );
+        assert_eq!(c.problems(), vec![]);
+        assert!(paths(&config("gw.localhost", "[::1]:5347", &[], &[])).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let c = config(
+            "boiler@gw.example.org",
+            "localhost",
+            &["example.org", "alice@example.org/phone", "not a jid"],
+            &["@@"],
+        );
+        assert_eq!(
+            paths(&c),
+            vec![
+                "component",
+                "server",
+                "access.read[1]",
+                "access.read[2]",
+                "access.control[0]"
+            ]
+        );
+        let problems = c.problems();
+        assert!(problems[0].message.contains("not a domain"), "{problems:?}");
+        assert!(problems[2].message.contains("bare JID"), "{problems:?}");
+    }
+
+    #[test]
+    fn ports_must_be_valid() {
+        for bad in [
+            "host:0",
+            "host:65536",
+            "host:",
+            ":5347",
+            "host:port",
+            "my host:5347",
+        ] {
+            assert_eq!(
+                paths(&config("gw.example.org", bad, &[], &[])),
+                vec!["server"],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            paths(&config("gw.example.org/res", "h:1", &[], &[])),
+            vec!["component"]
+        );
     }
 }

@@ -376,3 +376,231 @@ fn unsubscribing_forgets_the_subscriber() {
             .is_empty()
     );
 }
+
+fn pubsub(from: &str, kind: &str, inner: &str) -> Element {
+    iq(
+        from,
+        DOMAIN,
+        kind,
+        &format!("<pubsub xmlns='http://jabber.org/protocol/pubsub'>{inner}</pubsub>"),
+    )
+}
+
+fn first_item(el: &Element, ns: &str) -> Option<Element> {
+    el.children()
+        .find(|c| c.name() == "items" || c.name() == "event" || c.name() == "pubsub")
+        .and_then(|c| {
+            if c.name() == "items" {
+                Some(c)
+            } else {
+                c.get_child("items", ns)
+            }
+        })
+        .and_then(|items| items.get_child("item", ns))
+        .cloned()
+}
+
+#[test]
+fn a_probe_from_a_reader_gets_the_current_presence() {
+    let mut r = rig();
+    let now = Instant::now();
+    r.gw.on_event(status(DeviceStatus::Online), now);
+    r.gw.on_event(reading(21.5), now);
+    let out =
+        r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "probe"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(kind_of(&out[0]), None, "available");
+    assert_eq!(out[0].attr("to"), Some(ALICE));
+    assert_eq!(status_of(&out[0]), "temperature 21.5 °C");
+}
+
+#[test]
+fn notifications_carry_the_reading_in_the_sensordata_shape() {
+    let mut r = rig();
+    r.gw.on_stanza(&pubsub(
+        ALICE,
+        "set",
+        "<subscribe node='boiler' jid='alice@example.org/phone'/>",
+    ));
+    let mut event = reading(21.5);
+    event.at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_582_800_123);
+    let out = r.gw.on_event(event, Instant::now());
+    let message = out
+        .iter()
+        .find(|e| e.name() == "message")
+        .expect("a notification");
+    assert_eq!(message.attr("type"), Some("headline"));
+    assert_eq!(message.attr("from"), Some(DOMAIN));
+    assert_eq!(message.attr("to"), Some(ALICE));
+    let items = message
+        .get_child("event", NS_PUBSUB_EVENT)
+        .and_then(|e| e.get_child("items", NS_PUBSUB_EVENT))
+        .unwrap();
+    assert_eq!(items.attr("node"), Some("boiler"));
+    let fields = items
+        .get_child("item", NS_PUBSUB_EVENT)
+        .and_then(|i| i.get_child("fields", crate::xml::NS_SENSORDATA))
+        .unwrap();
+    assert_eq!(
+        crate::xml::to_string(fields),
+        "<fields xmlns='urn:xmpp:iot:sensordata' done='true' seqnr='1'><node nodeId='boiler'>\
+<timestamp value='2026-11-25T05:00:00.123Z'>\
+<numeric automaticReadout='true' momentary='true' name='temperature' unit='°C' value='21.5'/>\
+</timestamp></node></fields>"
+    );
+    assert_eq!(r.gw.stats().notifications, 1);
+}
+
+#[test]
+fn items_retrieval_returns_the_last_item() {
+    let mut r = rig();
+    let now = Instant::now();
+    let empty =
+        r.gw.on_stanza(&pubsub(ALICE, "get", "<items node='boiler'/>"));
+    assert_eq!(kind_of(&empty[0]), Some("result"));
+    assert!(
+        first_item(&empty[0], NS_PUBSUB).is_none(),
+        "nothing published yet"
+    );
+    r.gw.on_event(reading(20.0), now);
+    r.gw.on_event(reading(22.0), now);
+    for request in [
+        "<items node='boiler'/>",
+        "<items node='boiler' max_items='1'/>",
+        "<items node='boiler' max_items='5'/>",
+    ] {
+        let out = r.gw.on_stanza(&pubsub(ALICE, "get", request));
+        let item = first_item(&out[0], NS_PUBSUB).expect(request);
+        assert!(
+            crate::xml::to_string(&item).contains("value='22'"),
+            "{request}"
+        );
+    }
+    let out = r.gw.on_stanza(&pubsub(
+        ALICE,
+        "get",
+        "<items node='boiler' max_items='0'/>",
+    ));
+    assert!(first_item(&out[0], NS_PUBSUB).is_none());
+    let out = r.gw.on_stanza(&pubsub(
+        ALICE,
+        "get",
+        "<items node='boiler'><item id='0000000000000001'/></items>",
+    ));
+    assert!(first_item(&out[0], NS_PUBSUB).is_none(), "an old id");
+    // Strangers learn nothing.
+    let out =
+        r.gw.on_stanza(&pubsub(MALLORY, "get", "<items node='boiler'/>"));
+    assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
+    assert!(!crate::xml::to_string(&out[0]).contains("22"));
+}
+
+#[test]
+fn pubsub_subscriptions_survive_a_restart_and_only_the_owner_unsubscribes() {
+    let mut r = rig();
+    let out = r.gw.on_stanza(&pubsub(
+        ALICE,
+        "set",
+        "<subscribe node='boiler' jid='alice@example.org/phone'/>",
+    ));
+    let sub = out[0]
+        .get_child("pubsub", NS_PUBSUB)
+        .and_then(|p| p.get_child("subscription", NS_PUBSUB))
+        .unwrap();
+    assert_eq!(sub.attr("subscription"), Some("subscribed"));
+    assert_eq!(sub.attr("node"), Some("boiler"));
+
+    let mut again = gateway_in(r.dir.path());
+    let out = again.on_event(reading(20.0), Instant::now());
+    assert_eq!(
+        out.iter()
+            .filter(|e| e.name() == "message" && e.attr("to") == Some(ALICE))
+            .count(),
+        1,
+        "the subscription was loaded"
+    );
+    let out = again.on_stanza(&pubsub(
+        "bob@example.org/x",
+        "set",
+        "<unsubscribe node='boiler' jid='alice@example.org/phone'/>",
+    ));
+    assert_eq!(condition(&out[0]).as_deref(), Some("bad-request"));
+    let out = again.on_stanza(&pubsub(
+        ALICE,
+        "set",
+        "<unsubscribe node='boiler' jid='alice@example.org/phone'/>",
+    ));
+    assert_eq!(kind_of(&out[0]), Some("result"));
+    assert!(
+        again
+            .on_event(reading(21.0), Instant::now())
+            .iter()
+            .all(|e| e.name() != "message")
+    );
+    assert!(
+        gateway_in(r.dir.path())
+            .on_event(reading(21.0), Instant::now())
+            .is_empty()
+    );
+}
+
+#[test]
+fn nothing_is_ever_sent_back_to_our_own_domain_or_without_an_id() {
+    let mut r = rig();
+    // A bounce of our own keepalive, or a spoof: no reply, no loop.
+    for from in [DOMAIN, "boiler@gw.example.org"] {
+        assert!(
+            r.gw.on_stanza(&iq(from, DOMAIN, "get", "<ping xmlns='urn:xmpp:ping'/>"))
+                .is_empty(),
+            "{from}"
+        );
+        assert!(
+            r.gw.on_stanza(&presence(from, "boiler@gw.example.org", "subscribe"))
+                .is_empty()
+        );
+    }
+    let no_id = stanza_from(
+        ALICE,
+        "<iq xmlns='jabber:component:accept' to='gw.example.org' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
+    assert!(r.gw.on_stanza(&no_id).is_empty());
+    assert_eq!(r.gw.stats().malformed, 5);
+}
+
+#[test]
+fn the_service_and_nodes_are_discoverable() {
+    let mut r = rig();
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "get",
+        "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+    ));
+    let query = out[0].get_child("query", NS_DISCO_INFO).unwrap();
+    let features: Vec<&str> = query
+        .children()
+        .filter(|c| c.name() == "feature")
+        .filter_map(|c| c.attr("var"))
+        .collect();
+    for f in [NS_PUBSUB, NS_DISCO_INFO, NS_DISCO_ITEMS] {
+        assert!(features.contains(&f), "{f} in {features:?}");
+    }
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "get",
+        "<query xmlns='http://jabber.org/protocol/disco#info' node='boiler'/>",
+    ));
+    let identity = out[0]
+        .get_child("query", NS_DISCO_INFO)
+        .and_then(|q| q.get_child("identity", NS_DISCO_INFO))
+        .unwrap();
+    assert_eq!(identity.attr("type"), Some("leaf"));
+    let out = r.gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "get",
+        "<query xmlns='http://jabber.org/protocol/disco#info' node='kettle'/>",
+    ));
+    assert_eq!(condition(&out[0]).as_deref(), Some("item-not-found"));
+}
