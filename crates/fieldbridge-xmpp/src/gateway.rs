@@ -203,6 +203,28 @@ impl Gateway {
             .collect()
     }
 
+    /// After (re)connecting: every device's presence to every presence
+    /// subscriber, and every node's last item to every node subscriber, so
+    /// that nobody keeps a value older than what was read while the link
+    /// was down. Item ids are stable: a subscriber that already has the
+    /// item can drop the duplicate.
+    pub fn on_connected(&mut self, now: Instant) -> Vec<Element> {
+        let mut out = self.all_presences(now);
+        for (node, subscribers) in &self.subs.pubsub {
+            let Some((id, payload)) = self
+                .live
+                .get(node.as_str())
+                .and_then(|l| l.last_item.as_ref())
+            else {
+                continue;
+            };
+            for jid in subscribers {
+                out.push(self.notification(jid, node, id, payload.clone()));
+            }
+        }
+        out
+    }
+
     /// The last word: every device unavailable to every subscriber.
     pub fn goodbye(&self) -> Vec<Element> {
         let mut out = Vec::new();

@@ -309,7 +309,7 @@ pub async fn run(
                         last_error = None;
                         let now = Instant::now();
                         link.stream = Some(Connected { stream: s, since: now, last_rx: now, last_ping: now, pings: 0 });
-                        let out = gw.all_presences(now);
+                        let out = gw.on_connected(now);
                         link.send(out).await;
                     }
                     Err(e) => {

@@ -604,3 +604,24 @@ fn the_service_and_nodes_are_discoverable() {
     ));
     assert_eq!(condition(&out[0]).as_deref(), Some("item-not-found"));
 }
+
+#[test]
+fn a_reconnect_resends_presence_and_the_last_items() {
+    let mut r = rig();
+    let now = Instant::now();
+    r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "subscribe"));
+    r.gw.on_stanza(&pubsub(
+        ALICE,
+        "set",
+        "<subscribe node='boiler' jid='alice@example.org/phone'/>",
+    ));
+    // Read while the link was down: what went out then was lost.
+    r.gw.on_event(status(DeviceStatus::Online), now);
+    r.gw.on_event(reading(23.0), now);
+    let out = r.gw.on_connected(now);
+    let presence = out.iter().find(|e| e.name() == "presence").unwrap();
+    assert_eq!(status_of(presence), "temperature 23 °C");
+    let message = out.iter().find(|e| e.name() == "message").unwrap();
+    assert_eq!(message.attr("to"), Some(ALICE));
+    assert!(crate::xml::to_string(message).contains("value='23'"));
+}
