@@ -631,9 +631,32 @@ impl Gateway {
                 }
                 iq_result(el, Some(child(element("pubsub", NS_PUBSUB), list)))
             }
-            _ => {
+            (_, other) => {
+                // XEP-0060's answer to a pubsub request the service does not
+                // offer (the nodes are the gateway's own: nobody publishes,
+                // creates or configures them).
                 self.stats.unsupported += 1;
-                iq_error(el, "cancel", "feature-not-implemented", None)
+                let feature = match other {
+                    "publish" => "publish",
+                    "create" => "create-nodes",
+                    "delete" => "delete-nodes",
+                    "retract" => "retract-items",
+                    "purge" => "purge-nodes",
+                    "configure" => "config-node",
+                    "options" => "subscription-options",
+                    "affiliations" => "retrieve-affiliations",
+                    "default" => "retrieve-default",
+                    _ => "",
+                };
+                let mut reply = iq_error(el, "cancel", "feature-not-implemented", None);
+                if let Some(error) = reply.get_child_mut("error", NS_COMPONENT) {
+                    let mut unsupported = element("unsupported", NS_PUBSUB_ERRORS);
+                    if !feature.is_empty() {
+                        set(&mut unsupported, "feature", feature);
+                    }
+                    error.append_child(unsupported);
+                }
+                reply
             }
         }
     }

@@ -625,3 +625,20 @@ fn a_reconnect_resends_presence_and_the_last_items() {
     assert_eq!(message.attr("to"), Some(ALICE));
     assert!(crate::xml::to_string(message).contains("value='23'"));
 }
+
+#[test]
+fn publishing_to_a_device_node_is_not_offered() {
+    let mut r = rig();
+    let out = r.gw.on_stanza(&pubsub(
+        ALICE,
+        "set",
+        "<publish node='boiler'><item><x xmlns='urn:x'/></item></publish>",
+    ));
+    assert_eq!(
+        condition(&out[0]).as_deref(),
+        Some("feature-not-implemented")
+    );
+    let text = crate::xml::to_string(&out[0]);
+    assert!(text.contains("feature='publish'"), "{text}");
+    assert_eq!(r.gw.stats().unsupported, 1);
+}
