@@ -252,3 +252,159 @@ fn coerce(value: Value, kind: ValueKind) -> Result<Value, CommandError> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::device::{DeviceSettings, DeviceSpec, PointSettings, PointSpec};
+    use crate::id::ConnectionId;
+
+    fn directory() -> Arc<Directory> {
+        let point = |id: &str, kind, writable| PointSpec {
+            id: PointId::new(id).unwrap(),
+            kind,
+            settings: PointSettings {
+                writable,
+                ..Default::default()
+            },
+        };
+        let points = [
+            point("setpoint", ValueKind::Float, true),
+            point("pump", ValueKind::Bool, true),
+            point("temperature", ValueKind::Float, false),
+        ];
+        Arc::new(Directory::new([DeviceSpec {
+            id: DeviceId::new("boiler").unwrap(),
+            settings: DeviceSettings {
+                name: None,
+                connection: ConnectionId::new("c").unwrap(),
+                poll: None,
+                stale_after: None,
+            },
+            points: points
+                .into_iter()
+                .map(|p| (p.id.clone(), p))
+                .collect::<BTreeMap<_, _>>(),
+        }]))
+    }
+
+    /// A router whose adapter answers every command with `answer`, after
+    /// recording it.
+    fn router(
+        timeout: Duration,
+        answer: impl Fn(&Command) -> Option<Result<Value, String>> + Send + 'static,
+    ) -> (
+        CommandRouter,
+        tokio::sync::mpsc::Receiver<(PointId, Action)>,
+    ) {
+        let mut routes = CommandRoutes::new();
+        let mut inbox = routes.register([DeviceId::new("boiler").unwrap()]);
+        let (seen_tx, seen) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(c) = inbox.recv().await {
+                let _ = seen_tx.send((c.point.clone(), c.action.clone())).await;
+                match answer(&c) {
+                    Some(a) => {
+                        let _ = c.reply.send(a);
+                    }
+                    // Keep the command unanswered until the sender gives up.
+                    None => std::mem::forget(c),
+                }
+            }
+        });
+        (routes.into_router(directory(), timeout), seen)
+    }
+
+    fn echo(c: &Command) -> Option<Result<Value, String>> {
+        match &c.action {
+            Action::Write(v) => Some(Ok(v.clone())),
+            Action::Read => Some(Ok(Value::Float(21.5))),
+        }
+    }
+
+    #[tokio::test]
+    async fn typed_text_reaches_the_owning_adapter_as_a_value_of_the_points_kind() {
+        let (r, mut seen) = router(DEFAULT_COMMAND_TIMEOUT, echo);
+        assert_eq!(
+            r.write_text("boiler", "setpoint", " 65.5 ").await,
+            Ok(Value::Float(65.5))
+        );
+        assert_eq!(
+            r.write_text("boiler", "pump", "on").await,
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            r.write("boiler", "setpoint", Value::Int(70)).await,
+            Ok(Value::Float(70.0))
+        );
+        assert_eq!(
+            r.read("boiler", "temperature").await,
+            Ok(Value::Float(21.5))
+        );
+        let mut actions = Vec::new();
+        while let Ok(a) = seen.try_recv() {
+            actions.push(a);
+        }
+        assert_eq!(actions.len(), 4);
+        assert_eq!(
+            actions[1],
+            (
+                PointId::new("pump").unwrap(),
+                Action::Write(Value::Bool(true))
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_writes_are_refused_before_the_adapter_sees_them() {
+        let (r, mut seen) = router(DEFAULT_COMMAND_TIMEOUT, echo);
+        assert!(matches!(
+            r.write_text("boiler", "temperature", "5").await,
+            Err(CommandError::NotWritable { .. })
+        ));
+        assert!(matches!(
+            r.write_text("boiler", "nope", "5").await,
+            Err(CommandError::UnknownPoint { .. })
+        ));
+        assert!(matches!(
+            r.write_text("kettle", "setpoint", "5").await,
+            Err(CommandError::UnknownDevice(_))
+        ));
+        let err = r
+            .write_text("boiler", "setpoint", "warm")
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "\"warm\" is not a number");
+        assert!(matches!(
+            r.write("boiler", "pump", Value::Float(0.5)).await,
+            Err(CommandError::InvalidValue(_))
+        ));
+        assert!(seen.try_recv().is_err(), "nothing reached the adapter");
+    }
+
+    #[tokio::test]
+    async fn the_adapters_error_and_silence_reach_the_sender_in_words() {
+        let (r, _seen) = router(DEFAULT_COMMAND_TIMEOUT, |_| Some(Err("device busy".into())));
+        assert_eq!(
+            r.write_text("boiler", "pump", "off").await,
+            Err(CommandError::Failed("device busy".into()))
+        );
+        let (r, _seen) = router(Duration::from_millis(50), |_| None);
+        let err = r.write_text("boiler", "pump", "off").await.unwrap_err();
+        assert!(matches!(err, CommandError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("did not answer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_adapter_is_reported_not_waited_for() {
+        let mut routes = CommandRoutes::new();
+        drop(routes.register([DeviceId::new("boiler").unwrap()]));
+        let r = routes.into_router(directory(), DEFAULT_COMMAND_TIMEOUT);
+        assert!(matches!(
+            r.write_text("boiler", "pump", "on").await,
+            Err(CommandError::AdapterGone(_))
+        ));
+    }
+}
