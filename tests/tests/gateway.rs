@@ -95,19 +95,21 @@ async fn expect_online_with_value(user: &mut XmppUser) -> f64 {
     value
 }
 
-async fn subscribe_node(user: &mut XmppUser) {
+/// Asks to subscribe the user's bare JID to the boiler's node; returns the answer.
+async fn request_node_subscription(user: &mut XmppUser) -> Element {
     let jid = user.jid.clone();
-    let answer = user
-        .iq(
-            COMPONENT,
-            "set",
-            with_child(
-                el("pubsub", NS_PUBSUB, &[]),
-                el("subscribe", NS_PUBSUB, &[("node", "boiler"), ("jid", &jid)]),
-            ),
-        )
-        .await
-        .unwrap();
+    let subscribe = el("subscribe", NS_PUBSUB, &[("node", "boiler"), ("jid", &jid)]);
+    user.iq(
+        COMPONENT,
+        "set",
+        with_child(el("pubsub", NS_PUBSUB, &[]), subscribe),
+    )
+    .await
+    .unwrap()
+}
+
+async fn subscribe_node(user: &mut XmppUser) {
+    let answer = request_node_subscription(user).await;
     assert_eq!(answer.attr("type"), Some("result"), "{}", xml(&answer));
     let sub = answer
         .get_child("pubsub", NS_PUBSUB)
@@ -334,18 +336,7 @@ async fn a_user_outside_access_read_is_refused_and_learns_nothing() {
         .await
         .unwrap();
 
-    let jid = mallory.jid.clone();
-    let sub = mallory
-        .iq(
-            COMPONENT,
-            "set",
-            with_child(
-                el("pubsub", NS_PUBSUB, &[]),
-                el("subscribe", NS_PUBSUB, &[("node", "boiler"), ("jid", &jid)]),
-            ),
-        )
-        .await
-        .unwrap();
+    let sub = request_node_subscription(&mut mallory).await;
     assert_eq!(
         error_condition(&sub).as_deref(),
         Some("forbidden"),

@@ -244,13 +244,7 @@ impl Engine {
             }
         }
         point.held = None;
-        point.published = Some((reading.value.clone(), reading.quality.clone(), now));
-        self.stats.published += 1;
-        self.bus.publish(DeviceEvent {
-            device: device.clone(),
-            at,
-            kind: EventKind::Reading(reading),
-        });
+        self.publish_now(device, reading, at, now);
     }
 
     fn on_tick(&mut self, now: Instant) {
