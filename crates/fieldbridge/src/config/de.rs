@@ -68,11 +68,103 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
+        let message = msg.to_string();
+        let message =
+            if message.starts_with("data did not match any variant of untagged enum Value") {
+                "expected a number, true/false or text".to_owned()
+            } else {
+                message
+            };
         Self {
             origin: None,
             path: None,
-            message: msg.to_string(),
+            message,
         }
+    }
+
+    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        de::Error::custom(format!(
+            "expected {}, found {}",
+            expectation(exp),
+            unexpected(&unexp)
+        ))
+    }
+
+    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        de::Error::custom(format!(
+            "{} is not allowed here, expected {}",
+            unexpected(&unexp),
+            expectation(exp)
+        ))
+    }
+
+    fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
+        de::Error::custom(format!(
+            "expected {}, found {len} item{}",
+            expectation(exp),
+            if len == 1 { "" } else { "s" }
+        ))
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        let list = expected.join(", ");
+        de::Error::custom(match suggestion(variant, expected) {
+            Some(s) => {
+                format!("unknown value `{variant}`, did you mean `{s}`? (expected one of: {list})")
+            }
+            None => format!("unknown value `{variant}`, expected one of: {list}"),
+        })
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        de::Error::custom(unknown_key_message("key", field, expected))
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        de::Error::custom(format!("missing key `{field}`"))
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        de::Error::custom(format!("duplicate key `{field}`"))
+    }
+}
+
+/// serde's expectations ("u64", "f64") in words for people.
+fn expectation(exp: &dyn de::Expected) -> String {
+    let text = exp.to_string();
+    let range = |lo: String, hi: String| format!("a whole number from {lo} to {hi}");
+    match text.as_str() {
+        "u8" => range(0.to_string(), u8::MAX.to_string()),
+        "u16" => range(0.to_string(), u16::MAX.to_string()),
+        "u32" => range(0.to_string(), u32::MAX.to_string()),
+        "u64" | "usize" => range(0.to_string(), u64::MAX.to_string()),
+        "i8" => range(i8::MIN.to_string(), i8::MAX.to_string()),
+        "i16" => range(i16::MIN.to_string(), i16::MAX.to_string()),
+        "i32" => range(i32::MIN.to_string(), i32::MAX.to_string()),
+        "i64" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "a boolean" => "true or false".to_owned(),
+        "a string" | "a borrowed string" | "a character" => "text".to_owned(),
+        "a sequence" => "a list".to_owned(),
+        "a map" => "a mapping".to_owned(),
+        _ => text,
+    }
+}
+
+/// What was found, in words for people.
+fn unexpected(unexp: &de::Unexpected<'_>) -> String {
+    use de::Unexpected as U;
+    match *unexp {
+        U::Bool(b) => format!("the boolean {b}"),
+        U::Unsigned(u) => format!("the number {u}"),
+        U::Signed(i) => format!("the number {i}"),
+        U::Float(f) => format!("the number {f}"),
+        U::Char(c) => format!("the text {:?}", c.to_string()),
+        U::Str(s) => format!("the string {s:?}"),
+        U::Unit | U::Option => "nothing (null)".to_owned(),
+        U::Seq => "a list".to_owned(),
+        U::Map => "a mapping".to_owned(),
+        ref other => other.to_string(),
     }
 }
 

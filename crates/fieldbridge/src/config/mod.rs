@@ -6,6 +6,7 @@
 //! are grafted onto it; then each section, connection, device and point is
 //! read on its own, so that a mistake in one does not hide the others.
 
+mod adapters;
 mod de;
 mod error;
 mod tree;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldbridge_core::device::{AdapterDevice, PointSource};
-use fieldbridge_core::simulator::{self, SimulatorConnection, SimulatorDevice, SimulatorPoint};
+use fieldbridge_core::simulator::{SimulatorConnection, SimulatorDevice, SimulatorPoint};
 use fieldbridge_core::{
     ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory, PointId, PointSettings,
     PointSpec, ValueKind,
@@ -110,10 +111,6 @@ impl ConnectionKind {
     }
 }
 
-/// Connection kinds this version understands.
-const KINDS: &[&str] = &["simulator"];
-/// Connection kinds planned but not built yet: named, so that the error says so.
-const FUTURE_KINDS: &[&str] = &["modbus_tcp", "modbus_rtu", "mqtt", "serial"];
 const TOP_KEYS: &[&str] = &["gateway", "xmpp", "connections", "devices"];
 
 /// How strictly the secret must be available.
@@ -288,9 +285,14 @@ struct Loader<'a> {
     purpose: Purpose,
 }
 
-/// The connections as declared, before their devices are attached.
-enum Declared {
-    Simulator(SimulatorConnection),
+/// A key under `connections:`, declared even when it has mistakes.
+struct Declared {
+    /// The key as written.
+    name: String,
+    /// The key, if it is a valid id.
+    id: Option<ConnectionId>,
+    /// The connection being loaded, if its kind is one this version runs.
+    pending: Option<Box<dyn adapters::PendingConnection>>,
 }
 
 impl Loader<'_> {
@@ -339,8 +341,8 @@ impl Loader<'_> {
             }
         };
 
-        let connections = self.connections(root.get("connections"));
-        let devices = self.devices(root.get("devices"), &connections);
+        let mut connections = self.connections(root.get("connections"));
+        let (specs, device_count) = self.devices(root.get("devices"), &mut connections);
 
         let gateway = gateway?;
         let xmpp = xmpp?;
@@ -350,36 +352,21 @@ impl Loader<'_> {
             Some(dir) => self.base.join(dir),
             None => self.base.join("state"),
         };
-        let specs: Vec<DeviceSpec> = devices
-            .iter()
-            .map(|d| match d {
-                Loaded::Simulator(_, dev) => (*dev.spec).clone(),
-            })
-            .collect();
-        let mut out: Vec<Connection> = connections
-            .into_iter()
-            .map(|(id, declared)| Connection {
-                id,
-                kind: match declared {
-                    Declared::Simulator(settings) => ConnectionKind::Simulator {
-                        settings,
-                        devices: Vec::new(),
-                    },
-                },
-            })
-            .collect();
-        for d in devices {
-            match d {
-                Loaded::Simulator(conn, dev) => {
-                    if let Some(Connection {
-                        kind: ConnectionKind::Simulator { devices, .. },
-                        ..
-                    }) = out.iter_mut().find(|c| c.id == conn)
-                    {
-                        devices.push(dev);
-                    }
-                }
+        let mut out = Vec::new();
+        for declared in connections {
+            if let (Some(id), Some(pending)) = (declared.id, declared.pending)
+                && let Some(kind) = pending.finish()
+            {
+                out.push(Connection { id, kind });
             }
+        }
+        if specs.len() != device_count && self.problems.is_empty() {
+            // Every path that drops a device records why; this is a safety net.
+            self.problems.push(
+                &root.origin,
+                "devices",
+                "internal error: a device was dropped without a reason; please report this",
+            );
         }
         Some(GatewayConfig {
             source: source.to_path_buf(),
@@ -477,7 +464,7 @@ impl Loader<'_> {
         (Some(cfg), secret.map(|s| (s, notes)))
     }
 
-    fn connections(&self, node: Option<&Node>) -> Vec<(ConnectionId, Declared)> {
+    fn connections(&self, node: Option<&Node>) -> Vec<Declared> {
         let mut out = Vec::new();
         let Some(node) = node else {
             return out;
@@ -496,59 +483,75 @@ impl Loader<'_> {
                 );
                 continue;
             }
-            let id = match ConnectionId::new(&key.name) {
-                Ok(id) => id,
+            // A connection with mistakes is still declared, so that its
+            // devices are checked and not reported as pointing nowhere.
+            let mut declared = Declared {
+                name: key.name.clone(),
+                id: None,
+                pending: None,
+            };
+            match ConnectionId::new(&key.name) {
+                Ok(id) => declared.id = Some(id),
                 Err(e) => {
                     self.problems
                         .push(&key.origin, &path, format!("invalid connection id: {e}"));
-                    continue;
                 }
+            }
+            let all_kinds = || {
+                let mut all = adapters::KINDS.to_vec();
+                all.extend(adapters::FUTURE_KINDS);
+                all
             };
-            let kinds = match &conn.kind {
-                Kind::Map(kinds) if kinds.len() == 1 => kinds,
-                _ => {
+            match &conn.kind {
+                Kind::Map(kinds) if kinds.len() == 1 => {
+                    let (kind, settings) = &kinds[0];
+                    let kpath = join(&path, &kind.name);
+                    let name = kind.name.as_str();
+                    declared.pending = adapters::declare(name, settings, &kpath, self.problems);
+                    if declared.pending.is_some() {
+                        // Declared; its settings' problems are recorded.
+                    } else if adapters::FUTURE_KINDS.contains(&name) {
+                        self.problems.push(
+                            &kind.origin,
+                            &kpath,
+                            format!(
+                                "connection kind `{name}` is not supported by this version (supported: {})",
+                                adapters::KINDS.join(", ")
+                            ),
+                        );
+                    } else {
+                        self.problems.push(
+                            &kind.origin,
+                            &kpath,
+                            unknown_key_message("connection kind", name, &all_kinds()),
+                        );
+                    }
+                }
+                Kind::Map(kinds) if kinds.len() > 1 => {
+                    let names: Vec<String> =
+                        kinds.iter().map(|(k, _)| format!("`{}`", k.name)).collect();
+                    self.problems.push(
+                        &kinds[1].0.origin,
+                        &path,
+                        format!(
+                            "a connection has exactly one kind, found {}; split them into separate connections",
+                            names.join(" and ")
+                        ),
+                    );
+                }
+                other => {
                     self.problems.push(
                         &conn.origin,
                         &path,
                         format!(
-                            "a connection is a mapping with exactly one kind ({}), found {}",
-                            KINDS.join(", "),
-                            conn.kind.describe()
+                            "a connection is a mapping with exactly one kind, e.g. `{{ simulator: {{}} }}` (kinds: {}), found {}",
+                            adapters::KINDS.join(", "),
+                            other.describe()
                         ),
                     );
-                    continue;
                 }
-            };
-            let (kind, settings) = &kinds[0];
-            let kpath = join(&path, &kind.name);
-            let declared = match kind.name.as_str() {
-                "simulator" => {
-                    let node = null_as_empty_map(settings);
-                    read::<SimulatorConnection>(&node, &kpath, &[], true, self.problems)
-                        .map(Declared::Simulator)
-                }
-                other if FUTURE_KINDS.contains(&other) => {
-                    self.problems.push(
-                        &kind.origin,
-                        &kpath,
-                        format!("connection kind `{other}` is not supported by this version (supported: {})", KINDS.join(", ")),
-                    );
-                    None
-                }
-                other => {
-                    let mut all = KINDS.to_vec();
-                    all.extend(FUTURE_KINDS);
-                    self.problems.push(
-                        &kind.origin,
-                        &kpath,
-                        unknown_key_message("connection kind", other, &all),
-                    );
-                    None
-                }
-            };
-            if let Some(d) = declared {
-                out.push((id, d));
             }
+            out.push(declared);
         }
         out
     }
@@ -568,17 +571,19 @@ impl Loader<'_> {
         }
     }
 
+    /// Loads every device into its connection; returns the specs of those
+    /// that loaded and how many devices were declared.
     fn devices(
         &self,
         node: Option<&Node>,
-        connections: &[(ConnectionId, Declared)],
-    ) -> Vec<Loaded> {
-        let mut out = Vec::new();
+        connections: &mut [Declared],
+    ) -> (Vec<DeviceSpec>, usize) {
+        let mut specs = Vec::new();
         let Some(node) = node else {
-            return out;
+            return (specs, 0);
         };
         let Some(entries) = self.mapping(node, "devices") else {
-            return out;
+            return (specs, 0);
         };
         let mut seen = HashSet::new();
         for (key, dev) in entries {
@@ -595,16 +600,23 @@ impl Loader<'_> {
                 self.problems
                     .push(&key.origin, &path, format!("invalid device id: {e}"));
             });
+            let dev = null_as_empty_map(dev);
+            // `connection: 5` names the connection "5", as serde would read it.
             let connection = dev.get("connection").and_then(|c| match &c.kind {
-                Kind::Str(name) => Some((name.as_str(), c)),
+                Kind::Str(s) => Some((s.clone(), c)),
+                Kind::Int(i) => Some((i.to_string(), c)),
+                Kind::Float(f) => Some((f.to_string(), c)),
+                Kind::Bool(b) => Some((b.to_string(), c)),
                 _ => None,
             });
-            let declared = connection.and_then(|(name, at)| {
-                let found = connections.iter().find(|(id, _)| id.as_str() == name);
+            let target = connection.as_ref().and_then(|(name, at)| {
+                let found = connections.iter().position(|c| c.name == *name);
                 if found.is_none() {
-                    let known: Vec<&str> = connections.iter().map(|(id, _)| id.as_str()).collect();
+                    let known: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
                     let message = if known.is_empty() {
-                        format!("no connection `{name}`: `connections:` declares none")
+                        format!(
+                            "no connection `{name}`: `connections:` declares none; add e.g. `connections: {{ {name}: {{ simulator: {{}} }} }}`"
+                        )
                     } else {
                         unknown_key_message("connection", name, &known)
                     };
@@ -613,27 +625,22 @@ impl Loader<'_> {
                 }
                 found
             });
-            let loaded = match declared {
-                Some((conn_id, Declared::Simulator(_))) => self
-                    .device::<SimulatorDevice, SimulatorPoint>(
-                        dev,
-                        &path,
-                        id.ok(),
-                        Some(simulator::DEFAULT_POLL),
-                        SimulatorPoint::check,
-                    )
-                    .map(|d| Loaded::Simulator(conn_id.clone(), d)),
-                None => {
-                    // Still check what core understands, without adapter keys.
-                    let _ = read::<DeviceSettings>(dev, &path, &["points"], false, self.problems);
-                    None
+            let pending = target.and_then(|i| connections[i].pending.as_mut());
+            match pending {
+                Some(pending) => {
+                    if let Some(spec) = pending.add_device(self, &dev, &path, id.ok()) {
+                        specs.push(spec);
+                    }
                 }
-            };
-            if let Some(l) = loaded {
-                out.push(l);
+                None => {
+                    // The connection is missing, unknown or of a kind this
+                    // version cannot run: check what core understands, and
+                    // leave the adapter's keys alone.
+                    let _ = read::<DeviceSettings>(&dev, &path, &["points"], false, self.problems);
+                }
             }
         }
-        out
+        (specs, entries.len())
     }
 
     fn device<D: DeserializeOwned, P: DeserializeOwned + PointSource>(
@@ -792,10 +799,6 @@ impl Loader<'_> {
         }
         ok
     }
-}
-
-enum Loaded {
-    Simulator(ConnectionId, AdapterDevice<SimulatorDevice, SimulatorPoint>),
 }
 
 /// `points: { pump: }` and `simulator:` with nothing after the colon mean

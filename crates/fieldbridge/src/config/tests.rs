@@ -1,6 +1,7 @@
 use std::io::Write as _;
 
 use super::*;
+use fieldbridge_core::simulator;
 
 fn load_text(text: &str, env: &[(&str, &str)]) -> Result<GatewayConfig, ConfigErrors> {
     let mut file = tempfile::NamedTempFile::new().unwrap();

@@ -72,7 +72,11 @@ impl Kind {
             Kind::Int(i) => format!("the number {i}"),
             Kind::Float(f) => format!("the number {f}"),
             Kind::Str(s) => format!("the string {s:?}"),
-            Kind::Seq(_) => "a list".into(),
+            Kind::Seq(items) => match items.len() {
+                0 => "an empty list".into(),
+                1 => "a list of 1 item".into(),
+                n => format!("a list of {n} items"),
+            },
             Kind::Map(_) => "a mapping".into(),
         }
     }

@@ -1,0 +1,141 @@
+//! The connection kinds the loader knows, each described once.
+//!
+//! Adding an adapter (modbus_tcp, modbus_rtu, mqtt, serial) is: one
+//! [`ConnectionKind`] variant, one [`AdapterKind`] impl naming its
+//! connection, device and point structs, and one arm in [`declare`]. The
+//! loader does the rest (key splitting between core and adapter structs,
+//! unknown keys, point checks, staleness defaults) generically.
+
+use std::time::Duration;
+
+use fieldbridge_core::device::{AdapterDevice, PointSource};
+use fieldbridge_core::simulator::{self, SimulatorConnection, SimulatorDevice, SimulatorPoint};
+use fieldbridge_core::{DeviceId, DeviceSpec};
+use serde::de::DeserializeOwned;
+
+use super::de::{Problems, read};
+use super::tree::{Kind, Node};
+use super::{ConnectionKind, Loader};
+
+/// Connection kinds this version understands, as written in `gateway.yaml`.
+pub const KINDS: &[&str] = &["simulator"];
+/// Connection kinds planned but not built yet: named, so that the error can
+/// say "not supported by this version" rather than "unknown".
+pub const FUTURE_KINDS: &[&str] = &["modbus_tcp", "modbus_rtu", "mqtt", "serial"];
+
+/// What the loader needs to know of one connection kind.
+pub trait AdapterKind: 'static {
+    /// `connections.<id>.<kind>`
+    type Connection: DeserializeOwned;
+    /// The adapter's own keys under `devices.<id>`, beside core's.
+    type Device: DeserializeOwned;
+    /// The adapter's own keys under `devices.<id>.points.<id>`, beside core's.
+    type Point: DeserializeOwned + PointSource;
+    /// Poll period of a device that does not set `poll` (None: push device).
+    const DEFAULT_POLL: Option<Duration>;
+    /// Checks one point beyond what serde can (e.g. a constant needs a value).
+    fn check_point(_point: &Self::Point) -> Result<(), String> {
+        Ok(())
+    }
+    /// The finished connection.
+    fn build(
+        settings: Self::Connection,
+        devices: Vec<AdapterDevice<Self::Device, Self::Point>>,
+    ) -> ConnectionKind;
+}
+
+/// `simulator:` synthetic devices.
+pub struct Simulator;
+
+impl AdapterKind for Simulator {
+    type Connection = SimulatorConnection;
+    type Device = SimulatorDevice;
+    type Point = SimulatorPoint;
+    const DEFAULT_POLL: Option<Duration> = Some(simulator::DEFAULT_POLL);
+    fn check_point(point: &SimulatorPoint) -> Result<(), String> {
+        point.check()
+    }
+    fn build(
+        settings: SimulatorConnection,
+        devices: Vec<AdapterDevice<SimulatorDevice, SimulatorPoint>>,
+    ) -> ConnectionKind {
+        ConnectionKind::Simulator { settings, devices }
+    }
+}
+
+/// Reads `connections.<id>.<kind>`. `None` when the kind is not one this
+/// version can run (the problem is recorded).
+pub fn declare(
+    kind: &str,
+    settings: &Node,
+    path: &str,
+    problems: &Problems,
+) -> Option<Box<dyn PendingConnection>> {
+    match kind {
+        "simulator" => Some(Pending::<Simulator>::declare(settings, path, problems)),
+        _ => None,
+    }
+}
+
+/// A connection being loaded: its settings (if they were valid) and the
+/// devices found on it so far.
+pub trait PendingConnection {
+    /// Loads one device of this connection; its spec on success.
+    fn add_device(
+        &mut self,
+        loader: &Loader<'_>,
+        node: &Node,
+        path: &str,
+        id: Option<DeviceId>,
+    ) -> Option<DeviceSpec>;
+    /// The finished connection, if its own settings were valid.
+    fn finish(self: Box<Self>) -> Option<ConnectionKind>;
+}
+
+struct Pending<K: AdapterKind> {
+    settings: Option<K::Connection>,
+    devices: Vec<AdapterDevice<K::Device, K::Point>>,
+}
+
+impl<K: AdapterKind> Pending<K> {
+    fn declare(node: &Node, path: &str, problems: &Problems) -> Box<dyn PendingConnection> {
+        // `simulator:` with nothing after the colon means "no settings".
+        let node = match node.kind {
+            Kind::Null => Node {
+                origin: node.origin.clone(),
+                kind: Kind::Map(Vec::new()),
+            },
+            _ => node.clone(),
+        };
+        Box::new(Pending::<K> {
+            settings: read::<K::Connection>(&node, path, &[], true, problems),
+            devices: Vec::new(),
+        })
+    }
+}
+
+impl<K: AdapterKind> PendingConnection for Pending<K> {
+    fn add_device(
+        &mut self,
+        loader: &Loader<'_>,
+        node: &Node,
+        path: &str,
+        id: Option<DeviceId>,
+    ) -> Option<DeviceSpec> {
+        let device = loader.device::<K::Device, K::Point>(
+            node,
+            path,
+            id,
+            K::DEFAULT_POLL,
+            K::check_point,
+        )?;
+        let spec = (*device.spec).clone();
+        self.devices.push(device);
+        Some(spec)
+    }
+
+    fn finish(self: Box<Self>) -> Option<ConnectionKind> {
+        let this = *self;
+        Some(K::build(this.settings?, this.devices))
+    }
+}
