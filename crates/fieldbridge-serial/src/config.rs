@@ -1,0 +1,252 @@
+//! The serial adapter's part of `gateway.yaml`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fieldbridge_core::device::PointSource;
+use fieldbridge_core::{ValueKind, duration};
+use serde::Deserialize;
+
+use crate::framing::Framing;
+
+/// `connections.<id>.serial`: one port, shared by the devices on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConnection {
+    /// The port; prefer a stable `/dev/serial/by-id/…` path to `/dev/ttyUSB0`,
+    /// which may change when adapters are plugged in another order.
+    pub port: PathBuf,
+    /// Line speed (default 9600).
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// Data bits, 5 to 8 (default 8).
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    /// `none` (default), `even` or `odd`.
+    #[serde(default)]
+    pub parity: Parity,
+    /// Stop bits, 1 (default) or 2.
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    /// `none` (default), `software` (XON/XOFF) or `hardware` (RTS/CTS).
+    #[serde(default)]
+    pub flow_control: FlowControl,
+    /// How frames are cut: lines by default.
+    #[serde(default)]
+    pub framing: FramingConfig,
+    /// Longest frame accepted, in bytes (default 512); longer ones are
+    /// counted and dropped.
+    #[serde(default = "default_max_frame")]
+    pub max_frame: usize,
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+fn default_max_frame() -> usize {
+    512
+}
+
+/// Parity bit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parity {
+    /// No parity bit.
+    #[default]
+    None,
+    /// Even parity.
+    Even,
+    /// Odd parity.
+    Odd,
+}
+
+/// Flow control.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowControl {
+    /// None.
+    #[default]
+    None,
+    /// XON/XOFF.
+    Software,
+    /// RTS/CTS.
+    Hardware,
+}
+
+/// `framing:` — nothing for lines (LF, CR or CRLF); `delimiter` for a
+/// custom end of frame; `start` and `end` for framed protocols (STX/ETX).
+/// YAML double-quoted strings take escapes: `"\x02"`, `"\r\n"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FramingConfig {
+    /// Ends every frame.
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// Opens every frame (with `end`).
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Closes every frame (with `start`).
+    #[serde(default)]
+    pub end: Option<String>,
+}
+
+impl FramingConfig {
+    /// The framing, or why the combination makes no sense.
+    pub fn framing(&self) -> Result<Framing, String> {
+        let bytes = |s: &String| s.as_bytes().to_vec();
+        match (&self.delimiter, &self.start, &self.end) {
+            (None, None, None) => Ok(Framing::Lines),
+            (Some(d), None, None) if !d.is_empty() => Ok(Framing::Delimiter(bytes(d))),
+            (None, Some(s), Some(e)) if !s.is_empty() && !e.is_empty() => Ok(Framing::StartEnd {
+                start: bytes(s),
+                end: bytes(e),
+            }),
+            _ => Err("use either `delimiter` (not empty), or both `start` and `end`".into()),
+        }
+    }
+}
+
+impl SerialConnection {
+    /// Why these settings cannot work, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        self.framing.framing()?;
+        if !(5..=8).contains(&self.data_bits) {
+            return Err(format!("data_bits must be 5 to 8, not {}", self.data_bits));
+        }
+        if !(1..=2).contains(&self.stop_bits) {
+            return Err(format!("stop_bits must be 1 or 2, not {}", self.stop_bits));
+        }
+        if self.baud == 0 || self.max_frame == 0 {
+            return Err("baud and max_frame must be more than 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// How a device's frames are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatKind {
+    /// `T=21.5;H=40`: points by `key`.
+    KeyValue,
+    /// One JSON object per frame: points by JSON `pointer` (`/env/temp`).
+    Json,
+    /// `21.5,40,OK`: points by `column` (from 0).
+    Csv,
+    /// A regular expression (`pattern`) with named captures: points by `capture`.
+    Regex,
+    /// NMEA 0183 sentences: points by `nmea: GGA.latitude`.
+    Nmea,
+}
+
+/// A serial device's own keys under `devices.<id>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialDevice {
+    /// How its frames are written.
+    pub format: FormatKind,
+    /// Only frames starting with this text belong to the device, so that
+    /// several devices can share one port (`prefix: "W1,"`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// key_value: characters separating pairs (default `;`, `,`, tab or space);
+    /// csv: the column separator (default `,`).
+    #[serde(default)]
+    pub separator: Option<String>,
+    /// key_value: between key and value (default `=`; `:` is common too).
+    #[serde(default)]
+    pub assign: Option<String>,
+    /// regex: the pattern, with named captures `(?P<temp>[0-9.]+)`.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// For devices that answer only when asked: what to send every `poll`
+    /// period, and how long to wait for the answer.
+    #[serde(default)]
+    pub request: Option<Request>,
+    /// How writable points are written.
+    #[serde(default)]
+    pub write: Option<WriteConfig>,
+}
+
+/// `request:` — a line sent every poll period.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Sent as is (`"READ\r\n"`).
+    pub send: String,
+    /// Without an answer in this time the points turn bad quality (default 1s).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub timeout: Option<Duration>,
+}
+
+/// `write:` — how a write is sent, and whether it is acknowledged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteConfig {
+    /// The line to send; `{point}` and `{value}` are replaced
+    /// (`"SET {point} {value}\n"`).
+    pub template: String,
+    /// A regular expression an answer frame must match for the write to
+    /// count as done (`"^OK"`); without it, sending is enough.
+    #[serde(default)]
+    pub ack: Option<String>,
+    /// How long to wait for the acknowledgement (default 2s).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub timeout: Option<Duration>,
+}
+
+/// The value type of a serial point.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointType {
+    /// A measurement (default).
+    #[default]
+    Float,
+    /// A whole number.
+    Int,
+    /// On/off: 1/0, true/false, on/off, yes/no, open/closed.
+    Bool,
+    /// Text as received.
+    Text,
+}
+
+/// A serial point's own keys: where its value is in a frame.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialPoint {
+    /// key_value: the key (`T` in `T=21.5`).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// json: a JSON pointer (`/sensor/temp`).
+    #[serde(default)]
+    pub pointer: Option<String>,
+    /// csv: the column, counted from 0.
+    #[serde(default)]
+    pub column: Option<usize>,
+    /// regex: the named capture.
+    #[serde(default)]
+    pub capture: Option<String>,
+    /// nmea: `SENTENCE.field`, e.g. `GGA.latitude`, `MTW.temperature`.
+    #[serde(default)]
+    pub nmea: Option<String>,
+    /// The value type (default float).
+    #[serde(default, rename = "type")]
+    pub kind: PointType,
+}
+
+impl PointSource for SerialPoint {
+    fn kind(&self) -> ValueKind {
+        match self.kind {
+            PointType::Float => ValueKind::Float,
+            PointType::Int => ValueKind::Int,
+            PointType::Bool => ValueKind::Bool,
+            PointType::Text => ValueKind::Text,
+        }
+    }
+}

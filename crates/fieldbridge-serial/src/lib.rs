@@ -1,0 +1,12 @@
+//! fieldbridge's serial line adapter: sensors, meters and microcontrollers
+//! that print readings on a serial line (USB-serial, RS-232, RS-485 ASCII).
+//!
+//! Bytes from the port are cut into frames by [`framing`] (which never ends
+//! the stream on bad data), each frame is parsed by the device's
+//! [`format`] (key=value, JSON, CSV, regex or [`nmea`]), and each point's
+//! field becomes a raw reading for core to normalize.
+
+pub mod config;
+pub mod format;
+pub mod framing;
+pub mod nmea;
