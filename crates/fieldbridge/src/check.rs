@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use fieldbridge_core::duration;
+use fieldbridge_core::simulator::Signal;
 
 use crate::config::{ConnectionKind, GatewayConfig};
 
@@ -25,7 +26,15 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
         list(&cfg.xmpp.access.control)
     );
     for c in &cfg.connections {
-        let _ = writeln!(out, "connection {} ({})", c.id, c.kind.name());
+        let mut line = format!("connection {} ({})", c.id, c.kind.name());
+        match &c.kind {
+            ConnectionKind::Simulator { settings, .. } => {
+                if let Some(seed) = settings.seed {
+                    let _ = write!(line, ", seed {seed}");
+                }
+            }
+        }
+        let _ = writeln!(out, "{line}");
         match &c.kind {
             ConnectionKind::Simulator { devices, .. } => {
                 if devices.is_empty() {
@@ -58,13 +67,17 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
                     }
                     let _ = writeln!(out, "{line}");
                     for (id, p) in &spec.points {
-                        let mut line = format!("    point {id}: {}", p.kind);
+                        let mut line = format!("    point {id}");
                         let s = &p.settings;
+                        if let Some(name) = &s.name {
+                            let _ = write!(line, " \"{name}\"");
+                        }
+                        let _ = write!(line, ": {}", p.kind);
                         if let Some(u) = &s.unit {
                             let _ = write!(line, " [{u}]");
                         }
                         if let Some(sim) = d.points.get(id) {
-                            let _ = write!(line, ", {:?}", sim.signal);
+                            let _ = write!(line, ", {}", signal_name(sim.signal));
                             if let Some([lo, hi]) = sim.range {
                                 let _ = write!(line, " {lo}..{hi}");
                             }
@@ -116,5 +129,16 @@ fn list(items: &[String]) -> String {
         "nobody".to_owned()
     } else {
         items.join(", ")
+    }
+}
+
+/// A signal as written in `gateway.yaml`.
+fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Sine => "sine",
+        Signal::Ramp => "ramp",
+        Signal::RandomWalk => "random_walk",
+        Signal::Toggle => "toggle",
+        Signal::Constant => "constant",
     }
 }

@@ -368,7 +368,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let r = match &self.node.kind {
+        let r = match &*self.node.typed() {
             Kind::Null => visitor.visit_unit(),
             Kind::Bool(b) => visitor.visit_bool(*b),
             Kind::Int(i) => visitor.visit_i64(*i),
@@ -404,7 +404,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let r = match &self.node.kind {
+        let r = match &*self.node.typed() {
             Kind::Int(i) => visitor.visit_f64(*i as f64),
             Kind::Float(f) => visitor.visit_f64(*f),
             _ => Err(self.invalid("a number")),
@@ -417,7 +417,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let r = match &self.node.kind {
+        let r = match &*self.node.typed() {
             Kind::Bool(b) => visitor.visit_bool(*b),
             _ => Err(self.invalid("true or false")),
         };
@@ -425,7 +425,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match self.node.kind {
+        match *self.node.typed() {
             Kind::Null => visitor.visit_none(),
             _ => visitor.visit_some(self),
         }

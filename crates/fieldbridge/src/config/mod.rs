@@ -198,9 +198,23 @@ fn apply_env(
     env: impl IntoIterator<Item = (String, String)>,
     problems: &Problems,
 ) {
+    let lead = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
     let source: config::Map<String, String> = env
         .into_iter()
-        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
+        .filter(|(k, _)| k.starts_with(&lead))
+        .collect();
+    // The `config` crate hands keys back lowercased and joined by dots; keep
+    // each variable's own spelling to name it in errors.
+    let names: std::collections::HashMap<String, String> = source
+        .keys()
+        .map(|var| {
+            let key = var[lead.len()..]
+                .split(ENV_SEPARATOR)
+                .collect::<Vec<_>>()
+                .join(".")
+                .to_lowercase();
+            (key, var.clone())
+        })
         .collect();
     let collected = config::Source::collect(
         &config::Environment::with_prefix(ENV_PREFIX)
@@ -220,10 +234,10 @@ fn apply_env(
         .collect();
     overrides.sort();
     for (key, value) in overrides {
-        let var = format!(
-            "{ENV_PREFIX}{ENV_SEPARATOR}{}",
-            key.replace('.', ENV_SEPARATOR).to_uppercase()
-        );
+        let var = names
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| format!("{lead}{}", key.replace('.', ENV_SEPARATOR).to_uppercase()));
         let segments: Vec<&str> = key.split('.').collect();
         if segments.iter().any(|s| s.is_empty()) {
             problems.push(
@@ -233,17 +247,20 @@ fn apply_env(
             );
             continue;
         }
-        if let Err(at) = graft(root, &segments, tree::parse_env_value(&var, &value)) {
+        if let Err((at, found)) = graft(root, &segments, tree::parse_env_value(&var, &value)) {
             problems.push(
                 &Origin::Env(var.clone()),
                 &key,
-                format!("cannot override: `{at}` is a value, not a mapping"),
+                format!("cannot override: `{at}` holds {found}, not a mapping with keys"),
             );
         }
     }
 }
 
-fn graft(node: &mut Node, segments: &[&str], value: Node) -> Result<(), String> {
+/// Puts `value` at `segments` below `node`, creating mappings on the way.
+/// Fails with the path of a node in the way that is not a mapping, and
+/// what it is.
+fn graft(node: &mut Node, segments: &[&str], value: Node) -> Result<(), (String, String)> {
     let Some((first, rest)) = segments.split_first() else {
         *node = value;
         return Ok(());
@@ -252,7 +269,12 @@ fn graft(node: &mut Node, segments: &[&str], value: Node) -> Result<(), String> 
         node.kind = Kind::Map(Vec::new());
     }
     let Kind::Map(entries) = &mut node.kind else {
-        return Err(String::new());
+        // Not the value itself: it may be the secret.
+        let found = match node.kind {
+            Kind::Seq(_) => "a list",
+            _ => "a single value",
+        };
+        return Err((String::new(), found.to_owned()));
     };
     let index = match entries.iter().position(|(k, _)| k.name == *first) {
         Some(i) => i,
@@ -270,11 +292,11 @@ fn graft(node: &mut Node, segments: &[&str], value: Node) -> Result<(), String> 
             entries.len() - 1
         }
     };
-    graft(&mut entries[index].1, rest, value).map_err(|e| {
-        if e.is_empty() {
-            (*first).to_owned()
+    graft(&mut entries[index].1, rest, value).map_err(|(at, found)| {
+        if at.is_empty() {
+            ((*first).to_owned(), found)
         } else {
-            format!("{first}.{e}")
+            (format!("{first}.{at}"), found)
         }
     })
 }
@@ -407,6 +429,22 @@ impl Loader<'_> {
                 .push(&at.origin, &join("xmpp", &p.path), p.message);
         }
         let mut notes = Vec::new();
+        // FIELDBRIDGE__XMPP__SECRET overrides `secret_file`; both written in
+        // the file is a doubt about which one is meant.
+        let from_file = |key: &str| {
+            node.get(key).is_some_and(|n| {
+                matches!(n.origin, Origin::File { .. }) && !matches!(n.kind, Kind::Null)
+            })
+        };
+        if from_file("secret") && from_file("secret_file") {
+            let at = node.get("secret_file").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                "xmpp.secret_file",
+                "both `secret` and `secret_file` are set; keep only one (preferably `secret_file`)",
+            );
+            return (Some(cfg), None);
+        }
         let secret = match (&cfg.secret, &cfg.secret_file) {
             (Some(s), _) if !s.trim().is_empty() => Some(s.trim().to_owned()),
             (Some(_), _) => {

@@ -237,16 +237,43 @@ pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
     serde_saphyr::from_str_with_options::<Node>(text, options)
 }
 
-/// Parses an environment variable's value as a YAML scalar or flow value,
-/// so that `FIELDBRIDGE__DEVICES__X__POLL=10s` and `...__WRITABLE=true`
-/// mean what they would mean in the file. Unparsable text stays a string.
+/// An environment variable's value as a node. Scalars stay text exactly as
+/// given (a secret `on` or `0123` is not turned into a boolean or a number);
+/// [`Node::typed`] reads them like YAML where a number, boolean or null is
+/// wanted, so that `FIELDBRIDGE__DEVICES__X__POLL=10s` and `...__WRITABLE=true`
+/// mean what they would mean in the file. `[a, b]` and `{k: v}` are parsed
+/// as YAML flow collections.
 pub fn parse_env_value(var: &str, text: &str) -> Node {
-    let mut node = serde_saphyr::from_str::<Node>(text)
-        .ok()
-        .filter(|n| !matches!(n.kind, Kind::Null) || text.trim().is_empty())
-        .unwrap_or_else(|| Node::synthetic(Kind::Str(text.to_owned())));
+    let trimmed = text.trim_start();
+    let collection = (trimmed.starts_with('[') || trimmed.starts_with('{'))
+        .then(|| serde_saphyr::from_str::<Node>(text).ok())
+        .flatten();
+    let mut node = collection.unwrap_or_else(|| Node::synthetic(Kind::Str(text.to_owned())));
     relabel(&mut node, &Origin::Env(var.to_owned()));
     node
+}
+
+impl Node {
+    /// The node's kind, with text from an environment variable read as a
+    /// YAML scalar (`true`, `5`, `0.5`, `~`); text stays text otherwise.
+    pub fn typed(&self) -> std::borrow::Cow<'_, Kind> {
+        use std::borrow::Cow;
+        match (&self.origin, &self.kind) {
+            (Origin::Env(_), Kind::Str(text)) => {
+                if text.trim().is_empty() {
+                    return Cow::Owned(Kind::Null);
+                }
+                match serde_saphyr::from_str::<Node>(text) {
+                    Ok(Node {
+                        kind: k @ (Kind::Null | Kind::Bool(_) | Kind::Int(_) | Kind::Float(_)),
+                        ..
+                    }) => Cow::Owned(k),
+                    _ => Cow::Borrowed(&self.kind),
+                }
+            }
+            _ => Cow::Borrowed(&self.kind),
+        }
+    }
 }
 
 fn relabel(node: &mut Node, origin: &Origin) {
@@ -294,13 +321,28 @@ mod tests {
     }
 
     #[test]
-    fn env_values_are_typed_like_yaml() {
+    fn env_values_are_text_read_like_yaml_where_wanted() {
+        let v = parse_env_value("V", "true");
+        assert!(
+            matches!(&v.kind, Kind::Str(s) if s == "true"),
+            "raw text kept"
+        );
+        assert!(matches!(*v.typed(), Kind::Bool(true)));
         assert!(matches!(
-            parse_env_value("V", "true").kind,
-            Kind::Bool(true)
+            *parse_env_value("V", "0.5").typed(),
+            Kind::Float(_)
         ));
-        assert!(matches!(parse_env_value("V", "10s").kind, Kind::Str(_)));
-        assert!(matches!(parse_env_value("V", "0.5").kind, Kind::Float(_)));
+        assert!(matches!(*parse_env_value("V", "10s").typed(), Kind::Str(_)));
+        assert!(matches!(*parse_env_value("V", "").typed(), Kind::Null));
         assert_eq!(parse_env_value("V", "x").origin, Origin::Env("V".into()));
+        let list = parse_env_value("V", "[a, b]");
+        assert!(matches!(&list.kind, Kind::Seq(items) if items.len() == 2));
+        let Kind::Seq(items) = &list.kind else {
+            unreachable!()
+        };
+        assert_eq!(items[1].origin, Origin::Env("V".into()));
+        // File values are what YAML made of them.
+        let file = parse("a: true\n").unwrap();
+        assert!(matches!(*file.get("a").unwrap().typed(), Kind::Bool(true)));
     }
 }
