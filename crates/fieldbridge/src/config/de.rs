@@ -425,9 +425,16 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match *self.node.typed() {
-            Kind::Null => visitor.visit_none(),
-            _ => visitor.visit_some(self),
+        // From the environment, only an empty value means "none": a secret
+        // may well be the text `null`.
+        let none = match (&self.node.origin, &self.node.kind) {
+            (Origin::Env(_), Kind::Str(text)) => text.trim().is_empty(),
+            (_, kind) => matches!(kind, Kind::Null),
+        };
+        if none {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
         }
     }
 

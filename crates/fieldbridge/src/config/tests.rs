@@ -81,3 +81,160 @@ fn simulator_devices_get_the_default_poll_and_staleness() {
     assert_eq!(d.stale_after(), simulator::DEFAULT_POLL * 3);
     assert_eq!(d.points.values().next().unwrap().kind, ValueKind::Bool);
 }
+
+fn lines(err: &ConfigErrors) -> Vec<String> {
+    err.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn every_bad_device_is_reported_not_just_the_first() {
+    let text = format!(
+        "{BASE}devices:\n  a:\n    connection: demo\n    points: {{ p: {{ signal: sin }} }}\n  b:\n    connection: demo\n    poll: soon\n    points: {{ p: {{ signal: toggle }} }}\n  c:\n    connection: demo\n    points: {{ p: {{ signal: toggle, unti: x }} }}\n"
+    );
+    let err = load_text(&text, &[]).unwrap_err();
+    let got = lines(&err);
+    assert_eq!(got.len(), 3, "{err}");
+    assert!(
+        got[0].contains(
+            ":6:28: devices.a.points.p.signal: unknown value `sin`, did you mean `sine`?"
+        ),
+        "{err}"
+    );
+    assert!(
+        got[1].contains(":9:11: devices.b.poll: invalid duration \"soon\""),
+        "{err}"
+    );
+    assert!(
+        got[2]
+            .contains(":13:36: devices.c.points.p.unti: unknown key `unti`, did you mean `unit`?"),
+        "{err}"
+    );
+    assert!(err.to_string().ends_with("3 problems found"), "{err}");
+}
+
+#[test]
+fn keys_of_core_and_adapter_share_a_mapping_and_unknown_ones_are_reported_once() {
+    // `period` is the simulator's, `poll` core's; `perod` is neither and is
+    // reported once, with a suggestion taken from the adapter's keys.
+    let text = format!(
+        "{BASE}devices:\n  a:\n    connection: demo\n    poll: 1s\n    period: 10s\n    perod: 5s\n    points: {{ p: {{ signal: sine, range: [0, 1], unit: C, rnage: 1 }} }}\n"
+    );
+    let err = load_text(&text, &[]).unwrap_err();
+    let got = lines(&err);
+    assert_eq!(got.len(), 2, "{err}");
+    assert!(
+        got[0].contains("devices.a.perod: unknown key `perod`, did you mean `period`?"),
+        "{err}"
+    );
+    assert!(
+        got[1].contains("devices.a.points.p.rnage: unknown key `rnage`, did you mean `range`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_keys_far_from_any_known_list_the_known_ones() {
+    let err = load_text(&format!("{BASE}zzz: 1\n"), &[]).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            ":3:1: zzz: unknown section `zzz`, expected one of: connections, devices, gateway, xmpp"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn suggestions_come_only_when_close() {
+    assert_eq!(
+        de::suggestion("conection", &["connection", "name"]),
+        Some("connection".into())
+    );
+    assert_eq!(de::suggestion("zzz", &["connection", "name"]), None);
+}
+
+#[test]
+fn fields_of_lists_a_structs_keys() {
+    let fields = de::fields_of::<PointSettings>();
+    assert!(
+        fields.contains(&"deadband") && fields.contains(&"writable"),
+        "{fields:?}"
+    );
+    assert!(de::fields_of::<SimulatorPoint>().contains(&"signal"));
+}
+
+#[test]
+fn env_text_stays_text_where_text_is_wanted() {
+    let text = "xmpp: { component: gw.localhost }\nconnections: { demo: { simulator: {} } }\ndevices: { d: { connection: demo, points: { p: { signal: toggle } } } }\n";
+    for secret in ["on", "0123", "1e3", "null"] {
+        let cfg = load_text(text, &[("FIELDBRIDGE__XMPP__SECRET", secret)]).unwrap();
+        assert_eq!(cfg.secret, secret);
+    }
+    // ... and is read like YAML where a boolean or a number is wanted.
+    let cfg = load_text(
+        text,
+        &[
+            ("FIELDBRIDGE__XMPP__SECRET", "s"),
+            ("FIELDBRIDGE__DEVICES__D__POINTS__P__WRITABLE", "true"),
+            ("FIELDBRIDGE__CONNECTIONS__DEMO__SIMULATOR__SEED", "42"),
+            ("FIELDBRIDGE__XMPP__ACCESS__READ", "[localhost, \"*\"]"),
+        ],
+    )
+    .unwrap();
+    let p = cfg
+        .directory
+        .device("d")
+        .unwrap()
+        .points
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert!(p.settings.writable);
+    assert_eq!(cfg.xmpp.access.read, vec!["localhost", "*"]);
+    let ConnectionKind::Simulator { settings, .. } = &cfg.connections[0].kind;
+    assert_eq!(settings.seed, Some(42));
+}
+
+#[test]
+fn env_errors_name_the_variable_as_spelled() {
+    let text = format!(
+        "{BASE}devices: {{ d: {{ connection: demo, points: {{ p: {{ signal: toggle }} }} }} }}\n"
+    );
+    let err = load_text(&text, &[("FIELDBRIDGE__devices__D__poll", "soon")]).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "environment variable FIELDBRIDGE__devices__D__poll: devices.d.poll: invalid duration"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn devices_of_a_broken_or_unsupported_connection_are_checked_not_misreported() {
+    let text = "xmpp: { component: gw.localhost, secret: s }\nconnections:\n  demo: { simulator: { seed: x } }\n  plc: { modbus_tcp: {} }\ndevices:\n  a: { connection: demo, points: { p: { signal: sin } } }\n  b: { connection: plc, unit: 1, poll: soon, points: { t: { holding: 1 } } }\n";
+    let err = load_text(text, &[]).unwrap_err();
+    let all = err.to_string();
+    assert!(all.contains("connections.demo.simulator.seed"), "{all}");
+    assert!(
+        all.contains("devices.a.points.p.signal: unknown value `sin`"),
+        "{all}"
+    );
+    assert!(all.contains("devices.b.poll: invalid duration"), "{all}");
+    assert!(!all.contains("unknown connection"), "{all}");
+    assert!(!all.contains("holding"), "{all}");
+    assert_eq!(err.len(), 4, "{all}");
+}
+
+#[test]
+fn a_device_is_never_dropped_silently() {
+    // `connection: 5` is the connection "5", which does not exist.
+    let text = format!(
+        "{BASE}devices: {{ d: {{ connection: 5, points: {{ p: {{ signal: toggle }} }} }} }}\n"
+    );
+    let err = load_text(&text, &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("devices.d.connection: unknown connection `5`"),
+        "{err}"
+    );
+}
