@@ -5,6 +5,11 @@
 //! connection, device and point structs, and one arm in [`declare`]. The
 //! loader does the rest (key splitting between core and adapter structs,
 //! unknown keys, point checks, staleness defaults) generically.
+//!
+//! Adapter structs are plain `#[derive(Deserialize)]` structs with
+//! `#[serde(deny_unknown_fields)]` and no `#[serde(flatten)]`: the loader
+//! learns their keys from the field list serde passes to
+//! `deserialize_struct`, and splits each mapping between core and adapter.
 
 use std::time::Duration;
 

@@ -691,10 +691,10 @@ impl Loader<'_> {
     ) -> Option<AdapterDevice<D, P>> {
         let mut shared: Vec<&'static str> = fields_of::<D>().to_vec();
         shared.push("points");
-        let settings = read::<DeviceSettings>(node, path, leak(shared), true, self.problems);
+        let settings = read::<DeviceSettings>(node, path, &shared, true, self.problems);
         let mut shared: Vec<&'static str> = fields_of::<DeviceSettings>().to_vec();
         shared.push("points");
-        let config = read::<D>(node, path, leak(shared), false, self.problems);
+        let config = read::<D>(node, path, &shared, false, self.problems);
 
         let ppath = join(path, "points");
         let mut points = BTreeMap::new();
@@ -714,8 +714,8 @@ impl Loader<'_> {
                 "a device needs at least one point",
             );
         }
-        let core_fields = leak(fields_of::<PointSettings>().to_vec());
-        let adapter_fields = leak(fields_of::<P>().to_vec());
+        let core_fields = fields_of::<PointSettings>();
+        let adapter_fields = fields_of::<P>();
         let mut seen = HashSet::new();
         let mut all_ok = true;
         for (key, pnode) in point_nodes {
@@ -849,12 +849,6 @@ fn null_as_empty_map(node: &Node) -> Node {
         },
         _ => node.clone(),
     }
-}
-
-/// Key lists are tiny and built once per load; leaking them keeps the
-/// deserializer's `&'static` field lists uniform.
-fn leak(v: Vec<&'static str>) -> &'static [&'static str] {
-    Box::leak(v.into_boxed_slice())
 }
 
 fn join(path: &str, key: &str) -> String {
