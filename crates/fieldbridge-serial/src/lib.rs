@@ -6,7 +6,10 @@
 //! [`format`] (key=value, JSON, CSV, regex or [`nmea`]), and each point's
 //! field becomes a raw reading for core to normalize.
 
+pub mod adapter;
 pub mod config;
 pub mod format;
 pub mod framing;
 pub mod nmea;
+
+pub use adapter::SerialAdapter;

@@ -1,0 +1,471 @@
+//! The serial transport loop: open the port (and keep trying while it is
+//! missing or busy), cut frames, hand each device its fields, send poll
+//! requests and writes, and report the truth about each device meanwhile.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture};
+use fieldbridge_core::device::AdapterDevice;
+use fieldbridge_core::{
+    Action, Command, ConnectionId, DeviceId, DeviceStatus, PointId, Quality, Value,
+};
+use futures::StreamExt;
+use regex::Regex;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tokio_serial::SerialPortBuilderExt;
+use tokio_util::codec::FramedRead;
+
+use crate::config::{FlowControl, Parity, SerialConnection, SerialDevice, SerialPoint};
+use crate::format::{Parser, convert};
+use crate::framing::FrameDecoder;
+
+/// First reopen delay; doubles up to [`BACKOFF_CAP`].
+const BACKOFF_START: Duration = Duration::from_millis(250);
+/// Longest wait between attempts to open the port.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Default time a polled device has to answer.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default time a write has to be acknowledged.
+const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The adapter of one `serial` connection.
+#[derive(Debug)]
+pub struct SerialAdapter {
+    id: ConnectionId,
+    settings: SerialConnection,
+    devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>,
+}
+
+impl SerialAdapter {
+    /// An adapter for connection `id` and its devices.
+    pub fn new(
+        id: ConnectionId,
+        settings: SerialConnection,
+        devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>,
+    ) -> Self {
+        Self {
+            id,
+            settings,
+            devices,
+        }
+    }
+}
+
+impl Adapter for SerialAdapter {
+    fn name(&self) -> String {
+        format!("serial {}", self.id)
+    }
+
+    fn devices(&self) -> Vec<DeviceId> {
+        self.devices.iter().map(|d| d.spec.id.clone()).collect()
+    }
+
+    fn run(self: Box<Self>, ctx: AdapterContext) -> AdapterFuture {
+        Box::pin(run(*self, ctx))
+    }
+}
+
+struct Device {
+    id: DeviceId,
+    parser: Parser,
+    prefix: Option<String>,
+    points: BTreeMap<PointId, SerialPoint>,
+    last: BTreeMap<PointId, Value>,
+    poll: Duration,
+    request: Option<(Vec<u8>, Duration)>,
+    next_request: Instant,
+    awaiting: Option<Instant>,
+    write: Option<(String, Option<Regex>, Duration)>,
+}
+
+struct PendingWrite {
+    device: usize,
+    ack: Regex,
+    deadline: Instant,
+    value: Value,
+    reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+}
+
+/// Logs each distinct problem of a device once; counts all of them.
+#[derive(Default)]
+struct Problems {
+    seen: HashSet<(String, String)>,
+    count: u64,
+}
+
+impl Problems {
+    fn report(&mut self, device: &str, cause: &str, detail: &str) {
+        self.count += 1;
+        if self.seen.insert((device.to_owned(), cause.to_owned())) {
+            tracing::warn!(device, error = %detail, count = self.count, "{cause}; skipped (further ones are counted quietly)");
+        } else {
+            tracing::debug!(device, error = %detail, "{cause}; skipped");
+        }
+    }
+}
+
+fn build(devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>) -> Vec<Device> {
+    let now = Instant::now();
+    devices
+        .into_iter()
+        .filter_map(|d| {
+            // The config loader has checked all of this; a failure here is a bug
+            // worth a loud log, not a crash.
+            let parser = match Parser::new(&d.config) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(device = %d.spec.id, error = %e, "device skipped");
+                    return None;
+                }
+            };
+            let write = d.config.write.as_ref().map(|w| {
+                let ack = w.ack.as_deref().and_then(|a| Regex::new(a).ok());
+                (
+                    w.template.clone(),
+                    ack,
+                    w.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT),
+                )
+            });
+            Some(Device {
+                id: d.spec.id.clone(),
+                parser,
+                prefix: d.config.prefix.clone(),
+                poll: d.spec.settings.poll.unwrap_or(Duration::from_secs(5)),
+                request: d.config.request.as_ref().map(|r| {
+                    (
+                        r.send.as_bytes().to_vec(),
+                        r.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+                    )
+                }),
+                next_request: now,
+                awaiting: None,
+                write,
+                points: d.points,
+                last: BTreeMap::new(),
+            })
+        })
+        .collect()
+}
+
+fn open(s: &SerialConnection) -> tokio_serial::Result<tokio_serial::SerialStream> {
+    let port = s.port.to_string_lossy();
+    tokio_serial::new(port.as_ref(), s.baud)
+        .data_bits(match s.data_bits {
+            5 => tokio_serial::DataBits::Five,
+            6 => tokio_serial::DataBits::Six,
+            7 => tokio_serial::DataBits::Seven,
+            _ => tokio_serial::DataBits::Eight,
+        })
+        .parity(match s.parity {
+            Parity::None => tokio_serial::Parity::None,
+            Parity::Even => tokio_serial::Parity::Even,
+            Parity::Odd => tokio_serial::Parity::Odd,
+        })
+        .stop_bits(if s.stop_bits == 2 {
+            tokio_serial::StopBits::Two
+        } else {
+            tokio_serial::StopBits::One
+        })
+        .flow_control(match s.flow_control {
+            FlowControl::None => tokio_serial::FlowControl::None,
+            FlowControl::Software => tokio_serial::FlowControl::Software,
+            FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
+        })
+        .open_native_async()
+}
+
+async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
+    let SerialAdapter {
+        id,
+        settings,
+        devices,
+    } = adapter;
+    let mut devices = build(devices);
+    let framing = match settings.framing.framing() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(connection = %id, error = %e, "serial connection not started");
+            return;
+        }
+    };
+    let port_name = settings.port.display().to_string();
+    let mut problems = Problems::default();
+    let mut backoff = BACKOFF_START;
+    let mut last_failure: Option<String> = None;
+    let mut commands_open = true;
+
+    'reopen: loop {
+        let port = match open(&settings) {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = format!("cannot open {port_name}: {e}");
+                if last_failure.as_deref() != Some(&reason) {
+                    tracing::warn!(connection = %id, error = %reason, "serial port unavailable; retrying");
+                    for d in &devices {
+                        ctx.events
+                            .status(
+                                &d.id,
+                                DeviceStatus::Offline {
+                                    reason: reason.clone(),
+                                },
+                            )
+                            .await;
+                    }
+                    last_failure = Some(reason);
+                }
+                let delay = backoff.mul_f64(0.75 + rand::random::<f64>() * 0.5);
+                backoff = (backoff * 2).min(BACKOFF_CAP);
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => continue 'reopen,
+                }
+            }
+        };
+        tracing::info!(connection = %id, port = %port_name, "serial port open");
+        backoff = BACKOFF_START;
+        last_failure = None;
+        let (reader, mut writer) = tokio::io::split(port);
+        let mut frames = FramedRead::new(
+            reader,
+            FrameDecoder::new(framing.clone(), settings.max_frame),
+        );
+        let mut pending: Option<PendingWrite> = None;
+        let now = Instant::now();
+        for d in &mut devices {
+            d.next_request = now;
+            d.awaiting = None;
+        }
+
+        loop {
+            let next_timer = devices
+                .iter()
+                .filter(|d| d.request.is_some())
+                .map(|d| d.awaiting.unwrap_or(d.next_request).min(d.next_request))
+                .chain(pending.as_ref().map(|p| p.deadline))
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => return,
+                frame = frames.next() => match frame {
+                    Some(Ok(Ok(text))) => {
+                        if let Some(p) = &pending
+                            && p.ack.is_match(&text)
+                            && let Some(p) = pending.take()
+                        {
+                            tracing::debug!(device = %devices[p.device].id, "write acknowledged");
+                            let _ = p.reply.send(Ok(p.value));
+                        }
+                        dispatch(&text, &mut devices, &ctx, &mut problems).await;
+                    }
+                    Some(Ok(Err(e))) => problems.report(id.as_str(), "bad frame", &e.to_string()),
+                    Some(Err(e)) => {
+                        lost(&id, &port_name, &e.to_string(), &devices, &ctx, &mut pending).await;
+                        continue 'reopen;
+                    }
+                    None => {
+                        lost(&id, &port_name, "the port closed", &devices, &ctx, &mut pending).await;
+                        continue 'reopen;
+                    }
+                },
+                received = ctx.commands.recv(), if commands_open => match received {
+                    None => commands_open = false,
+                    Some(c) => {
+                        if let Err(e) = handle_command(c, &mut devices, &mut writer, &mut pending).await {
+                            lost(&id, &port_name, &e.to_string(), &devices, &ctx, &mut pending).await;
+                            continue 'reopen;
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(next_timer) => {
+                    let now = Instant::now();
+                    if let Some(p) = &pending
+                        && p.deadline <= now
+                        && let Some(p) = pending.take()
+                    {
+                        let _ = p.reply.send(Err("the device did not acknowledge the write in time".into()));
+                    }
+                    for d in devices.iter_mut().filter(|d| d.request.is_some()) {
+                        if let Some(deadline) = d.awaiting
+                            && deadline <= now
+                        {
+                            d.awaiting = None;
+                            let reason = "no answer to the poll request".to_owned();
+                            for (point, value) in &d.last {
+                                ctx.events
+                                    .reading_with_quality(&d.id, point, value.clone(), Quality::Bad { reason: reason.clone() })
+                                    .await;
+                            }
+                            problems.report(d.id.as_str(), "no answer to the poll request", "timeout");
+                        }
+                        if d.next_request <= now {
+                            d.next_request = now + d.poll;
+                            if let Some((send, timeout)) = &d.request {
+                                if let Err(e) = writer.write_all(send).await {
+                                    lost(&id, &port_name, &e.to_string(), &devices, &ctx, &mut pending).await;
+                                    continue 'reopen;
+                                }
+                                d.awaiting = Some(now + *timeout);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn lost(
+    id: &ConnectionId,
+    port: &str,
+    why: &str,
+    devices: &[Device],
+    ctx: &AdapterContext,
+    pending: &mut Option<PendingWrite>,
+) {
+    let reason = format!("serial port {port} lost: {why}");
+    tracing::warn!(connection = %id, error = %reason, "reopening");
+    if let Some(p) = pending.take() {
+        let _ = p.reply.send(Err(reason.clone()));
+    }
+    for d in devices {
+        ctx.events
+            .status(
+                &d.id,
+                DeviceStatus::Offline {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
+    }
+}
+
+async fn dispatch(
+    text: &str,
+    devices: &mut [Device],
+    ctx: &AdapterContext,
+    problems: &mut Problems,
+) {
+    let at = SystemTime::now();
+    for d in devices.iter_mut() {
+        if d.prefix.as_deref().is_some_and(|p| !text.starts_with(p)) {
+            continue;
+        }
+        let record = match d.parser.parse(text) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.report(d.id.as_str(), "unreadable frame", &e);
+                continue;
+            }
+        };
+        let mut any = false;
+        for (point_id, point) in &d.points {
+            let Some(raw) = record.field(point) else {
+                continue;
+            };
+            any = true;
+            match convert(raw, point.kind) {
+                Ok(value) => {
+                    d.last.insert(point_id.clone(), value.clone());
+                    ctx.events
+                        .send(fieldbridge_core::DeviceEvent {
+                            device: d.id.clone(),
+                            at,
+                            kind: fieldbridge_core::EventKind::Reading(fieldbridge_core::Reading {
+                                point: point_id.clone(),
+                                value,
+                                unit: None,
+                                quality: Quality::Good,
+                            }),
+                        })
+                        .await;
+                }
+                Err(e) => {
+                    problems.report(d.id.as_str(), &format!("bad value for {point_id}"), &e);
+                    if let Some(last) = d.last.get(point_id) {
+                        ctx.events
+                            .reading_with_quality(
+                                &d.id,
+                                point_id,
+                                last.clone(),
+                                Quality::Bad { reason: e },
+                            )
+                            .await;
+                    }
+                }
+            }
+        }
+        if any {
+            d.awaiting = None;
+        }
+    }
+}
+
+/// Renders a value for a device's command line: booleans as 1/0, which is
+/// what most firmware expects.
+fn render(value: &Value) -> String {
+    match value {
+        Value::Bool(b) => u8::from(*b).to_string(),
+        other => other.to_string(),
+    }
+}
+
+async fn handle_command<W: tokio::io::AsyncWrite + Unpin>(
+    c: Command,
+    devices: &mut [Device],
+    writer: &mut W,
+    pending: &mut Option<PendingWrite>,
+) -> std::io::Result<()> {
+    let Command {
+        device,
+        point,
+        action,
+        reply,
+    } = c;
+    let Some(index) = devices.iter().position(|d| d.id == device) else {
+        let _ = reply.send(Err(format!("{device} is not on this serial connection")));
+        return Ok(());
+    };
+    let d = &devices[index];
+    match action {
+        Action::Read => {
+            let _ = reply.send(d.last.get(&point).cloned().ok_or_else(|| {
+                format!("no value of {point} received yet; the device reports on its own")
+            }));
+        }
+        Action::Write(value) => {
+            let Some((template, ack, timeout)) = &d.write else {
+                let _ = reply.send(Err(format!("{device} has no `write` template")));
+                return Ok(());
+            };
+            if pending.is_some() {
+                let _ = reply.send(Err(
+                    "another write is waiting for its acknowledgement".into()
+                ));
+                return Ok(());
+            }
+            let line = template
+                .replace("{point}", point.as_str())
+                .replace("{value}", &render(&value));
+            tracing::info!(device = %device, point = %point, value = %value, "serial write");
+            writer.write_all(line.as_bytes()).await?;
+            writer.flush().await?;
+            match ack {
+                Some(ack) => {
+                    *pending = Some(PendingWrite {
+                        device: index,
+                        ack: ack.clone(),
+                        deadline: Instant::now() + *timeout,
+                        value,
+                        reply,
+                    });
+                }
+                None => {
+                    let _ = reply.send(Ok(value));
+                }
+            }
+        }
+    }
+    Ok(())
+}
