@@ -113,3 +113,29 @@ fn the_shipped_gateway_yaml_is_valid() {
     assert!(tree.contains("point temperature: float [°C]"), "{tree}");
     assert_eq!(cfg.directory.len(), 2);
 }
+
+#[test]
+fn fieldbridge_check_prints_the_same_and_exits_3_on_errors() {
+    for (case, code) in [
+        ("several-errors-at-once", 3),
+        ("bad-env-override", 3),
+        ("env-override-ok", 0),
+    ] {
+        let dir = cases_dir().join(case);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
+            .args(["check", "-c", "gateway.yaml"])
+            .current_dir(&dir)
+            .env_clear()
+            .envs(env_of(&dir))
+            .output()
+            .expect("the binary runs");
+        assert_eq!(out.status.code(), Some(code), "{case}: {out:?}");
+        let (printed, expected) = if code == 0 {
+            (out.stdout, "expected.tree")
+        } else {
+            (out.stderr, "expected.err")
+        };
+        let want = std::fs::read_to_string(dir.join(expected)).expect("expectation");
+        assert_eq!(String::from_utf8_lossy(&printed), want, "{case}");
+    }
+}
