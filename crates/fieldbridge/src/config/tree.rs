@@ -77,6 +77,7 @@ impl Kind {
                 1 => "a list of 1 item".into(),
                 n => format!("a list of {n} items"),
             },
+            Kind::Map(entries) if entries.is_empty() => "an empty mapping".into(),
             Kind::Map(_) => "a mapping".into(),
         }
     }
