@@ -145,6 +145,19 @@ pub enum FormatKind {
     Nmea,
 }
 
+impl FormatKind {
+    /// The format as written in `gateway.yaml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FormatKind::KeyValue => "key_value",
+            FormatKind::Json => "json",
+            FormatKind::Csv => "csv",
+            FormatKind::Regex => "regex",
+            FormatKind::Nmea => "nmea",
+        }
+    }
+}
+
 /// A serial device's own keys under `devices.<id>`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -95,8 +95,8 @@ impl Parser {
         .count();
         if !present || given != 1 {
             return Err(format!(
-                "a point of a {:?} device is located by `{wanted}` (and nothing else)",
-                self.kind
+                "a point of a {} device is located by `{wanted}` (and nothing else)",
+                self.kind.name()
             ));
         }
         if let (Some(c), Some(re)) = (&point.capture, &self.pattern)

@@ -433,7 +433,8 @@ async fn an_unplugged_port_takes_the_device_offline_and_it_returns_by_itself() {
     loop {
         pty.write(b"T=2\n");
         match tokio::time::timeout(Duration::from_millis(500), rig.sub.recv()).await {
-            Ok(Some(e)) if matches!(&e.kind, EventKind::Reading(r) if r.value == Value::Float(2.0)) => {
+            Ok(Some(e)) if matches!(&e.kind, EventKind::Reading(r) if r.value == Value::Float(2.0)) =>
+            {
                 break;
             }
             _ => assert!(

@@ -2,8 +2,13 @@
 
 use std::fmt::Write as _;
 
+use std::collections::BTreeMap;
+
+use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::duration;
-use fieldbridge_core::simulator::Signal;
+use fieldbridge_core::simulator::{Signal, SimulatorDevice, SimulatorPoint};
+use fieldbridge_core::{DeviceSpec, PointId};
+use fieldbridge_serial::config::{SerialDevice, SerialPoint};
 
 use crate::config::{ConnectionKind, GatewayConfig};
 
@@ -26,89 +31,25 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
         list(&cfg.xmpp.access.control)
     );
     for c in &cfg.connections {
-        let mut line = format!("connection {} ({})", c.id, c.kind.name());
-        match &c.kind {
-            ConnectionKind::Simulator { settings, .. } => {
-                if let Some(seed) = settings.seed {
-                    let _ = write!(line, ", seed {seed}");
-                }
-            }
+        let (extra, devices) = match &c.kind {
+            ConnectionKind::Simulator { settings, devices } => (
+                settings
+                    .seed
+                    .map(|s| format!(", seed {s}"))
+                    .unwrap_or_default(),
+                devices.iter().map(simulator_device).collect::<Vec<_>>(),
+            ),
+            ConnectionKind::Serial { settings, devices } => (
+                format!(", {} at {} baud", settings.port.display(), settings.baud),
+                devices.iter().map(serial_device).collect(),
+            ),
+        };
+        let _ = writeln!(out, "connection {} ({}){extra}", c.id, c.kind.name());
+        if devices.is_empty() {
+            let _ = writeln!(out, "  (no devices)");
         }
-        let _ = writeln!(out, "{line}");
-        match &c.kind {
-            ConnectionKind::Simulator { devices, .. } => {
-                if devices.is_empty() {
-                    let _ = writeln!(out, "  (no devices)");
-                }
-                for d in devices {
-                    let spec = &d.spec;
-                    let mut line = format!("  device {}@{}", spec.id, cfg.xmpp.component);
-                    if let Some(name) = &spec.settings.name {
-                        let _ = write!(line, " \"{name}\"");
-                    }
-                    if let Some(poll) = spec.settings.poll {
-                        let _ = write!(line, ", poll {}", duration::format(poll));
-                    }
-                    let _ = write!(
-                        line,
-                        ", stale after {}",
-                        duration::format(spec.stale_after())
-                    );
-                    if let Some(p) = d.config.period {
-                        let _ = write!(line, ", period {}", duration::format(p));
-                    }
-                    if let Some(o) = &d.config.outage {
-                        let _ = write!(
-                            line,
-                            ", outage {} every {}",
-                            duration::format(o.duration),
-                            duration::format(o.every)
-                        );
-                    }
-                    let _ = writeln!(out, "{line}");
-                    for (id, p) in &spec.points {
-                        let mut line = format!("    point {id}");
-                        let s = &p.settings;
-                        if let Some(name) = &s.name {
-                            let _ = write!(line, " \"{name}\"");
-                        }
-                        let _ = write!(line, ": {}", p.kind);
-                        if let Some(u) = &s.unit {
-                            let _ = write!(line, " [{u}]");
-                        }
-                        if let Some(sim) = d.points.get(id) {
-                            let _ = write!(line, ", {}", signal_name(sim.signal));
-                            if let Some([lo, hi]) = sim.range {
-                                let _ = write!(line, " {lo}..{hi}");
-                            }
-                            if let Some(v) = &sim.value {
-                                let _ = write!(line, " {v}");
-                            }
-                        }
-                        for (name, v) in [
-                            ("scale", s.scale),
-                            ("offset", s.offset),
-                            ("deadband", s.deadband),
-                        ] {
-                            if let Some(v) = v {
-                                let _ = write!(line, ", {name} {v}");
-                            }
-                        }
-                        for (name, v) in [
-                            ("min_interval", s.min_interval),
-                            ("max_interval", s.max_interval),
-                        ] {
-                            if let Some(v) = v {
-                                let _ = write!(line, ", {name} {}", duration::format(v));
-                            }
-                        }
-                        if s.writable {
-                            line.push_str(", writable");
-                        }
-                        let _ = writeln!(out, "{line}");
-                    }
-                }
-            }
+        for (spec, device_extra, point_extras) in devices {
+            render_device(&mut out, cfg, spec, &device_extra, &point_extras);
         }
     }
     for note in &cfg.notes {
@@ -122,6 +63,127 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
         cfg.directory.point_count()
     );
     out
+}
+
+/// A device as `render_device` takes it: core's spec, the adapter's
+/// device details, and the adapter's details per point.
+type Described<'a> = (&'a DeviceSpec, String, BTreeMap<PointId, String>);
+
+fn simulator_device(d: &AdapterDevice<SimulatorDevice, SimulatorPoint>) -> Described<'_> {
+    let mut extra = String::new();
+    if let Some(p) = d.config.period {
+        let _ = write!(extra, ", period {}", duration::format(p));
+    }
+    if let Some(o) = &d.config.outage {
+        let _ = write!(
+            extra,
+            ", outage {} every {}",
+            duration::format(o.duration),
+            duration::format(o.every)
+        );
+    }
+    let points = d
+        .points
+        .iter()
+        .map(|(id, sim)| {
+            let mut line = format!(", {}", signal_name(sim.signal));
+            if let Some([lo, hi]) = sim.range {
+                let _ = write!(line, " {lo}..{hi}");
+            }
+            if let Some(v) = &sim.value {
+                let _ = write!(line, " {v}");
+            }
+            (id.clone(), line)
+        })
+        .collect();
+    (&d.spec, extra, points)
+}
+
+fn serial_device(d: &AdapterDevice<SerialDevice, SerialPoint>) -> Described<'_> {
+    let c = &d.config;
+    let mut extra = format!(", format {}", c.format.name());
+    if let Some(p) = &c.prefix {
+        let _ = write!(extra, ", prefix {p:?}");
+    }
+    if let Some(r) = &c.request {
+        let _ = write!(extra, ", request {:?}", r.send);
+    }
+    if let Some(w) = &c.write {
+        let _ = write!(extra, ", write {:?}", w.template);
+    }
+    let points = d
+        .points
+        .iter()
+        .map(|(id, p)| {
+            let at = match (&p.key, &p.pointer, p.column, &p.capture, &p.nmea) {
+                (Some(k), ..) => format!("key {k}"),
+                (_, Some(ptr), ..) => format!("pointer {ptr}"),
+                (_, _, Some(col), ..) => format!("column {col}"),
+                (.., Some(cap), _) => format!("capture {cap}"),
+                (.., Some(n)) => format!("nmea {n}"),
+                _ => String::new(),
+            };
+            (id.clone(), format!(", {at}"))
+        })
+        .collect();
+    (&d.spec, extra, points)
+}
+
+fn render_device(
+    out: &mut String,
+    cfg: &GatewayConfig,
+    spec: &DeviceSpec,
+    device_extra: &str,
+    point_extras: &BTreeMap<PointId, String>,
+) {
+    let mut line = format!("  device {}@{}", spec.id, cfg.xmpp.component);
+    if let Some(name) = &spec.settings.name {
+        let _ = write!(line, " \"{name}\"");
+    }
+    if let Some(poll) = spec.settings.poll {
+        let _ = write!(line, ", poll {}", duration::format(poll));
+    }
+    let _ = write!(
+        line,
+        ", stale after {}",
+        duration::format(spec.stale_after())
+    );
+    let _ = writeln!(out, "{line}{device_extra}");
+    for (id, p) in &spec.points {
+        let mut line = format!("    point {id}");
+        let s = &p.settings;
+        if let Some(name) = &s.name {
+            let _ = write!(line, " \"{name}\"");
+        }
+        let _ = write!(line, ": {}", p.kind);
+        if let Some(u) = &s.unit {
+            let _ = write!(line, " [{u}]");
+        }
+        if let Some(extra) = point_extras.get(id) {
+            line.push_str(extra);
+        }
+        for (name, v) in [
+            ("scale", s.scale),
+            ("offset", s.offset),
+            ("deadband", s.deadband),
+        ] {
+            if let Some(v) = v {
+                let _ = write!(line, ", {name} {v}");
+            }
+        }
+        for (name, v) in [
+            ("min_interval", s.min_interval),
+            ("max_interval", s.max_interval),
+        ] {
+            if let Some(v) = v {
+                let _ = write!(line, ", {name} {}", duration::format(v));
+            }
+        }
+        if s.writable {
+            line.push_str(", writable");
+        }
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 fn list(items: &[String]) -> String {

@@ -16,6 +16,7 @@ use fieldbridge_core::bus::{Bus, DEFAULT_QUEUE};
 use fieldbridge_core::command::{CommandRoutes, DEFAULT_COMMAND_TIMEOUT};
 use fieldbridge_core::normalize;
 use fieldbridge_core::simulator::SimulatorAdapter;
+use fieldbridge_serial::SerialAdapter;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +52,9 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         let adapter: Box<dyn Adapter> = match connection.kind {
             ConnectionKind::Simulator { settings, devices } => {
                 Box::new(SimulatorAdapter::new(connection.id, settings, devices))
+            }
+            ConnectionKind::Serial { settings, devices } => {
+                Box::new(SerialAdapter::new(connection.id, settings, devices))
             }
         };
         let name = adapter.name();

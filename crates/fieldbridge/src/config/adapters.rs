@@ -14,8 +14,12 @@
 use std::time::Duration;
 
 use fieldbridge_core::device::{AdapterDevice, PointSource};
+use std::collections::BTreeMap;
+
 use fieldbridge_core::simulator::{self, SimulatorConnection, SimulatorDevice, SimulatorPoint};
-use fieldbridge_core::{DeviceId, DeviceSpec};
+use fieldbridge_core::{DeviceId, DeviceSpec, PointId};
+use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
+use fieldbridge_serial::format::Parser;
 use serde::de::DeserializeOwned;
 
 use super::de::{Problems, read};
@@ -23,10 +27,10 @@ use super::tree::{Kind, Node};
 use super::{ConnectionKind, Loader};
 
 /// Connection kinds this version understands, as written in `gateway.yaml`.
-pub const KINDS: &[&str] = &["simulator"];
+pub const KINDS: &[&str] = &["simulator", "serial"];
 /// Connection kinds planned but not built yet: named, so that the error can
 /// say "not supported by this version" rather than "unknown".
-pub const FUTURE_KINDS: &[&str] = &["modbus_tcp", "modbus_rtu", "mqtt", "serial"];
+pub const FUTURE_KINDS: &[&str] = &["modbus_tcp", "modbus_rtu", "mqtt"];
 
 /// What the loader needs to know of one connection kind.
 pub trait AdapterKind: 'static {
@@ -41,6 +45,19 @@ pub trait AdapterKind: 'static {
     /// Checks one point beyond what serde can (e.g. a constant needs a value).
     fn check_point(_point: &Self::Point) -> Result<(), String> {
         Ok(())
+    }
+    /// Checks the connection's settings beyond what serde can.
+    fn check_connection(_settings: &Self::Connection) -> Result<(), String> {
+        Ok(())
+    }
+    /// Checks a device as a whole: its settings, and its points against
+    /// them (a CSV device's points need a column). Problems name the point
+    /// they are about, or none for the device itself.
+    fn check_device(
+        _device: &Self::Device,
+        _points: &BTreeMap<PointId, Self::Point>,
+    ) -> Vec<(Option<PointId>, String)> {
+        Vec::new()
     }
     /// The finished connection.
     fn build(
@@ -68,6 +85,47 @@ impl AdapterKind for Simulator {
     }
 }
 
+/// `serial:` lines.
+pub struct Serial;
+
+impl AdapterKind for Serial {
+    type Connection = SerialConnection;
+    type Device = SerialDevice;
+    type Point = SerialPoint;
+    const DEFAULT_POLL: Option<Duration> = None;
+    fn check_connection(settings: &SerialConnection) -> Result<(), String> {
+        settings.check()
+    }
+    fn check_device(
+        device: &SerialDevice,
+        points: &BTreeMap<PointId, SerialPoint>,
+    ) -> Vec<(Option<PointId>, String)> {
+        let parser = match Parser::new(device) {
+            Ok(p) => p,
+            Err(e) => return vec![(None, e)],
+        };
+        let mut out: Vec<(Option<PointId>, String)> = points
+            .iter()
+            .filter_map(|(id, p)| parser.check_point(p).err().map(|e| (Some(id.clone()), e)))
+            .collect();
+        if let Some(ack) = device.write.as_ref().and_then(|w| w.ack.as_deref())
+            && let Err(e) = regex::Regex::new(ack)
+        {
+            out.push((
+                None,
+                format!("write.ack is not a valid regular expression: {e}"),
+            ));
+        }
+        out
+    }
+    fn build(
+        settings: SerialConnection,
+        devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>,
+    ) -> ConnectionKind {
+        ConnectionKind::Serial { settings, devices }
+    }
+}
+
 /// Reads `connections.<id>.<kind>`. `None` when the kind is not one this
 /// version can run (the problem is recorded).
 pub fn declare(
@@ -78,6 +136,7 @@ pub fn declare(
 ) -> Option<Box<dyn PendingConnection>> {
     match kind {
         "simulator" => Some(Pending::<Simulator>::declare(settings, path, problems)),
+        "serial" => Some(Pending::<Serial>::declare(settings, path, problems)),
         _ => None,
     }
 }
@@ -112,8 +171,13 @@ impl<K: AdapterKind> Pending<K> {
             },
             _ => node.clone(),
         };
+        let settings = read::<K::Connection>(&node, path, &[], true, problems).filter(|s| {
+            K::check_connection(s)
+                .map_err(|e| problems.push(&node.origin, path, e))
+                .is_ok()
+        });
         Box::new(Pending::<K> {
-            settings: read::<K::Connection>(&node, path, &[], true, problems),
+            settings,
             devices: Vec::new(),
         })
     }
@@ -134,6 +198,22 @@ impl<K: AdapterKind> PendingConnection for Pending<K> {
             K::DEFAULT_POLL,
             K::check_point,
         )?;
+        let problems = K::check_device(&device.config, &device.points);
+        for (point, message) in &problems {
+            let (at, at_path) = match point {
+                Some(p) => (
+                    node.get("points")
+                        .and_then(|ps| ps.get(p.as_str()))
+                        .unwrap_or(node),
+                    format!("{path}.points.{p}"),
+                ),
+                None => (node, path.to_owned()),
+            };
+            loader.problems.push(&at.origin, &at_path, message.clone());
+        }
+        if !problems.is_empty() {
+            return None;
+        }
         let spec = (*device.spec).clone();
         self.devices.push(device);
         Some(spec)

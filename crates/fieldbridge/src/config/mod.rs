@@ -22,6 +22,7 @@ use fieldbridge_core::{
     ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory, PointId, PointSettings,
     PointSpec, ValueKind,
 };
+use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
 use fieldbridge_xmpp::XmppConfig;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -100,6 +101,13 @@ pub enum ConnectionKind {
         /// The devices on it.
         devices: Vec<AdapterDevice<SimulatorDevice, SimulatorPoint>>,
     },
+    /// A serial line.
+    Serial {
+        /// `connections.<id>.serial`
+        settings: SerialConnection,
+        /// The devices on it.
+        devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>,
+    },
 }
 
 impl ConnectionKind {
@@ -107,6 +115,7 @@ impl ConnectionKind {
     pub fn name(&self) -> &'static str {
         match self {
             ConnectionKind::Simulator { .. } => "simulator",
+            ConnectionKind::Serial { .. } => "serial",
         }
     }
 }

@@ -191,7 +191,9 @@ fn env_text_stays_text_where_text_is_wanted() {
         .clone();
     assert!(p.settings.writable);
     assert_eq!(cfg.xmpp.access.read, vec!["localhost", "*"]);
-    let ConnectionKind::Simulator { settings, .. } = &cfg.connections[0].kind;
+    let ConnectionKind::Simulator { settings, .. } = &cfg.connections[0].kind else {
+        panic!("a simulator connection")
+    };
     assert_eq!(settings.seed, Some(42));
 }
 
