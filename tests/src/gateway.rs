@@ -10,6 +10,18 @@ use tokio::time::Instant;
 use crate::prosody::{COMPONENT, Prosody};
 use crate::{fieldbridge_bin, terminate, wait_exit};
 
+/// What goes in a test's gateway.yaml besides the XMPP connection.
+pub struct Setup<'a> {
+    /// `xmpp.access.read`
+    pub read: &'a [&'a str],
+    /// `xmpp.access.control`
+    pub control: &'a [&'a str],
+    /// The `connections:` section, indented by two spaces.
+    pub connections: &'a str,
+    /// The `devices:` section, indented by two spaces.
+    pub devices: &'a str,
+}
+
 /// A gateway process and its files (config, secret, state, log).
 pub struct Gateway {
     dir: tempfile::TempDir,
@@ -17,31 +29,51 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Writes a gateway.yaml connecting to `prosody` with `access_read` and
-    /// the `devices:` section `devices` (YAML, indented by two spaces), and
-    /// starts the gateway; returns once it logged in to the server.
+    /// Writes a gateway.yaml connecting to `prosody` with `access_read`
+    /// (who may also control) and the `devices:` section `devices` on a
+    /// simulator connection `sim`, and starts the gateway; returns once it
+    /// logged in to the server.
     pub async fn start(
         prosody: &Prosody,
         access_read: &[&str],
         devices: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with(
+            prosody,
+            &Setup {
+                read: access_read,
+                control: access_read,
+                connections: "  sim: { simulator: {} }\n",
+                devices,
+            },
+        )
+        .await
+    }
+
+    /// [`Gateway::start`] with every part of the config given.
+    pub async fn start_with(prosody: &Prosody, setup: &Setup<'_>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         std::fs::write(
             dir.path().join("component.secret"),
             format!("{}\n", prosody.secret),
         )?;
-        let read = access_read
-            .iter()
-            .map(|j| format!("\"{j}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = |jids: &[&str]| {
+            jids.iter()
+                .map(|j| format!("\"{j}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let yaml = format!(
             "gateway: {{ id: e2e, state_dir: state }}\n\
              xmpp:\n  component: {COMPONENT}\n  server: 127.0.0.1:{port}\n  secret_file: component.secret\n  \
-             access: {{ read: [{read}], control: [{read}] }}\n\
-             connections:\n  sim: {{ simulator: {{}} }}\n\
+             access: {{ read: [{read}], control: [{control}] }}\n\
+             connections:\n{connections}\
              devices:\n{devices}",
             port = prosody.component_port,
+            read = list(setup.read),
+            control = list(setup.control),
+            connections = setup.connections,
+            devices = setup.devices,
         );
         std::fs::write(dir.path().join("gateway.yaml"), yaml)?;
         let mut gw = Self { dir, child: None };

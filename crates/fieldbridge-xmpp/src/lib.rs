@@ -12,7 +12,8 @@
 //! ```text
 //!  bus (DeviceEvent) ──▶ Gateway::on_event ──▶ presence, pubsub notifications ─┐
 //!  server (Element)  ──▶ Gateway::on_stanza ─▶ replies ─────────────────────────┼─▶ server
-//!  1 s tick          ──▶ Gateway::tick ──────▶ rate-limited status texts, ping ─┘
+//!  1 s tick          ──▶ Gateway::tick ──────▶ rate-limited status texts, ping ─┤
+//!  chat `set` ──▶ Gateway::take_writes ──▶ CommandRouter ──▶ adapter ──▶ reply ─┘
 //! ```
 //!
 //! The login is hand-made with tokio-xmpp's `xmlstream` API and the stream
@@ -23,9 +24,11 @@
 //! error when it is a request, and otherwise dropped.
 //!
 //! Who may do what is [`access`]; subscriptions survive restarts in
-//! [`state`]; pubsub items carry XEP-0323 [`sensordata`].
+//! [`state`]; pubsub items carry XEP-0323 [`sensordata`]; messages to a
+//! device are commands in words ([`chat`]).
 
 pub mod access;
+pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod gateway;
@@ -39,16 +42,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fieldbridge_core::{CommandRouter, Directory, Subscription};
+use fieldbridge_core::{CommandError, CommandRouter, Directory, Subscription, Value};
 use futures::{SinkExt, StreamExt};
 use minidom::Element;
+use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_xmpp::xmlstream::ReadError;
 
 pub use config::{AccessConfig, XmppConfig};
 
 use crate::connection::Stream;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, WriteRequest};
 
 /// What the component needs besides the bus.
 #[derive(Debug, Clone)]
@@ -252,7 +256,7 @@ pub async fn run(
     options: ComponentOptions,
     directory: Arc<Directory>,
     mut events: Subscription,
-    _commands: CommandRouter,
+    commands: CommandRouter,
 ) -> Result<(), XmppError> {
     let ComponentOptions {
         config,
@@ -283,8 +287,24 @@ pub async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_error: Option<String> = None;
+    // Writes asked for by chat, running through the command router; each
+    // one ends in the router's timeout, so the set stays small.
+    let mut writes: JoinSet<(WriteRequest, Result<Value, CommandError>)> = JoinSet::new();
 
     loop {
+        for request in gw.take_writes() {
+            let router = commands.clone();
+            writes.spawn(async move {
+                let outcome = router
+                    .write(
+                        request.device.as_str(),
+                        request.point.as_str(),
+                        request.value.clone(),
+                    )
+                    .await;
+                (request, outcome)
+            });
+        }
         let idle = link.stream.is_none() && link.connecting.is_none();
         tokio::select! {
             event = events.recv() => match event {
@@ -351,6 +371,15 @@ pub async fn run(
                         tracing::warn!("the XMPP server closed the connection");
                         link.disconnect();
                     }
+                }
+            },
+            Some(done) = writes.join_next(), if !writes.is_empty() => {
+                match done {
+                    Ok((request, outcome)) => {
+                        let reply = gw.write_done(request, outcome);
+                        link.send(vec![reply]).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "a write task failed"),
                 }
             },
             _ = tick.tick() => {

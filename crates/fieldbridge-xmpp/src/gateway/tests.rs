@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use fieldbridge_core::{
-    ConnectionId, DeviceSettings, DeviceSpec, PointSettings, PointSpec, Quality, Unit, Value,
-    ValueKind,
+    ConnectionId, DeviceSettings, DeviceSpec, PointSettings, PointSpec, Quality, Reading, Unit,
+    Value, ValueKind,
 };
 
 use super::*;
@@ -641,4 +641,218 @@ fn publishing_to_a_device_node_is_not_offered() {
     let text = crate::xml::to_string(&out[0]);
     assert!(text.contains("feature='publish'"), "{text}");
     assert_eq!(r.gw.stats().unsupported, 1);
+}
+
+// ----- chat commands --------------------------------------------------
+
+const BOB: &str = "bob@example.org/laptop";
+
+/// A boiler with a read-only temperature and a writable set-point; alice
+/// may control, bob may only read.
+fn chat_gateway(dir: &std::path::Path) -> Gateway {
+    let mut spec = (**directory().device("boiler").unwrap()).clone();
+    let setpoint = PointSpec {
+        id: PointId::new("setpoint").unwrap(),
+        kind: ValueKind::Float,
+        settings: PointSettings {
+            unit: Some(Unit("°C".into())),
+            writable: true,
+            ..Default::default()
+        },
+    };
+    spec.points.insert(setpoint.id.clone(), setpoint);
+    let access = Access::new(&AccessConfig {
+        read: vec!["example.org".into()],
+        control: vec!["alice@example.org".into()],
+    });
+    Gateway::new(
+        DOMAIN,
+        "test",
+        Arc::new(Directory::new([spec])),
+        access,
+        Store::new(dir),
+    )
+    .unwrap()
+}
+
+fn chat(from: &str, to: &str, kind: &str, body: &str) -> Element {
+    stanza_from(
+        from,
+        &format!(
+            "<message xmlns='jabber:component:accept' to='{to}' type='{kind}' id='m1'>\
+             <thread>t-42</thread><body>{body}</body></message>"
+        ),
+    )
+}
+
+fn body_of(el: &Element) -> String {
+    el.get_child("body", NS_COMPONENT)
+        .map(|b| b.text())
+        .unwrap_or_default()
+}
+
+fn one_reply(gw: &mut Gateway, from: &str, body: &str) -> Element {
+    let out = gw.on_stanza(&chat(from, "boiler@gw.example.org", "chat", body));
+    assert_eq!(out.len(), 1, "{out:?}");
+    out.into_iter().next().unwrap()
+}
+
+#[test]
+fn chat_replies_come_from_the_device_in_the_same_type_and_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    for kind in ["chat", "normal"] {
+        let out = gw.on_stanza(&chat(ALICE, "boiler@gw.example.org", kind, "help"));
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!(r.name(), "message");
+        assert_eq!(r.attr("type"), Some(kind));
+        assert_eq!(r.attr("from"), Some("boiler@gw.example.org"));
+        assert_eq!(r.attr("to"), Some(ALICE), "to the full JID that asked");
+        assert_eq!(
+            r.get_child("thread", NS_COMPONENT).map(|t| t.text()),
+            Some("t-42".to_owned())
+        );
+    }
+}
+
+#[test]
+fn help_lists_set_only_for_controllers_and_unknown_words_get_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    let alice = body_of(&one_reply(&mut gw, ALICE, "help"));
+    assert!(
+        alice.contains("set <point> <value>: change setpoint"),
+        "{alice}"
+    );
+    assert!(
+        alice.contains("get <point>: one reading (setpoint, temperature)"),
+        "{alice}"
+    );
+    let bob = body_of(&one_reply(&mut gw, BOB, "help"));
+    assert!(!bob.contains("set <point>"), "{bob}");
+    assert_eq!(body_of(&one_reply(&mut gw, BOB, "what is this")), bob);
+}
+
+#[test]
+fn status_and_get_show_values_units_age_and_quality() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    let now = Instant::now();
+    gw.on_event(status(DeviceStatus::Online), now);
+    let mut ev = reading(21.5);
+    ev.at = SystemTime::now() - Duration::from_secs(3);
+    gw.on_event(ev, now);
+
+    let s = body_of(&one_reply(&mut gw, BOB, "status"));
+    let mut lines = s.lines();
+    assert_eq!(lines.next(), Some("Boiler room: online"));
+    assert_eq!(lines.next(), Some("setpoint: no reading yet"));
+    let t = lines.next().unwrap();
+    assert!(t.starts_with("temperature 21.5 °C ("), "{t}");
+    assert!(t.ends_with(" s ago)"), "{t}");
+
+    let g = body_of(&one_reply(&mut gw, BOB, "get temperature"));
+    assert!(g.starts_with("temperature 21.5 °C ("), "{g}");
+
+    let mut bad = reading(0.0);
+    if let EventKind::Reading(r) = &mut bad.kind {
+        r.quality = Quality::Bad {
+            reason: "no answer".into(),
+        };
+    }
+    gw.on_event(bad, now);
+    let g = body_of(&one_reply(&mut gw, BOB, "get temperature"));
+    assert!(g.ends_with("ago), bad: no answer"), "{g}");
+
+    let unknown = body_of(&one_reply(&mut gw, BOB, "get pressure"));
+    assert_eq!(
+        unknown,
+        "Boiler room has no point \"pressure\"; its points: setpoint, temperature."
+    );
+}
+
+#[test]
+fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+
+    let refused = body_of(&one_reply(&mut gw, BOB, "set setpoint 55"));
+    assert_eq!(
+        refused,
+        "You may not change this device (not in access.control)."
+    );
+    let ro = body_of(&one_reply(&mut gw, ALICE, "set temperature 5"));
+    assert_eq!(ro, "temperature is read-only.");
+    let bad = body_of(&one_reply(&mut gw, ALICE, "set setpoint warm"));
+    assert_eq!(bad, "setpoint: \"warm\" is not a number");
+    assert!(gw.take_writes().is_empty(), "nothing reached the adapter");
+
+    let out = gw.on_stanza(&chat(
+        ALICE,
+        "boiler@gw.example.org",
+        "chat",
+        "set setpoint 55.5",
+    ));
+    assert!(out.is_empty(), "the answer waits for the adapter");
+    let mut writes = gw.take_writes();
+    assert_eq!(writes.len(), 1);
+    let w = writes.pop().unwrap();
+    assert_eq!(w.device.as_str(), "boiler");
+    assert_eq!(w.point.as_str(), "setpoint");
+    assert_eq!(w.value, Value::Float(55.5));
+    assert!(gw.take_writes().is_empty(), "taken once");
+
+    let ok = gw.write_done(w.clone(), Ok(Value::Float(55.5)));
+    assert_eq!(body_of(&ok), "setpoint set to 55.5 °C.");
+    assert_eq!(ok.attr("to"), Some(ALICE));
+    assert_eq!(ok.attr("type"), Some("chat"));
+    let failed = gw.write_done(
+        w,
+        Err(fieldbridge_core::CommandError::Failed(
+            "device answered NAK".into(),
+        )),
+    );
+    assert_eq!(
+        body_of(&failed),
+        "Could not set setpoint: device answered NAK"
+    );
+}
+
+#[test]
+fn chat_from_outsiders_or_to_unknown_devices_is_forbidden_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    for (from, to) in [
+        (MALLORY, "boiler@gw.example.org"),
+        (MALLORY, "ghost@gw.example.org"),
+        (ALICE, "ghost@gw.example.org"),
+    ] {
+        let out = gw.on_stanza(&chat(from, to, "chat", "status"));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].attr("type"), Some("error"));
+        assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
+        assert_eq!(body_of(&out[0]), "", "no device details");
+        assert_eq!(out[0].attr("id"), Some("m1"));
+    }
+    assert_eq!(gw.stats().forbidden, 3);
+}
+
+#[test]
+fn messages_that_are_not_commands_get_no_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    for kind in ["headline", "groupchat", "error", "bogus"] {
+        let out = gw.on_stanza(&chat(ALICE, "boiler@gw.example.org", kind, "status"));
+        assert!(out.is_empty(), "{kind}: {out:?}");
+    }
+    let no_body = stanza_from(
+        ALICE,
+        "<message xmlns='jabber:component:accept' to='boiler@gw.example.org' type='chat'>\
+         <active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+    );
+    assert!(gw.on_stanza(&no_body).is_empty());
+    let to_service = chat(ALICE, DOMAIN, "chat", "status");
+    assert!(gw.on_stanza(&to_service).is_empty());
+    assert_eq!(gw.stats().chat_commands, 0);
 }

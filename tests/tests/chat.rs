@@ -1,0 +1,136 @@
+//! End-to-end: chat commands to a device JID, from real XMPP clients
+//! through a real Prosody to the real gateway binary and its simulator.
+
+use std::time::Duration;
+
+use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, xml};
+use fieldbridge_e2e::gateway::{Gateway, Setup};
+use fieldbridge_e2e::prosody::Prosody;
+use minidom::Element;
+
+const BOILER: &str = "boiler@gw.localhost";
+const WAIT: Duration = Duration::from_secs(15);
+
+const DEVICES: &str = "  boiler:\n    name: Boiler room\n    connection: sim\n    poll: 100ms\n    points:\n      \
+temperature: { signal: constant, value: 21.5, unit: \"°C\" }\n      \
+setpoint: { signal: constant, value: 50.0, unit: \"°C\", writable: true }\n";
+
+async fn setup() -> (Prosody, Gateway) {
+    let prosody = Prosody::start().await.expect("prosody starts");
+    for u in ["alice", "bob"] {
+        prosody.register(u, "pw").expect("user registered");
+    }
+    let gateway = Gateway::start_with(
+        &prosody,
+        &Setup {
+            read: &["localhost"],
+            control: &["alice@localhost"],
+            connections: "  sim: { simulator: {} }\n",
+            devices: DEVICES,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("gateway starts: {e}\nprosody log:\n{}", prosody.log()));
+    (prosody, gateway)
+}
+
+fn body_of(e: &Element) -> Option<String> {
+    e.get_child("body", NS_CLIENT).map(Element::text)
+}
+
+fn text_el(name: &str, text: &str) -> Element {
+    let mut e = el(name, NS_CLIENT, &[]);
+    e.append_text_node(text);
+    e
+}
+
+/// Sends `text` as a chat message to the boiler, in a thread of its own,
+/// and returns the body of the reply in that thread.
+async fn ask(user: &mut XmppUser, text: &str) -> String {
+    let thread = format!("t-{text}");
+    let mut msg = el("message", NS_CLIENT, &[("to", BOILER), ("type", "chat")]);
+    msg.append_child(text_el("body", text));
+    msg.append_child(text_el("thread", &thread));
+    user.send(msg).await.unwrap();
+    let reply = user
+        .expect(&format!("the reply to {text:?}"), WAIT, |e| {
+            e.name() == "message"
+                && e.attr("from")
+                    .is_some_and(|f| f.split('/').next() == Some(BOILER))
+                && e.get_child("thread", NS_CLIENT)
+                    .map(Element::text)
+                    .as_deref()
+                    == Some(thread.as_str())
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.attr("type"), Some("chat"), "{}", xml(&reply));
+    body_of(&reply).unwrap_or_else(|| panic!("no body: {}", xml(&reply)))
+}
+
+#[tokio::test]
+async fn chat_commands_read_and_write_a_device() {
+    let (prosody, _gateway) = setup().await;
+    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+        .await
+        .unwrap();
+
+    let help = ask(&mut alice, "help").await;
+    assert!(help.starts_with("Boiler room: commands"), "{help}");
+    assert!(
+        help.contains("set <point> <value>: change setpoint"),
+        "{help}"
+    );
+
+    // The first reading arrives within a poll or two.
+    let temp = wait_for_line(&mut alice, "get temperature", "temperature 21.5 °C (").await;
+    assert!(temp.ends_with(" s ago)"), "{temp}");
+    let status = ask(&mut alice, "status").await;
+    assert!(status.starts_with("Boiler room: online\n"), "{status}");
+    assert!(status.contains("\nsetpoint 50 °C ("), "{status}");
+
+    let done = ask(&mut alice, "set setpoint 62.5").await;
+    assert_eq!(done, "setpoint set to 62.5 °C.");
+    wait_for_line(&mut alice, "get setpoint", "setpoint 62.5 °C (").await;
+
+    let bad = ask(&mut alice, "set setpoint warm").await;
+    assert_eq!(bad, "setpoint: \"warm\" is not a number");
+    let ro = ask(&mut alice, "set temperature 3").await;
+    assert_eq!(ro, "temperature is read-only.");
+    alice.close().await;
+}
+
+#[tokio::test]
+async fn a_reader_outside_access_control_cannot_write() {
+    let (prosody, _gateway) = setup().await;
+    let mut bob = XmppUser::connect(prosody.c2s_port, "bob", "pw")
+        .await
+        .unwrap();
+    let help = ask(&mut bob, "help").await;
+    assert!(!help.contains("set <point>"), "{help}");
+    let refused = ask(&mut bob, "set setpoint 70").await;
+    assert_eq!(
+        refused,
+        "You may not change this device (not in access.control)."
+    );
+    // The value did not move.
+    let line = wait_for_line(&mut bob, "get setpoint", "setpoint 50 °C (").await;
+    assert!(line.ends_with("ago)"), "{line}");
+    bob.close().await;
+}
+
+/// Asks `question` until the answer starts with `prefix`.
+async fn wait_for_line(user: &mut XmppUser, question: &str, prefix: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let line = ask(user, question).await;
+        if line.starts_with(prefix) {
+            return line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{question:?} never answered {prefix:?}; last: {line}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
