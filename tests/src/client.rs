@@ -153,6 +153,13 @@ impl XmppUser {
         }
     }
 
+    /// Forgets every stanza received so far and not matched, so that the
+    /// next `expect` sees only what arrives from now on.
+    pub fn forget_unmatched(&mut self) {
+        self.unmatched();
+        self.backlog.clear();
+    }
+
     /// Every stanza received so far and not matched by an `expect`.
     pub fn unmatched(&mut self) -> &[Element] {
         while let Ok(e) = self.incoming.try_recv() {

@@ -9,6 +9,8 @@
 pub mod client;
 pub mod gateway;
 pub mod prosody;
+pub mod pty;
+pub mod pubsub;
 pub mod raw;
 
 use std::net::TcpListener;

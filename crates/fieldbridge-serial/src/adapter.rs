@@ -104,6 +104,17 @@ impl Problems {
             tracing::debug!(device, error = %detail, "{cause}; skipped");
         }
     }
+
+    /// A frame that belongs to no device yet (not text, too long): said
+    /// once per connection, then counted.
+    fn bad_frame(&mut self, connection: &ConnectionId, detail: &str) {
+        self.count += 1;
+        if self.seen.insert((String::new(), "bad frame".to_owned())) {
+            tracing::warn!(connection = %connection, error = %detail, count = self.count, "bad frame; skipped (further ones are counted quietly)");
+        } else {
+            tracing::debug!(connection = %connection, error = %detail, "bad frame; skipped");
+        }
+    }
 }
 
 fn build(devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>) -> Vec<Device> {
@@ -259,7 +270,7 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                         }
                         dispatch(&text, &mut devices, &ctx, &mut problems).await;
                     }
-                    Some(Ok(Err(e))) => problems.report(id.as_str(), "bad frame", &e.to_string()),
+                    Some(Ok(Err(e))) => problems.bad_frame(&id, &e.to_string()),
                     Some(Err(e)) => {
                         lost(&id, &port_name, &e.to_string(), &devices, &ctx, &mut pending).await;
                         continue 'reopen;
@@ -299,7 +310,15 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                             }
                             problems.report(d.id.as_str(), "no answer to the poll request", "timeout");
                         }
-                        if d.next_request <= now {
+                        if d.next_request <= now
+                            && let Some(deadline) = d.awaiting
+                        {
+                            // Still waiting for the last answer (a poll
+                            // shorter than the timeout): one request at a
+                            // time, the next once this one is answered or
+                            // timed out.
+                            d.next_request = deadline;
+                        } else if d.next_request <= now {
                             d.next_request = now + d.poll;
                             if let Some((send, timeout)) = &d.request {
                                 if let Err(e) = writer.write_all(send).await {

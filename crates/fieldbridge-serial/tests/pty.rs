@@ -335,19 +335,27 @@ async fn nmea_sentences_with_bad_checksums_are_dropped() {
 
 #[tokio::test]
 async fn a_polled_device_is_asked_and_its_silence_turns_into_bad_quality() {
+    polled_device_goes_bad_when_silent(Duration::from_millis(500), Duration::from_millis(300))
+        .await;
+}
+
+#[tokio::test]
+async fn a_poll_shorter_than_the_timeout_still_times_out() {
+    // One request at a time: a new poll must not restart the wait for the
+    // answer to the last one.
+    polled_device_goes_bad_when_silent(Duration::from_millis(100), Duration::from_millis(300))
+        .await;
+}
+
+async fn polled_device_goes_bad_when_silent(poll: Duration, timeout: Duration) {
     let pty = PtyPair::start().await;
     let mut lines = pty.lines().await;
     let mut d = device(FormatKind::KeyValue);
     d.request = Some(Request {
         send: "READ\r\n".into(),
-        timeout: Some(Duration::from_millis(300)),
+        timeout: Some(timeout),
     });
-    let mut rig = start(
-        pty.dev(),
-        d,
-        vec![("t", key("T"), false)],
-        Duration::from_millis(500),
-    );
+    let mut rig = start(pty.dev(), d, vec![("t", key("T"), false)], poll);
     let asked = tokio::time::timeout(WAIT, lines.recv())
         .await
         .unwrap()

@@ -1,0 +1,89 @@
+//! A pubsub subscriber's view of device nodes: subscribe, then read the
+//! XEP-0323 fields of each notification.
+
+use std::time::Duration;
+
+use minidom::Element;
+
+use crate::client::{XmppUser, el, with_child, xml};
+use crate::prosody::COMPONENT;
+
+/// XEP-0060.
+pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// XEP-0060 notifications.
+pub const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+/// XEP-0323.
+pub const NS_SENSORDATA: &str = "urn:xmpp:iot:sensordata";
+
+/// Subscribes the user's bare JID to `node`; fails unless subscribed.
+pub async fn subscribe(user: &mut XmppUser, node: &str) -> anyhow::Result<()> {
+    let jid = user.jid.clone();
+    let sub = el("subscribe", NS_PUBSUB, &[("node", node), ("jid", &jid)]);
+    let answer = user
+        .iq(
+            COMPONENT,
+            "set",
+            with_child(el("pubsub", NS_PUBSUB, &[]), sub),
+        )
+        .await?;
+    anyhow::ensure!(
+        answer.attr("type") == Some("result"),
+        "subscribing to {node}: {}",
+        xml(&answer)
+    );
+    Ok(())
+}
+
+/// One field of a notification, as a subscriber reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    /// `numeric`, `boolean` or `string`.
+    pub kind: String,
+    /// The point.
+    pub name: String,
+    /// As sent.
+    pub value: String,
+    /// The unit, for numbers that have one.
+    pub unit: Option<String>,
+    /// Marked `invalid='true'` (bad quality).
+    pub invalid: bool,
+}
+
+/// Waits for the next notification from `node` and returns its fields.
+pub async fn next_fields(
+    user: &mut XmppUser,
+    node: &str,
+    within: Duration,
+) -> anyhow::Result<Vec<Field>> {
+    let m = user
+        .expect(&format!("a notification from node {node}"), within, |e| {
+            e.name() == "message"
+                && e.attr("from") == Some(COMPONENT)
+                && e.get_child("event", NS_EVENT)
+                    .and_then(|ev| ev.get_child("items", NS_EVENT))
+                    .is_some_and(|i| i.attr("node") == Some(node))
+        })
+        .await?;
+    anyhow::ensure!(m.attr("type") == Some("headline"), "{}", xml(&m));
+    let fields: Vec<Field> = m
+        .get_child("event", NS_EVENT)
+        .and_then(|e| e.get_child("items", NS_EVENT))
+        .and_then(|i| i.get_child("item", NS_EVENT))
+        .and_then(|i| i.get_child("fields", NS_SENSORDATA))
+        .and_then(|f| f.get_child("node", NS_SENSORDATA))
+        .and_then(|n| n.get_child("timestamp", NS_SENSORDATA))
+        .map(|ts| ts.children().map(field).collect())
+        .unwrap_or_default();
+    anyhow::ensure!(!fields.is_empty(), "no fields in {}", xml(&m));
+    Ok(fields)
+}
+
+fn field(e: &Element) -> Field {
+    Field {
+        kind: e.name().to_owned(),
+        name: e.attr("name").unwrap_or_default().to_owned(),
+        value: e.attr("value").unwrap_or_default().to_owned(),
+        unit: e.attr("unit").map(str::to_owned),
+        invalid: e.attr("invalid") == Some("true"),
+    }
+}
