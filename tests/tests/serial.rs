@@ -61,13 +61,13 @@ async fn port_open(gateway: &Gateway, id: &str, times: usize) {
 }
 
 /// Reads notifications of `node` until each of `points` has been seen;
-/// returns their latest fields in the order asked.
+/// returns the first field of each, in the order asked.
 async fn next_values(alice: &mut XmppUser, node: &str, points: &[&str]) -> Vec<Field> {
     let mut seen = std::collections::HashMap::new();
     while seen.len() < points.len() {
         for f in next_fields(alice, node, WAIT).await.unwrap() {
             if points.contains(&f.name.as_str()) {
-                seen.insert(f.name.clone(), f);
+                seen.entry(f.name.clone()).or_insert(f);
             }
         }
     }
@@ -104,8 +104,10 @@ async fn every_line_format_reaches_a_node_subscriber() {
     temperature: { key: T, unit: \"°C\" }\n      raining: { key: R, type: bool }\n  \
   node:\n    connection: l-json\n    format: json\n    points:\n      \
     temperature: { pointer: /env/temp, unit: \"°C\" }\n      label: { pointer: /name, type: text }\n  \
-  meter:\n    connection: l-csv\n    format: csv\n    points:\n      \
+  meter:\n    connection: l-csv\n    format: csv\n    prefix: \"M1,\"\n    points:\n      \
     energy: { column: 1, unit: kWh }\n      pulses: { column: 2, type: int }\n  \
+  meter2:\n    connection: l-csv\n    format: csv\n    prefix: \"M2,\"\n    points:\n      \
+    energy: { column: 1, unit: kWh }\n  \
   wind:\n    connection: l-rx\n    format: regex\n    pattern: \"^W (?P<speed>[0-9.]+) m/s\"\n    points:\n      \
     speed: { capture: speed, unit: m/s }\n  \
   gps:\n    connection: l-gps\n    format: nmea\n    points:\n      \
@@ -125,6 +127,7 @@ async fn every_line_format_reaches_a_node_subscriber() {
         ("weather", "l-kv"),
         ("node", "l-json"),
         ("meter", "l-csv"),
+        ("meter2", "l-csv"),
         ("wind", "l-rx"),
         ("gps", "l-gps"),
     ] {
@@ -152,7 +155,12 @@ async fn every_line_format_reaches_a_node_subscriber() {
         ]
     );
 
-    csv.write(b"M1,1234.5,77\n").unwrap();
+    // Two meters share the line, told apart by their prefix.
+    csv.write(b"M2,99.5,1\nM1,1234.5,77\n").unwrap();
+    assert_eq!(
+        next_value(&mut alice, "meter2", "energy").await,
+        field("numeric", "energy", "99.5", Some("kWh"))
+    );
     assert_eq!(
         next_values(&mut alice, "meter", &["energy", "pulses"]).await,
         [
