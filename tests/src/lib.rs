@@ -7,11 +7,13 @@
 //! a fixed time in place of one.
 
 pub mod client;
+pub mod ejabberd;
 pub mod gateway;
 pub mod prosody;
 pub mod pty;
 pub mod pubsub;
 pub mod raw;
+pub mod server;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -92,6 +92,18 @@ async fn chat_commands_read_and_write_a_device() {
     let done = ask(&mut alice, "set setpoint 62.5").await;
     assert_eq!(done, "setpoint set to 62.5 °C.");
     wait_for_line(&mut alice, "get setpoint", "setpoint 62.5 °C (").await;
+    let history = ask(&mut alice, "history setpoint 3").await;
+    let mut lines = history.lines();
+    assert_eq!(lines.next(), Some("setpoint (UTC):"), "{history}");
+    let values: Vec<&str> = lines.collect();
+    assert!((1..=3).contains(&values.len()), "{history}");
+    for line in &values {
+        // 2026-11-25 14:03:07  62.5 °C
+        let (at, value) = line.split_once("  ").expect("time and value");
+        assert_eq!(at.len(), 19, "{line}");
+        assert!(value == "50 °C" || value == "62.5 °C", "{line}");
+    }
+    assert!(values.last().unwrap().ends_with("  62.5 °C"), "{history}");
 
     let bad = ask(&mut alice, "set setpoint warm").await;
     assert_eq!(bad, "setpoint: \"warm\" is not a number");

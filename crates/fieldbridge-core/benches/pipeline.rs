@@ -26,6 +26,7 @@ fn directory() -> Arc<Directory> {
                 connection: ConnectionId::new("bench").expect("valid id"),
                 poll: Some(Duration::from_secs(1)),
                 stale_after: None,
+                history: None,
             },
             points: (0..POINTS)
                 .map(|p| {

@@ -282,6 +282,7 @@ mod tests {
                 connection: ConnectionId::new("c").unwrap(),
                 poll: None,
                 stale_after: None,
+                history: None,
             },
             points: points
                 .into_iter()

@@ -31,6 +31,22 @@ pub struct DeviceSettings {
     /// (default: three poll periods, or 60 s without a poll period).
     #[serde(default, deserialize_with = "duration::optional")]
     pub stale_after: Option<Duration>,
+    /// How much of the device's published history is kept, for subscribers
+    /// that were away (defaults: 1000 items, 7 days).
+    #[serde(default)]
+    pub history: Option<HistorySettings>,
+}
+
+/// `devices.<id>.history`: bounds of a device's kept history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySettings {
+    /// At most this many items (one per published reading).
+    #[serde(default)]
+    pub max_items: Option<u64>,
+    /// Items older than this are dropped.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub max_age: Option<Duration>,
 }
 
 /// Settings under `devices.<id>.points.<id>` that core applies to every

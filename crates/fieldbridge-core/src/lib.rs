@@ -26,7 +26,9 @@ pub mod value;
 pub use adapter::{Adapter, AdapterContext, EventSender};
 pub use bus::{Bus, Subscription};
 pub use command::{Action, Command, CommandError, CommandRouter, CommandRoutes};
-pub use device::{DeviceSettings, DeviceSpec, Directory, PointSettings, PointSpec};
+pub use device::{
+    DeviceSettings, DeviceSpec, Directory, HistorySettings, PointSettings, PointSpec,
+};
 pub use event::{DeviceEvent, DeviceStatus, EventKind};
 pub use id::{ConnectionId, DeviceId, IdError, PointId};
 pub use value::{Quality, Reading, Sample, Unit, Value, ValueKind};

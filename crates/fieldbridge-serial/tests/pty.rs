@@ -191,6 +191,7 @@ fn start(
             connection: ConnectionId::new("line").unwrap(),
             poll: Some(poll),
             stale_after: Some(Duration::from_secs(600)),
+            history: None,
         },
         points: specs,
     });

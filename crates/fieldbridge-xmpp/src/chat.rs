@@ -16,6 +16,11 @@ use fieldbridge_core::{DeviceSpec, DeviceStatus, PointId, PointSpec, Quality, Sa
 /// parsed or echoed.
 pub const MAX_COMMAND_LEN: usize = 1024;
 
+/// Values a `history` command shows unless told otherwise.
+pub const HISTORY_DEFAULT: usize = 5;
+/// Most values a `history` command shows: a phone screen, not a report.
+pub const HISTORY_MAX: usize = 20;
+
 /// What a chat message asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatCommand<'a> {
@@ -31,6 +36,13 @@ pub enum ChatCommand<'a> {
         point: &'a str,
         /// The value as typed.
         value: &'a str,
+    },
+    /// `history <point> [n]`: the last n published values.
+    History {
+        /// The point id.
+        point: &'a str,
+        /// How many (default [`HISTORY_DEFAULT`], at most [`HISTORY_MAX`]).
+        count: usize,
     },
     /// Something else; answered with the help text.
     Unknown,
@@ -51,6 +63,24 @@ pub fn parse(body: &str) -> ChatCommand<'_> {
         "help" | "?" if rest.is_empty() => ChatCommand::Help,
         "status" if rest.is_empty() => ChatCommand::Status,
         "get" if !rest.is_empty() && !rest.contains(char::is_whitespace) => ChatCommand::Get(rest),
+        "history" => {
+            let mut words = rest.split_whitespace();
+            match (
+                words.next(),
+                words.next().map(str::parse::<usize>),
+                words.next(),
+            ) {
+                (Some(point), None, None) => ChatCommand::History {
+                    point,
+                    count: HISTORY_DEFAULT,
+                },
+                (Some(point), Some(Ok(n)), None) if n > 0 => ChatCommand::History {
+                    point,
+                    count: n.min(HISTORY_MAX),
+                },
+                _ => ChatCommand::Unknown,
+            }
+        }
         "set" => match rest.split_once(char::is_whitespace) {
             Some((point, value)) if !value.trim().is_empty() => ChatCommand::Set {
                 point,
@@ -68,6 +98,7 @@ pub fn help(spec: &DeviceSpec, may_control: bool) -> String {
     out.push_str("status: all readings\n");
     let points: Vec<&str> = spec.points.keys().map(PointId::as_str).collect();
     let _ = writeln!(out, "get <point>: one reading ({})", points.join(", "));
+    out.push_str("history <point> [n]: its last n values\n");
     let writable: Vec<&str> = spec
         .points
         .values()
@@ -143,6 +174,27 @@ pub fn status(
     out
 }
 
+/// The `history` reply: `(timestamp, value)` pairs, oldest first, as
+/// `2026-11-25 14:03:07  21.5 °C` lines (UTC).
+pub fn history(point: &PointSpec, values: &[(String, String)]) -> String {
+    if values.is_empty() {
+        return format!("{}: no history yet", point.id);
+    }
+    let mut out = format!("{} (UTC):", point.id);
+    for (at, value) in values {
+        // 2026-11-25T14:03:07.123Z → 2026-11-25 14:03:07
+        let shown = at.get(..19).unwrap_or(at).replace('T', " ");
+        let unit = point
+            .settings
+            .unit
+            .as_ref()
+            .map(|u| format!(" {u}"))
+            .unwrap_or_default();
+        let _ = write!(out, "\n{shown}  {value}{unit}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +223,30 @@ mod tests {
                 },
             ),
             ("set pump", ChatCommand::Unknown),
+            (
+                "history temperature",
+                ChatCommand::History {
+                    point: "temperature",
+                    count: HISTORY_DEFAULT,
+                },
+            ),
+            (
+                "History temperature 3",
+                ChatCommand::History {
+                    point: "temperature",
+                    count: 3,
+                },
+            ),
+            (
+                "history temperature 500",
+                ChatCommand::History {
+                    point: "temperature",
+                    count: HISTORY_MAX,
+                },
+            ),
+            ("history temperature 0", ChatCommand::Unknown),
+            ("history temperature x", ChatCommand::Unknown),
+            ("history", ChatCommand::Unknown),
             ("get", ChatCommand::Unknown),
             ("get a b", ChatCommand::Unknown),
             ("status now", ChatCommand::Unknown),

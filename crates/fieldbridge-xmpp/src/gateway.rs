@@ -21,6 +21,7 @@ use crate::xml::{
     NS_COMPONENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_PUBSUB, NS_PUBSUB_ERRORS,
     NS_PUBSUB_EVENT, child, element, iq_error, iq_result, set, stanza, text, with,
 };
+use fieldbridge_store::{History, Item, Limits};
 
 /// An online device's status text is refreshed at most this often, so that
 /// fast-changing values do not flood every subscriber's client.
@@ -63,6 +64,9 @@ struct Live {
     last_item: Option<(String, Element)>,
     last_item_micros: u64,
     seqnr: u64,
+    /// The newest item sent to the node's subscribers: after a reconnect,
+    /// everything newer is sent from the history.
+    last_sent: u64,
     sent_text: Option<String>,
     sent_at: Option<Instant>,
 }
@@ -83,6 +87,15 @@ pub struct Gateway {
     malformed_seen: HashSet<&'static str>,
     /// Writes asked for since the connection loop last took them.
     writes: Vec<WriteRequest>,
+    /// Every published item, kept per node.
+    history: Arc<History>,
+    /// History bounds per node.
+    limits: Arc<HashMap<String, Limits>>,
+    /// Items published but not yet written to the history.
+    unsaved: Vec<(String, Item)>,
+    /// Whether the server link is up: notifications are only produced
+    /// while it is; the history fills the gap after a reconnect.
+    connected: bool,
 }
 
 /// Why an inbound stanza could not be handled, for logs.
@@ -106,10 +119,18 @@ impl Gateway {
         // Forget subscriptions to devices that are no longer configured.
         subs.presence.retain(|d, _| directory.device(d).is_some());
         subs.pubsub.retain(|d, _| directory.device(d).is_some());
-        let live = directory
+        let history = Arc::new(History::open(store.dir()).map_err(std::io::Error::other)?);
+        let limits = directory
             .devices()
-            .map(|d| (d.id.clone(), Live::default()))
+            .map(|d| (d.id.to_string(), history::limits(d)))
             .collect();
+        let mut live = HashMap::new();
+        for d in directory.devices() {
+            live.insert(
+                d.id.clone(),
+                history::resume(&history, d.id.as_str()).map_err(std::io::Error::other)?,
+            );
+        }
         Ok(Self {
             domain: domain.to_owned(),
             name: format!("fieldbridge {gateway_id}"),
@@ -121,6 +142,10 @@ impl Gateway {
             stats: Stats::default(),
             malformed_seen: HashSet::new(),
             writes: Vec::new(),
+            history,
+            limits: Arc::new(limits),
+            unsaved: Vec::new(),
+            connected: false,
         })
     }
 
@@ -170,7 +195,7 @@ impl Gateway {
                 let micros = micros.max(live.last_item_micros + 1);
                 live.last_item_micros = micros;
                 live.seqnr += 1;
-                let id = format!("{micros:016}");
+                let id = history::item_id(micros);
                 let payload =
                     sensordata::fields(live.seqnr, device.as_str(), event.at, &[&reading]);
                 live.latest.insert(
@@ -181,9 +206,19 @@ impl Gateway {
                     },
                 );
                 live.last_item = Some((id.clone(), payload.clone()));
-                for jid in self.subs.pubsub.get(device.as_str()).into_iter().flatten() {
-                    out.push(self.notification(jid, device.as_str(), &id, payload.clone()));
-                    self.stats.notifications += 1;
+                self.unsaved.push((
+                    device.to_string(),
+                    Item {
+                        id: micros,
+                        payload: String::from(&payload),
+                    },
+                ));
+                if self.connected {
+                    live.last_sent = micros;
+                    for jid in self.subs.pubsub.get(device.as_str()).into_iter().flatten() {
+                        out.push(self.notification(jid, device.as_str(), &id, payload.clone()));
+                        self.stats.notifications += 1;
+                    }
                 }
                 if self.text_refresh_due(&device, now) {
                     out.extend(self.broadcast_presence(&device, now));
@@ -231,24 +266,14 @@ impl Gateway {
     }
 
     /// After (re)connecting: every device's presence to every presence
-    /// subscriber, and every node's last item to every node subscriber, so
-    /// that nobody keeps a value older than what was read while the link
-    /// was down. Item ids are stable: a subscriber that already has the
-    /// item can drop the duplicate.
+    /// subscriber, and to every node subscriber the items published while
+    /// the link was down (bounded by the history), oldest first. Item ids
+    /// are stable: a subscriber that already has an item can drop the
+    /// duplicate.
     pub fn on_connected(&mut self, now: Instant) -> Vec<Element> {
+        self.connected = true;
         let mut out = self.all_presences(now);
-        for (node, subscribers) in &self.subs.pubsub {
-            let Some((id, payload)) = self
-                .live
-                .get(node.as_str())
-                .and_then(|l| l.last_item.as_ref())
-            else {
-                continue;
-            };
-            for jid in subscribers {
-                out.push(self.notification(jid, node, id, payload.clone()));
-            }
-        }
+        out.extend(self.missed_items());
         out
     }
 
@@ -624,22 +649,49 @@ impl Gateway {
                     return iq_error(el, "cancel", "item-not-found", None);
                 };
                 let mut items = with(element("items", NS_PUBSUB), "node", node.as_str());
-                let max = action.attr("max_items").and_then(|m| m.parse::<u32>().ok());
-                // Only the last item is kept: any max_items >= 1 gets it, and
-                // a request for specific ids gets it if it is among them.
                 let wanted: Vec<&str> = action
                     .children()
                     .filter(|c| c.name() == "item")
                     .filter_map(|c| c.attr("id"))
                     .collect();
-                if max != Some(0)
-                    && let Some((id, payload)) =
-                        self.live.get(&node).and_then(|l| l.last_item.clone())
-                    && (wanted.is_empty() || wanted.contains(&id.as_str()))
-                {
-                    items.append_child(child(with(element("item", NS_PUBSUB), "id", id), payload));
+                let found = if wanted.is_empty() {
+                    // Newest first is what max_items asks for; sent oldest
+                    // first, in publication order (XEP-0060 §6.5.7).
+                    let max = action
+                        .attr("max_items")
+                        .and_then(|m| m.parse::<usize>().ok())
+                        .unwrap_or(MAX_ITEMS_REPLY)
+                        .min(MAX_ITEMS_REPLY);
+                    self.last_items(node.as_str(), max)
+                } else {
+                    wanted
+                        .iter()
+                        .filter_map(|id| id.parse::<u64>().ok())
+                        .map(|id| self.item(node.as_str(), id))
+                        .filter_map(Result::transpose)
+                        .collect()
+                };
+                match found {
+                    Ok(found) => {
+                        for item in &found {
+                            if let Some(payload) = history::parse(item) {
+                                items.append_child(child(
+                                    with(
+                                        element("item", NS_PUBSUB),
+                                        "id",
+                                        history::item_id(item.id),
+                                    ),
+                                    payload,
+                                ));
+                            }
+                        }
+                        iq_result(el, Some(child(element("pubsub", NS_PUBSUB), items)))
+                    }
+                    Err(e) => {
+                        tracing::error!(device = %node, error = %e, "cannot read the history");
+                        iq_error(el, "wait", "internal-server-error", None)
+                    }
                 }
-                iq_result(el, Some(child(element("pubsub", NS_PUBSUB), items)))
             }
             ("get", "subscriptions") => {
                 let mut list = element("subscriptions", NS_PUBSUB);
@@ -843,6 +895,16 @@ impl Gateway {
                 ),
                 None => unknown_point(&spec, point),
             },
+            ChatCommand::History { point, count } => match spec.points.get(point) {
+                Some(p) => match self.point_history(device.as_str(), point, count) {
+                    Ok(values) => chat::history(p, &values),
+                    Err(e) => {
+                        tracing::error!(device = %device, error = %e, "cannot read the history");
+                        "The history cannot be read right now.".to_owned()
+                    }
+                },
+                None => unknown_point(&spec, point),
+            },
             ChatCommand::Set { point, value } => {
                 match self.queue_write(&spec, point, value, may_control, &bare, reply.clone()) {
                     Ok(()) => return Vec::new(),
@@ -932,6 +994,9 @@ impl Gateway {
     }
 }
 
+/// The most items one items request returns; more are asked for by id.
+pub const MAX_ITEMS_REPLY: usize = 500;
+
 /// Writes queued between two turns of the connection loop before more are
 /// refused; the loop also bounds how many run at once.
 pub const MAX_QUEUED_WRITES: usize = 16;
@@ -970,5 +1035,6 @@ fn message_error(request: &Element, kind: &str, condition: &str) -> Element {
     m
 }
 
+pub mod history;
 #[cfg(test)]
 mod tests;

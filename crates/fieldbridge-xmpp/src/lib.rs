@@ -156,6 +156,9 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A write that does not complete in this time means a dead or stuck
 /// server: drop the connection rather than stall the component.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often published items are written to the history (or sooner, when
+/// a batch is full): one disk commit per batch, not per reading.
+const HISTORY_FLUSH: Duration = Duration::from_millis(250);
 /// Periodic work (presence text refresh, keepalive).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -290,8 +293,13 @@ pub async fn run(
     // Writes asked for by chat, running through the command router; each
     // one ends in the router's timeout, so the set stays small.
     let mut writes: JoinSet<(WriteRequest, Result<Value, CommandError>)> = JoinSet::new();
+    let mut flush = tokio::time::interval(HISTORY_FLUSH);
+    flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     loop {
+        if link.stream.is_none() && gw.is_connected() {
+            gw.on_disconnected();
+        }
         for request in gw.take_writes() {
             let router = commands.clone();
             writes.spawn(async move {
@@ -311,6 +319,9 @@ pub async fn run(
                 Some(e) => {
                     let out = gw.on_event(e, Instant::now());
                     link.send(out).await;
+                    if gw.unsaved() >= gateway::history::BATCH {
+                        save_history(&mut gw).await;
+                    }
                 }
                 None => break,
             },
@@ -382,6 +393,7 @@ pub async fn run(
                     Err(e) => tracing::error!(error = %e, "a write task failed"),
                 }
             },
+            _ = flush.tick() => save_history(&mut gw).await,
             _ = tick.tick() => {
                 let now = Instant::now();
                 let mut out = gw.tick(now);
@@ -405,6 +417,7 @@ pub async fn run(
         notifications = stats.notifications,
         "XMPP component stopping"
     );
+    save_history(&mut gw).await;
     let saved = gw.save_state();
     if let Some(mut c) = link.stream.take() {
         let s = &mut c.stream;
@@ -424,6 +437,20 @@ pub async fn run(
         }
     }
     saved.map_err(state_error)
+}
+
+/// Writes what was published since the last call to the history, off the
+/// async runtime. A failure is logged; those items are then only in what
+/// subscribers already received.
+async fn save_history(gw: &mut Gateway) {
+    let Some(batch) = gw.take_history() else {
+        return;
+    };
+    match tokio::task::spawn_blocking(move || batch.write()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the history"),
+        Err(e) => tracing::error!(error = %e, "the history writer failed"),
+    }
 }
 
 impl Connected {

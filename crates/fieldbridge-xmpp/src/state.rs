@@ -37,9 +37,14 @@ impl Store {
         }
     }
 
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// Creates the state directory if it does not exist yet.
     pub fn create_dir(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(self.path.parent().unwrap_or(Path::new(".")))
+        std::fs::create_dir_all(self.dir())
     }
 
     /// Loads what was saved; nothing saved yet is an empty set.

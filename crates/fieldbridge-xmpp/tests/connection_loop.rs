@@ -85,6 +85,7 @@ fn directory() -> Arc<Directory> {
             connection: ConnectionId::new("sim").unwrap(),
             poll: None,
             stale_after: None,
+            history: None,
         },
         points: BTreeMap::new(),
     }]))

@@ -25,6 +25,7 @@ fn directory(points: Vec<PointSpec>) -> Arc<Directory> {
             connection: ConnectionId::new("c").unwrap(),
             poll: Some(POLL),
             stale_after: None,
+            history: None,
         },
         points: points
             .into_iter()

@@ -35,6 +35,7 @@ fn start(device: SimulatorDevice, points: Vec<(&str, SimulatorPoint)>, poll: Dur
             connection: ConnectionId::new("demo").unwrap(),
             poll: Some(poll),
             stale_after: None,
+            history: None,
         },
         points: points
             .iter()

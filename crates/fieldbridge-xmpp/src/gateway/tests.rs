@@ -29,6 +29,7 @@ fn directory() -> Arc<Directory> {
             connection: ConnectionId::new("sim").unwrap(),
             poll: None,
             stale_after: None,
+            history: None,
         },
         points: BTreeMap::from([(point.id.clone(), point)]),
     }]))
@@ -52,7 +53,19 @@ fn gateway_in(dir: &std::path::Path) -> Gateway {
         read: vec!["example.org".into()],
         control: vec![],
     });
-    Gateway::new(DOMAIN, "test", directory(), access, Store::new(dir)).unwrap()
+    let mut gw = Gateway::new(DOMAIN, "test", directory(), access, Store::new(dir)).unwrap();
+    gw.on_connected(Instant::now());
+    gw
+}
+
+/// The gateway stopped and started again on the same state directory.
+fn restart(r: Rig) -> Rig {
+    let Rig { gw, dir } = r;
+    drop(gw);
+    Rig {
+        gw: gateway_in(dir.path()),
+        dir,
+    }
 }
 
 fn parse(xml: &str) -> Element {
@@ -135,7 +148,7 @@ fn an_allowed_subscriber_gets_subscribed_and_the_current_presence_and_is_remembe
     assert_eq!(status_of(&out[1]), "temperature 21.456 °C");
 
     // A new gateway on the same state dir still knows alice.
-    let mut again = gateway_in(r.dir.path());
+    let mut again = restart(r).gw;
     let out = again.all_presences(Instant::now());
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].attr("to"), Some("alice@example.org"));
@@ -370,11 +383,7 @@ fn unsubscribing_forgets_the_subscriber() {
         r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "unsubscribe"));
     assert_eq!(kind_of(&out[0]), Some("unsubscribed"));
     assert!(r.gw.all_presences(Instant::now()).is_empty());
-    assert!(
-        gateway_in(r.dir.path())
-            .all_presences(Instant::now())
-            .is_empty()
-    );
+    assert!(restart(r).gw.all_presences(Instant::now()).is_empty());
 }
 
 fn pubsub(from: &str, kind: &str, inner: &str) -> Element {
@@ -451,8 +460,43 @@ fn notifications_carry_the_reading_in_the_sensordata_shape() {
     assert_eq!(r.gw.stats().notifications, 1);
 }
 
+/// The (id, value) of every item in an items result or notification.
+fn item_values(el: &Element, ns: &str) -> Vec<(String, String)> {
+    let xml = crate::xml::to_string(el);
+    let Some(items) = el
+        .get_child("pubsub", NS_PUBSUB)
+        .and_then(|p| p.get_child("items", NS_PUBSUB))
+        .or_else(|| {
+            el.get_child("event", NS_PUBSUB_EVENT)
+                .and_then(|e| e.get_child("items", NS_PUBSUB_EVENT))
+        })
+    else {
+        panic!("no items in {xml}")
+    };
+    items
+        .children()
+        .filter(|i| i.name() == "item" && i.ns() == ns)
+        .map(|i| {
+            let numeric = i
+                .get_child("fields", crate::xml::NS_SENSORDATA)
+                .and_then(|f| f.get_child("node", crate::xml::NS_SENSORDATA))
+                .and_then(|n| n.get_child("timestamp", crate::xml::NS_SENSORDATA))
+                .and_then(|t| t.get_child("numeric", crate::xml::NS_SENSORDATA))
+                .unwrap_or_else(|| panic!("no value in {xml}"));
+            (
+                i.attr("id").unwrap().to_owned(),
+                numeric.attr("value").unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn values(items: &[(String, String)]) -> Vec<&str> {
+    items.iter().map(|(_, v)| v.as_str()).collect()
+}
+
 #[test]
-fn items_retrieval_returns_the_last_item() {
+fn items_retrieval_serves_the_history_in_publication_order() {
     let mut r = rig();
     let now = Instant::now();
     let empty =
@@ -462,20 +506,43 @@ fn items_retrieval_returns_the_last_item() {
         first_item(&empty[0], NS_PUBSUB).is_none(),
         "nothing published yet"
     );
-    r.gw.on_event(reading(20.0), now);
-    r.gw.on_event(reading(22.0), now);
-    for request in [
-        "<items node='boiler'/>",
-        "<items node='boiler' max_items='1'/>",
-        "<items node='boiler' max_items='5'/>",
-    ] {
-        let out = r.gw.on_stanza(&pubsub(ALICE, "get", request));
-        let item = first_item(&out[0], NS_PUBSUB).expect(request);
-        assert!(
-            crate::xml::to_string(&item).contains("value='22'"),
-            "{request}"
-        );
+    for v in [20.0, 21.0, 22.0] {
+        r.gw.on_event(reading(v), now);
     }
+    let get = |gw: &mut Gateway, request: &str| {
+        let out = gw.on_stanza(&pubsub(ALICE, "get", request));
+        item_values(&out[0], NS_PUBSUB)
+    };
+    let all = get(&mut r.gw, "<items node='boiler'/>");
+    assert_eq!(
+        values(&all),
+        ["20", "21", "22"],
+        "not yet written, still served"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].0 < w[1].0),
+        "ids ordered: {all:?}"
+    );
+    assert_eq!(
+        values(&get(&mut r.gw, "<items node='boiler' max_items='1'/>")),
+        ["22"]
+    );
+    assert_eq!(
+        values(&get(&mut r.gw, "<items node='boiler' max_items='2'/>")),
+        ["21", "22"]
+    );
+    // Written to the database, then asked by id.
+    r.gw.take_history().unwrap().write().unwrap();
+    let by_id = format!(
+        "<items node='boiler'><item id='{}'/><item id='{}'/></items>",
+        all[0].0, all[2].0
+    );
+    assert_eq!(values(&get(&mut r.gw, &by_id)), ["20", "22"]);
+    assert_eq!(
+        get(&mut r.gw, "<items node='boiler'/>"),
+        all,
+        "the same ids after the write"
+    );
     let out = r.gw.on_stanza(&pubsub(
         ALICE,
         "get",
@@ -510,7 +577,8 @@ fn pubsub_subscriptions_survive_a_restart_and_only_the_owner_unsubscribes() {
     assert_eq!(sub.attr("subscription"), Some("subscribed"));
     assert_eq!(sub.attr("node"), Some("boiler"));
 
-    let mut again = gateway_in(r.dir.path());
+    let mut r = restart(r);
+    let again = &mut r.gw;
     let out = again.on_event(reading(20.0), Instant::now());
     assert_eq!(
         out.iter()
@@ -538,7 +606,8 @@ fn pubsub_subscriptions_survive_a_restart_and_only_the_owner_unsubscribes() {
             .all(|e| e.name() != "message")
     );
     assert!(
-        gateway_in(r.dir.path())
+        restart(r)
+            .gw
             .on_event(reading(21.0), Instant::now())
             .is_empty()
     );
@@ -615,9 +684,10 @@ fn a_reconnect_resends_presence_and_the_last_items() {
         "set",
         "<subscribe node='boiler' jid='alice@example.org/phone'/>",
     ));
-    // Read while the link was down: what went out then was lost.
+    // Read while the link was down: nothing can go out then.
+    r.gw.on_disconnected();
     r.gw.on_event(status(DeviceStatus::Online), now);
-    r.gw.on_event(reading(23.0), now);
+    assert!(r.gw.on_event(reading(23.0), now).is_empty());
     let out = r.gw.on_connected(now);
     let presence = out.iter().find(|e| e.name() == "presence").unwrap();
     assert_eq!(status_of(presence), "temperature 23 °C");
@@ -855,4 +925,85 @@ fn messages_that_are_not_commands_get_no_reply() {
     let to_service = chat(ALICE, DOMAIN, "chat", "status");
     assert!(gw.on_stanza(&to_service).is_empty());
     assert_eq!(gw.stats().chat_commands, 0);
+}
+
+#[test]
+fn every_item_published_while_disconnected_is_sent_on_reconnect_in_order() {
+    let mut r = rig();
+    let now = Instant::now();
+    r.gw.on_stanza(&pubsub(
+        ALICE,
+        "set",
+        "<subscribe node='boiler' jid='alice@example.org/phone'/>",
+    ));
+    let reading_at = |v: f64, ago: u64| {
+        let mut e = reading(v);
+        e.at = SystemTime::now() - Duration::from_secs(ago);
+        e
+    };
+    let before = r.gw.on_event(reading_at(1.0, 60), now);
+    let sent_before = item_values(&before[0], NS_PUBSUB_EVENT);
+    // Published just before the link died: perhaps lost in flight.
+    r.gw.on_event(reading_at(1.5, 2), now);
+    r.gw.on_disconnected();
+    for i in 2..=40 {
+        assert!(r.gw.on_event(reading_at(f64::from(i), 1), now).is_empty());
+        if i == 20 {
+            // Half of them reach the database before the link returns.
+            r.gw.take_history().unwrap().write().unwrap();
+        }
+    }
+    let out = r.gw.on_connected(now);
+    let sent: Vec<(String, String)> = out
+        .iter()
+        .filter(|e| e.name() == "message")
+        .flat_map(|m| item_values(m, NS_PUBSUB_EVENT))
+        .collect();
+    let want: Vec<String> = std::iter::once("1.5".to_owned())
+        .chain((2..=40).map(|i| i.to_string()))
+        .collect();
+    assert_eq!(
+        values(&sent),
+        want,
+        "the last seconds before the outage again, then all missed items, in order"
+    );
+    assert!(sent[0].0 > sent_before[0].0);
+    assert!(sent.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(
+        r.gw.on_connected(now).iter().all(|e| e.name() != "message"),
+        "nothing twice once delivered"
+    );
+}
+
+#[test]
+fn the_history_and_item_sequence_survive_a_restart() {
+    let mut r = rig();
+    let now = Instant::now();
+    for v in [1.0, 2.0] {
+        r.gw.on_event(reading(v), now);
+    }
+    let before =
+        r.gw.on_stanza(&pubsub(ALICE, "get", "<items node='boiler'/>"));
+    r.gw.take_history().unwrap().write().unwrap();
+    let mut r = restart(r);
+    let after =
+        r.gw.on_stanza(&pubsub(ALICE, "get", "<items node='boiler'/>"));
+    assert_eq!(
+        item_values(&after[0], NS_PUBSUB),
+        item_values(&before[0], NS_PUBSUB)
+    );
+    r.gw.on_stanza(&pubsub(
+        ALICE,
+        "set",
+        "<subscribe node='boiler' jid='alice@example.org/phone'/>",
+    ));
+    let next = r.gw.on_event(reading(3.0), now);
+    let seqnr = next[0]
+        .get_child("event", NS_PUBSUB_EVENT)
+        .and_then(|e| e.get_child("items", NS_PUBSUB_EVENT))
+        .and_then(|i| i.get_child("item", NS_PUBSUB_EVENT))
+        .and_then(|i| i.get_child("fields", crate::xml::NS_SENSORDATA))
+        .and_then(|f| f.attr("seqnr"))
+        .map(str::to_owned);
+    assert_eq!(seqnr.as_deref(), Some("3"), "the sequence goes on");
 }

@@ -1,0 +1,315 @@
+//! A private ejabberd: generated config, free loopback ports, temp dir.
+//!
+//! Started through `ejabberdctl foreground` with its own ctl config: the
+//! Erlang node listens for distribution on a free loopback port of its own
+//! (`ERL_DIST_PORT`), so no epmd is started, and `ejabberdctl register` /
+//! `stop` reach the node through that port. ejabberdctl refuses to run the
+//! node as root, so every ejabberdctl runs as the `ejabberd` user the
+//! Debian package creates (the temp dir is given to that user), with the
+//! temp dir as `HOME` for a private Erlang cookie. Each node runs in a
+//! process group of its own, killed on drop.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use crate::prosody::COMPONENT;
+use crate::{free_port, require_tool, wait_exit, wait_for_port, wait_for_port_closed};
+
+/// The user ejabberdctl runs the node as.
+const EJABBERD_USER: &str = "ejabberd";
+
+/// How long a start or a stop may take (a start takes about 3 s here).
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running (or stopped) ejabberd with a `localhost` host and the
+/// `gw.localhost` component.
+pub struct Ejabberd {
+    dir: tempfile::TempDir,
+    /// Client port.
+    pub c2s_port: u16,
+    /// Component port.
+    pub component_port: u16,
+    /// The component secret.
+    pub secret: String,
+    /// Erlang distribution port (ejabberdctl talks to the node on it).
+    dist_port: u16,
+    /// Who runs ejabberdctl: `Some((uid, gid))` of the ejabberd user when
+    /// the tests run as root.
+    run_as: Option<(u32, u32)>,
+    child: Option<Child>,
+}
+
+impl Ejabberd {
+    /// Writes the config and starts ejabberd; returns when both ports listen.
+    pub async fn start() -> anyhow::Result<Self> {
+        require_tool("ejabberdctl", "ejabberd");
+        let run_as = run_as()?;
+        let dir = tempfile::tempdir()?;
+        let mut e = Self {
+            dir,
+            c2s_port: free_port(),
+            component_port: free_port(),
+            secret: format!("secret-{}", std::process::id()),
+            dist_port: free_port(),
+            run_as,
+            child: None,
+        };
+        let d = e.dir.path();
+        std::fs::create_dir_all(d.join("logs"))?;
+        std::fs::create_dir_all(d.join("db"))?;
+        std::fs::write(d.join("ejabberd.yml"), e.config())?;
+        std::fs::write(d.join("ejabberdctl.cfg"), e.ctl_config())?;
+        std::fs::copy("/etc/ejabberd/inetrc", d.join("inetrc"))?;
+        if run_as.is_some() {
+            let out = Command::new("chown")
+                .args(["-R", &format!("{EJABBERD_USER}:{EJABBERD_USER}")])
+                .arg(d)
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "chown -R {EJABBERD_USER} {}: {}",
+                d.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        e.spawn().await?;
+        Ok(e)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// ejabberd's log, for failure messages (what the node printed on its
+    /// console when it died before its logger started).
+    pub fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.path("logs/ejabberd.log")).unwrap_or_default();
+        if log.is_empty() {
+            std::fs::read_to_string(self.path("console.log")).unwrap_or_default()
+        } else {
+            log
+        }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            r#"hosts:
+  - localhost
+loglevel: debug
+log_rotate_count: 0
+certfiles: []
+listen:
+  - port: {c2s}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls_required: false
+  - port: {comp}
+    ip: "127.0.0.1"
+    module: ejabberd_service
+    hosts:
+      "{COMPONENT}":
+        password: "{secret}"
+auth_method: internal
+auth_password_format: plain
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+modules:
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_roster: {{}}
+"#,
+            c2s = self.c2s_port,
+            comp = self.component_port,
+            secret = self.secret,
+        )
+    }
+
+    fn ctl_config(&self) -> String {
+        format!(
+            "ERLANG_NODE=fieldbridge{dist}@localhost\n\
+             INET_DIST_INTERFACE=127.0.0.1\n\
+             ERL_DIST_PORT={dist}\n\
+             EJABBERD_PID_PATH={d}/ejabberd.pid\n\
+             EJABBERD_BYPASS_WARNINGS=true\n",
+            dist = self.dist_port,
+            d = self.dir.path().display(),
+        )
+    }
+
+    /// `ejabberdctl` with this instance's config, logs and spool, run as
+    /// the ejabberd user.
+    fn ejabberdctl(&self) -> Command {
+        let d = self.dir.path();
+        let mut cmd = Command::new("ejabberdctl");
+        cmd.current_dir(d)
+            .env("HOME", d)
+            .arg("--config-dir")
+            .arg(d)
+            .arg("--config")
+            .arg(d.join("ejabberd.yml"))
+            .arg("--ctl-config")
+            .arg(d.join("ejabberdctl.cfg"))
+            .arg("--logs")
+            .arg(d.join("logs"))
+            .arg("--spool")
+            .arg(d.join("db"));
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let console = std::fs::File::create(self.path("console.log"))?;
+        let child = self
+            .ejabberdctl()
+            .arg("foreground")
+            // A group of its own, so that drop kills the node with its shell.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(console.try_clone()?)
+            .stderr(console)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + DEADLINE;
+        let ready = async {
+            for port in [self.c2s_port, self.component_port] {
+                loop {
+                    if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok()?) {
+                        anyhow::bail!("ejabberdctl foreground exited with {status}");
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if wait_for_port(port, left.min(Duration::from_millis(200)))
+                        .await
+                        .is_ok()
+                    {
+                        break;
+                    }
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "nothing listens on 127.0.0.1:{port} after {DEADLINE:?}"
+                    );
+                }
+            }
+            Ok(())
+        };
+        let result = ready.await;
+        if let Err(e) = result {
+            self.kill();
+            anyhow::bail!("{e}; ejabberd log:\n{}", self.log());
+        }
+        Ok(())
+    }
+
+    /// Registers `user@localhost` with `password`.
+    pub fn register(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        let out = self
+            .ejabberdctl()
+            .args(["register", user, "localhost", password])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "ejabberdctl register {user} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// Stops ejabberd (`ejabberdctl stop`, killed if it does not stop in
+    /// time) and waits until its ports are closed.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let stop = tokio::task::spawn_blocking({
+                let mut cmd = self.ejabberdctl();
+                cmd.arg("stop");
+                move || cmd.output()
+            });
+            let stopped = tokio::time::timeout(DEADLINE, stop).await;
+            let exited = wait_exit(&mut child, DEADLINE).await;
+            if exited.is_none() {
+                kill_group(child.id());
+            }
+            anyhow::ensure!(
+                exited.is_some(),
+                "ejabberd did not stop within {DEADLINE:?} ({stopped:?}); log:\n{}",
+                self.log()
+            );
+        }
+        wait_for_port_closed(self.c2s_port, Duration::from_secs(10)).await?;
+        wait_for_port_closed(self.component_port, Duration::from_secs(10)).await?;
+        wait_for_port_closed(self.dist_port, Duration::from_secs(10)).await
+    }
+
+    /// Starts ejabberd again on the same ports, with the same data.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "ejabberd is still running");
+        self.spawn().await
+    }
+
+    /// Kills the node's whole process group (the ejabberdctl shell and the
+    /// Erlang VM under it); its port programs exit with the VM.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(child.id());
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Ejabberd {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(300)..];
+            eprintln!("--- ejabberd log (last lines) ---\n{}", tail.join("\n"));
+        }
+    }
+}
+
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// ejabberdctl runs only as root (switching to the ejabberd user with
+/// `su`) or as the ejabberd user. As root, run it as that user directly:
+/// the node then stays in our process group instead of a `su` session.
+fn run_as() -> anyhow::Result<Option<(u32, u32)>> {
+    let me = id(&["-u"])?;
+    if me != 0 {
+        let name = Command::new("id").arg("-un").output()?;
+        anyhow::ensure!(
+            String::from_utf8_lossy(&name.stdout).trim() == EJABBERD_USER,
+            "the ejabberd tests run as root or as the {EJABBERD_USER} user (ejabberdctl refuses others)"
+        );
+        return Ok(None);
+    }
+    Ok(Some((
+        id(&["-u", EJABBERD_USER])?,
+        id(&["-g", EJABBERD_USER])?,
+    )))
+}
+
+fn id(args: &[&str]) -> anyhow::Result<u32> {
+    let out = Command::new("id").args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "id {}: {} (is ejabberd installed? apt-get install -y ejabberd)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}

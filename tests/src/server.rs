@@ -1,0 +1,147 @@
+//! Either XMPP server, behind one surface, so that a test can run against
+//! Prosody and ejabberd alike.
+
+use crate::ejabberd::Ejabberd;
+use crate::prosody::Prosody;
+
+pub use crate::prosody::COMPONENT;
+
+/// Which server to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// [`Prosody`].
+    Prosody,
+    /// [`Ejabberd`].
+    Ejabberd,
+}
+
+impl ServerKind {
+    /// Every server the tests run against.
+    pub const ALL: [ServerKind; 2] = [ServerKind::Prosody, ServerKind::Ejabberd];
+
+    /// Lower-case name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "prosody",
+            ServerKind::Ejabberd => "ejabberd",
+        }
+    }
+}
+
+/// What the gateway needs from a server to connect as its component.
+pub trait ComponentServer {
+    /// The component port on 127.0.0.1.
+    fn component_port(&self) -> u16;
+    /// The component secret.
+    fn secret(&self) -> &str;
+}
+
+impl ComponentServer for Prosody {
+    fn component_port(&self) -> u16 {
+        self.component_port
+    }
+    fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+impl ComponentServer for Ejabberd {
+    fn component_port(&self) -> u16 {
+        self.component_port
+    }
+    fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+/// A running (or stopped) Prosody or ejabberd with a `localhost` host and
+/// the [`COMPONENT`] component.
+pub enum Server {
+    /// A [`Prosody`].
+    Prosody(Prosody),
+    /// An [`Ejabberd`].
+    Ejabberd(Ejabberd),
+}
+
+impl Server {
+    /// Starts a server of `kind`; returns when its ports listen.
+    pub async fn start(kind: ServerKind) -> anyhow::Result<Self> {
+        Ok(match kind {
+            ServerKind::Prosody => Server::Prosody(Prosody::start().await?),
+            ServerKind::Ejabberd => Server::Ejabberd(Ejabberd::start().await?),
+        })
+    }
+
+    /// Which server this is.
+    pub fn kind(&self) -> ServerKind {
+        match self {
+            Server::Prosody(_) => ServerKind::Prosody,
+            Server::Ejabberd(_) => ServerKind::Ejabberd,
+        }
+    }
+
+    /// Registers `user@localhost` with `password`.
+    pub fn register(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        match self {
+            Server::Prosody(s) => s.register(user, password),
+            Server::Ejabberd(s) => s.register(user, password),
+        }
+    }
+
+    /// Stops the server and waits until its ports are closed.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        match self {
+            Server::Prosody(s) => s.stop().await,
+            Server::Ejabberd(s) => s.stop().await,
+        }
+    }
+
+    /// Starts the server again on the same ports, with the same data.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        match self {
+            Server::Prosody(s) => s.restart().await,
+            Server::Ejabberd(s) => s.restart().await,
+        }
+    }
+
+    /// The server's log, for failure messages.
+    pub fn log(&self) -> String {
+        match self {
+            Server::Prosody(s) => s.log(),
+            Server::Ejabberd(s) => s.log(),
+        }
+    }
+
+    /// The client port on 127.0.0.1.
+    pub fn c2s_port(&self) -> u16 {
+        match self {
+            Server::Prosody(s) => s.c2s_port,
+            Server::Ejabberd(s) => s.c2s_port,
+        }
+    }
+
+    /// The component port on 127.0.0.1.
+    pub fn component_port(&self) -> u16 {
+        ComponentServer::component_port(self)
+    }
+
+    /// The component secret.
+    pub fn secret(&self) -> &str {
+        ComponentServer::secret(self)
+    }
+}
+
+impl ComponentServer for Server {
+    fn component_port(&self) -> u16 {
+        match self {
+            Server::Prosody(s) => s.component_port,
+            Server::Ejabberd(s) => s.component_port,
+        }
+    }
+    fn secret(&self) -> &str {
+        match self {
+            Server::Prosody(s) => &s.secret,
+            Server::Ejabberd(s) => &s.secret,
+        }
+    }
+}

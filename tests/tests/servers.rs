@@ -1,0 +1,256 @@
+//! End-to-end against every server: the real gateway binary with a
+//! simulated device, behind a real Prosody and a real ejabberd, checked by
+//! a real XMPP client: presence, a pubsub notification, and a reconnect
+//! after the server restarts.
+
+use std::fs::OpenOptions;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, is_presence, show, status_text, xml};
+use fieldbridge_e2e::pubsub;
+use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
+use fieldbridge_e2e::{fieldbridge_bin, terminate, wait_exit};
+use minidom::Element;
+use tokio::time::Instant;
+
+const BOILER: &str = "boiler@gw.localhost";
+const WAIT: Duration = Duration::from_secs(15);
+const CONNECTED: &str = "connected to the XMPP server";
+
+const DEVICES: &str = "  boiler:\n    name: Boiler room\n    connection: sim\n    poll: 200ms\n    points:\n      \
+temperature: { signal: constant, value: 21.5, unit: \"°C\" }\n";
+
+/// The gateway binary connected to a [`Server`] of either kind.
+///
+/// `fieldbridge_e2e::gateway::Gateway` takes a `&Prosody` for now; this is
+/// the same process handling, for any server.
+struct TestGateway {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl TestGateway {
+    async fn start(server: &Server, devices: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("component.secret"),
+            format!("{}\n", server.secret()),
+        )?;
+        let yaml = format!(
+            "gateway: {{ id: e2e, state_dir: state }}\n\
+             xmpp:\n  component: {COMPONENT}\n  server: 127.0.0.1:{port}\n  secret_file: component.secret\n  \
+             access: {{ read: [\"alice@localhost\"], control: [\"alice@localhost\"] }}\n\
+             connections:\n  sim: {{ simulator: {{}} }}\n\
+             devices:\n{devices}",
+            port = server.component_port(),
+        );
+        std::fs::write(dir.path().join("gateway.yaml"), yaml)?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("gateway.log"))?;
+        let child = Command::new(fieldbridge_bin())
+            .current_dir(dir.path())
+            .args(["run", "-c", "gateway.yaml", "--log-format", "json", "-v"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let gw = Self {
+            dir,
+            child: Some(child),
+        };
+        gw.wait_log(CONNECTED, 1, Duration::from_secs(20)).await?;
+        Ok(gw)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    async fn wait_log(&self, needle: &str, times: usize, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while self.log_count(needle) < times {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "gateway log has {needle:?} fewer than {times} times after {within:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until the gateway noticed that the server went away.
+    async fn wait_disconnected(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if log.contains("the XMPP server closed the connection")
+                || log.contains("connection to the XMPP server lost")
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the gateway did not notice the server going away within {within:?}:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(child.id());
+            wait_exit(&mut child, Duration::from_secs(20)).await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- gateway log ---\n{}", self.log());
+        }
+    }
+}
+
+async fn fetch_roster(user: &mut XmppUser) {
+    let own = user.jid.clone();
+    let roster = user
+        .iq(&own, "get", el("query", "jabber:iq:roster", &[]))
+        .await
+        .unwrap();
+    assert_eq!(roster.attr("type"), Some("result"), "{}", xml(&roster));
+}
+
+/// Subscribes to the boiler's presence the way a real client does: roster
+/// first (RFC 6121 §2.1.6), then `subscribe`, answered by `subscribed`.
+async fn subscribe_presence(user: &mut XmppUser) {
+    fetch_roster(user).await;
+    user.send(el(
+        "presence",
+        NS_CLIENT,
+        &[("to", BOILER), ("type", "subscribe")],
+    ))
+    .await
+    .unwrap();
+    user.expect("subscribed", WAIT, |e| {
+        is_presence(e, BOILER, Some("subscribed"))
+    })
+    .await
+    .unwrap();
+}
+
+/// Waits for available presence from the boiler with its reading.
+async fn expect_online_with_value(user: &mut XmppUser) -> Element {
+    let p = user
+        .expect("available presence with the temperature", WAIT, |e| {
+            is_presence(e, BOILER, None)
+                && show(e).is_none()
+                && status_text(e).is_some_and(|s| s.starts_with("temperature "))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        status_text(&p).as_deref(),
+        Some("temperature 21.5 °C"),
+        "{}",
+        xml(&p)
+    );
+    p
+}
+
+async fn expect_temperature_notification(user: &mut XmppUser) {
+    let fields = pubsub::next_fields(user, "boiler", WAIT).await.unwrap();
+    let t = fields
+        .iter()
+        .find(|f| f.name == "temperature")
+        .unwrap_or_else(|| panic!("no temperature in {fields:?}"));
+    assert_eq!(t.kind, "numeric");
+    assert_eq!(t.value.parse::<f64>().ok(), Some(21.5), "{t:?}");
+    assert_eq!(t.unit.as_deref(), Some("°C"));
+    assert!(!t.invalid);
+}
+
+async fn presence_pubsub_and_reconnect(kind: ServerKind) {
+    let started = Instant::now();
+    let mut server = Server::start(kind)
+        .await
+        .unwrap_or_else(|e| panic!("{} starts: {e}", kind.name()));
+    eprintln!("{} listening after {:?}", kind.name(), started.elapsed());
+    assert_eq!(server.kind(), kind);
+    server.register("alice", "pw").expect("alice registered");
+    let gateway = TestGateway::start(&server, DEVICES)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "gateway starts: {e}\n{} log:\n{}",
+                kind.name(),
+                server.log()
+            )
+        });
+
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
+        .await
+        .unwrap();
+    subscribe_presence(&mut alice).await;
+    expect_online_with_value(&mut alice).await;
+    pubsub::subscribe(&mut alice, "boiler").await.unwrap();
+    expect_temperature_notification(&mut alice).await;
+    alice.close().await;
+
+    server.stop().await.unwrap();
+    gateway.wait_disconnected(WAIT).await.unwrap();
+    let restarted = Instant::now();
+    server.restart().await.unwrap();
+    eprintln!(
+        "{} listening again after {:?}",
+        kind.name(),
+        restarted.elapsed()
+    );
+    gateway
+        .wait_log(CONNECTED, 2, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{} log:\n{}", kind.name(), server.log()));
+
+    // A new session: the server probes the device on alice's initial
+    // presence (the subscription survived in the server's roster), and the
+    // gateway kept alice's node subscription.
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
+        .await
+        .unwrap();
+    expect_online_with_value(&mut alice).await;
+    expect_temperature_notification(&mut alice).await;
+    alice.close().await;
+    gateway.stop().await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn prosody_presence_pubsub_and_reconnect() {
+    presence_pubsub_and_reconnect(ServerKind::Prosody).await;
+}
+
+#[tokio::test]
+async fn ejabberd_presence_pubsub_and_reconnect() {
+    presence_pubsub_and_reconnect(ServerKind::Ejabberd).await;
+}
+
+#[test]
+fn every_server_kind_is_tested() {
+    // One test above per kind: a new kind needs a new test.
+    assert_eq!(
+        ServerKind::ALL.map(ServerKind::name),
+        ["prosody", "ejabberd"]
+    );
+}
