@@ -96,6 +96,10 @@ pub struct Gateway {
     /// Whether the server link is up: notifications are only produced
     /// while it is; the history fills the gap after a reconnect.
     connected: bool,
+    /// When the gateway started (last activity of silent devices, uptime).
+    started: SystemTime,
+    /// Each device's entity capabilities element, sent in every presence.
+    caps: HashMap<DeviceId, Element>,
 }
 
 /// Why an inbound stanza could not be handled, for logs.
@@ -124,6 +128,10 @@ impl Gateway {
             .devices()
             .map(|d| (d.id.to_string(), history::limits(d)))
             .collect();
+        let caps = directory
+            .devices()
+            .map(|d| (d.id.clone(), entity::device_caps(d)))
+            .collect();
         let mut live = HashMap::new();
         for d in directory.devices() {
             live.insert(
@@ -146,6 +154,8 @@ impl Gateway {
             limits: Arc::new(limits),
             unsaved: Vec::new(),
             connected: false,
+            started: SystemTime::now(),
+            caps,
         })
     }
 
@@ -349,6 +359,9 @@ impl Gateway {
             Some(DeviceStatus::Online) => {}
         }
         p.append_child(text("status", NS_COMPONENT, self.status_text(device)));
+        if let Some(c) = self.caps.get(device) {
+            p.append_child(c.clone());
+        }
         p
     }
 
@@ -490,21 +503,10 @@ impl Gateway {
         let Some(spec) = self.directory.device(device).cloned() else {
             return iq_error(el, "cancel", "item-not-found", None);
         };
-        match (kind, payload.name(), ns) {
-            ("get", "ping", NS_PING) => iq_result(el, None),
-            ("get", "query", NS_DISCO_INFO) if payload.attr("node").is_none() => {
-                let mut q = element("query", NS_DISCO_INFO);
-                let mut identity = with(element("identity", NS_DISCO_INFO), "category", "client");
-                set(&mut identity, "type", "bot");
-                set(&mut identity, "name", spec.display_name());
-                q.append_child(identity);
-                for f in [NS_DISCO_INFO, NS_PING] {
-                    q.append_child(with(element("feature", NS_DISCO_INFO), "var", f));
-                }
-                iq_result(el, Some(q))
-            }
-            _ => self.unsupported(el),
-        }
+        let _ = ns;
+        self.entity_iq(el, kind, payload, Some(&spec))
+            .or_else(|| self.device_disco_iq(el, kind, payload, &spec))
+            .unwrap_or_else(|| self.unsupported(el))
     }
 
     fn service_iq(
@@ -515,8 +517,10 @@ impl Gateway {
         ns: &str,
         from: &BareJid,
     ) -> Element {
+        if let Some(reply) = self.entity_iq(el, kind, payload, None) {
+            return reply;
+        }
         match (kind, payload.name(), ns) {
-            ("get", "ping", NS_PING) => iq_result(el, None),
             ("get", "query", NS_DISCO_INFO) => self.disco_info(el, payload.attr("node")),
             ("get", "query", NS_DISCO_ITEMS) => self.disco_items(el, payload.attr("node")),
             (_, "pubsub", NS_PUBSUB) => self.pubsub(el, kind, payload, from),
@@ -549,6 +553,9 @@ impl Gateway {
             NS_DISCO_INFO,
             NS_DISCO_ITEMS,
             NS_PING,
+            entity::NS_VERSION,
+            entity::NS_LAST,
+            entity::NS_TIME,
             NS_PUBSUB,
             "http://jabber.org/protocol/pubsub#subscribe",
             "http://jabber.org/protocol/pubsub#retrieve-items",
@@ -1035,6 +1042,7 @@ fn message_error(request: &Element, kind: &str, condition: &str) -> Element {
     m
 }
 
+mod entity;
 pub mod history;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ use fieldbridge_core::{
 
 use super::*;
 use crate::AccessConfig;
+use crate::xml::NS_DISCO_INFO;
 
 const DOMAIN: &str = "gw.example.org";
 const ALICE: &str = "alice@example.org/phone";
@@ -329,12 +330,8 @@ fn discovery_lists_one_node_per_device() {
 fn unknown_and_malformed_stanzas_get_an_error_or_nothing_never_a_crash() {
     let mut r = rig();
     // An IQ we do not handle: service-unavailable.
-    let out = r.gw.on_stanza(&iq(
-        ALICE,
-        DOMAIN,
-        "get",
-        "<query xmlns='jabber:iq:version'/>",
-    ));
+    let out =
+        r.gw.on_stanza(&iq(ALICE, DOMAIN, "get", "<query xmlns='jabber:iq:oob'/>"));
     assert_eq!(condition(&out[0]).as_deref(), Some("service-unavailable"));
     let out = r.gw.on_stanza(&iq(
         ALICE,
@@ -1006,4 +1003,116 @@ fn the_history_and_item_sequence_survive_a_restart() {
         .and_then(|f| f.attr("seqnr"))
         .map(str::to_owned);
     assert_eq!(seqnr.as_deref(), Some("3"), "the sequence goes on");
+}
+
+// ----- the small XEPs --------------------------------------------------
+
+fn answer(gw: &mut Gateway, to: &str, payload: &str) -> Element {
+    let out = gw.on_stanza(&iq(ALICE, to, "get", payload));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        kind_of(&out[0]),
+        Some("result"),
+        "{}",
+        crate::xml::to_string(&out[0])
+    );
+    out.into_iter().next().unwrap()
+}
+
+#[test]
+fn devices_and_the_service_answer_version_time_last_activity_and_ping() {
+    let mut r = rig();
+    for to in ["boiler@gw.example.org", DOMAIN] {
+        let v = answer(&mut r.gw, to, "<query xmlns='jabber:iq:version'/>");
+        let q = v.get_child("query", entity::NS_VERSION).unwrap();
+        assert_eq!(
+            q.get_child("name", entity::NS_VERSION).unwrap().text(),
+            "fieldbridge"
+        );
+        assert_eq!(
+            q.get_child("version", entity::NS_VERSION).unwrap().text(),
+            env!("CARGO_PKG_VERSION")
+        );
+        let t = answer(&mut r.gw, to, "<time xmlns='urn:xmpp:time'/>");
+        let t = t.get_child("time", entity::NS_TIME).unwrap();
+        assert_eq!(
+            t.get_child("tzo", entity::NS_TIME).unwrap().text(),
+            "+00:00"
+        );
+        let utc = t.get_child("utc", entity::NS_TIME).unwrap().text();
+        assert!(utc.ends_with('Z') && utc.len() == 24, "{utc}");
+        answer(&mut r.gw, to, "<ping xmlns='urn:xmpp:ping'/>");
+    }
+    // Last activity: seconds since the device's last reading.
+    let mut ev = reading(20.0);
+    ev.at = SystemTime::now() - Duration::from_secs(42);
+    r.gw.on_event(ev, Instant::now());
+    let last = answer(
+        &mut r.gw,
+        "boiler@gw.example.org",
+        "<query xmlns='jabber:iq:last'/>",
+    );
+    let seconds: u64 = last
+        .get_child("query", entity::NS_LAST)
+        .and_then(|q| q.attr("seconds"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((42..45).contains(&seconds), "{seconds}");
+}
+
+#[test]
+fn a_device_describes_itself_and_lists_its_points() {
+    let mut r = rig();
+    let info = answer(
+        &mut r.gw,
+        "boiler@gw.example.org",
+        "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+    );
+    let q = info.get_child("query", NS_DISCO_INFO).unwrap();
+    let identity = q.get_child("identity", NS_DISCO_INFO).unwrap();
+    assert_eq!(identity.attr("category"), Some("client"));
+    assert_eq!(identity.attr("type"), Some("bot"));
+    assert_eq!(identity.attr("name"), Some("Boiler room"));
+    let features: Vec<&str> = q.children().filter_map(|f| f.attr("var")).collect();
+    for f in [
+        "jabber:iq:version",
+        "jabber:iq:last",
+        "urn:xmpp:time",
+        "urn:xmpp:ping",
+    ] {
+        assert!(features.contains(&f), "{f} missing from {features:?}");
+    }
+    let items = answer(
+        &mut r.gw,
+        "boiler@gw.example.org",
+        "<query xmlns='http://jabber.org/protocol/disco#items'/>",
+    );
+    let item = items
+        .get_child("query", NS_DISCO_ITEMS)
+        .and_then(|q| q.get_child("item", NS_DISCO_ITEMS))
+        .unwrap();
+    assert_eq!(item.attr("node"), Some("temperature"));
+    assert_eq!(item.attr("name"), Some("temperature (°C)"));
+    assert_eq!(item.attr("jid"), Some("boiler@gw.example.org"));
+}
+
+#[test]
+fn every_presence_carries_caps_matching_the_disco_answer() {
+    let mut r = rig();
+    let out =
+        r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "subscribe"));
+    let c = out[1]
+        .get_child("c", entity::NS_CAPS)
+        .expect("caps in presence");
+    assert_eq!(c.attr("hash"), Some("sha-1"));
+    assert_eq!(c.attr("node"), Some(entity::CAPS_NODE));
+    // XEP-0115 §5.1 by hand: identities, then sorted features, each ended by '<'.
+    let mut features: Vec<&str> = entity::DEVICE_FEATURES.to_vec();
+    features.sort_unstable();
+    let s = format!("client/bot/en/Boiler room<{}<", features.join("<"));
+    let hash =
+        xmpp_parsers::caps::hash_caps(s.as_bytes(), xmpp_parsers::hashes::Algo::Sha_1).unwrap();
+    let want = xmpp_parsers::caps::Caps::new(entity::CAPS_NODE, hash);
+    assert_eq!(c.attr("ver"), Element::from(want).attr("ver"));
 }

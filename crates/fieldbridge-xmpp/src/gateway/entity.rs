@@ -1,0 +1,153 @@
+//! What a device JID says about itself, so that any client can find out
+//! what it is and what it can do: service discovery (XEP-0030), entity
+//! capabilities in every presence (XEP-0115), software version (XEP-0092),
+//! last activity (XEP-0012: seconds since the device's last reading) and
+//! entity time (XEP-0202).
+
+use std::time::SystemTime;
+
+use fieldbridge_core::DeviceSpec;
+use minidom::Element;
+use xmpp_parsers::caps::{Caps, compute_disco, hash_caps};
+use xmpp_parsers::disco::{DiscoInfoResult, Identity};
+use xmpp_parsers::hashes::Algo;
+
+use super::Gateway;
+use crate::sensordata;
+use crate::xml::{
+    NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, element, iq_error, iq_result, set, text, with,
+};
+
+/// XEP-0092.
+pub const NS_VERSION: &str = "jabber:iq:version";
+/// XEP-0012.
+pub const NS_LAST: &str = "jabber:iq:last";
+/// XEP-0202.
+pub const NS_TIME: &str = "urn:xmpp:time";
+/// XEP-0115.
+pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
+/// The caps node: who made this software.
+pub const CAPS_NODE: &str = "https://github.com/fieldbridge/fieldbridge";
+
+/// What every device JID answers, as disco features.
+pub const DEVICE_FEATURES: &[&str] = &[
+    NS_DISCO_INFO,
+    NS_DISCO_ITEMS,
+    NS_PING,
+    NS_VERSION,
+    NS_LAST,
+    NS_TIME,
+    NS_CAPS,
+];
+
+/// A device's disco#info: a bot client named after the device.
+pub fn device_disco(spec: &DeviceSpec) -> DiscoInfoResult {
+    DiscoInfoResult {
+        node: None,
+        identities: vec![Identity::new("client", "bot", "en", spec.display_name())],
+        features: DEVICE_FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+        extensions: Vec::new(),
+    }
+}
+
+/// The `<c/>` element of a device's presence (XEP-0115, sha-1 as the XEP
+/// requires for interoperability).
+pub fn device_caps(spec: &DeviceSpec) -> Element {
+    let disco = device_disco(spec);
+    match hash_caps(&compute_disco(&disco), Algo::Sha_1) {
+        Ok(hash) => Caps::new(CAPS_NODE, hash).into(),
+        // sha-1 is always supported; an empty ver only disables caching.
+        Err(_) => with(element("c", NS_CAPS), "node", CAPS_NODE),
+    }
+}
+
+impl Gateway {
+    /// IQs every device and the service answer alike; `None` when `payload`
+    /// is not one of them.
+    pub(super) fn entity_iq(
+        &self,
+        el: &Element,
+        kind: &str,
+        payload: &Element,
+        device: Option<&DeviceSpec>,
+    ) -> Option<Element> {
+        let ns = payload.ns();
+        Some(match (kind, payload.name(), ns.as_str()) {
+            ("get", "ping", NS_PING) => iq_result(el, None),
+            ("get", "query", NS_VERSION) => {
+                let mut q = element("query", NS_VERSION);
+                q.append_child(text("name", NS_VERSION, "fieldbridge"));
+                q.append_child(text("version", NS_VERSION, env!("CARGO_PKG_VERSION")));
+                iq_result(el, Some(q))
+            }
+            ("get", "query", NS_LAST) => {
+                // A device: since its last reading (or since the gateway
+                // started, if it never sent one); the service: its uptime.
+                let since = device
+                    .and_then(|d| self.live.get(&d.id))
+                    .and_then(|l| l.latest.values().map(|s| s.at).max())
+                    .unwrap_or(self.started);
+                let seconds = SystemTime::now()
+                    .duration_since(since)
+                    .unwrap_or_default()
+                    .as_secs();
+                iq_result(
+                    el,
+                    Some(with(
+                        element("query", NS_LAST),
+                        "seconds",
+                        seconds.to_string(),
+                    )),
+                )
+            }
+            ("get", "time", NS_TIME) => {
+                let mut t = element("time", NS_TIME);
+                t.append_child(text("tzo", NS_TIME, "+00:00"));
+                t.append_child(text(
+                    "utc",
+                    NS_TIME,
+                    sensordata::timestamp(SystemTime::now()),
+                ));
+                iq_result(el, Some(t))
+            }
+            _ => return None,
+        })
+    }
+
+    /// disco#info and disco#items of a device JID: what it is, what it
+    /// answers, and its points.
+    pub(super) fn device_disco_iq(
+        &self,
+        el: &Element,
+        kind: &str,
+        payload: &Element,
+        spec: &DeviceSpec,
+    ) -> Option<Element> {
+        let ns = payload.ns();
+        Some(match (kind, payload.name(), ns.as_str()) {
+            ("get", "query", NS_DISCO_INFO) => match payload.attr("node") {
+                None => iq_result(el, Some(device_disco(spec).into())),
+                Some(_) => iq_error(el, "cancel", "item-not-found", None),
+            },
+            ("get", "query", NS_DISCO_ITEMS) => {
+                if payload.attr("node").is_some() {
+                    return Some(iq_error(el, "cancel", "item-not-found", None));
+                }
+                let jid = self.device_jid(spec.id.as_str());
+                let mut q = element("query", NS_DISCO_ITEMS);
+                for p in spec.points.values() {
+                    let mut item = with(element("item", NS_DISCO_ITEMS), "jid", jid.clone());
+                    set(&mut item, "node", p.id.as_str());
+                    let name = match &p.settings.unit {
+                        Some(u) => format!("{} ({u})", p.display_name()),
+                        None => p.display_name().to_owned(),
+                    };
+                    set(&mut item, "name", name);
+                    q.append_child(item);
+                }
+                iq_result(el, Some(q))
+            }
+            _ => return None,
+        })
+    }
+}

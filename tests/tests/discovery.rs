@@ -1,0 +1,110 @@
+//! End-to-end: what a client learns about a device through a real Prosody:
+//! service discovery, entity capabilities, software version, last activity
+//! and entity time.
+
+use std::time::Duration;
+
+use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, is_presence, xml};
+use fieldbridge_e2e::gateway::Gateway;
+use fieldbridge_e2e::prosody::{COMPONENT, Prosody};
+use minidom::Element;
+
+const BOILER: &str = "boiler@gw.localhost";
+const WAIT: Duration = Duration::from_secs(15);
+const DEVICES: &str = "  boiler:\n    name: Boiler room\n    connection: sim\n    poll: 200ms\n    points:\n      \
+temperature: { signal: sine, range: [20, 30], unit: \"°C\" }\n      pump: { signal: toggle }\n";
+
+async fn get(user: &mut XmppUser, to: &str, name: &str, ns: &str) -> Element {
+    let answer = user.iq(to, "get", el(name, ns, &[])).await.unwrap();
+    assert_eq!(answer.attr("type"), Some("result"), "{}", xml(&answer));
+    answer
+        .get_child(name, ns)
+        .unwrap_or_else(|| panic!("no {name} in {}", xml(&answer)))
+        .clone()
+}
+
+fn child_text(e: &Element, name: &str) -> String {
+    let ns = e.ns();
+    e.get_child(name, ns.as_str())
+        .map(Element::text)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_client_discovers_what_a_device_is_and_can_do() {
+    let prosody = Prosody::start().await.expect("prosody starts");
+    prosody.register("alice", "pw").unwrap();
+    let _gateway = Gateway::start(&prosody, &["alice@localhost"], DEVICES)
+        .await
+        .unwrap();
+    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+        .await
+        .unwrap();
+
+    let info = get(
+        &mut alice,
+        BOILER,
+        "query",
+        "http://jabber.org/protocol/disco#info",
+    )
+    .await;
+    let identity = info.children().find(|c| c.name() == "identity").unwrap();
+    assert_eq!(identity.attr("name"), Some("Boiler room"));
+    let features: Vec<&str> = info.children().filter_map(|f| f.attr("var")).collect();
+    for f in [
+        "jabber:iq:version",
+        "jabber:iq:last",
+        "urn:xmpp:time",
+        "urn:xmpp:ping",
+    ] {
+        assert!(features.contains(&f), "{f} missing: {features:?}");
+    }
+    let items = get(
+        &mut alice,
+        BOILER,
+        "query",
+        "http://jabber.org/protocol/disco#items",
+    )
+    .await;
+    let points: Vec<&str> = items.children().filter_map(|i| i.attr("node")).collect();
+    assert_eq!(points, ["pump", "temperature"]);
+
+    for to in [BOILER, COMPONENT] {
+        let v = get(&mut alice, to, "query", "jabber:iq:version").await;
+        assert_eq!(child_text(&v, "name"), "fieldbridge");
+        let t = get(&mut alice, to, "time", "urn:xmpp:time").await;
+        assert_eq!(child_text(&t, "tzo"), "+00:00");
+    }
+
+    // Subscribed, the device's presence carries caps; once it has read, its
+    // last activity is a few seconds at most.
+    let own = alice.jid.clone();
+    alice
+        .iq(&own, "get", el("query", "jabber:iq:roster", &[]))
+        .await
+        .unwrap();
+    alice
+        .send(el(
+            "presence",
+            NS_CLIENT,
+            &[("to", BOILER), ("type", "subscribe")],
+        ))
+        .await
+        .unwrap();
+    let online = alice
+        .expect("available presence", WAIT, |e| is_presence(e, BOILER, None))
+        .await
+        .unwrap();
+    let caps = online
+        .get_child("c", "http://jabber.org/protocol/caps")
+        .unwrap_or_else(|| panic!("no caps in {}", xml(&online)));
+    assert_eq!(caps.attr("hash"), Some("sha-1"));
+    assert!(caps.attr("ver").is_some_and(|v| !v.is_empty()));
+    let last = get(&mut alice, BOILER, "query", "jabber:iq:last").await;
+    let seconds: u64 = last.attr("seconds").unwrap().parse().unwrap();
+    assert!(
+        seconds < 5,
+        "last reading {seconds} s ago, polled every 200 ms"
+    );
+    alice.close().await;
+}
