@@ -6,6 +6,7 @@ use fieldbridge_serial::config::{FormatKind, PointType, SerialDevice, SerialPoin
 use fieldbridge_serial::format::{Parser, convert};
 use fieldbridge_serial::nmea;
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
 
 fn device(format: FormatKind, pattern: Option<&str>) -> SerialDevice {
     SerialDevice {
@@ -19,6 +20,23 @@ fn device(format: FormatKind, pattern: Option<&str>) -> SerialDevice {
     }
 }
 
+/// Built once: compiling the regex per input would make the fuzzer crawl.
+fn parsers() -> &'static [Parser] {
+    static PARSERS: OnceLock<Vec<Parser>> = OnceLock::new();
+    PARSERS.get_or_init(|| {
+        [
+            device(FormatKind::KeyValue, None),
+            device(FormatKind::Json, None),
+            device(FormatKind::Csv, None),
+            device(FormatKind::Regex, Some(r"v=(?P<v>\S+)")),
+            device(FormatKind::Nmea, None),
+        ]
+        .iter()
+        .filter_map(|d| Parser::new(d).ok())
+        .collect()
+    })
+}
+
 fuzz_target!(|text: &str| {
     let _ = nmea::parse(text);
     let points = [
@@ -29,15 +47,7 @@ fuzz_target!(|text: &str| {
         SerialPoint { nmea: Some("GGA.latitude".into()), ..Default::default() },
         SerialPoint { nmea: Some("MWV.wind_speed".into()), ..Default::default() },
     ];
-    let devices = [
-        device(FormatKind::KeyValue, None),
-        device(FormatKind::Json, None),
-        device(FormatKind::Csv, None),
-        device(FormatKind::Regex, Some(r"v=(?P<v>\S+)")),
-        device(FormatKind::Nmea, None),
-    ];
-    for d in &devices {
-        let Ok(parser) = Parser::new(d) else { continue };
+    for parser in parsers() {
         let Ok(record) = parser.parse(text) else { continue };
         for p in &points {
             if let Some(raw) = record.field(p) {
