@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fieldbridge_core::{
-    DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Sample, Value,
+    DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Sample,
 };
 use minidom::Element;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::access::Access;
-use crate::chat::{self, ChatCommand};
 use crate::sensordata;
 use crate::state::{Store, Subscriptions};
 use crate::xml::{
@@ -40,21 +39,6 @@ pub struct Stats {
     pub notifications: u64,
     /// Chat commands answered.
     pub chat_commands: u64,
-}
-
-/// A write asked for in a chat message, waiting for its adapter. The
-/// connection loop runs it through the command router and hands the
-/// outcome to [`Gateway::write_done`].
-#[derive(Debug, Clone)]
-pub struct WriteRequest {
-    /// The device.
-    pub device: DeviceId,
-    /// The point (known and writable when queued).
-    pub point: PointId,
-    /// The value, parsed for the point's kind.
-    pub value: Value,
-    /// The reply to fill in: addressed, typed and threaded like the request.
-    reply: Element,
 }
 
 #[derive(Debug, Default)]
@@ -85,8 +69,8 @@ pub struct Gateway {
     /// Causes of malformed stanzas already logged at `info`: each is said
     /// loudly once, then only at `debug`, so a noisy peer cannot flood logs.
     malformed_seen: HashSet<&'static str>,
-    /// Writes asked for since the connection loop last took them.
-    writes: Vec<WriteRequest>,
+    /// Adapter work asked for since the connection loop last took it.
+    jobs: Vec<Job>,
     /// Every published item, kept per node.
     history: Arc<History>,
     /// History bounds per node.
@@ -100,6 +84,8 @@ pub struct Gateway {
     started: SystemTime,
     /// Each device's entity capabilities element, sent in every presence.
     caps: HashMap<DeviceId, Element>,
+    /// Ad-hoc command sessions started (their ids).
+    sessions: u64,
 }
 
 /// Why an inbound stanza could not be handled, for logs.
@@ -149,13 +135,14 @@ impl Gateway {
             live,
             stats: Stats::default(),
             malformed_seen: HashSet::new(),
-            writes: Vec::new(),
+            jobs: Vec::new(),
             history,
             limits: Arc::new(limits),
             unsaved: Vec::new(),
             connected: false,
             started: SystemTime::now(),
             caps,
+            sessions: 0,
         })
     }
 
@@ -476,7 +463,11 @@ impl Gateway {
         let ns = payload.ns();
         let reply = match device {
             None => self.service_iq(el, kind, payload, &ns, &bare),
-            Some(d) => self.device_iq(el, kind, payload, &ns, &d),
+            Some(d) => self.device_iq(el, kind, payload, &d, &bare),
+        };
+        // No reply yet: it waits for the adapter (an ad-hoc job).
+        let Some(reply) = reply else {
+            return Vec::new();
         };
         let subscribed = reply.attr("type") == Some("result");
         let mut out = vec![reply];
@@ -497,16 +488,30 @@ impl Gateway {
         el: &Element,
         kind: &str,
         payload: &Element,
-        ns: &str,
         device: &str,
-    ) -> Element {
+        from: &BareJid,
+    ) -> Option<Element> {
         let Some(spec) = self.directory.device(device).cloned() else {
-            return iq_error(el, "cancel", "item-not-found", None);
+            return Some(iq_error(el, "cancel", "item-not-found", None));
         };
-        let _ = ns;
-        self.entity_iq(el, kind, payload, Some(&spec))
-            .or_else(|| self.device_disco_iq(el, kind, payload, &spec))
-            .unwrap_or_else(|| self.unsupported(el))
+        let ns = payload.ns();
+        match (kind, payload.name(), ns.as_str()) {
+            ("set", "command", commands::NS_COMMANDS) => {
+                return self.command(el, payload, Some(&spec), from);
+            }
+            ("get", "query", NS_DISCO_ITEMS)
+                if payload.attr("node") == Some(commands::NS_COMMANDS) =>
+            {
+                let jid = self.device_jid(device);
+                return Some(self.command_list(el, &jid, Some(&spec), from));
+            }
+            _ => {}
+        }
+        Some(
+            self.entity_iq(el, kind, payload, Some(&spec))
+                .or_else(|| self.device_disco_iq(el, kind, payload, &spec))
+                .unwrap_or_else(|| self.unsupported(el)),
+        )
     }
 
     fn service_iq(
@@ -516,16 +521,25 @@ impl Gateway {
         payload: &Element,
         ns: &str,
         from: &BareJid,
-    ) -> Element {
+    ) -> Option<Element> {
         if let Some(reply) = self.entity_iq(el, kind, payload, None) {
-            return reply;
+            return Some(reply);
         }
-        match (kind, payload.name(), ns) {
+        Some(match (kind, payload.name(), ns) {
+            ("set", "command", commands::NS_COMMANDS) => {
+                return self.command(el, payload, None, from);
+            }
+            ("get", "query", NS_DISCO_ITEMS)
+                if payload.attr("node") == Some(commands::NS_COMMANDS) =>
+            {
+                let jid = self.domain.clone();
+                self.command_list(el, &jid, None, from)
+            }
             ("get", "query", NS_DISCO_INFO) => self.disco_info(el, payload.attr("node")),
             ("get", "query", NS_DISCO_ITEMS) => self.disco_items(el, payload.attr("node")),
             (_, "pubsub", NS_PUBSUB) => self.pubsub(el, kind, payload, from),
             _ => self.unsupported(el),
-        }
+        })
     }
 
     fn disco_info(&mut self, el: &Element, node: Option<&str>) -> Element {
@@ -556,6 +570,7 @@ impl Gateway {
             entity::NS_VERSION,
             entity::NS_LAST,
             entity::NS_TIME,
+            commands::NS_COMMANDS,
             NS_PUBSUB,
             "http://jabber.org/protocol/pubsub#subscribe",
             "http://jabber.org/protocol/pubsub#retrieve-items",
@@ -835,214 +850,15 @@ impl Gateway {
     }
 }
 
-// ----- chat commands --------------------------------------------------
-
-impl Gateway {
-    /// A chat or normal message to a device JID: a command in words.
-    /// Other messages (headline, groupchat, errors, unknown types, no body,
-    /// to the service itself) are dropped without a reply, so that two
-    /// automatons can never answer each other forever.
-    fn on_message(&mut self, el: &Element) -> Vec<Element> {
-        let kind = el.attr("type").unwrap_or("normal");
-        if kind != "chat" && kind != "normal" {
-            return Vec::new();
-        }
-        let Some(body) = el
-            .children()
-            .find(|c| c.name() == "body")
-            .map(Element::text)
-        else {
-            // Chat states, receipts, markers: nothing to answer.
-            return Vec::new();
-        };
-        let Some(from) = sender(el) else {
-            self.malformed(el, "message without a valid sender");
-            return Vec::new();
-        };
-        let Some(device) = el
-            .attr("to")
-            .and_then(|t| Jid::new(t).ok())
-            .and_then(|t| t.node().map(|n| n.as_str().to_owned()))
-        else {
-            return Vec::new();
-        };
-        let bare = from.to_bare();
-        let exists = self.directory.device(&device).is_some();
-        if !self.access.may_read(&bare) || !exists {
-            // The same answer for "no such device" and "not yours": an
-            // outsider learns nothing about which devices exist.
-            self.stats.forbidden += 1;
-            tracing::info!(jid = %bare, device = %device, "chat message refused");
-            return vec![message_error(el, "auth", "forbidden")];
-        }
-        self.stats.chat_commands += 1;
-        let reply = self.chat_reply_to(el, &device, &from);
-        let may_control = self.access.may_control(&bare);
-        let Some(spec) = self.directory.device(&device).cloned() else {
-            return Vec::new();
-        };
-        let answer = match chat::parse(&body) {
-            ChatCommand::Help | ChatCommand::Unknown => chat::help(&spec, may_control),
-            ChatCommand::Status => {
-                let live = self.live.get(device.as_str());
-                chat::status(
-                    &spec,
-                    live.and_then(|l| l.status.as_ref()),
-                    live.map(|l| &l.latest).unwrap_or(&BTreeMap::new()),
-                    SystemTime::now(),
-                )
-            }
-            ChatCommand::Get(point) => match spec.points.get(point) {
-                Some(p) => chat::point_line(
-                    p,
-                    self.live
-                        .get(device.as_str())
-                        .and_then(|l| l.latest.get(point)),
-                    SystemTime::now(),
-                ),
-                None => unknown_point(&spec, point),
-            },
-            ChatCommand::History { point, count } => match spec.points.get(point) {
-                Some(p) => match self.point_history(device.as_str(), point, count) {
-                    Ok(values) => chat::history(p, &values),
-                    Err(e) => {
-                        tracing::error!(device = %device, error = %e, "cannot read the history");
-                        "The history cannot be read right now.".to_owned()
-                    }
-                },
-                None => unknown_point(&spec, point),
-            },
-            ChatCommand::Set { point, value } => {
-                match self.queue_write(&spec, point, value, may_control, &bare, reply.clone()) {
-                    Ok(()) => return Vec::new(),
-                    Err(why) => why,
-                }
-            }
-        };
-        vec![with_body(reply, answer)]
-    }
-
-    /// Checks a chat `set` and queues it for the adapter, or says why not.
-    fn queue_write(
-        &mut self,
-        spec: &fieldbridge_core::DeviceSpec,
-        point: &str,
-        value: &str,
-        may_control: bool,
-        who: &BareJid,
-        reply: Element,
-    ) -> Result<(), String> {
-        if !may_control {
-            tracing::info!(jid = %who, device = %spec.id, point, "write refused: not in access.control");
-            return Err("You may not change this device (not in access.control).".to_owned());
-        }
-        let Some(p) = spec.points.get(point) else {
-            return Err(unknown_point(spec, point));
-        };
-        if !p.settings.writable {
-            return Err(format!("{point} is read-only."));
-        }
-        let value = Value::parse_as(value, p.kind).map_err(|e| format!("{point}: {e}"))?;
-        if self.writes.len() >= MAX_QUEUED_WRITES {
-            return Err("Too many writes at once; try again in a moment.".to_owned());
-        }
-        tracing::info!(jid = %who, device = %spec.id, point, value = %value, "write asked by chat");
-        self.writes.push(WriteRequest {
-            device: spec.id.clone(),
-            point: p.id.clone(),
-            value,
-            reply,
-        });
-        Ok(())
-    }
-
-    /// Writes asked for since the last call, for the connection loop to run.
-    pub fn take_writes(&mut self) -> Vec<WriteRequest> {
-        std::mem::take(&mut self.writes)
-    }
-
-    /// The answer to a write once its adapter has spoken.
-    pub fn write_done(
-        &self,
-        request: WriteRequest,
-        outcome: Result<Value, fieldbridge_core::CommandError>,
-    ) -> Element {
-        let text = match outcome {
-            Ok(v) => {
-                let shown = self
-                    .directory
-                    .device(request.device.as_str())
-                    .and_then(|d| d.points.get(&request.point))
-                    .map_or_else(|| v.to_string(), |p| chat::value_with_unit(&v, p));
-                tracing::info!(device = %request.device, point = %request.point, value = %v, "write done");
-                format!("{} set to {shown}.", request.point)
-            }
-            Err(e) => {
-                tracing::warn!(device = %request.device, point = %request.point, error = %e, "write failed");
-                format!("Could not set {}: {e}", request.point)
-            }
-        };
-        with_body(request.reply, text)
-    }
-
-    /// An empty reply to a chat message: from the device, to the sender's
-    /// full JID, same type and thread.
-    fn chat_reply_to(&self, el: &Element, device: &str, from: &Jid) -> Element {
-        let kind = el.attr("type").unwrap_or("normal");
-        let mut reply = with(
-            stanza("message", &self.device_jid(device), &from.to_string()),
-            "type",
-            kind,
-        );
-        if let Some(thread) = el.children().find(|c| c.name() == "thread") {
-            reply.append_child(text("thread", NS_COMPONENT, thread.text()));
-        }
-        reply
-    }
-}
-
 /// The most items one items request returns; more are asked for by id.
 pub const MAX_ITEMS_REPLY: usize = 500;
 
-/// Writes queued between two turns of the connection loop before more are
-/// refused; the loop also bounds how many run at once.
-pub const MAX_QUEUED_WRITES: usize = 16;
-
-fn unknown_point(spec: &fieldbridge_core::DeviceSpec, point: &str) -> String {
-    let known: Vec<&str> = spec.points.keys().map(PointId::as_str).collect();
-    format!(
-        "{} has no point {point:?}; its points: {}.",
-        spec.display_name(),
-        known.join(", ")
-    )
-}
-
-fn with_body(mut reply: Element, body: String) -> Element {
-    reply.append_child(text("body", NS_COMPONENT, body));
-    reply
-}
-
-/// The error reply to a message (RFC 6120 §8.3).
-fn message_error(request: &Element, kind: &str, condition: &str) -> Element {
-    let mut m = with(
-        stanza(
-            "message",
-            request.attr("to").unwrap_or_default(),
-            request.attr("from").unwrap_or_default(),
-        ),
-        "type",
-        "error",
-    );
-    if let Some(id) = request.attr("id") {
-        set(&mut m, "id", id);
-    }
-    let mut error = with(element("error", NS_COMPONENT), "type", kind);
-    error.append_child(element(condition, crate::xml::NS_STANZAS));
-    m.append_child(error);
-    m
-}
-
+mod commands;
 mod entity;
 pub mod history;
+mod jobs;
+mod messages;
+
+pub use jobs::{Job, JobOutcome, MAX_QUEUED_JOBS};
 #[cfg(test)]
 mod tests;

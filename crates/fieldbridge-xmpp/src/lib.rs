@@ -13,7 +13,7 @@
 //!  bus (DeviceEvent) ──▶ Gateway::on_event ──▶ presence, pubsub notifications ─┐
 //!  server (Element)  ──▶ Gateway::on_stanza ─▶ replies ─────────────────────────┼─▶ server
 //!  1 s tick          ──▶ Gateway::tick ──────▶ rate-limited status texts, ping ─┤
-//!  chat `set` ──▶ Gateway::take_writes ──▶ CommandRouter ──▶ adapter ──▶ reply ─┘
+//!  chat, ad-hoc ──▶ Gateway::take_jobs ──▶ CommandRouter ──▶ adapter ──▶ reply ─┘
 //! ```
 //!
 //! The login is hand-made with tokio-xmpp's `xmlstream` API and the stream
@@ -42,7 +42,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fieldbridge_core::{CommandError, CommandRouter, Directory, Subscription, Value};
+use fieldbridge_core::{CommandRouter, Directory, Subscription};
 use futures::{SinkExt, StreamExt};
 use minidom::Element;
 use tokio::task::JoinSet;
@@ -52,7 +52,7 @@ use tokio_xmpp::xmlstream::ReadError;
 pub use config::{AccessConfig, XmppConfig};
 
 use crate::connection::Stream;
-use crate::gateway::{Gateway, WriteRequest};
+use crate::gateway::{Gateway, Job, JobOutcome};
 
 /// What the component needs besides the bus.
 #[derive(Debug, Clone)]
@@ -290,9 +290,10 @@ pub async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_error: Option<String> = None;
-    // Writes asked for by chat, running through the command router; each
-    // one ends in the router's timeout, so the set stays small.
-    let mut writes: JoinSet<(WriteRequest, Result<Value, CommandError>)> = JoinSet::new();
+    // Adapter work asked for over XMPP, running through the command
+    // router; each job ends within the router's timeout, and the gateway
+    // queues at most MAX_QUEUED_JOBS per turn, so the set stays small.
+    let mut jobs: JoinSet<(Job, JobOutcome)> = JoinSet::new();
     let mut flush = tokio::time::interval(HISTORY_FLUSH);
     flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
@@ -300,18 +301,8 @@ pub async fn run(
         if link.stream.is_none() && gw.is_connected() {
             gw.on_disconnected();
         }
-        for request in gw.take_writes() {
-            let router = commands.clone();
-            writes.spawn(async move {
-                let outcome = router
-                    .write(
-                        request.device.as_str(),
-                        request.point.as_str(),
-                        request.value.clone(),
-                    )
-                    .await;
-                (request, outcome)
-            });
+        for job in gw.take_jobs() {
+            jobs.spawn(job.run(commands.clone()));
         }
         let idle = link.stream.is_none() && link.connecting.is_none();
         tokio::select! {
@@ -384,13 +375,13 @@ pub async fn run(
                     }
                 }
             },
-            Some(done) = writes.join_next(), if !writes.is_empty() => {
+            Some(done) = jobs.join_next(), if !jobs.is_empty() => {
                 match done {
-                    Ok((request, outcome)) => {
-                        let reply = gw.write_done(request, outcome);
+                    Ok((job, outcome)) => {
+                        let reply = gw.job_done(job, outcome);
                         link.send(vec![reply]).await;
                     }
-                    Err(e) => tracing::error!(error = %e, "a write task failed"),
+                    Err(e) => tracing::error!(error = %e, "an adapter job failed"),
                 }
             },
             _ = flush.tick() => save_history(&mut gw).await,

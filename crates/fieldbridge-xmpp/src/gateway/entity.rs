@@ -38,6 +38,7 @@ pub const DEVICE_FEATURES: &[&str] = &[
     NS_LAST,
     NS_TIME,
     NS_CAPS,
+    super::commands::NS_COMMANDS,
 ];
 
 /// A device's disco#info: a bot client named after the device.

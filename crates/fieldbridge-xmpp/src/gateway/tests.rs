@@ -6,6 +6,7 @@ use fieldbridge_core::{
     Value, ValueKind,
 };
 
+use super::jobs::JobAction;
 use super::*;
 use crate::AccessConfig;
 use crate::xml::NS_DISCO_INFO;
@@ -853,7 +854,7 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
     assert_eq!(ro, "temperature is read-only.");
     let bad = body_of(&one_reply(&mut gw, ALICE, "set setpoint warm"));
     assert_eq!(bad, "setpoint: \"warm\" is not a number");
-    assert!(gw.take_writes().is_empty(), "nothing reached the adapter");
+    assert!(gw.take_jobs().is_empty(), "nothing reached the adapter");
 
     let out = gw.on_stanza(&chat(
         ALICE,
@@ -862,23 +863,28 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
         "set setpoint 55.5",
     ));
     assert!(out.is_empty(), "the answer waits for the adapter");
-    let mut writes = gw.take_writes();
-    assert_eq!(writes.len(), 1);
-    let w = writes.pop().unwrap();
+    let mut jobs = gw.take_jobs();
+    assert_eq!(jobs.len(), 1);
+    let w = jobs.pop().unwrap();
     assert_eq!(w.device.as_str(), "boiler");
-    assert_eq!(w.point.as_str(), "setpoint");
-    assert_eq!(w.value, Value::Float(55.5));
-    assert!(gw.take_writes().is_empty(), "taken once");
+    assert_eq!(
+        w.action,
+        JobAction::Write {
+            point: PointId::new("setpoint").unwrap(),
+            value: Value::Float(55.5)
+        }
+    );
+    assert!(gw.take_jobs().is_empty(), "taken once");
 
-    let ok = gw.write_done(w.clone(), Ok(Value::Float(55.5)));
+    let ok = gw.job_done(w.clone(), JobOutcome::Written(Ok(Value::Float(55.5))));
     assert_eq!(body_of(&ok), "setpoint set to 55.5 °C.");
     assert_eq!(ok.attr("to"), Some(ALICE));
     assert_eq!(ok.attr("type"), Some("chat"));
-    let failed = gw.write_done(
+    let failed = gw.job_done(
         w,
-        Err(fieldbridge_core::CommandError::Failed(
+        JobOutcome::Written(Err(fieldbridge_core::CommandError::Failed(
             "device answered NAK".into(),
-        )),
+        ))),
     );
     assert_eq!(
         body_of(&failed),
@@ -1115,4 +1121,228 @@ fn every_presence_carries_caps_matching_the_disco_answer() {
         xmpp_parsers::caps::hash_caps(s.as_bytes(), xmpp_parsers::hashes::Algo::Sha_1).unwrap();
     let want = xmpp_parsers::caps::Caps::new(entity::CAPS_NODE, hash);
     assert_eq!(c.attr("ver"), Element::from(want).attr("ver"));
+}
+
+// ----- ad-hoc commands -------------------------------------------------
+
+const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
+const NS_DATA: &str = "jabber:x:data";
+
+fn command_nodes(gw: &mut Gateway, from: &str, to: &str) -> Vec<String> {
+    let out = gw.on_stanza(&iq(
+        from,
+        to,
+        "get",
+        &format!("<query xmlns='{NS_DISCO_ITEMS}' node='{NS_COMMANDS}'/>"),
+    ));
+    out[0]
+        .get_child("query", NS_DISCO_ITEMS)
+        .map(|q| {
+            q.children()
+                .filter_map(|i| i.attr("node").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn execute(gw: &mut Gateway, from: &str, to: &str, inner: &str) -> Vec<Element> {
+    gw.on_stanza(&iq(from, to, "set", inner))
+}
+
+fn command_of(el: &Element) -> &Element {
+    el.get_child("command", NS_COMMANDS)
+        .unwrap_or_else(|| panic!("no command in {}", crate::xml::to_string(el)))
+}
+
+fn form_values(cmd: &Element) -> Vec<(String, String)> {
+    cmd.get_child("x", NS_DATA)
+        .unwrap()
+        .children()
+        .filter(|f| f.name() == "field")
+        .map(|f| {
+            (
+                f.attr("var").unwrap().to_owned(),
+                f.get_child("value", NS_DATA)
+                    .map(|v| v.text())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_command_list_holds_only_what_the_sender_may_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    let boiler = "boiler@gw.example.org";
+    assert_eq!(
+        command_nodes(&mut gw, ALICE, boiler),
+        ["read", "set", "info"]
+    );
+    assert_eq!(command_nodes(&mut gw, BOB, boiler), ["read", "info"]);
+    assert_eq!(command_nodes(&mut gw, ALICE, DOMAIN), ["list"]);
+    let out = gw.on_stanza(&iq(
+        MALLORY,
+        boiler,
+        "get",
+        &format!("<query xmlns='{NS_DISCO_ITEMS}' node='{NS_COMMANDS}'/>"),
+    ));
+    assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
+    // Running what is not listed is refused like an unknown command.
+    let out = execute(
+        &mut gw,
+        BOB,
+        boiler,
+        &format!("<command xmlns='{NS_COMMANDS}' node='set' action='execute'/>"),
+    );
+    assert_eq!(condition(&out[0]).as_deref(), Some("item-not-found"));
+}
+
+#[test]
+fn set_a_point_is_a_two_stage_form_that_ends_as_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    let boiler = "boiler@gw.example.org";
+    let out = execute(
+        &mut gw,
+        ALICE,
+        boiler,
+        &format!("<command xmlns='{NS_COMMANDS}' node='set' action='execute'/>"),
+    );
+    let cmd = command_of(&out[0]);
+    assert_eq!(cmd.attr("status"), Some("executing"));
+    let session = cmd.attr("sessionid").unwrap().to_owned();
+    let x = cmd.get_child("x", NS_DATA).unwrap();
+    assert_eq!(x.attr("type"), Some("form"));
+    let options: Vec<String> = x
+        .children()
+        .find(|f| f.attr("var") == Some("point"))
+        .unwrap()
+        .children()
+        .filter_map(|o| o.get_child("value", NS_DATA).map(|v| v.text()))
+        .collect();
+    assert_eq!(options, ["setpoint"], "only writable points");
+
+    let submit = |value: &str| {
+        format!(
+            "<command xmlns='{NS_COMMANDS}' node='set' sessionid='{session}' action='complete'>\
+             <x xmlns='{NS_DATA}' type='submit'>\
+             <field var='point'><value>setpoint</value></field>\
+             <field var='value'><value>{value}</value></field></x></command>"
+        )
+    };
+    let bad = execute(&mut gw, ALICE, boiler, &submit("hot"));
+    assert_eq!(condition(&bad[0]).as_deref(), Some("bad-request"));
+    assert!(gw.take_jobs().is_empty());
+
+    assert!(
+        execute(&mut gw, ALICE, boiler, &submit("60")).is_empty(),
+        "waits for the adapter"
+    );
+    let job = gw.take_jobs().pop().unwrap();
+    assert_eq!(
+        job.action,
+        JobAction::Write {
+            point: PointId::new("setpoint").unwrap(),
+            value: Value::Float(60.0)
+        }
+    );
+    let done = gw.job_done(job, JobOutcome::Written(Ok(Value::Float(60.0))));
+    assert_eq!(kind_of(&done), Some("result"));
+    assert_eq!(done.attr("id"), Some("q1"));
+    let cmd = command_of(&done);
+    assert_eq!(cmd.attr("status"), Some("completed"));
+    assert_eq!(cmd.attr("sessionid"), Some(session.as_str()));
+    let note = cmd.get_child("note", NS_COMMANDS).unwrap();
+    assert_eq!(note.attr("type"), Some("info"));
+    assert_eq!(note.text(), "setpoint set to 60 °C.");
+
+    let canceled = execute(
+        &mut gw,
+        ALICE,
+        boiler,
+        &format!(
+            "<command xmlns='{NS_COMMANDS}' node='set' sessionid='{session}' action='cancel'/>"
+        ),
+    );
+    assert_eq!(command_of(&canceled[0]).attr("status"), Some("canceled"));
+}
+
+#[test]
+fn read_now_info_and_list_report_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    let boiler = "boiler@gw.example.org";
+    gw.on_event(status(DeviceStatus::Online), Instant::now());
+    gw.on_event(reading(21.5), Instant::now());
+
+    assert!(
+        execute(
+            &mut gw,
+            BOB,
+            boiler,
+            &format!("<command xmlns='{NS_COMMANDS}' node='read'/>")
+        )
+        .is_empty()
+    );
+    let job = gw.take_jobs().pop().unwrap();
+    let JobAction::Read(points) = &job.action else {
+        panic!("a read")
+    };
+    assert_eq!(points.len(), 2);
+    let outcome = JobOutcome::Read(vec![
+        (PointId::new("setpoint").unwrap(), Ok(Value::Float(50.0))),
+        (
+            PointId::new("temperature").unwrap(),
+            Err(fieldbridge_core::CommandError::Failed(
+                "sensor unplugged".into(),
+            )),
+        ),
+    ]);
+    let done = gw.job_done(job, outcome);
+    assert_eq!(
+        form_values(command_of(&done)),
+        [
+            ("setpoint".to_owned(), "50 °C".to_owned()),
+            (
+                "temperature".to_owned(),
+                "error: sensor unplugged".to_owned()
+            )
+        ]
+    );
+
+    let info = execute(
+        &mut gw,
+        BOB,
+        boiler,
+        &format!("<command xmlns='{NS_COMMANDS}' node='info'/>"),
+    );
+    let values = form_values(command_of(&info[0]));
+    assert_eq!(values[0], ("jid".to_owned(), boiler.to_owned()));
+    assert_eq!(values[1], ("status".to_owned(), "online".to_owned()));
+    assert_eq!(
+        values[2],
+        (
+            "point.setpoint".to_owned(),
+            "setpoint: no reading yet".to_owned()
+        )
+    );
+    assert!(
+        values[3].1.starts_with("temperature 21.5 °C ("),
+        "{values:?}"
+    );
+
+    let list = execute(
+        &mut gw,
+        BOB,
+        DOMAIN,
+        &format!("<command xmlns='{NS_COMMANDS}' node='list'/>"),
+    );
+    assert_eq!(
+        form_values(command_of(&list[0])),
+        [(
+            "boiler".to_owned(),
+            "online: temperature 21.5 °C".to_owned()
+        )]
+    );
 }

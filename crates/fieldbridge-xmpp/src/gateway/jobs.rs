@@ -1,0 +1,110 @@
+//! Work for an adapter asked for over XMPP (a chat `set`, an ad-hoc "Set a
+//! point" or "Read now"), whose answer waits for the adapter. The gateway
+//! stays free of I/O: it queues a [`Job`]; the connection loop runs it
+//! through core's command router (which bounds it with a timeout) and hands
+//! the [`JobOutcome`] back to [`Gateway::job_done`] for the reply.
+
+use fieldbridge_core::{CommandError, CommandRouter, DeviceId, PointId, Value};
+use minidom::Element;
+
+use super::Gateway;
+
+/// Jobs queued between two turns of the connection loop before more are
+/// refused ("busy"); each ends within the router's timeout.
+pub const MAX_QUEUED_JOBS: usize = 16;
+
+/// What the adapter is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobAction {
+    /// Write a value (already parsed for the point's kind).
+    Write {
+        /// The point.
+        point: PointId,
+        /// The value.
+        value: Value,
+    },
+    /// A fresh reading of each of these points.
+    Read(Vec<PointId>),
+}
+
+/// How the answer goes back.
+#[derive(Debug, Clone)]
+pub(super) enum Reply {
+    /// A chat message, addressed, typed and threaded like the request.
+    Chat(Element),
+    /// An ad-hoc command's IQ result.
+    Command {
+        /// The request, for addressing the result.
+        request: Element,
+        /// The command node.
+        node: String,
+        /// The session.
+        session: String,
+    },
+}
+
+/// One piece of adapter work and where its answer goes.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The device.
+    pub device: DeviceId,
+    /// What to do.
+    pub action: JobAction,
+    pub(super) reply: Reply,
+}
+
+/// What the adapter answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// The value now in effect, or why not.
+    Written(Result<Value, CommandError>),
+    /// Each point's fresh value, or why not.
+    Read(Vec<(PointId, Result<Value, CommandError>)>),
+}
+
+impl Job {
+    /// Asks the adapter through `router`; every request ends within the
+    /// router's timeout.
+    pub async fn run(self, router: CommandRouter) -> (Self, JobOutcome) {
+        let device = self.device.as_str();
+        let outcome = match &self.action {
+            JobAction::Write { point, value } => {
+                JobOutcome::Written(router.write(device, point.as_str(), value.clone()).await)
+            }
+            JobAction::Read(points) => {
+                let reads = points.iter().map(|p| router.read(device, p.as_str()));
+                let values = futures::future::join_all(reads).await;
+                JobOutcome::Read(points.iter().cloned().zip(values).collect())
+            }
+        };
+        (self, outcome)
+    }
+}
+
+impl Gateway {
+    /// Queues adapter work, or says why not.
+    pub(super) fn queue_job(&mut self, job: Job) -> Result<(), String> {
+        if self.jobs.len() >= MAX_QUEUED_JOBS {
+            return Err("Too many requests at once; try again in a moment.".to_owned());
+        }
+        self.jobs.push(job);
+        Ok(())
+    }
+
+    /// Jobs asked for since the last call, for the connection loop to run.
+    pub fn take_jobs(&mut self) -> Vec<Job> {
+        std::mem::take(&mut self.jobs)
+    }
+
+    /// The answer to a job once its adapter has spoken.
+    pub fn job_done(&self, job: Job, outcome: JobOutcome) -> Element {
+        match job.reply {
+            Reply::Chat(reply) => self.chat_job_done(&job.device, &job.action, reply, outcome),
+            Reply::Command {
+                request,
+                node,
+                session,
+            } => self.command_job_done(&job.device, &request, &node, &session, outcome),
+        }
+    }
+}

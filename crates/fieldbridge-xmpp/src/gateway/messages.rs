@@ -1,0 +1,229 @@
+//! Messages to a device JID: commands in words ([`crate::chat`]), answered
+//! in the same chat; writes go to the adapter as [`Job`]s.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Value};
+use minidom::Element;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use super::jobs::{Job, JobAction, JobOutcome, Reply};
+use super::{Gateway, sender};
+use crate::chat::{self, ChatCommand};
+use crate::xml::{NS_COMPONENT, element, set, stanza, text, with};
+
+impl Gateway {
+    /// A chat or normal message to a device JID: a command in words.
+    /// Other messages (headline, groupchat, errors, unknown types, no body,
+    /// to the service itself) are dropped without a reply, so that two
+    /// automatons can never answer each other forever.
+    pub(super) fn on_message(&mut self, el: &Element) -> Vec<Element> {
+        let kind = el.attr("type").unwrap_or("normal");
+        if kind != "chat" && kind != "normal" {
+            return Vec::new();
+        }
+        let Some(body) = el
+            .children()
+            .find(|c| c.name() == "body")
+            .map(Element::text)
+        else {
+            // Chat states, receipts, markers: nothing to answer.
+            return Vec::new();
+        };
+        let Some(from) = sender(el) else {
+            self.malformed(el, "message without a valid sender");
+            return Vec::new();
+        };
+        let Some(device) = el
+            .attr("to")
+            .and_then(|t| Jid::new(t).ok())
+            .and_then(|t| t.node().map(|n| n.as_str().to_owned()))
+        else {
+            return Vec::new();
+        };
+        let bare = from.to_bare();
+        let exists = self.directory.device(&device).is_some();
+        if !self.access.may_read(&bare) || !exists {
+            // The same answer for "no such device" and "not yours": an
+            // outsider learns nothing about which devices exist.
+            self.stats.forbidden += 1;
+            tracing::info!(jid = %bare, device = %device, "chat message refused");
+            return vec![message_error(el, "auth", "forbidden")];
+        }
+        self.stats.chat_commands += 1;
+        let reply = self.chat_reply_to(el, &device, &from);
+        let may_control = self.access.may_control(&bare);
+        let Some(spec) = self.directory.device(&device).cloned() else {
+            return Vec::new();
+        };
+        let answer = match chat::parse(&body) {
+            ChatCommand::Help | ChatCommand::Unknown => chat::help(&spec, may_control),
+            ChatCommand::Status => {
+                let live = self.live.get(device.as_str());
+                chat::status(
+                    &spec,
+                    live.and_then(|l| l.status.as_ref()),
+                    live.map(|l| &l.latest).unwrap_or(&BTreeMap::new()),
+                    SystemTime::now(),
+                )
+            }
+            ChatCommand::Get(point) => match spec.points.get(point) {
+                Some(p) => chat::point_line(
+                    p,
+                    self.live
+                        .get(device.as_str())
+                        .and_then(|l| l.latest.get(point)),
+                    SystemTime::now(),
+                ),
+                None => unknown_point(&spec, point),
+            },
+            ChatCommand::History { point, count } => match spec.points.get(point) {
+                Some(p) => match self.point_history(device.as_str(), point, count) {
+                    Ok(values) => chat::history(p, &values),
+                    Err(e) => {
+                        tracing::error!(device = %device, error = %e, "cannot read the history");
+                        "The history cannot be read right now.".to_owned()
+                    }
+                },
+                None => unknown_point(&spec, point),
+            },
+            ChatCommand::Set { point, value } => {
+                match self.queue_write(&spec, point, value, may_control, &bare, reply.clone()) {
+                    Ok(()) => return Vec::new(),
+                    Err(why) => why,
+                }
+            }
+        };
+        vec![with_body(reply, answer)]
+    }
+
+    /// Checks a chat `set` and queues it for the adapter, or says why not.
+    fn queue_write(
+        &mut self,
+        spec: &DeviceSpec,
+        point: &str,
+        value: &str,
+        may_control: bool,
+        who: &BareJid,
+        reply: Element,
+    ) -> Result<(), String> {
+        if !may_control {
+            tracing::info!(jid = %who, device = %spec.id, point, "write refused: not in access.control");
+            return Err("You may not change this device (not in access.control).".to_owned());
+        }
+        let (point, value) = parse_write(spec, point, value)?;
+        tracing::info!(jid = %who, device = %spec.id, point = %point, value = %value, "write asked by chat");
+        self.queue_job(Job {
+            device: spec.id.clone(),
+            action: JobAction::Write { point, value },
+            reply: Reply::Chat(reply),
+        })
+    }
+
+    /// The chat answer to a finished job.
+    pub(super) fn chat_job_done(
+        &self,
+        device: &DeviceId,
+        action: &JobAction,
+        reply: Element,
+        outcome: JobOutcome,
+    ) -> Element {
+        let point = match action {
+            JobAction::Write { point, .. } => point.as_str(),
+            JobAction::Read(_) => "",
+        };
+        let text = match outcome {
+            JobOutcome::Written(Ok(v)) => {
+                tracing::info!(device = %device, point, value = %v, "write done");
+                format!("{point} set to {}.", self.shown(device, point, &v))
+            }
+            JobOutcome::Written(Err(e)) => {
+                tracing::warn!(device = %device, point, error = %e, "write failed");
+                format!("Could not set {point}: {e}")
+            }
+            JobOutcome::Read(values) => values
+                .iter()
+                .map(|(p, r)| match r {
+                    Ok(v) => format!("{p} {}", self.shown(device, p.as_str(), v)),
+                    Err(e) => format!("{p}: {e}"),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        };
+        with_body(reply, text)
+    }
+
+    /// `value unit` for a point of a device.
+    pub(super) fn shown(&self, device: &DeviceId, point: &str, v: &Value) -> String {
+        self.directory
+            .device(device.as_str())
+            .and_then(|d| d.points.get(point))
+            .map_or_else(|| v.to_string(), |p| chat::value_with_unit(v, p))
+    }
+
+    /// An empty reply to a chat message: from the device, to the sender's
+    /// full JID, same type and thread.
+    fn chat_reply_to(&self, el: &Element, device: &str, from: &Jid) -> Element {
+        let kind = el.attr("type").unwrap_or("normal");
+        let mut reply = with(
+            stanza("message", &self.device_jid(device), &from.to_string()),
+            "type",
+            kind,
+        );
+        if let Some(thread) = el.children().find(|c| c.name() == "thread") {
+            reply.append_child(text("thread", NS_COMPONENT, thread.text()));
+        }
+        reply
+    }
+}
+
+/// A typed value for a writable point, or why not.
+pub(super) fn parse_write(
+    spec: &DeviceSpec,
+    point: &str,
+    value: &str,
+) -> Result<(PointId, Value), String> {
+    let Some(p) = spec.points.get(point) else {
+        return Err(unknown_point(spec, point));
+    };
+    if !p.settings.writable {
+        return Err(format!("{point} is read-only."));
+    }
+    let value = Value::parse_as(value, p.kind).map_err(|e| format!("{point}: {e}"))?;
+    Ok((p.id.clone(), value))
+}
+
+pub(super) fn unknown_point(spec: &DeviceSpec, point: &str) -> String {
+    let known: Vec<&str> = spec.points.keys().map(PointId::as_str).collect();
+    format!(
+        "{} has no point {point:?}; its points: {}.",
+        spec.display_name(),
+        known.join(", ")
+    )
+}
+
+pub(super) fn with_body(mut reply: Element, body: String) -> Element {
+    reply.append_child(text("body", NS_COMPONENT, body));
+    reply
+}
+
+/// The error reply to a message (RFC 6120 §8.3).
+pub(super) fn message_error(request: &Element, kind: &str, condition: &str) -> Element {
+    let mut m = with(
+        stanza(
+            "message",
+            request.attr("to").unwrap_or_default(),
+            request.attr("from").unwrap_or_default(),
+        ),
+        "type",
+        "error",
+    );
+    if let Some(id) = request.attr("id") {
+        set(&mut m, "id", id);
+    }
+    let mut error = with(element("error", NS_COMPONENT), "type", kind);
+    error.append_child(element(condition, crate::xml::NS_STANZAS));
+    m.append_child(error);
+    m
+}

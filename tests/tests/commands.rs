@@ -1,0 +1,190 @@
+//! End-to-end: ad-hoc commands (XEP-0050) from a real client through a real
+//! Prosody to the real gateway and its simulator.
+
+use fieldbridge_e2e::client::{XmppUser, el, with_child, xml};
+use fieldbridge_e2e::gateway::{Gateway, Setup};
+use fieldbridge_e2e::prosody::{COMPONENT, Prosody};
+use minidom::Element;
+
+const BOILER: &str = "boiler@gw.localhost";
+const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
+const NS_DATA: &str = "jabber:x:data";
+const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+
+const DEVICES: &str = "  boiler:\n    name: Boiler room\n    connection: sim\n    poll: 100ms\n    points:\n      \
+temperature: { signal: constant, value: 21.5, unit: \"°C\" }\n      \
+setpoint: { signal: constant, value: 50.0, unit: \"°C\", writable: true }\n";
+
+async fn commands_of(user: &mut XmppUser, jid: &str) -> Vec<String> {
+    let q = el("query", NS_ITEMS, &[("node", NS_COMMANDS)]);
+    let answer = user.iq(jid, "get", q).await.unwrap();
+    answer
+        .get_child("query", NS_ITEMS)
+        .unwrap_or_else(|| panic!("{}", xml(&answer)))
+        .children()
+        .filter_map(|i| i.attr("node").map(str::to_owned))
+        .collect()
+}
+
+/// Runs a command; returns its `<command/>` answer.
+async fn run(user: &mut XmppUser, jid: &str, command: Element) -> Element {
+    let answer = user.iq(jid, "set", command).await.unwrap();
+    assert_eq!(answer.attr("type"), Some("result"), "{}", xml(&answer));
+    answer.get_child("command", NS_COMMANDS).unwrap().clone()
+}
+
+fn values(command: &Element) -> Vec<(String, String)> {
+    command
+        .get_child("x", NS_DATA)
+        .unwrap_or_else(|| panic!("no form in {}", xml(command)))
+        .children()
+        .filter(|f| f.name() == "field")
+        .map(|f| {
+            (
+                f.attr("var").unwrap_or_default().to_owned(),
+                f.get_child("value", NS_DATA)
+                    .map(Element::text)
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn field(var: &str, value: &str) -> Element {
+    let mut v = el("value", NS_DATA, &[]);
+    v.append_text_node(value);
+    with_child(el("field", NS_DATA, &[("var", var)]), v)
+}
+
+#[tokio::test]
+async fn ad_hoc_commands_read_describe_list_and_write() {
+    let prosody = Prosody::start().await.expect("prosody starts");
+    for u in ["alice", "bob"] {
+        prosody.register(u, "pw").unwrap();
+    }
+    let _gateway = Gateway::start_with(
+        &prosody,
+        &Setup {
+            read: &["localhost"],
+            control: &["alice@localhost"],
+            connections: "  sim: { simulator: {} }\n",
+            devices: DEVICES,
+        },
+    )
+    .await
+    .unwrap();
+    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+        .await
+        .unwrap();
+    let mut bob = XmppUser::connect(prosody.c2s_port, "bob", "pw")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        commands_of(&mut alice, BOILER).await,
+        ["read", "set", "info"]
+    );
+    assert_eq!(commands_of(&mut bob, BOILER).await, ["read", "info"]);
+    assert_eq!(commands_of(&mut bob, COMPONENT).await, ["list"]);
+
+    // Read now: the adapter answers with fresh values.
+    let read = run(
+        &mut bob,
+        BOILER,
+        el(
+            "command",
+            NS_COMMANDS,
+            &[("node", "read"), ("action", "execute")],
+        ),
+    )
+    .await;
+    assert_eq!(read.attr("status"), Some("completed"));
+    assert_eq!(
+        values(&read),
+        [
+            ("setpoint".to_owned(), "50 °C".to_owned()),
+            ("temperature".to_owned(), "21.5 °C".to_owned())
+        ]
+    );
+
+    // Set a point: the form, then the submission; the simulator reports
+    // the new value from then on.
+    let form = run(
+        &mut alice,
+        BOILER,
+        el(
+            "command",
+            NS_COMMANDS,
+            &[("node", "set"), ("action", "execute")],
+        ),
+    )
+    .await;
+    assert_eq!(form.attr("status"), Some("executing"));
+    let session = form.attr("sessionid").unwrap().to_owned();
+    let mut x = el("x", NS_DATA, &[("type", "submit")]);
+    x.append_child(field("point", "setpoint"));
+    x.append_child(field("value", "57.5"));
+    let submit = with_child(
+        el(
+            "command",
+            NS_COMMANDS,
+            &[
+                ("node", "set"),
+                ("sessionid", &session),
+                ("action", "complete"),
+            ],
+        ),
+        x,
+    );
+    let done = run(&mut alice, BOILER, submit).await;
+    assert_eq!(done.attr("status"), Some("completed"));
+    let note = done.get_child("note", NS_COMMANDS).unwrap();
+    assert_eq!(note.text(), "setpoint set to 57.5 °C.", "{}", xml(&done));
+    let read = run(
+        &mut bob,
+        BOILER,
+        el("command", NS_COMMANDS, &[("node", "read")]),
+    )
+    .await;
+    assert_eq!(
+        values(&read)[0],
+        ("setpoint".to_owned(), "57.5 °C".to_owned())
+    );
+
+    // Bob may not write, even by sending the form directly.
+    let mut x = el("x", NS_DATA, &[("type", "submit")]);
+    x.append_child(field("point", "setpoint"));
+    x.append_child(field("value", "99"));
+    let refused = bob
+        .iq(
+            BOILER,
+            "set",
+            with_child(el("command", NS_COMMANDS, &[("node", "set")]), x),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.attr("type"), Some("error"), "{}", xml(&refused));
+
+    let info = run(
+        &mut bob,
+        BOILER,
+        el("command", NS_COMMANDS, &[("node", "info")]),
+    )
+    .await;
+    let info = values(&info);
+    assert_eq!(info[0], ("jid".to_owned(), BOILER.to_owned()));
+    assert_eq!(info[1], ("status".to_owned(), "online".to_owned()));
+
+    let list = run(
+        &mut bob,
+        COMPONENT,
+        el("command", NS_COMMANDS, &[("node", "list")]),
+    )
+    .await;
+    let list = values(&list);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].0, "boiler");
+    assert!(list[0].1.starts_with("online: "), "{list:?}");
+    alice.close().await;
+    bob.close().await;
+}
