@@ -22,6 +22,9 @@ use crate::{free_port, require_tool, wait_exit, wait_for_port, wait_for_port_clo
 /// The user ejabberdctl runs the node as.
 const EJABBERD_USER: &str = "ejabberd";
 
+/// What ejabberd logs once it has started (after its modules).
+const STARTED: &str = " is started in the node ";
+
 /// How long a start or a stop may take (a start takes about 3 s here).
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -167,7 +170,17 @@ modules:
         cmd
     }
 
+    /// How many times ejabberd logged that it started (the log is kept
+    /// across restarts).
+    fn started_count(&self) -> usize {
+        std::fs::read_to_string(self.path("logs/ejabberd.log"))
+            .unwrap_or_default()
+            .matches(STARTED)
+            .count()
+    }
+
     async fn spawn(&mut self) -> anyhow::Result<()> {
+        let started_before = self.started_count();
         let console = std::fs::File::create(self.path("console.log"))?;
         let child = self
             .ejabberdctl()
@@ -179,29 +192,33 @@ modules:
             .stderr(console)
             .spawn()?;
         self.child = Some(child);
+        // The ports may open before the modules and their tables are up
+        // (`ejabberdctl register` then fails with `no_exists passwd`): wait
+        // for the line ejabberd logs once it has started, then the ports.
         let deadline = Instant::now() + DEADLINE;
-        let ready = async {
-            for port in [self.c2s_port, self.component_port] {
-                loop {
-                    if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok()?) {
-                        anyhow::bail!("ejabberdctl foreground exited with {status}");
-                    }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if wait_for_port(port, left.min(Duration::from_millis(200)))
-                        .await
-                        .is_ok()
-                    {
-                        break;
-                    }
-                    anyhow::ensure!(
-                        Instant::now() < deadline,
-                        "nothing listens on 127.0.0.1:{port} after {DEADLINE:?}"
-                    );
-                }
+        let result = loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok()?) {
+                break Err(anyhow::anyhow!(
+                    "ejabberdctl foreground exited with {status}"
+                ));
             }
-            Ok(())
+            if self.started_count() > started_before
+                && wait_for_port(self.c2s_port, Duration::ZERO).await.is_ok()
+                && wait_for_port(self.component_port, Duration::ZERO)
+                    .await
+                    .is_ok()
+            {
+                break Ok(());
+            }
+            if Instant::now() >= deadline {
+                break Err(anyhow::anyhow!(
+                    "ejabberd not started with 127.0.0.1:{} and :{} listening after {DEADLINE:?}",
+                    self.c2s_port,
+                    self.component_port
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let result = ready.await;
         if let Err(e) = result {
             self.kill();
             anyhow::bail!("{e}; ejabberd log:\n{}", self.log());
