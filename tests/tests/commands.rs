@@ -188,3 +188,95 @@ async fn ad_hoc_commands_read_describe_list_and_write() {
     alice.close().await;
     bob.close().await;
 }
+
+const NS_SENSORDATA: &str = "urn:xmpp:iot:sensordata";
+
+/// A XEP-0323 momentary readout: (name, value) of every field.
+async fn readout(user: &mut XmppUser, seqnr: &str) -> Vec<(String, String)> {
+    let req = el(
+        "req",
+        NS_SENSORDATA,
+        &[("seqnr", seqnr), ("momentary", "true")],
+    );
+    let accepted = user.iq(BOILER, "get", req).await.unwrap();
+    assert!(
+        accepted.get_child("accepted", NS_SENSORDATA).is_some(),
+        "{}",
+        xml(&accepted)
+    );
+    let m = user
+        .expect("the readout", std::time::Duration::from_secs(15), |e| {
+            e.get_child("fields", NS_SENSORDATA)
+                .is_some_and(|f| f.attr("seqnr") == Some(seqnr))
+        })
+        .await
+        .unwrap();
+    let fields = m.get_child("fields", NS_SENSORDATA).unwrap();
+    assert_eq!(fields.attr("done"), Some("true"));
+    fields
+        .get_child("node", NS_SENSORDATA)
+        .unwrap()
+        .children()
+        .flat_map(Element::children)
+        .map(|f| {
+            (
+                f.attr("name").unwrap().to_owned(),
+                f.attr("value").unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sensor_data_readout_and_control_from_iot_software() {
+    let prosody = Prosody::start().await.expect("prosody starts");
+    for u in ["alice", "bob"] {
+        prosody.register(u, "pw").unwrap();
+    }
+    let _gateway = Gateway::start_with(
+        &prosody,
+        &Setup {
+            read: &["localhost"],
+            control: &["alice@localhost"],
+            connections: "  sim: { simulator: {} }\n",
+            devices: DEVICES,
+        },
+    )
+    .await
+    .unwrap();
+    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+        .await
+        .unwrap();
+    let mut bob = XmppUser::connect(prosody.c2s_port, "bob", "pw")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        readout(&mut bob, "1").await,
+        [
+            ("setpoint".to_owned(), "50".to_owned()),
+            ("temperature".to_owned(), "21.5".to_owned())
+        ]
+    );
+
+    let set = |value: &str| {
+        with_child(
+            el("set", "urn:xmpp:iot:control", &[]),
+            el(
+                "double",
+                "urn:xmpp:iot:control",
+                &[("name", "setpoint"), ("value", value)],
+            ),
+        )
+    };
+    let refused = bob.iq(BOILER, "set", set("70")).await.unwrap();
+    assert_eq!(refused.attr("type"), Some("error"), "{}", xml(&refused));
+    let done = alice.iq(BOILER, "set", set("61.25")).await.unwrap();
+    assert_eq!(done.attr("type"), Some("result"), "{}", xml(&done));
+    assert_eq!(
+        readout(&mut bob, "2").await[0],
+        ("setpoint".to_owned(), "61.25".to_owned())
+    );
+    alice.close().await;
+    bob.close().await;
+}

@@ -18,7 +18,7 @@ use crate::sensordata;
 use crate::state::{Store, Subscriptions};
 use crate::xml::{
     NS_COMPONENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_PUBSUB, NS_PUBSUB_ERRORS,
-    NS_PUBSUB_EVENT, child, element, iq_error, iq_result, set, stanza, text, with,
+    NS_PUBSUB_EVENT, NS_SENSORDATA, child, element, iq_error, iq_result, set, stanza, text, with,
 };
 use fieldbridge_store::{History, Item, Limits};
 
@@ -86,6 +86,8 @@ pub struct Gateway {
     caps: HashMap<DeviceId, Element>,
     /// Ad-hoc command sessions started (their ids).
     sessions: u64,
+    /// Stanzas that follow an IQ's reply (readout values), sent after it.
+    follow_ups: Vec<Element>,
 }
 
 /// Why an inbound stanza could not be handled, for logs.
@@ -143,6 +145,7 @@ impl Gateway {
             started: SystemTime::now(),
             caps,
             sessions: 0,
+            follow_ups: Vec::new(),
         })
     }
 
@@ -471,6 +474,7 @@ impl Gateway {
         };
         let subscribed = reply.attr("type") == Some("result");
         let mut out = vec![reply];
+        out.append(&mut self.follow_ups);
         if subscribed && let Some(last) = self.last_item_for(el) {
             // XEP-0060 §6.1.7: a new subscriber gets the last published item.
             out.push(last);
@@ -499,6 +503,14 @@ impl Gateway {
             ("set", "command", commands::NS_COMMANDS) => {
                 return self.command(el, payload, Some(&spec), from);
             }
+            ("get", "req", NS_SENSORDATA) => {
+                let to = el.attr("from").unwrap_or_default().to_owned();
+                let mut out = self.readout(el, payload, &spec, &to).into_iter();
+                let reply = out.next();
+                self.follow_ups.extend(out);
+                return reply;
+            }
+            ("set", "set", iot::NS_CONTROL) => return self.control(el, payload, &spec, from),
             ("get", "query", NS_DISCO_ITEMS)
                 if payload.attr("node") == Some(commands::NS_COMMANDS) =>
             {
@@ -856,6 +868,7 @@ pub const MAX_ITEMS_REPLY: usize = 500;
 mod commands;
 mod entity;
 pub mod history;
+mod iot;
 mod jobs;
 mod messages;
 

@@ -378,8 +378,8 @@ pub async fn run(
             Some(done) = jobs.join_next(), if !jobs.is_empty() => {
                 match done {
                     Ok((job, outcome)) => {
-                        let reply = gw.job_done(job, outcome);
-                        link.send(vec![reply]).await;
+                        let replies = gw.job_done(job, outcome);
+                        link.send(replies).await;
                     }
                     Err(e) => tracing::error!(error = %e, "an adapter job failed"),
                 }

@@ -169,7 +169,7 @@ impl Gateway {
             JobOutcome::Written(Err(e)) => {
                 cmd.append_child(note("error", &format!("Not written: {e}")));
             }
-            JobOutcome::Read(values) => {
+            JobOutcome::Values(values) => {
                 let mut x = form("result", &format!("{device}: fresh readings"));
                 for (point, r) in values {
                     let shown = match r {

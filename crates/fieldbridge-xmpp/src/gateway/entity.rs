@@ -39,6 +39,8 @@ pub const DEVICE_FEATURES: &[&str] = &[
     NS_TIME,
     NS_CAPS,
     super::commands::NS_COMMANDS,
+    crate::xml::NS_SENSORDATA,
+    super::iot::NS_CONTROL,
 ];
 
 /// A device's disco#info: a bot client named after the device.

@@ -25,6 +25,8 @@ pub enum JobAction {
     },
     /// A fresh reading of each of these points.
     Read(Vec<PointId>),
+    /// Several writes at once (a XEP-0325 `set`), in order.
+    WriteMany(Vec<(PointId, Value)>),
 }
 
 /// How the answer goes back.
@@ -32,6 +34,15 @@ pub enum JobAction {
 pub(super) enum Reply {
     /// A chat message, addressed, typed and threaded like the request.
     Chat(Element),
+    /// A XEP-0323 readout: `fields` messages to the requester.
+    Readout {
+        /// The requester's full JID.
+        to: String,
+        /// The request's sequence number, echoed.
+        seqnr: String,
+    },
+    /// A XEP-0325 control `set`: the IQ result or error.
+    Control(Element),
     /// An ad-hoc command's IQ result.
     Command {
         /// The request, for addressing the result.
@@ -58,8 +69,8 @@ pub struct Job {
 pub enum JobOutcome {
     /// The value now in effect, or why not.
     Written(Result<Value, CommandError>),
-    /// Each point's fresh value, or why not.
-    Read(Vec<(PointId, Result<Value, CommandError>)>),
+    /// Each point's value (read, or now in effect), or why not.
+    Values(Vec<(PointId, Result<Value, CommandError>)>),
 }
 
 impl Job {
@@ -74,7 +85,15 @@ impl Job {
             JobAction::Read(points) => {
                 let reads = points.iter().map(|p| router.read(device, p.as_str()));
                 let values = futures::future::join_all(reads).await;
-                JobOutcome::Read(points.iter().cloned().zip(values).collect())
+                JobOutcome::Values(points.iter().cloned().zip(values).collect())
+            }
+            JobAction::WriteMany(writes) => {
+                let mut out = Vec::with_capacity(writes.len());
+                for (point, value) in writes {
+                    let r = router.write(device, point.as_str(), value.clone()).await;
+                    out.push((point.clone(), r));
+                }
+                JobOutcome::Values(out)
             }
         };
         (self, outcome)
@@ -97,14 +116,18 @@ impl Gateway {
     }
 
     /// The answer to a job once its adapter has spoken.
-    pub fn job_done(&self, job: Job, outcome: JobOutcome) -> Element {
+    pub fn job_done(&self, job: Job, outcome: JobOutcome) -> Vec<Element> {
         match job.reply {
-            Reply::Chat(reply) => self.chat_job_done(&job.device, &job.action, reply, outcome),
+            Reply::Chat(reply) => {
+                vec![self.chat_job_done(&job.device, &job.action, reply, outcome)]
+            }
+            Reply::Readout { to, seqnr } => self.readout_done(&job.device, &to, &seqnr, outcome),
+            Reply::Control(request) => vec![self.control_done(&request, outcome)],
             Reply::Command {
                 request,
                 node,
                 session,
-            } => self.command_job_done(&job.device, &request, &node, &session, outcome),
+            } => vec![self.command_job_done(&job.device, &request, &node, &session, outcome)],
         }
     }
 }

@@ -131,7 +131,7 @@ impl Gateway {
     ) -> Element {
         let point = match action {
             JobAction::Write { point, .. } => point.as_str(),
-            JobAction::Read(_) => "",
+            JobAction::Read(_) | JobAction::WriteMany(_) => "",
         };
         let text = match outcome {
             JobOutcome::Written(Ok(v)) => {
@@ -142,7 +142,7 @@ impl Gateway {
                 tracing::warn!(device = %device, point, error = %e, "write failed");
                 format!("Could not set {point}: {e}")
             }
-            JobOutcome::Read(values) => values
+            JobOutcome::Values(values) => values
                 .iter()
                 .map(|(p, r)| match r {
                     Ok(v) => format!("{p} {}", self.shown(device, p.as_str(), v)),

@@ -876,16 +876,20 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
     );
     assert!(gw.take_jobs().is_empty(), "taken once");
 
-    let ok = gw.job_done(w.clone(), JobOutcome::Written(Ok(Value::Float(55.5))));
+    let ok = gw
+        .job_done(w.clone(), JobOutcome::Written(Ok(Value::Float(55.5))))
+        .remove(0);
     assert_eq!(body_of(&ok), "setpoint set to 55.5 °C.");
     assert_eq!(ok.attr("to"), Some(ALICE));
     assert_eq!(ok.attr("type"), Some("chat"));
-    let failed = gw.job_done(
-        w,
-        JobOutcome::Written(Err(fieldbridge_core::CommandError::Failed(
-            "device answered NAK".into(),
-        ))),
-    );
+    let failed = gw
+        .job_done(
+            w,
+            JobOutcome::Written(Err(fieldbridge_core::CommandError::Failed(
+                "device answered NAK".into(),
+            ))),
+        )
+        .remove(0);
     assert_eq!(
         body_of(&failed),
         "Could not set setpoint: device answered NAK"
@@ -1247,7 +1251,9 @@ fn set_a_point_is_a_two_stage_form_that_ends_as_a_write() {
             value: Value::Float(60.0)
         }
     );
-    let done = gw.job_done(job, JobOutcome::Written(Ok(Value::Float(60.0))));
+    let done = gw
+        .job_done(job, JobOutcome::Written(Ok(Value::Float(60.0))))
+        .remove(0);
     assert_eq!(kind_of(&done), Some("result"));
     assert_eq!(done.attr("id"), Some("q1"));
     let cmd = command_of(&done);
@@ -1290,7 +1296,7 @@ fn read_now_info_and_list_report_the_device() {
         panic!("a read")
     };
     assert_eq!(points.len(), 2);
-    let outcome = JobOutcome::Read(vec![
+    let outcome = JobOutcome::Values(vec![
         (PointId::new("setpoint").unwrap(), Ok(Value::Float(50.0))),
         (
             PointId::new("temperature").unwrap(),
@@ -1299,7 +1305,7 @@ fn read_now_info_and_list_report_the_device() {
             )),
         ),
     ]);
-    let done = gw.job_done(job, outcome);
+    let done = gw.job_done(job, outcome).remove(0);
     assert_eq!(
         form_values(command_of(&done)),
         [
@@ -1345,4 +1351,199 @@ fn read_now_info_and_list_report_the_device() {
             "online: temperature 21.5 °C".to_owned()
         )]
     );
+}
+
+// ----- XEP-0323 readout and XEP-0325 control ---------------------------
+
+const NS_CONTROL: &str = "urn:xmpp:iot:control";
+
+fn sensordata_fields(el: &Element) -> Vec<(String, String, Option<String>)> {
+    el.get_child("fields", crate::xml::NS_SENSORDATA)
+        .and_then(|f| f.get_child("node", crate::xml::NS_SENSORDATA))
+        .map(|n| {
+            n.children()
+                .flat_map(|ts| ts.children())
+                .map(|f| {
+                    (
+                        f.attr("name").unwrap().to_owned(),
+                        f.attr("value").unwrap().to_owned(),
+                        f.attr("unit").map(str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_momentary_readout_is_accepted_then_answered_with_fresh_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    let boiler = "boiler@gw.example.org";
+    // XEP-0323 §3.1, with our JIDs.
+    let out = gw.on_stanza(&iq(
+        BOB,
+        boiler,
+        "get",
+        "<req xmlns='urn:xmpp:iot:sensordata' seqnr='1' momentary='true'/>",
+    ));
+    assert_eq!(out.len(), 1);
+    assert_eq!(kind_of(&out[0]), Some("result"));
+    let accepted = out[0]
+        .get_child("accepted", crate::xml::NS_SENSORDATA)
+        .unwrap();
+    assert_eq!(accepted.attr("seqnr"), Some("1"));
+    let job = gw.take_jobs().pop().unwrap();
+    assert_eq!(
+        job.action,
+        JobAction::Read(vec![
+            PointId::new("setpoint").unwrap(),
+            PointId::new("temperature").unwrap()
+        ])
+    );
+    let outcome = JobOutcome::Values(vec![
+        (PointId::new("setpoint").unwrap(), Ok(Value::Float(50.0))),
+        (PointId::new("temperature").unwrap(), Ok(Value::Float(23.4))),
+    ]);
+    let done = gw.job_done(job, outcome);
+    assert_eq!(done.len(), 1);
+    let m = &done[0];
+    assert_eq!(m.name(), "message");
+    assert_eq!(m.attr("to"), Some(BOB));
+    assert_eq!(m.attr("from"), Some(boiler));
+    let fields = m.get_child("fields", crate::xml::NS_SENSORDATA).unwrap();
+    assert_eq!(fields.attr("seqnr"), Some("1"));
+    assert_eq!(fields.attr("done"), Some("true"));
+    assert_eq!(
+        sensordata_fields(m),
+        [
+            ("setpoint".into(), "50".into(), Some("°C".into())),
+            ("temperature".into(), "23.4".into(), Some("°C".into()))
+        ]
+    );
+}
+
+#[test]
+fn a_readout_of_named_fields_reads_only_those_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    // XEP-0323 §3.6: read-out of specific fields.
+    gw.on_stanza(&iq(
+        BOB,
+        "boiler@gw.example.org",
+        "get",
+        "<req xmlns='urn:xmpp:iot:sensordata' seqnr='4' momentary='true'>\
+         <field name='temperature'/></req>",
+    ));
+    let job = gw.take_jobs().pop().unwrap();
+    assert_eq!(
+        job.action,
+        JobAction::Read(vec![PointId::new("temperature").unwrap()])
+    );
+    let outcome = JobOutcome::Values(vec![(
+        PointId::new("temperature").unwrap(),
+        Err(fieldbridge_core::CommandError::Failed("timeout".into())),
+    )]);
+    let done = gw.job_done(job, outcome);
+    assert_eq!(done.len(), 1, "nothing read: only the failure");
+    let failure = done[0]
+        .get_child("failure", crate::xml::NS_SENSORDATA)
+        .unwrap();
+    assert_eq!(failure.attr("seqnr"), Some("4"));
+    assert_eq!(failure.attr("done"), Some("true"));
+    let error = failure
+        .get_child("error", crate::xml::NS_SENSORDATA)
+        .unwrap();
+    assert_eq!(error.attr("nodeId"), Some("boiler"));
+    assert_eq!(error.text(), "temperature: timeout");
+}
+
+#[test]
+fn a_historical_readout_is_served_from_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    for v in [20.0, 21.0] {
+        gw.on_event(reading(v), Instant::now());
+    }
+    let out = gw.on_stanza(&iq(
+        BOB,
+        "boiler@gw.example.org",
+        "get",
+        "<req xmlns='urn:xmpp:iot:sensordata' seqnr='7' historicalOther='true'/>",
+    ));
+    assert_eq!(out.len(), 2, "accepted, then the values: {out:?}");
+    assert!(gw.take_jobs().is_empty(), "nothing asked of the adapter");
+    let fields = out[1]
+        .get_child("fields", crate::xml::NS_SENSORDATA)
+        .unwrap();
+    assert_eq!(fields.attr("done"), Some("true"));
+    assert_eq!(
+        sensordata_fields(&out[1]),
+        [
+            ("temperature".into(), "20".into(), Some("°C".into())),
+            ("temperature".into(), "21".into(), Some("°C".into()))
+        ]
+    );
+    let first = fields
+        .get_child("node", crate::xml::NS_SENSORDATA)
+        .and_then(|n| n.get_child("timestamp", crate::xml::NS_SENSORDATA))
+        .and_then(|t| t.children().next())
+        .unwrap();
+    assert_eq!(first.attr("historicalOther"), Some("true"));
+    assert_eq!(first.attr("momentary"), None);
+}
+
+#[test]
+fn control_sets_writable_points_for_controllers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    let boiler = "boiler@gw.example.org";
+    let set = |value: &str, name: &str| {
+        format!("<set xmlns='{NS_CONTROL}'><double name='{name}' value='{value}'/></set>")
+    };
+    let out = gw.on_stanza(&iq(BOB, boiler, "set", &set("55", "setpoint")));
+    assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
+    let out = gw.on_stanza(&iq(ALICE, boiler, "set", &set("5", "temperature")));
+    assert_eq!(
+        condition(&out[0]).as_deref(),
+        Some("bad-request"),
+        "read-only"
+    );
+    let out = gw.on_stanza(&iq(ALICE, boiler, "set", &set("warm", "setpoint")));
+    assert_eq!(
+        condition(&out[0]).as_deref(),
+        Some("bad-request"),
+        "not a number"
+    );
+    assert!(gw.take_jobs().is_empty());
+
+    // XEP-0325 §3.3-style: one parameter, then the result once written.
+    let out = gw.on_stanza(&iq(ALICE, boiler, "set", &set("55.5", "setpoint")));
+    assert!(out.is_empty(), "waits for the adapter");
+    let job = gw.take_jobs().pop().unwrap();
+    assert_eq!(
+        job.action,
+        JobAction::WriteMany(vec![(
+            PointId::new("setpoint").unwrap(),
+            Value::Float(55.5)
+        )])
+    );
+    let ok = gw.job_done(
+        job.clone(),
+        JobOutcome::Values(vec![(
+            PointId::new("setpoint").unwrap(),
+            Ok(Value::Float(55.5)),
+        )]),
+    );
+    assert_eq!(kind_of(&ok[0]), Some("result"));
+    assert_eq!(ok[0].attr("id"), Some("q1"));
+    let failed = gw.job_done(
+        job,
+        JobOutcome::Values(vec![(
+            PointId::new("setpoint").unwrap(),
+            Err(fieldbridge_core::CommandError::Failed("NAK".into())),
+        )]),
+    );
+    assert_eq!(kind_of(&failed[0]), Some("error"));
+    assert!(crate::xml::to_string(&failed[0]).contains("setpoint: NAK"));
 }

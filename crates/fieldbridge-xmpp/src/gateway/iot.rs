@@ -1,0 +1,288 @@
+//! The IoT XEPs on device JIDs, for software that speaks them rather than
+//! chat: sensor-data readout (XEP-0323: a `req` IQ is `accepted`, then the
+//! values follow as `fields` messages, momentary ones read fresh from the
+//! adapter, historical ones from the history) and control (XEP-0325: a
+//! `set` IQ writes writable points).
+
+use std::time::SystemTime;
+
+use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Quality, Reading};
+use minidom::Element;
+use xmpp_parsers::jid::BareJid;
+
+use super::Gateway;
+use super::history::parse;
+use super::jobs::{Job, JobAction, JobOutcome, Reply};
+use super::messages::parse_write;
+use crate::sensordata;
+use crate::xml::{NS_SENSORDATA, element, iq_error, iq_result, set, stanza, with};
+
+/// XEP-0325.
+pub const NS_CONTROL: &str = "urn:xmpp:iot:control";
+
+/// Historical values sent for one readout at most.
+pub const MAX_HISTORICAL: usize = 1000;
+
+/// The field types of XEP-0323 §5.6 that ask for stored values.
+const HISTORICAL: &[&str] = &[
+    "historicalSecond",
+    "historicalMinute",
+    "historicalHour",
+    "historicalDay",
+    "historicalWeek",
+    "historicalMonth",
+    "historicalQuarter",
+    "historicalYear",
+    "historicalOther",
+];
+
+/// Whether an attribute of a `req` is `true`.
+fn flag(req: &Element, name: &str) -> bool {
+    req.attr(name) == Some("true")
+}
+
+impl Gateway {
+    /// A XEP-0323 `req`: `accepted` now, the values in messages after.
+    pub(super) fn readout(
+        &mut self,
+        el: &Element,
+        req: &Element,
+        spec: &DeviceSpec,
+        from: &str,
+    ) -> Vec<Element> {
+        let seqnr = req.attr("seqnr").unwrap_or("0").to_owned();
+        let wanted: Vec<&str> = req
+            .children()
+            .filter(|c| c.name() == "field")
+            .filter_map(|c| c.attr("name"))
+            .collect();
+        let points: Vec<PointId> = spec
+            .points
+            .keys()
+            .filter(|p| wanted.is_empty() || wanted.contains(&p.as_str()))
+            .cloned()
+            .collect();
+        let historical = flag(req, "all") || HISTORICAL.iter().any(|h| flag(req, h));
+        // No type asked for: the momentary values (XEP-0323 §3.1).
+        let momentary = flag(req, "momentary") || flag(req, "all") || !historical;
+        let mut accepted = with(element("accepted", NS_SENSORDATA), "seqnr", seqnr.clone());
+        if momentary {
+            set(&mut accepted, "queued", "false");
+        }
+        let mut out = vec![iq_result(el, Some(accepted))];
+        if historical {
+            let fields = self.historical_fields(spec, &points, &seqnr, !momentary);
+            out.push(self.readout_message(spec.id.as_str(), from, fields));
+        }
+        if momentary {
+            let job = Job {
+                device: spec.id.clone(),
+                action: JobAction::Read(points),
+                reply: Reply::Readout {
+                    to: from.to_owned(),
+                    seqnr: seqnr.clone(),
+                },
+            };
+            if let Err(busy) = self.queue_job(job) {
+                out.push(self.readout_message(
+                    spec.id.as_str(),
+                    from,
+                    failure(&seqnr, spec.id.as_str(), &busy),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Stored values of `points`, oldest first, as one `fields` element.
+    fn historical_fields(
+        &self,
+        spec: &DeviceSpec,
+        points: &[PointId],
+        seqnr: &str,
+        done: bool,
+    ) -> Element {
+        let mut node = with(element("node", NS_SENSORDATA), "nodeId", spec.id.as_str());
+        let items = self
+            .last_items(spec.id.as_str(), MAX_HISTORICAL)
+            .unwrap_or_else(|e| {
+                tracing::error!(device = %spec.id, error = %e, "cannot read the history");
+                Vec::new()
+            });
+        for stored in items.iter().filter_map(parse) {
+            let Some(ts) = stored
+                .get_child("node", NS_SENSORDATA)
+                .and_then(|n| n.get_child("timestamp", NS_SENSORDATA))
+            else {
+                continue;
+            };
+            let mut kept = with(
+                element("timestamp", NS_SENSORDATA),
+                "value",
+                ts.attr("value").unwrap_or_default(),
+            );
+            for f in ts.children().filter(|f| {
+                f.attr("name")
+                    .is_some_and(|n| points.iter().any(|p| p.as_str() == n))
+            }) {
+                // The stored field, marked historical instead of momentary.
+                let mut h = element(f.name(), NS_SENSORDATA);
+                for attr in ["name", "value", "unit", "invalid", "questionable"] {
+                    if let Some(v) = f.attr(attr) {
+                        set(&mut h, attr, v);
+                    }
+                }
+                set(&mut h, "historicalOther", "true");
+                set(&mut h, "automaticReadout", "true");
+                kept.append_child(h);
+            }
+            if kept.children().next().is_some() {
+                node.append_child(kept);
+            }
+        }
+        let mut fields = with(element("fields", NS_SENSORDATA), "seqnr", seqnr);
+        if done {
+            set(&mut fields, "done", "true");
+        }
+        fields.append_child(node);
+        fields
+    }
+
+    fn readout_message(&self, device: &str, to: &str, payload: Element) -> Element {
+        let mut m = stanza("message", &self.device_jid(device), to);
+        m.append_child(payload);
+        m
+    }
+
+    /// The momentary values, once the adapter answered: `fields` with what
+    /// was read, then a `failure` naming what could not be.
+    pub(super) fn readout_done(
+        &self,
+        device: &DeviceId,
+        to: &str,
+        seqnr: &str,
+        outcome: JobOutcome,
+    ) -> Vec<Element> {
+        let JobOutcome::Values(values) = outcome else {
+            return Vec::new();
+        };
+        let spec = self.directory.device(device.as_str());
+        let mut readings = Vec::new();
+        let mut errors = Vec::new();
+        for (point, r) in values {
+            match r {
+                Ok(value) => readings.push(Reading {
+                    unit: spec
+                        .and_then(|s| s.points.get(&point))
+                        .and_then(|p| p.settings.unit.clone()),
+                    point,
+                    value,
+                    quality: Quality::Good,
+                }),
+                Err(e) => errors.push(format!("{point}: {e}")),
+            }
+        }
+        let refs: Vec<&Reading> = readings.iter().collect();
+        let mut fields = sensordata::fields(0, device.as_str(), SystemTime::now(), &refs);
+        set(&mut fields, "seqnr", seqnr);
+        let mut out = Vec::new();
+        if errors.is_empty() {
+            out.push(self.readout_message(device.as_str(), to, fields));
+        } else {
+            if !readings.is_empty() {
+                set(&mut fields, "done", "false");
+                out.push(self.readout_message(device.as_str(), to, fields));
+            }
+            out.push(self.readout_message(
+                device.as_str(),
+                to,
+                failure(seqnr, device.as_str(), &errors.join("; ")),
+            ));
+        }
+        out
+    }
+
+    /// A XEP-0325 `set`: every parameter checked before anything is
+    /// written; the answer waits for the adapter.
+    pub(super) fn control(
+        &mut self,
+        el: &Element,
+        payload: &Element,
+        spec: &DeviceSpec,
+        who: &BareJid,
+    ) -> Option<Element> {
+        if !self.access.may_control(who) {
+            self.stats.forbidden += 1;
+            tracing::info!(jid = %who, device = %spec.id, "control refused: not in access.control");
+            return Some(iq_error(el, "auth", "forbidden", None));
+        }
+        let mut writes = Vec::new();
+        for p in payload.children() {
+            let (Some(name), Some(value)) = (p.attr("name"), p.attr("value")) else {
+                return Some(iq_error(
+                    el,
+                    "modify",
+                    "bad-request",
+                    Some("a parameter needs name and value"),
+                ));
+            };
+            match parse_write(spec, name, value) {
+                Ok(w) => writes.push(w),
+                Err(why) => return Some(iq_error(el, "modify", "bad-request", Some(&why))),
+            }
+        }
+        if writes.is_empty() {
+            return Some(iq_error(
+                el,
+                "modify",
+                "bad-request",
+                Some("nothing to set"),
+            ));
+        }
+        tracing::info!(jid = %who, device = %spec.id, parameters = writes.len(), "control set");
+        let job = Job {
+            device: spec.id.clone(),
+            action: JobAction::WriteMany(writes),
+            reply: Reply::Control(el.clone()),
+        };
+        self.queue_job(job)
+            .err()
+            .map(|busy| iq_error(el, "wait", "resource-constraint", Some(&busy)))
+    }
+
+    /// The control result: success, or the first failure in words.
+    pub(super) fn control_done(&self, request: &Element, outcome: JobOutcome) -> Element {
+        let failed: Vec<String> = match outcome {
+            JobOutcome::Values(values) => values
+                .into_iter()
+                .filter_map(|(p, r)| r.err().map(|e| format!("{p}: {e}")))
+                .collect(),
+            JobOutcome::Written(r) => r.err().map(|e| e.to_string()).into_iter().collect(),
+        };
+        if failed.is_empty() {
+            iq_result(request, None)
+        } else {
+            iq_error(
+                request,
+                "wait",
+                "internal-server-error",
+                Some(&failed.join("; ")),
+            )
+        }
+    }
+}
+
+/// A XEP-0323 `failure`: the readout ended with an error.
+fn failure(seqnr: &str, device: &str, message: &str) -> Element {
+    let mut f = with(element("failure", NS_SENSORDATA), "seqnr", seqnr);
+    set(&mut f, "done", "true");
+    let mut e = with(element("error", NS_SENSORDATA), "nodeId", device);
+    set(
+        &mut e,
+        "timestamp",
+        sensordata::timestamp(SystemTime::now()),
+    );
+    e.append_text_node(message);
+    f.append_child(e);
+    f
+}
