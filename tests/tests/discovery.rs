@@ -69,6 +69,30 @@ async fn a_client_discovers_what_a_device_is_and_can_do() {
     let points: Vec<&str> = items.children().filter_map(|i| i.attr("node")).collect();
     assert_eq!(points, ["pump", "temperature"]);
 
+    // The device's node describes itself, access model included.
+    let meta = alice
+        .iq(
+            COMPONENT,
+            "get",
+            el(
+                "query",
+                "http://jabber.org/protocol/disco#info",
+                &[("node", "boiler")],
+            ),
+        )
+        .await
+        .unwrap();
+    let form = meta
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .and_then(|q| q.get_child("x", "jabber:x:data"))
+        .unwrap_or_else(|| panic!("no meta-data in {}", xml(&meta)));
+    let access = form
+        .children()
+        .find(|f| f.attr("var") == Some("pubsub#access_model"))
+        .and_then(|f| f.get_child("value", "jabber:x:data"))
+        .map(Element::text);
+    assert_eq!(access.as_deref(), Some("whitelist"));
+
     for to in [BOILER, COMPONENT] {
         let v = get(&mut alice, to, "query", "jabber:iq:version").await;
         assert_eq!(child_text(&v, "name"), "fieldbridge");

@@ -89,6 +89,18 @@ impl Access {
     pub fn may_control(&self, who: &BareJid) -> bool {
         self.control.allows(who)
     }
+
+    /// The pubsub access model this amounts to (XEP-0060 §4.5): `open`
+    /// only when anyone may read, else `whitelist`.
+    pub fn access_model(&self) -> &'static str {
+        if self.read.entries.contains(&Entry::Anyone)
+            || self.control.entries.contains(&Entry::Anyone)
+        {
+            "open"
+        } else {
+            "whitelist"
+        }
+    }
 }
 
 #[cfg(test)]

@@ -556,24 +556,24 @@ impl Gateway {
 
     fn disco_info(&mut self, el: &Element, node: Option<&str>) -> Element {
         let mut q = element("query", NS_DISCO_INFO);
-        let identity = match node {
+        let mut identity = with(element("identity", NS_DISCO_INFO), "category", "pubsub");
+        // A node's description (XEP-0128), after the features.
+        let mut meta_data = None;
+        match node {
             None => {
-                let mut i = with(element("identity", NS_DISCO_INFO), "category", "pubsub");
-                set(&mut i, "type", "service");
-                set(&mut i, "name", self.name.clone());
-                i
+                set(&mut identity, "type", "service");
+                set(&mut identity, "name", self.name.clone());
             }
             Some(n) => {
-                let Some(spec) = self.directory.device(n) else {
+                let Some(spec) = self.directory.device(n).cloned() else {
                     return iq_error(el, "cancel", "item-not-found", None);
                 };
                 set(&mut q, "node", n);
-                let mut i = with(element("identity", NS_DISCO_INFO), "category", "pubsub");
-                set(&mut i, "type", "leaf");
-                set(&mut i, "name", spec.display_name());
-                i
+                set(&mut identity, "type", "leaf");
+                set(&mut identity, "name", spec.display_name());
+                meta_data = Some(self.node_meta_data(&spec));
             }
-        };
+        }
         q.append_child(identity);
         let features = [
             NS_DISCO_INFO,
@@ -587,10 +587,21 @@ impl Gateway {
             "http://jabber.org/protocol/pubsub#subscribe",
             "http://jabber.org/protocol/pubsub#retrieve-items",
             "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+            "http://jabber.org/protocol/pubsub#retrieve-affiliations",
             "http://jabber.org/protocol/pubsub#last-published",
+            "http://jabber.org/protocol/pubsub#persistent-items",
+            "http://jabber.org/protocol/pubsub#meta-data",
+            if self.access.access_model() == "open" {
+                "http://jabber.org/protocol/pubsub#access-open"
+            } else {
+                "http://jabber.org/protocol/pubsub#access-whitelist"
+            },
         ];
         for f in features {
             q.append_child(with(element("feature", NS_DISCO_INFO), "var", f));
+        }
+        if let Some(form) = meta_data {
+            q.append_child(form);
         }
         iq_result(el, Some(q))
     }
@@ -727,6 +738,20 @@ impl Gateway {
                     }
                 }
             }
+            ("get", "affiliations") => {
+                // Everyone who may read is a member of every node's
+                // whitelist; the gateway alone publishes.
+                let mut list = element("affiliations", NS_PUBSUB);
+                for d in self.directory.devices() {
+                    if node.is_some_and(|want| want != d.id.as_str()) {
+                        continue;
+                    }
+                    let mut a = with(element("affiliation", NS_PUBSUB), "node", d.id.as_str());
+                    set(&mut a, "affiliation", "member");
+                    list.append_child(a);
+                }
+                iq_result(el, Some(child(element("pubsub", NS_PUBSUB), list)))
+            }
             ("get", "subscriptions") => {
                 let mut list = element("subscriptions", NS_PUBSUB);
                 for (n, jids) in &self.subs.pubsub {
@@ -758,7 +783,6 @@ impl Gateway {
                     "purge" => "purge-nodes",
                     "configure" => "config-node",
                     "options" => "subscription-options",
-                    "affiliations" => "retrieve-affiliations",
                     "default" => "retrieve-default",
                     _ => "",
                 };

@@ -117,6 +117,46 @@ impl Gateway {
         })
     }
 
+    /// A device node's meta-data (XEP-0060 §5.4, as a XEP-0128 form): what
+    /// it is, what its items carry, who may read it, how much is kept.
+    pub(super) fn node_meta_data(&self, spec: &DeviceSpec) -> Element {
+        const NS_DATA: &str = "jabber:x:data";
+        let field = |var: &str, value: &str| {
+            let mut f = with(element("field", NS_DATA), "var", var);
+            f.append_child(text("value", NS_DATA, value));
+            f
+        };
+        let mut x = with(element("x", NS_DATA), "type", "result");
+        let mut form_type = field("FORM_TYPE", "http://jabber.org/protocol/pubsub#meta-data");
+        set(&mut form_type, "type", "hidden");
+        x.append_child(form_type);
+        x.append_child(field("pubsub#title", spec.display_name()));
+        let points: Vec<String> = spec
+            .points
+            .values()
+            .map(|p| match &p.settings.unit {
+                Some(u) => format!("{} ({u})", p.id),
+                None => p.id.to_string(),
+            })
+            .collect();
+        x.append_child(field(
+            "pubsub#description",
+            &format!("Readings of {}: {}", spec.display_name(), points.join(", ")),
+        ));
+        x.append_child(field("pubsub#type", crate::xml::NS_SENSORDATA));
+        x.append_child(field("pubsub#access_model", self.access.access_model()));
+        x.append_child(field("pubsub#publish_model", "publishers"));
+        x.append_child(field("pubsub#persist_items", "true"));
+        let limits = self
+            .limits
+            .get(spec.id.as_str())
+            .copied()
+            .unwrap_or_default();
+        x.append_child(field("pubsub#max_items", &limits.max_items.to_string()));
+        x.append_child(field("pubsub#owner", &self.domain));
+        x
+    }
+
     /// disco#info and disco#items of a device JID: what it is, what it
     /// answers, and its points.
     pub(super) fn device_disco_iq(

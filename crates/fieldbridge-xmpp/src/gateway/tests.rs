@@ -1547,3 +1547,70 @@ fn control_sets_writable_points_for_controllers_only() {
     assert_eq!(kind_of(&failed[0]), Some("error"));
     assert!(crate::xml::to_string(&failed[0]).contains("setpoint: NAK"));
 }
+
+// ----- pubsub details ----------------------------------------------------
+
+fn meta_data(gw: &mut Gateway) -> Vec<(String, String)> {
+    let out = gw.on_stanza(&iq(
+        ALICE,
+        DOMAIN,
+        "get",
+        "<query xmlns='http://jabber.org/protocol/disco#info' node='boiler'/>",
+    ));
+    out[0]
+        .get_child("query", NS_DISCO_INFO)
+        .and_then(|q| q.get_child("x", "jabber:x:data"))
+        .unwrap()
+        .children()
+        .map(|f| {
+            (
+                f.attr("var").unwrap().to_owned(),
+                f.get_child("value", "jabber:x:data").unwrap().text(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn node_meta_data_tells_the_access_model_honestly() {
+    let mut r = rig();
+    let meta = meta_data(&mut r.gw);
+    let get = |k: &str| meta.iter().find(|(v, _)| v == k).map(|(_, x)| x.clone());
+    assert_eq!(
+        get("FORM_TYPE").as_deref(),
+        Some("http://jabber.org/protocol/pubsub#meta-data")
+    );
+    assert_eq!(get("pubsub#title").as_deref(), Some("Boiler room"));
+    assert_eq!(
+        get("pubsub#description").as_deref(),
+        Some("Readings of Boiler room: temperature (°C)")
+    );
+    assert_eq!(get("pubsub#access_model").as_deref(), Some("whitelist"));
+    assert_eq!(get("pubsub#max_items").as_deref(), Some("1000"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let access = Access::new(&AccessConfig {
+        read: vec!["*".into()],
+        control: vec![],
+    });
+    let mut open = Gateway::new(DOMAIN, "t", directory(), access, Store::new(dir.path())).unwrap();
+    let meta = meta_data(&mut open);
+    assert!(meta.contains(&("pubsub#access_model".to_owned(), "open".to_owned())));
+}
+
+#[test]
+fn affiliations_list_every_readable_node_as_member() {
+    let mut r = rig();
+    let out = r.gw.on_stanza(&pubsub(ALICE, "get", "<affiliations/>"));
+    let list = out[0]
+        .get_child("pubsub", NS_PUBSUB)
+        .and_then(|p| p.get_child("affiliations", NS_PUBSUB))
+        .unwrap();
+    let affs: Vec<(&str, &str)> = list
+        .children()
+        .map(|a| (a.attr("node").unwrap(), a.attr("affiliation").unwrap()))
+        .collect();
+    assert_eq!(affs, [("boiler", "member")]);
+    let out = r.gw.on_stanza(&pubsub(MALLORY, "get", "<affiliations/>"));
+    assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
+}
