@@ -2,12 +2,17 @@
 //!
 //! Started through `ejabberdctl foreground` with its own ctl config: the
 //! Erlang node listens for distribution on a free loopback port of its own
-//! (`ERL_DIST_PORT`), so no epmd is started, and `ejabberdctl register` /
-//! `stop` reach the node through that port. ejabberdctl refuses to run the
-//! node as root, so every ejabberdctl runs as the `ejabberd` user the
-//! Debian package creates (the temp dir is given to that user), with the
-//! temp dir as `HOME` for a private Erlang cookie. Each node runs in a
-//! process group of its own, killed on drop.
+//! (`ERL_DIST_PORT`), so no epmd is started, and `ejabberdctl register`
+//! reaches the node through that port. ejabberdctl runs the node only as
+//! the `ejabberd` user the Debian package creates (as root it would switch
+//! to it through `su`, out of our reach), so the fixture runs ejabberdctl
+//! as that user directly, the temp dir given to it and used as `HOME` for
+//! a private Erlang cookie. Each node runs in a process group of its own,
+//! killed on drop; a graceful stop is SIGTERM to the Erlang VM.
+//!
+//! ejabberd opens its listening sockets before its modules are up, so an
+//! open port is not enough: readiness is the "is started" log line, then
+//! the ports.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -17,7 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use crate::prosody::COMPONENT;
-use crate::{free_port, require_tool, wait_exit, wait_for_port, wait_for_port_closed};
+use crate::{free_port, require_tool, terminate, wait_exit, wait_for_port, wait_for_port_closed};
 
 /// The user ejabberdctl runs the node as.
 const EJABBERD_USER: &str = "ejabberd";
@@ -25,7 +30,7 @@ const EJABBERD_USER: &str = "ejabberd";
 /// What ejabberd logs once it has started (after its modules).
 const STARTED: &str = " is started in the node ";
 
-/// How long a start or a stop may take (a start takes about 3 s here).
+/// How long a start or a stop may take (a start takes 1 to 2 s here).
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running (or stopped) ejabberd with a `localhost` host and the
@@ -135,10 +140,14 @@ modules:
         )
     }
 
+    /// The node listens for distribution on 127.0.0.1 only. The kernel
+    /// option is given directly rather than as `INET_DIST_INTERFACE`, for
+    /// which ejabberdctl boots one more Erlang VM on every command to
+    /// parse the address (half a second each).
     fn ctl_config(&self) -> String {
         format!(
             "ERLANG_NODE=fieldbridge{dist}@localhost\n\
-             INET_DIST_INTERFACE=127.0.0.1\n\
+             ERL_OPTIONS=\"-kernel inet_dist_use_interface {{127,0,0,1}}\"\n\
              ERL_DIST_PORT={dist}\n\
              EJABBERD_PID_PATH={d}/ejabberd.pid\n\
              EJABBERD_BYPASS_WARNINGS=true\n",
@@ -181,6 +190,8 @@ modules:
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let started_before = self.started_count();
+        // Written anew by this start; none left from the last one.
+        let _ = std::fs::remove_file(self.path("ejabberd.pid"));
         let console = std::fs::File::create(self.path("console.log"))?;
         let child = self
             .ejabberdctl()
@@ -241,23 +252,27 @@ modules:
         Ok(())
     }
 
-    /// Stops ejabberd (`ejabberdctl stop`, killed if it does not stop in
-    /// time) and waits until its ports are closed.
+    /// Stops ejabberd gracefully (SIGTERM to the Erlang VM, which stops
+    /// the node as `ejabberdctl stop` does, a second sooner), killed if it
+    /// does not stop in time, and waits until its ports are closed.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
-            let stop = tokio::task::spawn_blocking({
-                let mut cmd = self.ejabberdctl();
-                cmd.arg("stop");
-                move || cmd.output()
-            });
-            let stopped = tokio::time::timeout(DEADLINE, stop).await;
+            let tree = descendants(child.id());
+            match self.vm_pid() {
+                Some(pid) => terminate(pid),
+                None => kill_group(child.id()),
+            }
             let exited = wait_exit(&mut child, DEADLINE).await;
             if exited.is_none() {
-                kill_group(child.id());
+                kill_tree(child.id(), &tree);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !all_gone(&tree) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             anyhow::ensure!(
                 exited.is_some(),
-                "ejabberd did not stop within {DEADLINE:?} ({stopped:?}); log:\n{}",
+                "ejabberd did not stop within {DEADLINE:?}; log:\n{}",
                 self.log()
             );
         }
@@ -274,11 +289,40 @@ modules:
 
     /// Kills the node's whole process group (the ejabberdctl shell and the
     /// Erlang VM under it); its port programs exit with the VM.
+    ///
+    /// The VM is killed first, so that the shell reaps it and no zombie
+    /// `beam.smp` is left to init.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            kill_group(child.id());
+            let tree = descendants(child.id());
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            if let Some(pid) = self.vm_pid() {
+                signal("KILL", &pid.to_string());
+                while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            kill_tree(child.id(), &tree);
             let _ = child.wait();
+            // The VM's port programs are orphans now: wait until init has
+            // reaped them, so that none is seen after the test.
+            while !all_gone(&tree) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+    }
+
+    /// The Erlang VM's pid, from the pid file ejabberd writes at start,
+    /// if that process is this node's VM.
+    fn vm_pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.path("ejabberd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let ours = String::from_utf8_lossy(&cmdline).contains(&*self.dir.path().to_string_lossy());
+        ours.then_some(pid)
     }
 }
 
@@ -287,16 +331,88 @@ impl Drop for Ejabberd {
         self.kill();
         if std::thread::panicking() {
             let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
+            let lines = without_debug_records(&log);
             let tail = &lines[lines.len().saturating_sub(300)..];
-            eprintln!("--- ejabberd log (last lines) ---\n{}", tail.join("\n"));
+            eprintln!(
+                "--- ejabberd log (last lines, debug records left out) ---\n{}",
+                tail.join("\n")
+            );
         }
     }
 }
 
+/// The log's lines without its `[debug]` records (Erlang terms printed over
+/// many lines each); the stanza traces (`[notice]`) stay.
+fn without_debug_records(log: &str) -> Vec<&str> {
+    let mut debug = false;
+    log.lines()
+        .filter(|line| {
+            if line.starts_with(|c: char| c.is_ascii_digit()) {
+                debug = line.contains(" [debug] ");
+            }
+            !debug
+        })
+        .collect()
+}
+
+/// Every process under `root` (the VM, and its port programs, which run
+/// in sessions of their own), from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut children: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...; comm may hold spaces and parentheses.
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            children.push((ppid, pid));
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            children
+                .iter()
+                .filter(|(pp, _)| *pp == parent)
+                .map(|(_, p)| *p),
+        );
+        i += 1;
+    }
+    tree.remove(0);
+    tree
+}
+
+/// Kills the process group of `pgid` and every process in `tree`.
+fn kill_tree(pgid: u32, tree: &[u32]) {
+    kill_group(pgid);
+    for pid in tree {
+        signal("KILL", &pid.to_string());
+    }
+}
+
+/// True when none of `pids` exists any more (not even as a zombie).
+fn all_gone(pids: &[u32]) -> bool {
+    pids.iter()
+        .all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
 fn kill_group(pgid: u32) {
+    signal("KILL", &format!("-{pgid}"));
+}
+
+/// `kill -SIG -- TARGET` (a negative target is a process group).
+fn signal(sig: &str, target: &str) {
     let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
+        .args([&format!("-{sig}"), "--", target])
         .stderr(Stdio::null())
         .status();
 }

@@ -189,7 +189,13 @@ async fn presence_pubsub_and_reconnect(kind: ServerKind) {
         .unwrap_or_else(|e| panic!("{} starts: {e}", kind.name()));
     eprintln!("{} listening after {:?}", kind.name(), started.elapsed());
     assert_eq!(server.kind(), kind);
+    let registering = Instant::now();
     server.register("alice", "pw").expect("alice registered");
+    eprintln!(
+        "{} registered alice in {:?}",
+        kind.name(),
+        registering.elapsed()
+    );
     let gateway = TestGateway::start(&server, DEVICES)
         .await
         .unwrap_or_else(|e| {
@@ -209,7 +215,9 @@ async fn presence_pubsub_and_reconnect(kind: ServerKind) {
     expect_temperature_notification(&mut alice).await;
     alice.close().await;
 
+    let stopping = Instant::now();
     server.stop().await.unwrap();
+    eprintln!("{} stopped in {:?}", kind.name(), stopping.elapsed());
     gateway.wait_disconnected(WAIT).await.unwrap();
     let restarted = Instant::now();
     server.restart().await.unwrap();
