@@ -249,6 +249,17 @@ impl Table {
         }
     }
 
+    /// The table's entry in words, with its article: `a coil`,
+    /// `a discrete input`, `an input register`, `a holding register`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Table::Coil => "a coil",
+            Table::Discrete => "a discrete input",
+            Table::Input => "an input register",
+            Table::Holding => "a holding register",
+        }
+    }
+
     /// True for the bit tables (coils, discrete inputs).
     pub fn is_bits(self) -> bool {
         matches!(self, Table::Coil | Table::Discrete)
@@ -326,16 +337,12 @@ impl DataType {
 pub enum Order {
     /// Big-endian: the Modbus standard.
     #[default]
-    #[serde(alias = "abcd")]
     ABCD,
     /// Word-swapped (little-endian register order, big-endian registers).
-    #[serde(alias = "cdab")]
     CDAB,
     /// Byte-swapped within each register.
-    #[serde(alias = "badc")]
     BADC,
     /// Little-endian.
-    #[serde(alias = "dcba")]
     DCBA,
 }
 
@@ -377,7 +384,7 @@ impl<'de> Deserialize<'de> for EnumMap {
                     let n: i64 = key.trim().parse().map_err(|_| {
                         de::Error::custom(format!("enum key `{key}` is not a whole number"))
                     })?;
-                    let name: String = map.next_value()?;
+                    let Name(name) = map.next_value()?;
                     if out.values().any(|v| v == &name) {
                         return Err(de::Error::custom(format!(
                             "enum name `{name}` is used twice"
@@ -391,6 +398,35 @@ impl<'de> Deserialize<'de> for EnumMap {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// An enum name. YAML reads unquoted `on`/`off` (and `yes`/`no`,
+/// `true`/`false`) as booleans: they become `on` and `off`.
+struct Name(String);
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name, E> {
+                Ok(Name(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Name, E> {
+                Ok(Name(if v { "on" } else { "off" }.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Name, E> {
+                Ok(Name(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Name, E> {
+                Ok(Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -429,7 +465,8 @@ pub struct ModbusPoint {
     #[serde(default)]
     pub count: Option<u16>,
     /// Names for integer values (`{ 0: off, 1: on, 2: fault }`): the point
-    /// reports the name, and writes take a name.
+    /// reports the name, and writes take a name. Unquoted `on`/`off`/`yes`/
+    /// `no`/`true`/`false` are YAML booleans and become `on` and `off`.
     #[serde(default, rename = "enum")]
     pub names: Option<EnumMap>,
     /// Lowest value a write may set (in the point's unit, after scaling).
@@ -534,15 +571,15 @@ impl ModbusPoint {
         let t = self.data_type();
         if loc.table.is_bits() && t != DataType::Bool {
             return Err(format!(
-                "a {} holds one bit: its type can only be bool, not {}",
-                loc.table,
+                "{} holds one bit: its type can only be bool, not {}",
+                loc.table.describe(),
                 t.name()
             ));
         }
         if loc.table.is_bits() && (self.bit.is_some() || self.order.is_some()) {
             return Err(format!(
-                "`bit` and `order` apply to registers, not to a {}",
-                loc.table
+                "`bit` and `order` apply to registers, not to {}",
+                loc.table.describe()
             ));
         }
         if !loc.table.is_bits() && t == DataType::Bool {

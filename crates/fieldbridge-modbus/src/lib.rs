@@ -14,6 +14,10 @@
 //! from core come back in on the adapter's inbox and are written with FC
 //! 5, 6, 15 or 16, read back, and the new value published at once.
 
+pub mod adapter;
 pub mod codec;
 pub mod config;
 pub mod plan;
+pub mod transport;
+
+pub use adapter::{ModbusAdapter, Transport};
