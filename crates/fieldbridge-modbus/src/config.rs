@@ -203,6 +203,20 @@ fn default_offline_after() -> u32 {
     3
 }
 
+impl Default for ModbusDevice {
+    fn default() -> Self {
+        Self {
+            unit: default_unit(),
+            max_gap: default_max_gap(),
+            max_bit_gap: default_max_bit_gap(),
+            max_registers: default_max_registers(),
+            max_bits: default_max_bits(),
+            order: Order::default(),
+            offline_after: default_offline_after(),
+        }
+    }
+}
+
 impl ModbusDevice {
     /// Why these settings cannot work, if they cannot.
     pub fn check(&self) -> Result<(), String> {
