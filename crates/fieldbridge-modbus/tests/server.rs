@@ -697,7 +697,16 @@ async fn rtu_writes_change_the_servers_registers() {
                     typed(Table::Holding, 7, DataType::U32, Some(Order::DCBA)),
                     writable.clone(),
                 ),
-                point("run", at(Table::Coil, 0), writable),
+                point("run", at(Table::Coil, 0), writable.clone()),
+                point(
+                    "brake",
+                    {
+                        let mut p = at(Table::Coil, 1);
+                        p.write_multiple = true;
+                        p
+                    },
+                    writable,
+                ),
             ],
         }],
     );
@@ -716,4 +725,51 @@ async fn rtu_writes_change_the_servers_registers() {
         Ok(Value::Bool(true))
     );
     assert!(bank.regs(4, |r| r.coils[&0]));
+    assert_eq!(
+        rig.router.write_text("drive", "brake", "on").await,
+        Ok(Value::Bool(true))
+    );
+    assert!(bank.regs(4, |r| r.coils[&1]));
+    let functions: Vec<u8> = bank
+        .log()
+        .iter()
+        .filter(|s| s.function >= 5)
+        .map(|s| s.function)
+        .collect();
+    assert_eq!(functions, vec![16, 5, 15]);
+}
+
+/// A TCP gateway serving two unit ids, each answer taking 150ms: with
+/// `max_in_flight: 2` both are asked at once, on two connections.
+#[tokio::test]
+async fn tcp_max_in_flight_asks_two_units_at_once() {
+    let bank = Bank::with_units(&[1, 2]);
+    bank.with(|s| s.delay = Duration::from_millis(150));
+    let server = TcpServer::start(bank.clone()).await;
+    let device = |id: &'static str, unit: u8| TestDevice {
+        id,
+        config: ModbusDevice {
+            unit,
+            ..ModbusDevice::default()
+        },
+        poll: Duration::from_millis(50),
+        points: vec![point("a", at(Table::Holding, 0), plain())],
+    };
+    let _rig = Rig::start(
+        Transport::Tcp(ModbusTcpConnection {
+            address: server.addr,
+            timeout: Some(Duration::from_secs(1)),
+            max_in_flight: 2,
+        }),
+        vec![device("one", 1), device("two", 2)],
+    );
+    let log = bank.wait_log("ten requests", |l| l.len() >= 10).await;
+    // Requests to the two units arrive in pairs, well within one answer's time.
+    let close_pairs = log
+        .windows(2)
+        .filter(|w| {
+            w[0].unit != w[1].unit && w[1].at.duration_since(w[0].at) < Duration::from_millis(75)
+        })
+        .count();
+    assert!(close_pairs >= 3, "requests were not concurrent: {log:?}");
 }

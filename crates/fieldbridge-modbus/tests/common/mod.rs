@@ -82,6 +82,8 @@ pub struct State {
     /// The next read of this unit is answered this late, with every
     /// register set to the marker value.
     pub late: Option<(u8, Duration, u16)>,
+    /// Every answer takes this long (a slow device or gateway).
+    pub delay: Duration,
     /// Every request seen.
     pub log: Vec<Seen>,
 }
@@ -207,7 +209,7 @@ impl Bank {
             }
             _ => return Some((Err(ExceptionCode::IllegalFunction), Duration::ZERO)),
         };
-        Some((Ok(response), late.map_or(Duration::ZERO, |l| l.0)))
+        Some((Ok(response), late.map_or(s.delay, |l| l.0)))
     }
 }
 
