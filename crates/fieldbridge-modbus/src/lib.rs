@@ -18,6 +18,7 @@ pub mod adapter;
 pub mod codec;
 pub mod config;
 pub mod plan;
+pub mod scan;
 pub mod transport;
 
 pub use adapter::{ModbusAdapter, Transport};

@@ -773,3 +773,39 @@ async fn tcp_max_in_flight_asks_two_units_at_once() {
         .count();
     assert!(close_pairs >= 3, "requests were not concurrent: {log:?}");
 }
+
+#[tokio::test]
+async fn scan_reads_a_long_range_in_chunks_and_shows_every_register() {
+    use fieldbridge_modbus::scan::{Scanned, read_range, render};
+    use fieldbridge_modbus::transport::{Link, TcpLink};
+    let bank = Bank::with_units(&[9]);
+    let words: Vec<u16> = (0..300).map(|i| 1000 + i).collect();
+    bank.regs(9, |r| r.put(Table::Input, 50, &words));
+    let server = TcpServer::start(bank.clone()).await;
+    let mut link = Link::Tcp(TcpLink::new(&ModbusTcpConnection {
+        address: server.addr,
+        timeout: Some(Duration::from_secs(1)),
+        max_in_flight: 1,
+    }));
+    let scanned = tokio::time::timeout(WAIT, read_range(&mut link, 9, Table::Input, 50, 300))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(scanned, Scanned::Words(words));
+    let reads: Vec<(u16, u16)> = bank.log().iter().map(|s| (s.address, s.count)).collect();
+    assert_eq!(reads, vec![(50, 125), (175, 125), (300, 50)]);
+    let out = render(Table::Input, 50, &scanned);
+    assert_eq!(out.lines().count(), 301);
+    assert!(
+        out.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("    50  0x03E8   1000")
+    );
+    // A unit that does not answer is reported, not waited for forever.
+    let err = tokio::time::timeout(WAIT, read_range(&mut link, 3, Table::Holding, 0, 1))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("no answer"), "{err}");
+}
