@@ -16,7 +16,10 @@ fn uncomment(text: &str, starts: &[&str]) -> String {
     let mut out = Vec::new();
     let mut active = false;
     for line in text.lines() {
-        if starts.iter().any(|s| line.starts_with(&format!("  # {s}:"))) {
+        if starts
+            .iter()
+            .any(|s| line.starts_with(&format!("  # {s}:")))
+        {
             active = true;
         } else if active && !line.starts_with("  #   ") {
             active = false;
@@ -44,11 +47,23 @@ fn the_commented_modbus_examples_load_once_uncommented() {
     .unwrap();
     let cfg = load(&file, Purpose::Check).unwrap_or_else(|e| panic!("{e}"));
     let tree = render_tree(&cfg);
-    assert!(tree.contains("connection plc (modbus_tcp), 192.168.1.10:502"), "{tree}");
+    assert!(
+        tree.contains("connection plc (modbus_tcp), 192.168.1.10:502"),
+        "{tree}"
+    );
     assert!(tree.contains("connection rs485 (modbus_rtu)"), "{tree}");
-    assert!(tree.contains("point temperature: float [°C], holding 100 i16"), "{tree}");
-    assert!(tree.contains("point energy: int [kWh], input 100 u32"), "{tree}");
-    assert!(tree.contains("3 connection(s), 4 device(s), 16 point(s)"), "{tree}");
+    assert!(
+        tree.contains("point temperature: float [°C], holding 100 i16"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("point energy: int [kWh], input 100 u32"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("3 connection(s), 4 device(s), 16 point(s)"),
+        "{tree}"
+    );
     // As shipped, they are comments: the demo has the simulator only.
     let cfg = load(&shipped, Purpose::Check).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.connections.len(), 1);
