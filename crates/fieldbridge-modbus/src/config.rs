@@ -179,7 +179,8 @@ pub struct ModbusDevice {
     #[serde(default)]
     pub order: Order,
     /// Poll cycles in a row that must fail before the device is reported
-    /// offline (default 3).
+    /// offline (default 2, so that presence changes within about two poll
+    /// periods plus the timeout).
     #[serde(default = "default_offline_after")]
     pub offline_after: u32,
 }
@@ -200,7 +201,7 @@ fn default_max_bits() -> u16 {
     MAX_BITS
 }
 fn default_offline_after() -> u32 {
-    3
+    2
 }
 
 impl Default for ModbusDevice {

@@ -775,6 +775,51 @@ async fn tcp_max_in_flight_asks_two_units_at_once() {
 }
 
 #[tokio::test]
+async fn an_unreachable_endpoint_or_missing_port_is_offline_with_the_reason() {
+    // A port nobody listens on: bind one, note it, close it.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let device = || TestDevice {
+        id: "plc",
+        config: ModbusDevice::default(),
+        poll: Duration::from_millis(50),
+        points: vec![point("a", at(Table::Holding, 0), plain())],
+    };
+    let mut rig = Rig::start(
+        Transport::Tcp(ModbusTcpConnection {
+            address: addr,
+            timeout: Some(Duration::from_millis(200)),
+            max_in_flight: 1,
+        }),
+        vec![device()],
+    );
+    let s = rig
+        .status_where("plc", |s| matches!(s, DeviceStatus::Offline { .. }))
+        .await;
+    assert!(s.to_string().contains(&addr.to_string()), "{s}");
+    assert!(s.to_string().to_lowercase().contains("refused"), "{s}");
+    let missing = tempfile::tempdir().unwrap().path().join("ttyUSB9");
+    let mut rig = Rig::start(
+        Transport::Rtu(ModbusRtuConnection {
+            port: missing.clone(),
+            baud: 9600,
+            data_bits: 8,
+            parity: Parity::Even,
+            stop_bits: 1,
+            timeout: Some(Duration::from_millis(200)),
+            inter_request_delay: None,
+        }),
+        vec![device()],
+    );
+    let s = rig
+        .status_where("plc", |s| matches!(s, DeviceStatus::Offline { .. }))
+        .await;
+    assert!(s.to_string().contains("ttyUSB9"), "{s}");
+}
+
+#[tokio::test]
 async fn scan_reads_a_long_range_in_chunks_and_shows_every_register() {
     use fieldbridge_modbus::scan::{Scanned, read_range, render};
     use fieldbridge_modbus::transport::{Link, TcpLink};
