@@ -333,3 +333,32 @@ fn classify(outcome: Called, timeout: Duration) -> Result<Response, CallError> {
         Ok(Ok(Ok(response))) => Ok(response),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let bounds = |nominal: u64| {
+            (
+                Duration::from_millis(nominal * 3 / 4),
+                Duration::from_millis(nominal * 5 / 4),
+            )
+        };
+        for nominal in [100, 200, 400, 800, 800, 800] {
+            let d = b.next_delay();
+            let (lo, hi) = bounds(nominal);
+            assert!(lo <= d && d <= hi, "{d:?} not within {lo:?}..{hi:?}");
+        }
+        b.reset();
+        let (lo, hi) = bounds(100);
+        let d = b.next_delay();
+        assert!(lo <= d && d <= hi, "{d:?} after reset");
+        // Jitter: not every delay is the same.
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+        let delays: std::collections::HashSet<Duration> = (0..20).map(|_| b.next_delay()).collect();
+        assert!(delays.len() > 1);
+    }
+}

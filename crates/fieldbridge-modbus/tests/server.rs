@@ -538,6 +538,43 @@ async fn rtu_a_dead_device_does_not_starve_its_neighbour_on_the_bus() {
 }
 
 #[tokio::test]
+async fn rtu_devices_on_one_bus_each_keep_their_own_poll_period() {
+    let bank = Bank::with_units(&[1, 2]);
+    let server = RtuServer::start(bank.clone()).await;
+    let device = |id: &'static str, unit: u8, poll: u64| TestDevice {
+        id,
+        config: ModbusDevice {
+            unit,
+            ..ModbusDevice::default()
+        },
+        poll: Duration::from_millis(poll),
+        points: vec![point("a", at(Table::Holding, 0), plain())],
+    };
+    let _rig = Rig::start(
+        rtu(&server, Duration::from_millis(300)),
+        vec![device("fast", 1, 100), device("slow", 2, 400)],
+    );
+    let log = bank
+        .wait_log("24 polls of the fast device", |l| {
+            l.iter().filter(|s| s.unit == 1).count() >= 24
+        })
+        .await;
+    let slow = log.iter().filter(|s| s.unit == 2).count();
+    // 24 fast polls take about 2.3s: 6 or 7 slow ones.
+    assert!(
+        (5..=8).contains(&slow),
+        "the slow device was polled {slow} times"
+    );
+    // And the fast device is not polled faster than its own period.
+    let first = log[0].at;
+    let span = log.last().unwrap().at.duration_since(first);
+    assert!(
+        span >= Duration::from_millis(2200),
+        "24 polls at 100ms in {span:?}"
+    );
+}
+
+#[tokio::test]
 async fn tcp_writes_change_the_servers_registers_and_are_published_at_once() {
     let bank = Bank::with_units(&[1]);
     bank.regs(1, |r| r.put(Table::Holding, 30, &[0b1000_0001]));
