@@ -223,6 +223,7 @@ async fn run(adapter: ModbusAdapter, ctx: AdapterContext) {
             link,
             devices,
             events: events.clone(),
+            stats: Stats::default(),
         };
         tasks.spawn(lane.run(rx, shutdown.clone()));
     }
@@ -249,12 +250,41 @@ async fn run(adapter: ModbusAdapter, ctx: AdapterContext) {
     while tasks.join_next().await.is_some() {}
 }
 
+/// What a link did, logged when it stops.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    requests: u64,
+    exceptions: u64,
+    timeouts: u64,
+    connect_errors: u64,
+    transport_errors: u64,
+    protocol_errors: u64,
+    cycles: u64,
+    failed_cycles: u64,
+    bad_values: u64,
+}
+
+impl Stats {
+    fn count(&mut self, outcome: &Result<Response, CallError>) {
+        self.requests += 1;
+        match outcome {
+            Ok(_) => {}
+            Err(CallError::Exception(_)) => self.exceptions += 1,
+            Err(CallError::Timeout(_)) => self.timeouts += 1,
+            Err(CallError::Connect(_) | CallError::Waiting { .. }) => self.connect_errors += 1,
+            Err(CallError::Transport(_)) => self.transport_errors += 1,
+            Err(CallError::Protocol(_)) => self.protocol_errors += 1,
+        }
+    }
+}
+
 /// One link and the devices polled through it.
 pub(crate) struct Lane {
     connection: ConnectionId,
     link: Link,
     devices: Vec<Device>,
     events: EventSender,
+    stats: Stats,
 }
 
 impl Lane {
@@ -285,6 +315,20 @@ impl Lane {
             }
         }
         self.link.close().await;
+        let s = self.stats;
+        tracing::info!(
+            connection = %self.connection,
+            requests = s.requests,
+            cycles = s.cycles,
+            failed_cycles = s.failed_cycles,
+            exceptions = s.exceptions,
+            timeouts = s.timeouts,
+            connect_errors = s.connect_errors,
+            transport_errors = s.transport_errors,
+            protocol_errors = s.protocol_errors,
+            bad_values = s.bad_values,
+            "modbus link stopped"
+        );
     }
 
     /// One poll cycle of device `i`.
@@ -294,6 +338,7 @@ impl Lane {
             link,
             devices,
             events,
+            stats,
         } = self;
         let Some(d) = devices.get_mut(i) else {
             return;
@@ -303,8 +348,12 @@ impl Lane {
         let mut r = 0;
         while r < d.reads.len() {
             let read = d.reads[r].clone();
-            match link.call(d.unit, request(&read)).await {
-                Ok(response) => deliver(connection, events, d, &read, &response).await,
+            let outcome = link.call(d.unit, request(&read)).await;
+            stats.count(&outcome);
+            match outcome {
+                Ok(response) => {
+                    stats.bad_values += deliver(connection, events, d, &read, &response).await;
+                }
                 Err(CallError::Exception(code)) if read.points.len() > 1 => {
                     tracing::warn!(
                         connection = %connection, device = %d.id, error = %code,
@@ -336,6 +385,7 @@ impl Lane {
             r += 1;
         }
         let now = Instant::now();
+        stats.cycles += 1;
         match failure {
             None => {
                 d.failures = 0;
@@ -350,6 +400,7 @@ impl Lane {
                 d.next_due = (due + d.poll).max(now);
             }
             Some(e) => {
+                stats.failed_cycles += 1;
                 d.failures += 1;
                 tracing::debug!(connection = %connection, device = %d.id, error = %e, failures = d.failures, "poll failed");
                 if d.failures >= d.offline_after {
@@ -402,6 +453,7 @@ impl Lane {
             link,
             devices,
             events,
+            stats,
         } = self;
         let d = &mut devices[i];
         let read = Read {
@@ -410,11 +462,10 @@ impl Lane {
             count: d.points[p].codec.width.max(1),
             points: vec![p],
         };
-        let response = link
-            .call(d.unit, request(&read))
-            .await
-            .map_err(|e| format!("reading {}: {e}", d.points[p].id))?;
-        deliver(connection, events, d, &read, &response).await;
+        let outcome = link.call(d.unit, request(&read)).await;
+        stats.count(&outcome);
+        let response = outcome.map_err(|e| format!("reading {}: {e}", d.points[p].id))?;
+        stats.bad_values += deliver(connection, events, d, &read, &response).await;
         let point = &d.points[p];
         match (&point.bad, &point.last) {
             (None, Some(v)) => Ok(normalized(&point.spec, v.clone())),
@@ -462,11 +513,12 @@ impl Lane {
                 };
                 let bit = point.codec.bit.unwrap_or(0);
                 // The register's other bits are kept: read, change, write.
-                let current = match self
+                let outcome = self
                     .link
                     .call(unit, Request::ReadHoldingRegisters(address, 1))
-                    .await
-                {
+                    .await;
+                self.stats.count(&outcome);
+                let current = match outcome {
                     Ok(Response::ReadHoldingRegisters(w)) if !w.is_empty() => w[0],
                     Ok(_) => return Err("short answer reading the register".into()),
                     Err(e) => return Err(format!("reading the register before the write: {e}")),
@@ -495,10 +547,9 @@ impl Lane {
             }
         };
         tracing::info!(connection = %self.connection, device = %d.id, point = %point.id, value = %value, "modbus write");
-        self.link
-            .call(unit, request)
-            .await
-            .map_err(|e| format!("write refused: {e}"))?;
+        let outcome = self.link.call(unit, request).await;
+        self.stats.count(&outcome);
+        outcome.map_err(|e| format!("write refused: {e}"))?;
         // Read back: the device has the last word on what it holds.
         let now = self.read_point(i, p).await?;
         if !same(&value, &now, &self.devices[i].points[p]) {
@@ -548,14 +599,16 @@ pub(crate) fn request(read: &Read) -> Request<'static> {
     }
 }
 
-/// Decodes a read's answer into its points' readings.
+/// Decodes a read's answer into its points' readings; how many could not
+/// be decoded.
 async fn deliver(
     connection: &ConnectionId,
     events: &EventSender,
     d: &mut Device,
     read: &Read,
     response: &Response,
-) {
+) -> u64 {
+    let mut bad = 0;
     for &pi in &read.points {
         let Some(p) = d.points.get_mut(pi) else {
             continue;
@@ -588,9 +641,13 @@ async fn deliver(
                 p.last = Some(v.clone());
                 events.reading(&d.id, &p.id, v).await;
             }
-            Err(reason) => mark_bad(connection, events, &d.id, p, reason).await,
+            Err(reason) => {
+                bad += 1;
+                mark_bad(connection, events, &d.id, p, reason).await;
+            }
         }
     }
+    bad
 }
 
 /// Marks a point bad: logged and reported once per cause, with its last

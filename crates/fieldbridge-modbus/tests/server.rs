@@ -891,3 +891,59 @@ async fn scan_reads_a_long_range_in_chunks_and_shows_every_register() {
         .unwrap_err();
     assert!(err.to_string().contains("no answer"), "{err}");
 }
+
+/// A TCP "device" that answers every request with the wrong transaction
+/// id: tokio-modbus reports a header mismatch, and the adapter must drop
+/// the connection (it would stay off by one otherwise) and reconnect.
+#[tokio::test]
+async fn tcp_a_header_mismatch_reopens_the_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    // FC 3 requests: 7 bytes of MBAP header, 5 of PDU.
+                    let mut req = [0u8; 12];
+                    while s.read_exact(&mut req).await.is_ok() {
+                        let tid = u16::from_be_bytes([req[0], req[1]]).wrapping_add(1);
+                        let [t0, t1] = tid.to_be_bytes();
+                        let answer = [t0, t1, 0, 0, 0, 5, req[6], 3, 2, 0, 42];
+                        if s.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        })
+    };
+    let mut rig = Rig::start(
+        Transport::Tcp(ModbusTcpConnection {
+            address: addr,
+            timeout: Some(Duration::from_millis(500)),
+            max_in_flight: 1,
+        }),
+        vec![TestDevice {
+            id: "plc",
+            config: ModbusDevice::default(),
+            poll: Duration::from_millis(50),
+            points: vec![point("a", at(Table::Holding, 0), plain())],
+        }],
+    );
+    let s = rig
+        .status_where("plc", |s| matches!(s, DeviceStatus::Offline { .. }))
+        .await;
+    assert!(s.to_string().contains("protocol error"), "{s}");
+    let deadline = Instant::now() + WAIT;
+    while accepted.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the connection was not reopened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.abort();
+}
