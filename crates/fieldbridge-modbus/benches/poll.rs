@@ -26,6 +26,7 @@ use fieldbridge_core::{
 use fieldbridge_modbus::config::{DataType, ModbusDevice, ModbusPoint, ModbusTcpConnection};
 use fieldbridge_modbus::plan::{Limits, Span, plan};
 use fieldbridge_modbus::{ModbusAdapter, Transport};
+use serde::Deserialize;
 use tokio_modbus::server::Service;
 use tokio_modbus::{ExceptionCode, Request, Response};
 use tokio_util::sync::CancellationToken;
@@ -196,13 +197,14 @@ async fn run(addr: std::net::SocketAddr, points: Vec<(String, ModbusPoint)>) -> 
         .collect();
     let spec = Arc::new(DeviceSpec {
         id: id.clone(),
-        settings: DeviceSettings {
-            name: None,
-            connection: connection.clone(),
-            // As fast as the device answers.
-            poll: Some(Duration::from_micros(100)),
-            stale_after: Some(Duration::from_secs(600)),
-        },
+        // As fast as the device answers. Read from keys, as the loader does,
+        // so that settings core adds later keep their defaults.
+        settings: DeviceSettings::deserialize(serde_json::json!({
+            "connection": "bench",
+            "poll": "100us",
+            "stale_after": "10m",
+        }))
+        .expect("valid device settings"),
         points: specs,
     });
     let directory = Arc::new(Directory::new([(*spec).clone()]));

@@ -441,12 +441,7 @@ impl Rig {
             }
             let spec = Arc::new(DeviceSpec {
                 id: DeviceId::new(d.id).unwrap(),
-                settings: DeviceSettings {
-                    name: None,
-                    connection: connection.clone(),
-                    poll: Some(d.poll),
-                    stale_after: Some(Duration::from_secs(600)),
-                },
+                settings: device_settings(connection.as_str(), d.poll),
                 points: specs_of,
             });
             specs.push((*spec).clone());
@@ -550,6 +545,19 @@ impl Drop for Rig {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Core's settings of a device on `connection` polled every `poll`, read
+/// from keys as the loader reads them, so that settings core adds later
+/// keep their defaults here too.
+pub fn device_settings(connection: &str, poll: Duration) -> DeviceSettings {
+    use serde::Deserialize;
+    DeviceSettings::deserialize(serde_json::json!({
+        "connection": connection,
+        "poll": format!("{}us", poll.as_micros()),
+        "stale_after": "10m",
+    }))
+    .unwrap()
 }
 
 /// Core settings with nothing set.
