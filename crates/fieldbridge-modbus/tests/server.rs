@@ -575,6 +575,35 @@ async fn rtu_devices_on_one_bus_each_keep_their_own_poll_period() {
 }
 
 #[tokio::test]
+async fn rtu_keeps_the_inter_request_delay_between_requests() {
+    let bank = Bank::with_units(&[1, 2]);
+    let server = RtuServer::start(bank.clone()).await;
+    let device = |id: &'static str, unit: u8| TestDevice {
+        id,
+        config: ModbusDevice {
+            unit,
+            ..ModbusDevice::default()
+        },
+        // Both always due: only the bus paces them.
+        poll: Duration::from_millis(1),
+        points: vec![point("a", at(Table::Holding, 0), plain())],
+    };
+    let mut transport = rtu(&server, Duration::from_millis(500));
+    if let Transport::Rtu(r) = &mut transport {
+        r.inter_request_delay = Some(Duration::from_millis(40));
+    }
+    let _rig = Rig::start(transport, vec![device("one", 1), device("two", 2)]);
+    let log = bank.wait_log("12 requests", |l| l.len() >= 12).await;
+    for w in log.windows(2) {
+        let gap = w[1].at.duration_since(w[0].at);
+        assert!(gap >= Duration::from_millis(38), "requests {gap:?} apart");
+    }
+    // Fair: both units were served.
+    assert!(log.iter().filter(|s| s.unit == 1).count() >= 5);
+    assert!(log.iter().filter(|s| s.unit == 2).count() >= 5);
+}
+
+#[tokio::test]
 async fn tcp_writes_change_the_servers_registers_and_are_published_at_once() {
     let bank = Bank::with_units(&[1]);
     bank.regs(1, |r| r.put(Table::Holding, 30, &[0b1000_0001]));
