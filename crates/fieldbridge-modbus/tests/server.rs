@@ -738,6 +738,24 @@ async fn tcp_writes_change_the_servers_registers_and_are_published_at_once() {
         rig.reading_where("boiler", p, move |got, q| q.is_good() && *got == want)
             .await;
     }
+
+    // A device that keeps another value than the one written: the write
+    // is reported as failed, and what the device holds is published.
+    bank.with(|s| s.clamp = Some((10, 500)));
+    let err = rig
+        .router
+        .write_text("boiler", "setpoint", "75")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("wrote 75, but the device reads back 50"),
+        "{err}"
+    );
+    rig.reading_where("boiler", "setpoint", |v, q| {
+        q.is_good() && *v == Value::Float(50.0)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -84,6 +84,9 @@ pub struct State {
     pub late: Option<(u8, Duration, u16)>,
     /// Every answer takes this long (a slow device or gateway).
     pub delay: Duration,
+    /// (address, max): the device accepts writes to this holding register
+    /// but keeps at most `max` (as drives clamp a set-point).
+    pub clamp: Option<(u16, u16)>,
     /// Every request seen.
     pub log: Vec<Seen>,
 }
@@ -166,6 +169,7 @@ impl Bank {
         {
             return Some((Err(ExceptionCode::IllegalDataAddress), Duration::ZERO));
         }
+        let clamp = s.clamp;
         let regs = s.units.get_mut(&unit)?;
         let range = address..address.saturating_add(count);
         let words = |m: &HashMap<u16, u16>| -> Vec<u16> {
@@ -192,7 +196,11 @@ impl Bank {
                 Response::WriteSingleCoil(*a, *v)
             }
             Request::WriteSingleRegister(a, v) => {
-                regs.holding.insert(*a, *v);
+                let kept = match clamp {
+                    Some((at, max)) if at == *a => (*v).min(max),
+                    _ => *v,
+                };
+                regs.holding.insert(*a, kept);
                 Response::WriteSingleRegister(*a, *v)
             }
             Request::WriteMultipleCoils(a, v) => {
