@@ -93,4 +93,44 @@ async fn scan_prints_the_registers_decoded() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Illegal function"), "{stderr}");
+    // A device of a configuration: its connection and unit are used.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "gateway: {{ id: t }}\n\
+             xmpp: {{ component: gw.localhost, secret: s, access: {{ read: [localhost] }} }}\n\
+             connections:\n  plc: {{ modbus_tcp: {{ address: \"{addr}\" }} }}\n\
+             devices:\n  meter: {{ connection: plc, unit: 3, points: {{ a: {{ holding: 100 }} }} }}\n"
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let args: Vec<String> = [
+        "modbus", "scan", "-c", &config, "--device", "meter", "-a", "100", "-n", "2",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = tokio::time::timeout(Duration::from_secs(30), run(args))
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("123.456"), "{stdout}");
+    let args: Vec<String> = ["modbus", "scan", "-c", &config, "--device", "boiler"]
+        .map(String::from)
+        .to_vec();
+    let out = tokio::time::timeout(Duration::from_secs(30), run(args))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no Modbus device `boiler`"), "{stderr}");
 }
