@@ -8,6 +8,7 @@ use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::duration;
 use fieldbridge_core::simulator::{Signal, SimulatorDevice, SimulatorPoint};
 use fieldbridge_core::{DeviceSpec, PointId};
+use fieldbridge_modbus::config::{ModbusDevice, ModbusPoint, Parity};
 use fieldbridge_serial::config::{SerialDevice, SerialPoint};
 
 use crate::config::{ConnectionKind, GatewayConfig};
@@ -43,6 +44,37 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
                 format!(", {} at {} baud", settings.port.display(), settings.baud),
                 devices.iter().map(serial_device).collect(),
             ),
+            ConnectionKind::ModbusTcp { settings, devices } => {
+                let mut extra = format!(", {}", settings.address);
+                if let Some(t) = settings.timeout {
+                    let _ = write!(extra, ", timeout {}", duration::format(t));
+                }
+                if settings.max_in_flight > 1 {
+                    let _ = write!(extra, ", {} requests in flight", settings.max_in_flight);
+                }
+                (extra, devices.iter().map(modbus_device).collect())
+            }
+            ConnectionKind::ModbusRtu { settings, devices } => {
+                let parity = match settings.parity {
+                    Parity::None => 'N',
+                    Parity::Even => 'E',
+                    Parity::Odd => 'O',
+                };
+                let mut extra = format!(
+                    ", {} at {} baud {}{parity}{}",
+                    settings.port.display(),
+                    settings.baud,
+                    settings.data_bits,
+                    settings.stop_bits
+                );
+                if let Some(t) = settings.timeout {
+                    let _ = write!(extra, ", timeout {}", duration::format(t));
+                }
+                if let Some(d) = settings.inter_request_delay {
+                    let _ = write!(extra, ", inter_request_delay {}", duration::format(d));
+                }
+                (extra, devices.iter().map(modbus_device).collect())
+            }
         };
         let _ = writeln!(out, "connection {} ({}){extra}", c.id, c.kind.name());
         if devices.is_empty() {
@@ -124,6 +156,67 @@ fn serial_device(d: &AdapterDevice<SerialDevice, SerialPoint>) -> Described<'_> 
                 _ => String::new(),
             };
             (id.clone(), format!(", {at}"))
+        })
+        .collect();
+    (&d.spec, extra, points)
+}
+
+fn modbus_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described<'_> {
+    let c = &d.config;
+    let spans: Vec<fieldbridge_modbus::plan::Span> = d
+        .points
+        .values()
+        .filter_map(|p| {
+            Some(fieldbridge_modbus::plan::Span {
+                at: p.location().ok()?,
+                width: p.width(),
+            })
+        })
+        .collect();
+    let limits = fieldbridge_modbus::plan::Limits {
+        max_registers: c.max_registers,
+        max_bits: c.max_bits,
+        max_gap: c.max_gap,
+        max_bit_gap: c.max_bit_gap,
+    };
+    let reads = fieldbridge_modbus::plan::plan(&spans, limits).len();
+    let extra = format!(
+        ", unit {}, order {}, max_gap {}, {reads} read(s) per poll",
+        c.unit,
+        c.order.name(),
+        c.max_gap
+    );
+    let points = d
+        .points
+        .iter()
+        .map(|(id, p)| {
+            let mut line = String::new();
+            if let Ok(at) = p.location() {
+                let _ = write!(line, ", {} {}", at.table, at.address);
+                if !at.table.is_bits() {
+                    let _ = write!(line, " {}", p.data_type().name());
+                }
+            }
+            if let Some(c) = p.count {
+                let _ = write!(line, "[{c}]");
+            }
+            if let Some(b) = p.bit {
+                let _ = write!(line, " bit {b}");
+            }
+            if let Some(o) = p.order {
+                let _ = write!(line, " {}", o.name());
+            }
+            if let Some(names) = &p.names {
+                let list: Vec<String> = names.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = write!(line, " enum {{{}}}", list.join(", "));
+            }
+            if let Some(min) = p.min {
+                let _ = write!(line, ", min {min}");
+            }
+            if let Some(max) = p.max {
+                let _ = write!(line, ", max {max}");
+            }
+            (id.clone(), line)
         })
         .collect();
     (&d.spec, extra, points)

@@ -7,6 +7,7 @@
 //! problem is printed with file:line:column and key path).
 
 mod logging;
+mod modbus_cli;
 mod runtime;
 
 use std::path::PathBuf;
@@ -47,11 +48,48 @@ enum Command {
         #[arg(short, long, default_value = "gateway.yaml")]
         config: PathBuf,
     },
+    /// Modbus helpers.
+    Modbus {
+        #[command(subcommand)]
+        command: ModbusCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModbusCommand {
+    /// Read a range of a device and print each register decoded as u16,
+    /// i16, text, bits, and the 32/64-bit values starting at it in each
+    /// word order, to find the map of an unknown device.
+    Scan(modbus_cli::ScanArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Modbus {
+            command: ModbusCommand::Scan(args),
+        } => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            };
+            match rt.block_on(modbus_cli::scan(args)) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("modbus scan: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
         Command::Check { config } => {
             match fieldbridge::config::load(&config, fieldbridge::config::Purpose::Check) {
                 Ok(cfg) => {

@@ -16,6 +16,7 @@ use fieldbridge_core::bus::{Bus, DEFAULT_QUEUE};
 use fieldbridge_core::command::{CommandRoutes, DEFAULT_COMMAND_TIMEOUT};
 use fieldbridge_core::normalize;
 use fieldbridge_core::simulator::SimulatorAdapter;
+use fieldbridge_modbus::{ModbusAdapter, Transport};
 use fieldbridge_serial::SerialAdapter;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +57,16 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
             ConnectionKind::Serial { settings, devices } => {
                 Box::new(SerialAdapter::new(connection.id, settings, devices))
             }
+            ConnectionKind::ModbusTcp { settings, devices } => Box::new(ModbusAdapter::new(
+                connection.id,
+                Transport::Tcp(settings),
+                devices,
+            )),
+            ConnectionKind::ModbusRtu { settings, devices } => Box::new(ModbusAdapter::new(
+                connection.id,
+                Transport::Rtu(settings),
+                devices,
+            )),
         };
         let name = adapter.name();
         let ctx = AdapterContext {

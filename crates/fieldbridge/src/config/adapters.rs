@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 
 use fieldbridge_core::simulator::{self, SimulatorConnection, SimulatorDevice, SimulatorPoint};
 use fieldbridge_core::{DeviceId, DeviceSpec, PointId};
+use fieldbridge_modbus::config::{
+    DEFAULT_POLL as MODBUS_DEFAULT_POLL, ModbusDevice, ModbusPoint, ModbusRtuConnection,
+    ModbusTcpConnection, Table,
+};
 use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
 use fieldbridge_serial::format::Parser;
 use serde::de::DeserializeOwned;
@@ -27,10 +31,10 @@ use super::tree::{Kind, Node};
 use super::{ConnectionKind, Loader};
 
 /// Connection kinds this version understands, as written in `gateway.yaml`.
-pub const KINDS: &[&str] = &["simulator", "serial"];
+pub const KINDS: &[&str] = &["simulator", "serial", "modbus_tcp", "modbus_rtu"];
 /// Connection kinds planned but not built yet: named, so that the error can
 /// say "not supported by this version" rather than "unknown".
-pub const FUTURE_KINDS: &[&str] = &["modbus_tcp", "modbus_rtu", "mqtt"];
+pub const FUTURE_KINDS: &[&str] = &["mqtt"];
 
 /// What the loader needs to know of one connection kind.
 pub trait AdapterKind: 'static {
@@ -55,6 +59,14 @@ pub trait AdapterKind: 'static {
     /// they are about, or none for the device itself.
     fn check_device(
         _device: &Self::Device,
+        _points: &BTreeMap<PointId, Self::Point>,
+    ) -> Vec<(Option<PointId>, String)> {
+        Vec::new()
+    }
+    /// Checks a device's points against core's view of them (writable,
+    /// scale), which the adapter's own structs do not carry.
+    fn check_spec(
+        _spec: &DeviceSpec,
         _points: &BTreeMap<PointId, Self::Point>,
     ) -> Vec<(Option<PointId>, String)> {
         Vec::new()
@@ -126,6 +138,128 @@ impl AdapterKind for Serial {
     }
 }
 
+/// `modbus_tcp:` endpoints.
+pub struct ModbusTcp;
+
+impl AdapterKind for ModbusTcp {
+    type Connection = ModbusTcpConnection;
+    type Device = ModbusDevice;
+    type Point = ModbusPoint;
+    const DEFAULT_POLL: Option<Duration> = Some(MODBUS_DEFAULT_POLL);
+    fn check_point(point: &ModbusPoint) -> Result<(), String> {
+        point.check()
+    }
+    fn check_connection(settings: &ModbusTcpConnection) -> Result<(), String> {
+        settings.check()
+    }
+    fn check_device(
+        device: &ModbusDevice,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<(Option<PointId>, String)> {
+        modbus_device_problems(device, points)
+    }
+    fn check_spec(
+        spec: &DeviceSpec,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<(Option<PointId>, String)> {
+        modbus_spec_problems(spec, points)
+    }
+    fn build(
+        settings: ModbusTcpConnection,
+        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
+    ) -> ConnectionKind {
+        ConnectionKind::ModbusTcp { settings, devices }
+    }
+}
+
+/// `modbus_rtu:` buses.
+pub struct ModbusRtu;
+
+impl AdapterKind for ModbusRtu {
+    type Connection = ModbusRtuConnection;
+    type Device = ModbusDevice;
+    type Point = ModbusPoint;
+    const DEFAULT_POLL: Option<Duration> = Some(MODBUS_DEFAULT_POLL);
+    fn check_point(point: &ModbusPoint) -> Result<(), String> {
+        point.check()
+    }
+    fn check_connection(settings: &ModbusRtuConnection) -> Result<(), String> {
+        settings.check()
+    }
+    fn check_device(
+        device: &ModbusDevice,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<(Option<PointId>, String)> {
+        modbus_device_problems(device, points)
+    }
+    fn check_spec(
+        spec: &DeviceSpec,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<(Option<PointId>, String)> {
+        modbus_spec_problems(spec, points)
+    }
+    fn build(
+        settings: ModbusRtuConnection,
+        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
+    ) -> ConnectionKind {
+        ConnectionKind::ModbusRtu { settings, devices }
+    }
+}
+
+/// A Modbus device's settings, and its points against them.
+fn modbus_device_problems(
+    device: &ModbusDevice,
+    points: &BTreeMap<PointId, ModbusPoint>,
+) -> Vec<(Option<PointId>, String)> {
+    if let Err(e) = device.check() {
+        return vec![(None, e)];
+    }
+    points
+        .iter()
+        .filter_map(|(id, p)| {
+            let at = p.location().ok()?;
+            let limit = if at.table.is_bits() {
+                device.max_bits
+            } else {
+                device.max_registers
+            };
+            (p.width() > limit).then(|| {
+                (
+                    Some(id.clone()),
+                    format!(
+                        "the point takes {} registers, more than the device's max_registers {limit}",
+                        p.width()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Writability against the Modbus tables: only coils and holding
+/// registers can be written.
+fn modbus_spec_problems(
+    spec: &DeviceSpec,
+    points: &BTreeMap<PointId, ModbusPoint>,
+) -> Vec<(Option<PointId>, String)> {
+    points
+        .iter()
+        .filter_map(|(id, p)| {
+            let at = p.location().ok()?;
+            let writable = spec.points.get(id)?.settings.writable;
+            (writable && !matches!(at.table, Table::Coil | Table::Holding)).then(|| {
+                (
+                    Some(id.clone()),
+                    format!(
+                        "{} cannot be written: Modbus writes only coils and holding registers",
+                        at.table.describe()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Reads `connections.<id>.<kind>`. `None` when the kind is not one this
 /// version can run (the problem is recorded).
 pub fn declare(
@@ -137,6 +271,8 @@ pub fn declare(
     match kind {
         "simulator" => Some(Pending::<Simulator>::declare(settings, path, problems)),
         "serial" => Some(Pending::<Serial>::declare(settings, path, problems)),
+        "modbus_tcp" => Some(Pending::<ModbusTcp>::declare(settings, path, problems)),
+        "modbus_rtu" => Some(Pending::<ModbusRtu>::declare(settings, path, problems)),
         _ => None,
     }
 }
@@ -198,7 +334,8 @@ impl<K: AdapterKind> PendingConnection for Pending<K> {
             K::DEFAULT_POLL,
             K::check_point,
         )?;
-        let problems = K::check_device(&device.config, &device.points);
+        let mut problems = K::check_device(&device.config, &device.points);
+        problems.extend(K::check_spec(&device.spec, &device.points));
         for (point, message) in &problems {
             let (at, at_path) = match point {
                 Some(p) => (

@@ -22,6 +22,9 @@ use fieldbridge_core::{
     ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory, PointId, PointSettings,
     PointSpec, ValueKind,
 };
+use fieldbridge_modbus::config::{
+    ModbusDevice, ModbusPoint, ModbusRtuConnection, ModbusTcpConnection,
+};
 use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
 use fieldbridge_xmpp::XmppConfig;
 use serde::Deserialize;
@@ -108,6 +111,20 @@ pub enum ConnectionKind {
         /// The devices on it.
         devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>,
     },
+    /// A Modbus TCP endpoint.
+    ModbusTcp {
+        /// `connections.<id>.modbus_tcp`
+        settings: ModbusTcpConnection,
+        /// The devices on it.
+        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
+    },
+    /// A Modbus RTU bus.
+    ModbusRtu {
+        /// `connections.<id>.modbus_rtu`
+        settings: ModbusRtuConnection,
+        /// The devices on it.
+        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
+    },
 }
 
 impl ConnectionKind {
@@ -116,6 +133,8 @@ impl ConnectionKind {
         match self {
             ConnectionKind::Simulator { .. } => "simulator",
             ConnectionKind::Serial { .. } => "serial",
+            ConnectionKind::ModbusTcp { .. } => "modbus_tcp",
+            ConnectionKind::ModbusRtu { .. } => "modbus_rtu",
         }
     }
 }
@@ -754,7 +773,14 @@ impl Loader<'_> {
                 all_ok = false;
                 continue;
             }
-            let kind = own.kind();
+            let mut kind = own.kind();
+            // Core turns a scaled integer into a float (see `normalize`):
+            // the point carries, and writes take, what users see.
+            if kind == ValueKind::Int
+                && (core.scale.is_some() || core.offset.is_some_and(|o| o.fract() != 0.0))
+            {
+                kind = ValueKind::Float;
+            }
             if !self.check_point_settings(&pnode, &path, &core, kind) {
                 all_ok = false;
                 continue;
