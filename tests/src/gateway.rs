@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::prosody::{COMPONENT, Prosody};
+use crate::prosody::COMPONENT;
+use crate::server::ComponentServer;
 use crate::{fieldbridge_bin, terminate, wait_exit};
 
 /// What goes in a test's gateway.yaml besides the XMPP connection.
@@ -29,17 +30,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Writes a gateway.yaml connecting to `prosody` with `access_read`
+    /// Writes a gateway.yaml connecting to `server` with `access_read`
     /// (who may also control) and the `devices:` section `devices` on a
     /// simulator connection `sim`, and starts the gateway; returns once it
     /// logged in to the server.
     pub async fn start(
-        prosody: &Prosody,
+        server: &impl ComponentServer,
         access_read: &[&str],
         devices: &str,
     ) -> anyhow::Result<Self> {
         Self::start_with(
-            prosody,
+            server,
             &Setup {
                 read: access_read,
                 control: access_read,
@@ -51,11 +52,14 @@ impl Gateway {
     }
 
     /// [`Gateway::start`] with every part of the config given.
-    pub async fn start_with(prosody: &Prosody, setup: &Setup<'_>) -> anyhow::Result<Self> {
+    pub async fn start_with(
+        server: &impl ComponentServer,
+        setup: &Setup<'_>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         std::fs::write(
             dir.path().join("component.secret"),
-            format!("{}\n", prosody.secret),
+            format!("{}\n", server.secret()),
         )?;
         let list = |jids: &[&str]| {
             jids.iter()
@@ -69,7 +73,7 @@ impl Gateway {
              access: {{ read: [{read}], control: [{control}] }}\n\
              connections:\n{connections}\
              devices:\n{devices}",
-            port = prosody.component_port,
+            port = server.component_port(),
             read = list(setup.read),
             control = list(setup.control),
             connections = setup.connections,
@@ -114,6 +118,24 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+
+    /// Waits until the gateway noticed that its server went away.
+    pub async fn wait_disconnected(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if log.contains("the XMPP server closed the connection")
+                || log.contains("connection to the XMPP server lost")
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the gateway did not notice the server going away within {within:?}:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {

@@ -122,3 +122,23 @@ pub async fn wait_exit(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs an `async fn(ServerKind)` test once against each XMPP server, as
+/// `<name>::prosody` and `<name>::ejabberd`.
+#[macro_export]
+macro_rules! on_every_server {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn prosody() {
+                    super::$name($crate::server::ServerKind::Prosody).await;
+                }
+                #[tokio::test]
+                async fn ejabberd() {
+                    super::$name($crate::server::ServerKind::Ejabberd).await;
+                }
+            }
+        )*
+    };
+}

@@ -1,11 +1,12 @@
 //! End-to-end: chat commands to a device JID, from real XMPP clients
-//! through a real Prosody to the real gateway binary and its simulator.
+//! through a real Prosody and a real ejabberd to the real gateway binary
+//! and its simulator.
 
 use std::time::Duration;
 
 use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, xml};
 use fieldbridge_e2e::gateway::{Gateway, Setup};
-use fieldbridge_e2e::prosody::Prosody;
+use fieldbridge_e2e::server::{Server, ServerKind};
 use minidom::Element;
 
 const BOILER: &str = "boiler@gw.localhost";
@@ -15,13 +16,13 @@ const DEVICES: &str = "  boiler:\n    name: Boiler room\n    connection: sim\n  
 temperature: { signal: constant, value: 21.5, unit: \"°C\" }\n      \
 setpoint: { signal: constant, value: 50.0, unit: \"°C\", writable: true }\n";
 
-async fn setup() -> (Prosody, Gateway) {
-    let prosody = Prosody::start().await.expect("prosody starts");
+async fn setup(kind: ServerKind) -> (Server, Gateway) {
+    let server = Server::start(kind).await.expect("the XMPP server starts");
     for u in ["alice", "bob"] {
-        prosody.register(u, "pw").expect("user registered");
+        server.register(u, "pw").expect("user registered");
     }
     let gateway = Gateway::start_with(
-        &prosody,
+        &server,
         &Setup {
             read: &["localhost"],
             control: &["alice@localhost"],
@@ -30,8 +31,8 @@ async fn setup() -> (Prosody, Gateway) {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("gateway starts: {e}\nprosody log:\n{}", prosody.log()));
-    (prosody, gateway)
+    .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.log()));
+    (server, gateway)
 }
 
 fn body_of(e: &Element) -> Option<String> {
@@ -68,10 +69,9 @@ async fn ask(user: &mut XmppUser, text: &str) -> String {
     body_of(&reply).unwrap_or_else(|| panic!("no body: {}", xml(&reply)))
 }
 
-#[tokio::test]
-async fn chat_commands_read_and_write_a_device() {
-    let (prosody, _gateway) = setup().await;
-    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+async fn chat_commands_read_and_write_a_device(kind: ServerKind) {
+    let (server, _gateway) = setup(kind).await;
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await
         .unwrap();
 
@@ -112,10 +112,9 @@ async fn chat_commands_read_and_write_a_device() {
     alice.close().await;
 }
 
-#[tokio::test]
-async fn a_reader_outside_access_control_cannot_write() {
-    let (prosody, _gateway) = setup().await;
-    let mut bob = XmppUser::connect(prosody.c2s_port, "bob", "pw")
+async fn a_reader_outside_access_control_cannot_write(kind: ServerKind) {
+    let (server, _gateway) = setup(kind).await;
+    let mut bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
         .await
         .unwrap();
     let help = ask(&mut bob, "help").await;
@@ -146,3 +145,8 @@ async fn wait_for_line(user: &mut XmppUser, question: &str, prefix: &str) -> Str
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+fieldbridge_e2e::on_every_server!(
+    chat_commands_read_and_write_a_device,
+    a_reader_outside_access_control_cannot_write
+);

@@ -1,9 +1,9 @@
 //! End-to-end: ad-hoc commands (XEP-0050) from a real client through a real
-//! Prosody to the real gateway and its simulator.
+//! Prosody and a real ejabberd to the real gateway and its simulator.
 
 use fieldbridge_e2e::client::{XmppUser, el, with_child, xml};
 use fieldbridge_e2e::gateway::{Gateway, Setup};
-use fieldbridge_e2e::prosody::{COMPONENT, Prosody};
+use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
 
 const BOILER: &str = "boiler@gw.localhost";
@@ -56,14 +56,13 @@ fn field(var: &str, value: &str) -> Element {
     with_child(el("field", NS_DATA, &[("var", var)]), v)
 }
 
-#[tokio::test]
-async fn ad_hoc_commands_read_describe_list_and_write() {
-    let prosody = Prosody::start().await.expect("prosody starts");
+async fn ad_hoc_commands_read_describe_list_and_write(kind: ServerKind) {
+    let server = Server::start(kind).await.expect("the XMPP server starts");
     for u in ["alice", "bob"] {
-        prosody.register(u, "pw").unwrap();
+        server.register(u, "pw").unwrap();
     }
     let _gateway = Gateway::start_with(
-        &prosody,
+        &server,
         &Setup {
             read: &["localhost"],
             control: &["alice@localhost"],
@@ -73,10 +72,10 @@ async fn ad_hoc_commands_read_describe_list_and_write() {
     )
     .await
     .unwrap();
-    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await
         .unwrap();
-    let mut bob = XmppUser::connect(prosody.c2s_port, "bob", "pw")
+    let mut bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
         .await
         .unwrap();
 
@@ -227,14 +226,13 @@ async fn readout(user: &mut XmppUser, seqnr: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn sensor_data_readout_and_control_from_iot_software() {
-    let prosody = Prosody::start().await.expect("prosody starts");
+async fn sensor_data_readout_and_control_from_iot_software(kind: ServerKind) {
+    let server = Server::start(kind).await.expect("the XMPP server starts");
     for u in ["alice", "bob"] {
-        prosody.register(u, "pw").unwrap();
+        server.register(u, "pw").unwrap();
     }
     let _gateway = Gateway::start_with(
-        &prosody,
+        &server,
         &Setup {
             read: &["localhost"],
             control: &["alice@localhost"],
@@ -244,10 +242,10 @@ async fn sensor_data_readout_and_control_from_iot_software() {
     )
     .await
     .unwrap();
-    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await
         .unwrap();
-    let mut bob = XmppUser::connect(prosody.c2s_port, "bob", "pw")
+    let mut bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
         .await
         .unwrap();
 
@@ -280,3 +278,8 @@ async fn sensor_data_readout_and_control_from_iot_software() {
     alice.close().await;
     bob.close().await;
 }
+
+fieldbridge_e2e::on_every_server!(
+    ad_hoc_commands_read_describe_list_and_write,
+    sensor_data_readout_and_control_from_iot_software
+);

@@ -1,4 +1,5 @@
-//! End-to-end: what a client learns about a device through a real Prosody:
+//! End-to-end: what a client learns about a device through a real Prosody
+//! and a real ejabberd:
 //! service discovery, entity capabilities, software version, last activity
 //! and entity time.
 
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, is_presence, xml};
 use fieldbridge_e2e::gateway::Gateway;
-use fieldbridge_e2e::prosody::{COMPONENT, Prosody};
+use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
 
 const BOILER: &str = "boiler@gw.localhost";
@@ -30,14 +31,13 @@ fn child_text(e: &Element, name: &str) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn a_client_discovers_what_a_device_is_and_can_do() {
-    let prosody = Prosody::start().await.expect("prosody starts");
-    prosody.register("alice", "pw").unwrap();
-    let _gateway = Gateway::start(&prosody, &["alice@localhost"], DEVICES)
+async fn a_client_discovers_what_a_device_is_and_can_do(kind: ServerKind) {
+    let server = Server::start(kind).await.expect("the XMPP server starts");
+    server.register("alice", "pw").unwrap();
+    let _gateway = Gateway::start(&server, &["alice@localhost"], DEVICES)
         .await
         .unwrap();
-    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await
         .unwrap();
 
@@ -132,3 +132,5 @@ async fn a_client_discovers_what_a_device_is_and_can_do() {
     );
     alice.close().await;
 }
+
+fieldbridge_e2e::on_every_server!(a_client_discovers_what_a_device_is_and_can_do);

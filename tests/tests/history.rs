@@ -1,13 +1,13 @@
 //! End-to-end: nothing published while the XMPP server is down is lost.
-//! The real gateway binary, a real Prosody stopped for ten seconds, and a
-//! real subscriber who fetches what it missed.
+//! The real gateway binary, a real Prosody or ejabberd stopped for ten
+//! seconds, and a real subscriber who fetches what it missed.
 
 use std::time::Duration;
 
 use fieldbridge_e2e::client::{XmppUser, el, with_child, xml};
 use fieldbridge_e2e::gateway::Gateway;
-use fieldbridge_e2e::prosody::{COMPONENT, Prosody};
 use fieldbridge_e2e::pubsub::{NS_EVENT, NS_PUBSUB, NS_SENSORDATA, subscribe};
+use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -30,14 +30,13 @@ fn id_and_seqnr(item: &Element) -> (String, u64) {
     (item.attr("id").expect("item id").to_owned(), seqnr)
 }
 
-#[tokio::test]
-async fn items_published_while_the_server_was_down_can_all_be_fetched_in_order() {
-    let mut prosody = Prosody::start().await.expect("prosody starts");
-    prosody.register("alice", "pw").unwrap();
-    let gateway = Gateway::start(&prosody, &["alice@localhost"], DEVICES)
+async fn items_published_while_the_server_was_down_can_all_be_fetched_in_order(kind: ServerKind) {
+    let mut server = Server::start(kind).await.expect("the XMPP server starts");
+    server.register("alice", "pw").unwrap();
+    let gateway = Gateway::start(&server, &["alice@localhost"], DEVICES)
         .await
         .unwrap();
-    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await
         .unwrap();
     subscribe(&mut alice, "counter").await.unwrap();
@@ -55,15 +54,15 @@ async fn items_published_while_the_server_was_down_can_all_be_fetched_in_order()
     let (_, seqnr_before) = id_and_seqnr(item);
     alice.close().await;
 
-    prosody.stop().await.unwrap();
+    server.stop().await.unwrap();
     tokio::time::sleep(OUTAGE).await;
-    prosody.restart().await.unwrap();
+    server.restart().await.unwrap();
     gateway
         .wait_log("connected to the XMPP server", 2, Duration::from_secs(30))
         .await
         .unwrap();
 
-    let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await
         .unwrap();
     let items = el(
@@ -108,3 +107,7 @@ async fn items_published_while_the_server_was_down_can_all_be_fetched_in_order()
     );
     alice.close().await;
 }
+
+fieldbridge_e2e::on_every_server!(
+    items_published_while_the_server_was_down_can_all_be_fetched_in_order
+);

@@ -3,14 +3,12 @@
 //! a real XMPP client: presence, a pubsub notification, and a reconnect
 //! after the server restarts.
 
-use std::fs::OpenOptions;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, is_presence, show, status_text, xml};
+use fieldbridge_e2e::gateway::Gateway;
 use fieldbridge_e2e::pubsub;
-use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
-use fieldbridge_e2e::{fieldbridge_bin, terminate, wait_exit};
+use fieldbridge_e2e::server::{Server, ServerKind};
 use minidom::Element;
 use tokio::time::Instant;
 
@@ -20,109 +18,6 @@ const CONNECTED: &str = "connected to the XMPP server";
 
 const DEVICES: &str = "  boiler:\n    name: Boiler room\n    connection: sim\n    poll: 200ms\n    points:\n      \
 temperature: { signal: constant, value: 21.5, unit: \"°C\" }\n";
-
-/// The gateway binary connected to a [`Server`] of either kind.
-///
-/// `fieldbridge_e2e::gateway::Gateway` takes a `&Prosody` for now; this is
-/// the same process handling, for any server.
-struct TestGateway {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl TestGateway {
-    async fn start(server: &Server, devices: &str) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        std::fs::write(
-            dir.path().join("component.secret"),
-            format!("{}\n", server.secret()),
-        )?;
-        let yaml = format!(
-            "gateway: {{ id: e2e, state_dir: state }}\n\
-             xmpp:\n  component: {COMPONENT}\n  server: 127.0.0.1:{port}\n  secret_file: component.secret\n  \
-             access: {{ read: [\"alice@localhost\"], control: [\"alice@localhost\"] }}\n\
-             connections:\n  sim: {{ simulator: {{}} }}\n\
-             devices:\n{devices}",
-            port = server.component_port(),
-        );
-        std::fs::write(dir.path().join("gateway.yaml"), yaml)?;
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("gateway.log"))?;
-        let child = Command::new(fieldbridge_bin())
-            .current_dir(dir.path())
-            .args(["run", "-c", "gateway.yaml", "--log-format", "json", "-v"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        let gw = Self {
-            dir,
-            child: Some(child),
-        };
-        gw.wait_log(CONNECTED, 1, Duration::from_secs(20)).await?;
-        Ok(gw)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
-    }
-
-    fn log_count(&self, needle: &str) -> usize {
-        self.log().matches(needle).count()
-    }
-
-    async fn wait_log(&self, needle: &str, times: usize, within: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
-        while self.log_count(needle) < times {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "gateway log has {needle:?} fewer than {times} times after {within:?}:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
-    }
-
-    /// Waits until the gateway noticed that the server went away.
-    async fn wait_disconnected(&self, within: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
-        loop {
-            let log = self.log();
-            if log.contains("the XMPP server closed the connection")
-                || log.contains("connection to the XMPP server lost")
-            {
-                return Ok(());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the gateway did not notice the server going away within {within:?}:\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(child.id());
-            wait_exit(&mut child, Duration::from_secs(20)).await;
-        }
-    }
-}
-
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- gateway log ---\n{}", self.log());
-        }
-    }
-}
 
 async fn fetch_roster(user: &mut XmppUser) {
     let own = user.jid.clone();
@@ -196,7 +91,7 @@ async fn presence_pubsub_and_reconnect(kind: ServerKind) {
         kind.name(),
         registering.elapsed()
     );
-    let gateway = TestGateway::start(&server, DEVICES)
+    let mut gateway = Gateway::start(&server, &["alice@localhost"], DEVICES)
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -240,7 +135,7 @@ async fn presence_pubsub_and_reconnect(kind: ServerKind) {
     expect_online_with_value(&mut alice).await;
     expect_temperature_notification(&mut alice).await;
     alice.close().await;
-    gateway.stop().await;
+    gateway.stop().await.unwrap();
     server.stop().await.unwrap();
 }
 
