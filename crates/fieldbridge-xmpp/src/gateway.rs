@@ -586,6 +586,7 @@ impl Gateway {
             NS_PUBSUB,
             "http://jabber.org/protocol/pubsub#subscribe",
             "http://jabber.org/protocol/pubsub#retrieve-items",
+            NS_RSM,
             "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
             "http://jabber.org/protocol/pubsub#retrieve-affiliations",
             "http://jabber.org/protocol/pubsub#last-published",
@@ -699,7 +700,28 @@ impl Gateway {
                     .filter(|c| c.name() == "item")
                     .filter_map(|c| c.attr("id"))
                     .collect();
-                let found = if wanted.is_empty() {
+                // "What did I miss?": result set management (XEP-0059) with
+                // <after> the last item id the subscriber has.
+                let rsm = payload.get_child("set", NS_RSM);
+                let after = rsm
+                    .and_then(|r| r.get_child("after", NS_RSM))
+                    .map(|a| a.text().parse::<u64>());
+                let found = if let Some(after) = after {
+                    let Ok(after) = after else {
+                        return iq_error(
+                            el,
+                            "modify",
+                            "bad-request",
+                            Some("<after> is not an item id of this service"),
+                        );
+                    };
+                    let max = rsm
+                        .and_then(|r| r.get_child("max", NS_RSM))
+                        .and_then(|m| m.text().parse::<usize>().ok())
+                        .unwrap_or(MAX_ITEMS_REPLY)
+                        .min(MAX_ITEMS_REPLY);
+                    self.items_after(node.as_str(), after, max)
+                } else if wanted.is_empty() {
                     // Newest first is what max_items asks for; sent oldest
                     // first, in publication order (XEP-0060 §6.5.7).
                     let max = action
@@ -730,7 +752,16 @@ impl Gateway {
                                 ));
                             }
                         }
-                        iq_result(el, Some(child(element("pubsub", NS_PUBSUB), items)))
+                        let mut reply = child(element("pubsub", NS_PUBSUB), items);
+                        if rsm.is_some() {
+                            let mut set = element("set", NS_RSM);
+                            if let (Some(first), Some(last)) = (found.first(), found.last()) {
+                                set.append_child(text("first", NS_RSM, history::item_id(first.id)));
+                                set.append_child(text("last", NS_RSM, history::item_id(last.id)));
+                            }
+                            reply.append_child(set);
+                        }
+                        iq_result(el, Some(reply))
                     }
                     Err(e) => {
                         tracing::error!(device = %node, error = %e, "cannot read the history");
@@ -885,6 +916,9 @@ impl Gateway {
         }
     }
 }
+
+/// XEP-0059 result set management.
+pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 
 /// The most items one items request returns; more are asked for by id.
 pub const MAX_ITEMS_REPLY: usize = 500;

@@ -1614,3 +1614,41 @@ fn affiliations_list_every_readable_node_as_member() {
     let out = r.gw.on_stanza(&pubsub(MALLORY, "get", "<affiliations/>"));
     assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
 }
+
+#[test]
+fn a_subscriber_asks_what_it_missed_after_the_last_id_it_has() {
+    let mut r = rig();
+    for v in 1..=5 {
+        r.gw.on_event(reading(f64::from(v)), Instant::now());
+    }
+    let all = item_values(
+        &r.gw
+            .on_stanza(&pubsub(ALICE, "get", "<items node='boiler'/>"))[0],
+        NS_PUBSUB,
+    );
+    r.gw.take_history().unwrap().write().unwrap();
+    let request = |after: &str, max: &str| {
+        let mut el = pubsub(ALICE, "get", "<items node='boiler'/>");
+        let p = el.get_child_mut("pubsub", NS_PUBSUB).unwrap();
+        p.append_child(
+            format!(
+                "<set xmlns='http://jabber.org/protocol/rsm'><after>{after}</after><max>{max}</max></set>"
+            )
+            .parse::<Element>()
+            .unwrap(),
+        );
+        el
+    };
+    let out = r.gw.on_stanza(&request(&all[1].0, "2"));
+    assert_eq!(values(&item_values(&out[0], NS_PUBSUB)), ["3", "4"]);
+    let set = out[0]
+        .get_child("pubsub", NS_PUBSUB)
+        .and_then(|p| p.get_child("set", NS_RSM))
+        .unwrap();
+    assert_eq!(set.get_child("first", NS_RSM).unwrap().text(), all[2].0);
+    assert_eq!(set.get_child("last", NS_RSM).unwrap().text(), all[3].0);
+    let out = r.gw.on_stanza(&request(&all[4].0, "10"));
+    assert!(item_values(&out[0], NS_PUBSUB).is_empty(), "nothing newer");
+    let out = r.gw.on_stanza(&request("yesterday", "10"));
+    assert_eq!(condition(&out[0]).as_deref(), Some("bad-request"));
+}
