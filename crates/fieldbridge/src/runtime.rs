@@ -16,6 +16,7 @@ use fieldbridge_core::bus::{Bus, DEFAULT_QUEUE};
 use fieldbridge_core::command::{CommandRoutes, DEFAULT_COMMAND_TIMEOUT};
 use fieldbridge_core::normalize;
 use fieldbridge_core::simulator::SimulatorAdapter;
+use fieldbridge_mqtt::MqttAdapter;
 use fieldbridge_serial::SerialAdapter;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +57,10 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
             ConnectionKind::Serial { settings, devices } => {
                 Box::new(SerialAdapter::new(connection.id, settings, devices))
             }
+            ConnectionKind::Mqtt { settings, devices } => Box::new(
+                MqttAdapter::new(&cfg.gateway.id, connection.id, settings, devices)
+                    .with_directory(Arc::clone(&directory)),
+            ),
         };
         let name = adapter.name();
         let ctx = AdapterContext {

@@ -22,6 +22,7 @@ use fieldbridge_core::{
     ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory, PointId, PointSettings,
     PointSpec, ValueKind,
 };
+use fieldbridge_mqtt::config::{MqttConnection, MqttDevice, MqttPoint};
 use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
 use fieldbridge_xmpp::XmppConfig;
 use serde::Deserialize;
@@ -108,6 +109,13 @@ pub enum ConnectionKind {
         /// The devices on it.
         devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>,
     },
+    /// An MQTT broker.
+    Mqtt {
+        /// `connections.<id>.mqtt`
+        settings: MqttConnection,
+        /// The devices (and template rules) on it.
+        devices: Vec<AdapterDevice<MqttDevice, MqttPoint>>,
+    },
 }
 
 impl ConnectionKind {
@@ -116,6 +124,7 @@ impl ConnectionKind {
         match self {
             ConnectionKind::Simulator { .. } => "simulator",
             ConnectionKind::Serial { .. } => "serial",
+            ConnectionKind::Mqtt { .. } => "mqtt",
         }
     }
 }
@@ -383,6 +392,11 @@ impl Loader<'_> {
             Some(dir) => self.base.join(dir),
             None => self.base.join("state"),
         };
+        let rules: usize = connections
+            .iter()
+            .filter_map(|c| c.pending.as_ref())
+            .map(|p| p.rules())
+            .sum();
         let mut out = Vec::new();
         for declared in connections {
             if let (Some(id), Some(pending)) = (declared.id, declared.pending)
@@ -391,7 +405,7 @@ impl Loader<'_> {
                 out.push(Connection { id, kind });
             }
         }
-        if specs.len() != device_count && self.problems.is_empty() {
+        if specs.len() + rules != device_count && self.problems.is_empty() {
             // Every path that drops a device records why; this is a safety net.
             self.problems.push(
                 &root.origin,
