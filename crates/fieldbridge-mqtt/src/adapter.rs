@@ -85,6 +85,7 @@ struct StatsInner {
     readings: u64,
     unmatched: u64,
     connects: u64,
+    subacks: u64,
     connection_errors: u64,
     failures: BTreeMap<(String, Cause), u64>,
     refused_devices: u64,
@@ -109,6 +110,11 @@ impl MqttStats {
     /// ConnAcks received (first connection and every reconnection).
     pub fn connects(&self) -> u64 {
         self.with(|s| s.connects)
+    }
+    /// SUBACKs received: after the n-th, the subscriptions asked for on
+    /// the n-th ConnAck are in place.
+    pub fn subacks(&self) -> u64 {
+        self.with(|s| s.subacks)
     }
     /// Connection errors (each followed by a backoff).
     pub fn connection_errors(&self) -> u64 {
@@ -453,6 +459,7 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                         }
                     }
                     LoopEvent::Event(Event::Incoming(Incoming::SubAck(ack))) => {
+                        stats.with(|s| s.subacks += 1);
                         let failed = ack.return_codes.iter().filter(|c| matches!(c, SubscribeReasonCode::Failure)).count();
                         if failed > 0 {
                             tracing::error!(connection = %id, failed, "the broker refused subscriptions (check its ACL)");
@@ -986,3 +993,6 @@ fn note_failure(
         tracing::warn!(device = %device, point, cause = cause.name(), error = message, "payload unusable; the point keeps its last value with bad quality (logged once per device and cause)");
     }
 }
+
+#[cfg(test)]
+mod tests;
