@@ -116,7 +116,7 @@ impl Mosquitto {
         let port = free_port();
         let tls = options.tls.then(|| make_tls(dir.path()));
         let mut conf = format!(
-            "listener {port} 127.0.0.1\nuser root\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\nlog_type all\nmax_queued_messages 10000\n",
+            "listener {port} 127.0.0.1\nuser root\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\nmax_queued_messages 0\n",
             dir.path().display(),
             dir.path().display()
         );
@@ -337,6 +337,23 @@ impl Subscriber {
         })
         .await
         .expect("a message in time")
+    }
+
+    /// Reads everything it prints until it exits (after `-C n` messages);
+    /// returns how many messages it printed.
+    pub async fn drain(mut self, limit: Duration) -> u64 {
+        let mut n = 0;
+        tokio::time::timeout(limit, async {
+            while let Some(l) = self.lines.next_line().await.unwrap() {
+                if !(l.starts_with("Client ") || l.starts_with("Subscribed (mid")) {
+                    n += 1;
+                }
+            }
+        })
+        .await
+        .expect("mosquitto_sub done in time");
+        let _ = self.child.wait().await;
+        n
     }
 
     /// Kills it without a DISCONNECT: the broker publishes its will.
