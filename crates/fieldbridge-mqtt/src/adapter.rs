@@ -812,8 +812,12 @@ impl Router {
         now: SystemTime,
     ) -> Option<DeviceEvent> {
         let a = self.rules[rule].config.availability.as_ref()?;
-        let text = String::from_utf8_lossy(payload);
-        let text = text.trim();
+        let raw = String::from_utf8_lossy(payload);
+        // Plain text (`Online`), or Zigbee2MQTT's `{"state":"online"}`.
+        let from_json = serde_json::from_slice::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|v| v.get("state")?.as_str().map(str::to_owned));
+        let text = from_json.as_deref().unwrap_or(raw.trim());
         let s = if text.eq_ignore_ascii_case(&a.online) {
             DeviceStatus::Online
         } else if text.eq_ignore_ascii_case(&a.offline) {

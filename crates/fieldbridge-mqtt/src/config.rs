@@ -201,7 +201,9 @@ pub struct Availability {
     /// The topic (`tele/kitchen/LWT`); in a template rule it may contain
     /// `{device}`.
     pub topic: String,
-    /// The payload meaning online (default `online`, compared ignoring case).
+    /// The payload meaning online (default `online`, compared ignoring
+    /// case; a JSON payload's `state` field is compared instead, as
+    /// Zigbee2MQTT publishes `{"state":"online"}`).
     #[serde(default = "default_online")]
     pub online: String,
     /// The payload meaning offline (default `offline`, compared ignoring case).

@@ -289,6 +289,12 @@ fn availability_payloads_drive_status() {
     assert!(
         matches!(&statuses(&events)[..], [(_, DeviceStatus::Offline { reason })] if reason.contains("Offline") || reason.contains("offline"))
     );
+    let (events, _) = router.on_message("tele/plug/LWT", br#"{"state":"online"}"#, now);
+    assert_eq!(
+        statuses(&events),
+        [("plug".into(), DeviceStatus::Online)],
+        "Zigbee2MQTT's JSON form"
+    );
     let (events, _) = router.on_message("tele/plug/LWT", b"sleeping", now);
     assert!(events.is_empty());
     let (events, _) = router.on_message("tele/plug/LWT", b"", now);
