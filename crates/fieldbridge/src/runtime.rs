@@ -50,6 +50,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     let mut routes = CommandRoutes::new();
     let mut adapters = JoinSet::new();
     for connection in cfg.connections {
+        let connection_id = connection.id.clone();
         let adapter: Box<dyn Adapter> = match connection.kind {
             ConnectionKind::Simulator { settings, devices } => {
                 Box::new(SimulatorAdapter::new(connection.id, settings, devices))
@@ -65,7 +66,9 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         let name = adapter.name();
         let ctx = AdapterContext {
             events: events.clone(),
-            commands: routes.register(adapter.devices()),
+            // By connection too: devices an adapter adds at run time (MQTT
+            // template rules) get their commands.
+            commands: routes.register_connection(&connection_id, adapter.devices()),
             shutdown: shutdown.child_token(),
         };
         tracing::debug!(adapter = %name, "starting adapter");
