@@ -386,6 +386,16 @@ pub fn check_device(
                 "a point topic in a template rule needs `{device}`".into(),
             ));
         }
+        if p.command_topic
+            .as_deref()
+            .is_some_and(|t| t.contains("{device}"))
+            && !template
+        {
+            out.push((
+                Some(id.clone()),
+                "the command_topic has `{device}` but the device topic is not a template".into(),
+            ));
+        }
         if let Some(t) = &p.topic
             && t.contains("{device}")
             && !template

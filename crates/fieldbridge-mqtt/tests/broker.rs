@@ -361,6 +361,40 @@ async fn a_write_ends_as_a_publish_on_the_command_topic() {
 }
 
 #[tokio::test]
+async fn a_write_to_a_device_made_by_a_template_goes_to_its_own_command_topic() {
+    let broker = Mosquitto::start(BrokerOptions::default()).await;
+    let lights = device(
+        "lights",
+        json!({ "topic": "lights/{device}/state" }),
+        &[(
+            "on",
+            json!({
+                "json": "/on", "type": "bool",
+                "command_topic": "lights/{device}/set",
+                "payload": "{\"on\": {value}}",
+            }),
+        )],
+        &["on"],
+    );
+    let mut rig = Rig::start(connection(&broker.url(), json!({})), vec![lights]);
+    subscribed(&rig, 1).await;
+    let mut observer = broker.subscriber("lights/+/set", &[]).await;
+    broker
+        .publish("lights/hall/state", br#"{"on":false}"#, 1, false)
+        .await;
+    assert_eq!(
+        rig.reading("hall", "on").await,
+        (Value::Bool(false), Quality::Good)
+    );
+    assert_eq!(
+        rig.router.write_text("hall", "on", "on").await,
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(observer.next().await, r#"lights/hall/set {"on": true}"#);
+    rig.stop().await;
+}
+
+#[tokio::test]
 async fn a_password_protected_broker() {
     let broker = Mosquitto::start(BrokerOptions {
         password: Some(("gateway".into(), "s3cret pw".into())),

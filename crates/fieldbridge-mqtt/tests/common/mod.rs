@@ -472,7 +472,8 @@ impl Rig {
         let shutdown = CancellationToken::new();
         let ctx = AdapterContext {
             events,
-            commands: routes.register(adapter.devices()),
+            commands: routes
+                .register_connection(&ConnectionId::new("broker").unwrap(), adapter.devices()),
             shutdown: shutdown.clone(),
         };
         let task = tokio::spawn(adapter.run(ctx));
