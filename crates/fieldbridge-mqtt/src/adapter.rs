@@ -197,7 +197,10 @@ impl Adapter for MqttAdapter {
     }
 
     fn run(self: Box<Self>, ctx: AdapterContext) -> AdapterFuture {
-        Box::pin(run(*self, ctx))
+        // Every event logged by the router (payload problems, template
+        // refusals) carries the connection through this span.
+        let span = tracing::info_span!("mqtt", connection = %self.id);
+        Box::pin(tracing::Instrument::instrument(run(*self, ctx), span))
     }
 }
 

@@ -26,7 +26,7 @@ pub struct MqttConnection {
     /// (TLS, default port 8883).
     pub url: String,
     /// mqtts: a PEM file of the certificate authorities to trust instead of
-    /// the system's roots.
+    /// the system's roots (paths are relative to the configuration file).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// mqtts: a PEM client certificate (chain), with `client_key`.
@@ -42,8 +42,8 @@ pub struct MqttConnection {
     /// `FIELDBRIDGE__CONNECTIONS__<ID>__MQTT__PASSWORD`).
     #[serde(default)]
     pub password: Option<String>,
-    /// A file holding the password (trailing newline ignored); read when
-    /// the adapter starts.
+    /// A file holding the password (trailing newline ignored), relative to
+    /// the configuration file; read when the adapter starts.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// MQTT client id (default `fieldbridge-<gateway id>-<connection id>`).
@@ -112,6 +112,24 @@ impl MqttConnection {
             return Err("client_id must not be empty".into());
         }
         Ok(())
+    }
+
+    /// Makes relative file paths (password, CA, certificate, key) relative
+    /// to `base`, the configuration file's directory.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        for p in [
+            &mut self.password_file,
+            &mut self.ca_file,
+            &mut self.client_cert,
+            &mut self.client_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
     }
 
     /// The client id to use on connection `connection` of gateway `gateway`.
@@ -407,4 +425,81 @@ pub fn check_device(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(extra: serde_json::Value) -> MqttConnection {
+        let mut v = serde_json::json!({ "url": "mqtts://broker" });
+        if let (Some(m), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn relative_files_are_relative_to_the_configuration() {
+        let mut c = conn(serde_json::json!({
+            "ca_file": "certs/ca.pem", "client_cert": "/etc/gw.pem", "client_key": "gw.key",
+            "username": "u", "password_file": "pw",
+        }));
+        c.resolve_paths(std::path::Path::new("/etc/fieldbridge"));
+        assert_eq!(
+            c.ca_file.unwrap(),
+            PathBuf::from("/etc/fieldbridge/certs/ca.pem")
+        );
+        assert_eq!(c.client_cert.unwrap(), PathBuf::from("/etc/gw.pem"));
+        assert_eq!(
+            c.client_key.unwrap(),
+            PathBuf::from("/etc/fieldbridge/gw.key")
+        );
+        assert_eq!(
+            c.password_file.unwrap(),
+            PathBuf::from("/etc/fieldbridge/pw")
+        );
+    }
+
+    #[test]
+    fn connection_checks() {
+        let cases = [
+            (serde_json::json!({}), None),
+            (
+                serde_json::json!({ "password": "x" }),
+                Some("needs a `username`"),
+            ),
+            (
+                serde_json::json!({ "client_cert": "c" }),
+                Some("go together"),
+            ),
+            (
+                serde_json::json!({ "keep_alive": "1s" }),
+                Some("at least 5s"),
+            ),
+            (serde_json::json!({ "protocol": "5" }), Some("MQTT 5")),
+            (
+                serde_json::json!({ "protocol": "3.1" }),
+                Some("unknown protocol"),
+            ),
+            (
+                serde_json::json!({ "max_inflight": 0 }),
+                Some("more than 0"),
+            ),
+        ];
+        for (extra, expected) in cases {
+            let got = conn(extra.clone()).check();
+            match expected {
+                None => assert_eq!(got, Ok(()), "{extra}"),
+                Some(part) => assert!(
+                    got.as_ref().is_err_and(|e| e.contains(part)),
+                    "{extra}: {got:?}"
+                ),
+            }
+        }
+        assert_eq!(
+            conn(serde_json::json!({})).client_id("edge-01", "broker"),
+            "fieldbridge-edge-01-broker"
+        );
+    }
 }

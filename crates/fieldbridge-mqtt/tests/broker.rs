@@ -398,7 +398,7 @@ async fn a_write_to_a_device_made_by_a_template_goes_to_its_own_command_topic() 
 async fn a_password_protected_broker() {
     let broker = Mosquitto::start(BrokerOptions {
         password: Some(("gateway".into(), "s3cret pw".into())),
-        tls: false,
+        ..Default::default()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -455,8 +455,8 @@ async fn a_password_protected_broker() {
 #[tokio::test]
 async fn a_tls_listener_with_a_test_ca() {
     let broker = Mosquitto::start(BrokerOptions {
-        password: None,
         tls: true,
+        ..Default::default()
     })
     .await;
     let ca = broker.tls.as_ref().unwrap().ca.clone();
@@ -488,6 +488,54 @@ async fn a_tls_listener_with_a_test_ca() {
         ),
         s => panic!("{s:?}"),
     }
+    assert_eq!(rig.stats.connects(), 0);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_listener_that_wants_a_client_certificate() {
+    let broker = Mosquitto::start(BrokerOptions {
+        tls: true,
+        client_certificates: true,
+        ..Default::default()
+    })
+    .await;
+    let files = broker.tls.clone().unwrap();
+    let mut rig = Rig::start(
+        connection(
+            &broker.url(),
+            json!({
+                "ca_file": files.ca,
+                "client_cert": files.client_cert,
+                "client_key": files.client_key,
+            }),
+        ),
+        vec![plug()],
+    );
+    subscribed(&rig, 1).await;
+    broker
+        .publish(
+            "tele/plug/SENSOR",
+            br#"{"ENERGY":{"Power":9,"Voltage":230}}"#,
+            1,
+            false,
+        )
+        .await;
+    assert_eq!(
+        rig.reading("plug", "power").await,
+        (Value::Float(9.0), Quality::Good)
+    );
+    rig.stop().await;
+
+    // Without the certificate the broker hangs up: offline, never connected.
+    let mut rig = Rig::start(
+        connection(&broker.url(), json!({ "ca_file": files.ca })),
+        vec![plug()],
+    );
+    assert!(matches!(
+        rig.status("plug").await,
+        DeviceStatus::Offline { .. }
+    ));
     assert_eq!(rig.stats.connects(), 0);
     rig.stop().await;
 }

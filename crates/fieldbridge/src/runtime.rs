@@ -58,10 +58,18 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
             ConnectionKind::Serial { settings, devices } => {
                 Box::new(SerialAdapter::new(connection.id, settings, devices))
             }
-            ConnectionKind::Mqtt { settings, devices } => Box::new(
-                MqttAdapter::new(&cfg.gateway.id, connection.id, settings, devices)
-                    .with_directory(Arc::clone(&directory)),
-            ),
+            ConnectionKind::Mqtt {
+                mut settings,
+                devices,
+            } => {
+                if let Some(base) = cfg.source.parent() {
+                    settings.resolve_paths(base);
+                }
+                Box::new(
+                    MqttAdapter::new(&cfg.gateway.id, connection.id, settings, devices)
+                        .with_directory(Arc::clone(&directory)),
+                )
+            }
         };
         let name = adapter.name();
         let ctx = AdapterContext {

@@ -50,6 +50,8 @@ pub struct BrokerOptions {
     pub password: Option<(String, String)>,
     /// Serve TLS with a CA generated now.
     pub tls: bool,
+    /// With `tls`: require a client certificate signed by that CA.
+    pub client_certificates: bool,
 }
 
 /// PEM files of a test CA and the broker's certificate.
@@ -59,6 +61,10 @@ pub struct TlsFiles {
     pub ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// A client certificate signed by the CA.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
 }
 
 /// A Mosquitto broker of our own.
@@ -95,11 +101,18 @@ fn make_tls(dir: &Path) -> TlsFiles {
         .push(DnType::CommonName, "127.0.0.1");
     let server_key = KeyPair::generate().unwrap();
     let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
+    let client = CertificateParams::new(vec!["fieldbridge".to_owned()]).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = client.signed_by(&client_key, &ca_cert, &ca_key).unwrap();
     let files = TlsFiles {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
     };
+    std::fs::write(&files.client_cert, client_cert.pem()).unwrap();
+    std::fs::write(&files.client_key, client_key.serialize_pem()).unwrap();
     std::fs::write(&files.ca, ca_cert.pem()).unwrap();
     std::fs::write(&files.cert, server_cert.pem()).unwrap();
     std::fs::write(&files.key, server_key.serialize_pem()).unwrap();
@@ -145,6 +158,9 @@ impl Mosquitto {
                 t.cert.display(),
                 t.key.display()
             ));
+            if options.client_certificates {
+                conf.push_str("require_certificate true\n");
+            }
         }
         std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
         let mut m = Self {
@@ -241,6 +257,14 @@ impl Mosquitto {
         }
         if let Some(t) = &self.tls {
             a.extend(["--cafile".into(), t.ca.display().to_string()]);
+            if self.options.client_certificates {
+                a.extend([
+                    "--cert".into(),
+                    t.client_cert.display().to_string(),
+                    "--key".into(),
+                    t.client_key.display().to_string(),
+                ]);
+            }
         }
         a
     }
