@@ -7,9 +7,10 @@
 //! (rumqttc itself would retry at once, thousands of times a second) and
 //! hands events to the adapter's task through a bounded channel. The
 //! adapter's task routes messages ([`Router`], synchronous and unit
-//! tested), subscribes on every ConnAck without a session (rumqttc never
-//! resubscribes), re-subscribes availability topics on every ConnAck so that
-//! their retained messages are sent again, and answers commands.
+//! tested), subscribes on the first ConnAck and on every ConnAck without a
+//! session (rumqttc never resubscribes), re-subscribes availability topics
+//! on every other ConnAck so that their retained messages are sent again,
+//! and answers commands.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -389,6 +390,7 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
     let poller = tokio::spawn(poll_loop(eventloop, tx));
 
     let mut connected = false;
+    let mut subscribed_once = false;
     let mut outage_reported = false;
     // Writes handed to rumqttc, in order, not yet given a packet id.
     let mut unsent: VecDeque<(rumqttc::QoS, PendingWrite)> = VecDeque::new();
@@ -433,11 +435,17 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                         connected = true;
                         outage_reported = false;
                         stats.with(|s| s.connects += 1);
-                        let subs = if ack.session_present {
+                        // Everything on the first connection (a session kept
+                        // from an earlier run may predate this configuration)
+                        // and whenever the broker kept no session; otherwise
+                        // the availability topics only, so that their
+                        // retained messages are sent again.
+                        let subs = if ack.session_present && subscribed_once {
                             router.availability_subscriptions()
                         } else {
                             router.subscriptions()
                         };
+                        subscribed_once = true;
                         tracing::info!(connection = %id, session_present = ack.session_present, subscriptions = subs.len(), "MQTT connected");
                         if !subs.is_empty() {
                             let filters = subs

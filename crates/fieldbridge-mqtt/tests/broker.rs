@@ -539,3 +539,39 @@ async fn a_tls_listener_that_wants_a_client_certificate() {
     assert_eq!(rig.stats.connects(), 0);
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn a_kept_session_from_an_older_configuration_still_gets_the_new_topics() {
+    let broker = Mosquitto::start(BrokerOptions::default()).await;
+    let settings = || {
+        connection(
+            &broker.url(),
+            json!({ "client_id": "gw-upgraded", "clean_session": false }),
+        )
+    };
+    let old = device(
+        "old",
+        json!({ "topic": "old/state" }),
+        &[("v", json!({}))],
+        &[],
+    );
+    let rig = Rig::start(settings(), vec![old]);
+    subscribed(&rig, 1).await;
+    rig.stop().await;
+    // Restarted with a new device: the broker still has the session.
+    let mut rig = Rig::start(settings(), vec![plug()]);
+    subscribed(&rig, 1).await;
+    broker
+        .publish(
+            "tele/plug/SENSOR",
+            br#"{"ENERGY":{"Power":3,"Voltage":230}}"#,
+            1,
+            false,
+        )
+        .await;
+    assert_eq!(
+        rig.reading("plug", "power").await,
+        (Value::Float(3.0), Quality::Good)
+    );
+    rig.stop().await;
+}
