@@ -570,6 +570,9 @@ struct Rule {
 struct DeviceState {
     last: HashMap<PointId, Value>,
     warned: HashSet<Cause>,
+    /// The availability topic said offline last. Meanwhile readings (often retained ones) are uncertain,
+    /// so that they do not make the device look online.
+    offline: bool,
 }
 
 /// Topic routing and payload extraction, without I/O: messages in,
@@ -845,6 +848,9 @@ impl Router {
             }
             return None;
         };
+        if let Some((_, state)) = self.devices.get_mut(device) {
+            state.offline = matches!(s, DeviceStatus::Offline { .. });
+        }
         Some(DeviceEvent {
             device: device.clone(),
             at: now,
@@ -887,7 +893,11 @@ impl Router {
                         point: pid.clone(),
                         value: v,
                         unit: None,
-                        quality: Quality::Good,
+                        quality: if state.offline {
+                            Quality::Uncertain
+                        } else {
+                            Quality::Good
+                        },
                     }
                 }
                 Err(f) => {

@@ -227,6 +227,20 @@ async fn a_retained_last_will_drives_status() {
         DeviceStatus::Offline { reason } => assert!(reason.contains("Offline"), "{reason}"),
         s => panic!("{s:?}"),
     }
+    // A reading while the device is said offline is uncertain (so it does
+    // not make the device look online).
+    broker
+        .publish(
+            "tele/plug/SENSOR",
+            br#"{"ENERGY":{"Power":1,"Voltage":230}}"#,
+            1,
+            false,
+        )
+        .await;
+    assert_eq!(
+        rig.reading("plug", "power").await,
+        (Value::Float(1.0), Quality::Uncertain)
+    );
     broker.publish("tele/plug/LWT", b"Online", 1, true).await;
     assert_eq!(rig.status("plug").await, DeviceStatus::Online);
     rig.stop().await;

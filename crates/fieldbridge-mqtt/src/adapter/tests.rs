@@ -335,3 +335,35 @@ fn template_rules_create_valid_devices_up_to_their_cap() {
     let ids: Vec<String> = statuses(&offline).into_iter().map(|(d, _)| d).collect();
     assert_eq!(ids, ["plug", "th-1", "th-2"]);
 }
+
+#[test]
+fn readings_of_a_device_said_offline_are_uncertain_until_it_is_back() {
+    let (mut router, _, _) = router(vec![plug()]);
+    let now = SystemTime::now();
+    router.on_message("tele/plug/LWT", b"Offline", now);
+    // A retained state delivered after the will must not look fresh.
+    let (events, _) = router.on_message(
+        "tele/plug/SENSOR",
+        br#"{"ENERGY":{"Power":1,"Voltage":2}}"#,
+        now,
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| matches!(&e.kind, EventKind::Reading(r) if r.quality == Quality::Uncertain)),
+        "{events:?}"
+    );
+    router.on_message("tele/plug/LWT", b"Online", now);
+    let (events, _) = router.on_message(
+        "tele/plug/SENSOR",
+        br#"{"ENERGY":{"Power":1,"Voltage":2}}"#,
+        now,
+    );
+    assert_eq!(
+        readings(&events),
+        [
+            r("plug", "power", Value::Float(1.0), true),
+            r("plug", "voltage", Value::Int(2), true)
+        ]
+    );
+}
