@@ -49,6 +49,8 @@ const EVENT_QUEUE: usize = 256;
 /// turn bad) rather than tearing the connection down, after which the
 /// broker would deliver it again, for ever.
 const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
+/// Refused template ids remembered (to log each once); beyond, only counted.
+const MAX_REMEMBERED_REFUSALS: usize = 1000;
 /// Default QoS 1 messages in flight each way.
 const DEFAULT_INFLIGHT: u16 = 100;
 
@@ -786,7 +788,11 @@ impl Router {
         let r = &self.rules[rule];
         let refuse = |why: String, this: &mut Self| {
             this.stats.with(|s| s.refused_devices += 1);
-            if this.warned_refusals.insert((rule, text.to_owned())) {
+            // Logged once per id, remembering a bounded number of ids: a
+            // publisher inventing ids must not grow our memory.
+            if this.warned_refusals.len() < MAX_REMEMBERED_REFUSALS
+                && this.warned_refusals.insert((rule, text.to_owned()))
+            {
                 tracing::warn!(device = %this.rules[rule].spec.id, id = text, "template rule does not create this device: {why}");
             }
             None

@@ -367,3 +367,48 @@ fn readings_of_a_device_said_offline_are_uncertain_until_it_is_back() {
         ]
     );
 }
+
+#[test]
+fn random_topics_and_payloads_never_panic_and_never_exceed_the_caps() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let (mut router, dir, stats) = router(vec![plug(), sensors(3)]);
+    let topics = [
+        "tele/plug/SENSOR",
+        "tele/plug/LWT",
+        "stat/plug/POWER",
+        "sensors/{}/state",
+        "sensors/{}/availability",
+        "{}/{}",
+        "$SYS/{}",
+    ];
+    let mut pieces = || -> String {
+        let len = rng.random_range(0..12);
+        (0..len)
+            .map(|_| char::from(rng.random_range(32u8..127)))
+            .collect()
+    };
+    let mut rng2 = rand::rngs::StdRng::seed_from_u64(6);
+    for _ in 0..20_000 {
+        let t = topics[rng2.random_range(0..topics.len())]
+            .replacen("{}", &pieces(), 1)
+            .replacen("{}", &pieces(), 1);
+        let payload: Vec<u8> = match rng2.random_range(0..4) {
+            0 => (0..rng2.random_range(0..64))
+                .map(|_| rng2.random())
+                .collect(),
+            1 => format!(
+                r#"{{"ENERGY":{{"Power":{}}},"t":"{}"}}"#,
+                rng2.random::<f64>(),
+                pieces()
+            )
+            .into_bytes(),
+            2 => pieces().into_bytes(),
+            _ => br#"{"t":[1,{"a":null}],"ENERGY":"x"}"#.to_vec(),
+        };
+        let _ = router.on_message(&t, &payload, SystemTime::now());
+    }
+    assert!(dir.len() <= 1 + 3, "the template cap holds: {}", dir.len());
+    assert!(stats.messages() == 20_000);
+    assert!(router.warned_refusals.len() <= MAX_REMEMBERED_REFUSALS);
+}
