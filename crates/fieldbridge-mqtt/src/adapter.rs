@@ -2,15 +2,12 @@
 //! routed to devices and points, availability, writes, and the truth about
 //! each device while the broker is away.
 //!
-//! rumqttc's event loop runs in its own task ([`poll_loop`]), which sleeps
-//! with capped exponential backoff and jitter after every connection error
-//! (rumqttc itself would retry at once, thousands of times a second) and
-//! hands events to the adapter's task through a bounded channel. The
-//! adapter's task routes messages ([`Router`], synchronous and unit
-//! tested), subscribes on the first ConnAck and on every ConnAck without a
-//! session (rumqttc never resubscribes), re-subscribes availability topics
-//! on every other ConnAck so that their retained messages are sent again,
-//! and answers commands.
+//! The session ([`crate::session`]) owns rumqttc and its backoff; this
+//! module's task routes messages ([`Router`], synchronous and unit tested),
+//! subscribes on the first ConnAck and on every ConnAck without a session
+//! (rumqttc never resubscribes), re-subscribes availability topics on every
+//! other ConnAck so that their retained messages are sent again, and
+//! answers commands.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -22,37 +19,18 @@ use fieldbridge_core::{
     Action, Command, ConnectionId, DeviceEvent, DeviceId, DeviceSpec, DeviceStatus, Directory,
     EventKind, PointId, Quality, Reading, Value,
 };
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS,
-    SubscribeFilter, SubscribeReasonCode,
-};
-use tokio::sync::{mpsc, oneshot};
+use rumqttc::QoS;
+use tokio::sync::oneshot;
 
 use crate::config::{
-    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_DEVICES, DEFAULT_MAX_PAYLOAD, MqttConnection, MqttDevice,
-    MqttPoint,
+    DEFAULT_MAX_DEVICES, DEFAULT_MAX_PAYLOAD, MqttConnection, MqttDevice, MqttPoint,
 };
 use crate::payload::{Cause, Payload, command_payload};
+use crate::session::{self, Client, Session, SessionEvent};
 use crate::topic::Filter;
-use crate::url::BrokerUrl;
 
-/// First retry delay after a connection error; doubles up to [`BACKOFF_CAP`].
-pub const BACKOFF_START: Duration = Duration::from_millis(250);
-/// Longest wait between connection attempts.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// Requests (publishes, subscribes) queued towards rumqttc's event loop.
-const REQUEST_QUEUE: usize = 256;
-/// Events queued from the event loop task to the adapter task.
-const EVENT_QUEUE: usize = 256;
-/// Largest MQTT packet accepted from the broker. Larger than any sane
-/// payload, so that an oversized message is read and judged (its points
-/// turn bad) rather than tearing the connection down, after which the
-/// broker would deliver it again, for ever.
-const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
 /// Refused template ids remembered (to log each once); beyond, only counted.
 const MAX_REMEMBERED_REFUSALS: usize = 1000;
-/// Default QoS 1 messages in flight each way.
-const DEFAULT_INFLIGHT: u16 = 100;
 
 /// Why the adapter could not set up its connection.
 #[derive(Debug, thiserror::Error)]
@@ -207,42 +185,6 @@ impl Adapter for MqttAdapter {
     }
 }
 
-/// Builds rumqttc's options from the configuration (reads the password and
-/// TLS files).
-pub fn mqtt_options(settings: &MqttConnection, client_id: &str) -> Result<MqttOptions, MqttError> {
-    let url = BrokerUrl::parse(&settings.url).map_err(MqttError::Url)?;
-    let mut o = MqttOptions::new(client_id, url.host.clone(), url.port);
-    o.set_keep_alive(settings.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE));
-    o.set_clean_session(settings.clean_session);
-    o.set_inflight(settings.max_inflight.unwrap_or(DEFAULT_INFLIGHT));
-    o.set_max_packet_size(MAX_INCOMING_PACKET, MAX_INCOMING_PACKET);
-    o.set_request_channel_capacity(REQUEST_QUEUE);
-    let password = match (&settings.password, &settings.password_file) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|source| MqttError::File {
-                    what: "password_file",
-                    path: path.display().to_string(),
-                    source,
-                })?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        ),
-        (None, None) => None,
-    };
-    if let Some(user) = &settings.username {
-        o.set_credentials(user.clone(), password.unwrap_or_default());
-    }
-    if url.tls {
-        let tls = tls_config(settings)?;
-        o.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
-        ));
-    }
-    Ok(o)
-}
-
 fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, MqttError> {
     std::fs::read(path).map_err(|source| MqttError::File {
         what,
@@ -253,7 +195,7 @@ fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Mqtt
 
 /// rustls with the ring provider: the system's roots or `ca_file`, and
 /// the client certificate if there is one.
-fn tls_config(settings: &MqttConnection) -> Result<rustls::ClientConfig, MqttError> {
+pub(crate) fn tls_config(settings: &MqttConnection) -> Result<rustls::ClientConfig, MqttError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let tls = |e: String| MqttError::Tls(e);
     let mut roots = rustls::RootCertStore::empty();
@@ -309,44 +251,6 @@ fn tls_config(settings: &MqttConnection) -> Result<rustls::ClientConfig, MqttErr
     }
 }
 
-/// What the event loop task tells the adapter task.
-#[derive(Debug)]
-enum LoopEvent {
-    Event(Event),
-    Error(ConnectionError),
-}
-
-/// Polls rumqttc's event loop for ever, sleeping after each error with
-/// capped exponential backoff and jitter. Ends when the adapter task stops
-/// listening.
-async fn poll_loop(mut eventloop: EventLoop, tx: mpsc::Sender<LoopEvent>) {
-    let mut backoff = BACKOFF_START;
-    loop {
-        match eventloop.poll().await {
-            Ok(event) => {
-                if matches!(event, Event::Incoming(Incoming::ConnAck(_))) {
-                    backoff = BACKOFF_START;
-                }
-                if tx.send(LoopEvent::Event(event)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                if tx.send(LoopEvent::Error(e)).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(jitter(backoff)).await;
-                backoff = (backoff * 2).min(BACKOFF_CAP);
-            }
-        }
-    }
-}
-
-/// `d` ± 25 %, so that many gateways do not reconnect in step.
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(rand::random_range(0.75..1.25))
-}
-
 /// A write waiting for its publish to be sent or acknowledged.
 #[derive(Debug)]
 struct PendingWrite {
@@ -366,8 +270,12 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
         stats,
     } = adapter;
     let mut router = Router::new(&settings, devices, directory, Arc::clone(&stats));
-    let options = match mqtt_options(&settings, &client_id) {
-        Ok(o) => o,
+    let Session {
+        client,
+        events: mut rx,
+        task: poller,
+    } = match session::start(&settings, &client_id) {
+        Ok(s) => s,
         Err(e) => {
             tracing::error!(connection = %id, error = %e, "MQTT connection cannot be set up");
             let reason = format!("MQTT connection {id}: {e}");
@@ -386,16 +294,13 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
             }
         }
     };
-    tracing::info!(connection = %id, url = %settings.url, client_id = %client_id, clean_session = settings.clean_session, "MQTT connecting");
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
-    let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
-    let poller = tokio::spawn(poll_loop(eventloop, tx));
+    tracing::info!(connection = %id, url = %settings.url, client_id = %client_id, protocol = settings.protocol().name(), clean_session = settings.clean_session, "MQTT connecting");
 
     let mut connected = false;
     let mut subscribed_once = false;
     let mut outage_reported = false;
     // Writes handed to rumqttc, in order, not yet given a packet id.
-    let mut unsent: VecDeque<(rumqttc::QoS, PendingWrite)> = VecDeque::new();
+    let mut unsent: VecDeque<(QoS, PendingWrite)> = VecDeque::new();
     // QoS 1 writes sent, waiting for PUBACK.
     let mut inflight: HashMap<u16, PendingWrite> = HashMap::new();
     // Writes we already answered (connection lost) that rumqttc may still
@@ -411,7 +316,7 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
                 match ev {
-                    LoopEvent::Error(e) => {
+                    SessionEvent::Error(e) => {
                         stats.with(|s| s.connection_errors += 1);
                         let was_connected = std::mem::replace(&mut connected, false);
                         if was_connected || !outage_reported {
@@ -433,7 +338,7 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                             let _ = w.reply.send(Err(lost()));
                         }
                     }
-                    LoopEvent::Event(Event::Incoming(Incoming::ConnAck(ack))) => {
+                    SessionEvent::ConnAck { session_present } => {
                         connected = true;
                         outage_reported = false;
                         stats.with(|s| s.connects += 1);
@@ -442,28 +347,21 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                         // and whenever the broker kept no session; otherwise
                         // the availability topics only, so that their
                         // retained messages are sent again.
-                        let subs = if ack.session_present && subscribed_once {
+                        let subs = if session_present && subscribed_once {
                             router.availability_subscriptions()
                         } else {
                             router.subscriptions()
                         };
                         subscribed_once = true;
-                        tracing::info!(connection = %id, session_present = ack.session_present, subscriptions = subs.len(), "MQTT connected");
-                        if !subs.is_empty() {
-                            let filters = subs
-                                .iter()
-                                .map(|(f, q)| SubscribeFilter::new(f.clone(), *q));
-                            if let Err(e) = client.try_subscribe_many(filters) {
-                                tracing::error!(connection = %id, error = %e, "cannot queue MQTT subscriptions");
-                            }
-                        }
-                        for ev in router.on_connected() {
-                            ctx.events.send(ev).await;
+                        tracing::info!(connection = %id, session_present, subscriptions = subs.len(), "MQTT connected");
+                        if !subs.is_empty()
+                            && let Err(e) = client.try_subscribe_many(&subs)
+                        {
+                            tracing::error!(connection = %id, error = %e, "cannot queue MQTT subscriptions");
                         }
                     }
-                    LoopEvent::Event(Event::Incoming(Incoming::Publish(p))) => {
-                        let topic = p.topic.as_str();
-                        let (events, created) = router.on_message(topic, &p.payload, SystemTime::now());
+                    SessionEvent::Publish { topic, payload } => {
+                        let (events, created) = router.on_message(&topic, &payload, SystemTime::now());
                         for spec in created {
                             tracing::info!(connection = %id, device = %spec.id, "device created by a template rule");
                         }
@@ -471,14 +369,13 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                             ctx.events.send(ev).await;
                         }
                     }
-                    LoopEvent::Event(Event::Incoming(Incoming::SubAck(ack))) => {
+                    SessionEvent::SubAck { refused } => {
                         stats.with(|s| s.subacks += 1);
-                        let failed = ack.return_codes.iter().filter(|c| matches!(c, SubscribeReasonCode::Failure)).count();
-                        if failed > 0 {
-                            tracing::error!(connection = %id, failed, "the broker refused subscriptions (check its ACL)");
+                        if refused > 0 {
+                            tracing::error!(connection = %id, refused, "the broker refused subscriptions (check its ACL)");
                         }
                     }
-                    LoopEvent::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    SessionEvent::Sent { pkid } => {
                         if abandoned.remove(&pkid) {
                             continue;
                         }
@@ -495,13 +392,20 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                             }
                         }
                     }
-                    LoopEvent::Event(Event::Incoming(Incoming::PubAck(ack))) => {
-                        if let Some(w) = inflight.remove(&ack.pkid) {
-                            tracing::debug!(connection = %id, device = %w.device, point = %w.point, "write acknowledged by the broker");
-                            let _ = w.reply.send(Ok(w.value));
+                    SessionEvent::PubAck { pkid, refused } => {
+                        if let Some(w) = inflight.remove(&pkid) {
+                            match refused {
+                                None => {
+                                    tracing::debug!(connection = %id, device = %w.device, point = %w.point, "write acknowledged by the broker");
+                                    let _ = w.reply.send(Ok(w.value));
+                                }
+                                Some(why) => {
+                                    tracing::warn!(connection = %id, device = %w.device, point = %w.point, error = %why, "write refused by the broker");
+                                    let _ = w.reply.send(Err(why));
+                                }
+                            }
                         }
                     }
-                    LoopEvent::Event(_) => {}
                 }
             }
             c = ctx.commands.recv(), if commands_open => {
@@ -514,10 +418,10 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
     }
     // Leave politely (a DISCONNECT, so the broker does not publish our will
     // and keeps the session), but do not wait long for it.
-    let _ = client.try_disconnect();
+    client.try_disconnect();
     let drained = tokio::time::timeout(Duration::from_secs(1), async {
         while let Some(ev) = rx.recv().await {
-            if matches!(ev, LoopEvent::Error(_)) {
+            if matches!(ev, SessionEvent::Error(_)) {
                 break;
             }
         }
@@ -935,7 +839,7 @@ impl Router {
         &mut self,
         c: Command,
         connected: bool,
-        client: &AsyncClient,
+        client: &Client,
     ) -> Option<(QoS, PendingWrite)> {
         let Some((rule, state)) = self.devices.get(&c.device) else {
             let _ = c

@@ -59,9 +59,9 @@ pub struct MqttConnection {
     /// the broker and delivered on reconnect).
     #[serde(default)]
     pub clean_session: bool,
-    /// MQTT protocol version: only `"3.1.1"` (the default) in this version.
+    /// MQTT protocol version: `3.1.1` (the default) or `5`.
     #[serde(default)]
-    pub protocol: Option<String>,
+    pub protocol: Protocol,
     /// Largest payload read, in bytes (default 64 KiB); a larger message
     /// makes its points bad quality instead of being parsed.
     #[serde(default)]
@@ -96,13 +96,6 @@ impl MqttConnection {
                 duration::format(k)
             ));
         }
-        match self.protocol.as_deref() {
-            None | Some("3.1.1") => {}
-            Some("5") | Some("5.0") => {
-                return Err("MQTT 5 is not supported by this version; use \"3.1.1\"".into());
-            }
-            Some(other) => return Err(format!("unknown protocol {other:?}; use \"3.1.1\"")),
-        }
         if self.max_payload == Some(0) || self.max_inflight == Some(0) {
             return Err("max_payload and max_inflight must be more than 0".into());
         }
@@ -132,11 +125,62 @@ impl MqttConnection {
         }
     }
 
+    /// The protocol version.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
     /// The client id to use on connection `connection` of gateway `gateway`.
     pub fn client_id(&self, gateway: &str, connection: &str) -> String {
         self.client_id
             .clone()
             .unwrap_or_else(|| format!("fieldbridge-{gateway}-{connection}"))
+    }
+}
+
+/// MQTT protocol version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "ProtocolText")]
+pub enum Protocol {
+    /// MQTT 3.1.1 (default).
+    #[default]
+    V311,
+    /// MQTT 5.
+    V5,
+}
+
+impl Protocol {
+    /// As written in `gateway.yaml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::V311 => "3.1.1",
+            Protocol::V5 => "5",
+        }
+    }
+}
+
+/// `protocol: 5` (a number) or `protocol: "3.1.1"` (text).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ProtocolText {
+    Number(f64),
+    Text(String),
+}
+
+impl TryFrom<ProtocolText> for Protocol {
+    type Error = String;
+    fn try_from(v: ProtocolText) -> Result<Self, String> {
+        let text = match v {
+            ProtocolText::Number(n) => n.to_string(),
+            ProtocolText::Text(t) => t,
+        };
+        match text.trim() {
+            "3.1.1" => Ok(Protocol::V311),
+            "5" | "5.0" => Ok(Protocol::V5),
+            other => Err(format!(
+                "unknown MQTT protocol {other:?}, expected \"3.1.1\" or 5"
+            )),
+        }
     }
 }
 
@@ -476,11 +520,6 @@ mod tests {
             (
                 serde_json::json!({ "keep_alive": "1s" }),
                 Some("at least 5s"),
-            ),
-            (serde_json::json!({ "protocol": "5" }), Some("MQTT 5")),
-            (
-                serde_json::json!({ "protocol": "3.1" }),
-                Some("unknown protocol"),
             ),
             (
                 serde_json::json!({ "max_inflight": 0 }),

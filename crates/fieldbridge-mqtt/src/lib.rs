@@ -2,7 +2,8 @@
 //! (Tasmota, Shelly, ESPHome, Zigbee2MQTT, custom firmware).
 //!
 //! This crate owns the MQTT side of a connection: the broker session
-//! ([`adapter`], on rumqttc, with rustls for `mqtts://`), which topics
+//! ([`session`], on rumqttc, MQTT 3.1.1 or 5, with rustls for `mqtts://`),
+//! the transport loop ([`adapter`]), which topics
 //! belong to which device ([`topic`]: filters, shared subscriptions and
 //! `{device}` templates), how a payload becomes a point's raw value
 //! ([`payload`]: JSON pointers, whole payloads, on/off words, timestamps),
@@ -18,6 +19,7 @@
 pub mod adapter;
 pub mod config;
 pub mod payload;
+pub mod session;
 pub mod topic;
 pub mod url;
 

@@ -589,3 +589,54 @@ async fn a_kept_session_from_an_older_configuration_still_gets_the_new_topics() 
     );
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn mqtt5_readings_writes_and_a_session_kept_across_a_broker_restart() {
+    let mut broker = Mosquitto::start(BrokerOptions::default()).await;
+    let url = broker.url();
+    let settings = || {
+        connection(
+            &url,
+            json!({ "protocol": 5, "client_id": "gw-v5", "clean_session": false }),
+        )
+    };
+    let mut rig = Rig::start(settings(), vec![plug()]);
+    subscribed(&rig, 1).await;
+    broker
+        .publish(
+            "tele/plug/SENSOR",
+            br#"{"ENERGY":{"Power":50,"Voltage":230}}"#,
+            1,
+            false,
+        )
+        .await;
+    assert_eq!(
+        rig.reading("plug", "power").await,
+        (Value::Float(50.0), Quality::Good)
+    );
+    let mut observer = broker.subscriber("cmnd/plug/#", &[]).await;
+    assert_eq!(
+        rig.router.write_text("plug", "relay", "on").await,
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(observer.next().await, "cmnd/plug/POWER ON");
+    drop(observer);
+    rig.stop().await;
+    // Away: QoS 1 messages wait in the MQTT 5 session (it must not expire
+    // at disconnect), across a broker restart.
+    for power in [51, 52] {
+        let payload = format!(r#"{{"ENERGY":{{"Power":{power},"Voltage":230}}}}"#);
+        broker
+            .publish("tele/plug/SENSOR", payload.as_bytes(), 1, false)
+            .await;
+    }
+    broker.restart().await;
+    let mut rig = Rig::start(settings(), vec![plug()]);
+    for power in [51.0, 52.0] {
+        assert_eq!(
+            rig.reading("plug", "power").await,
+            (Value::Float(power), Quality::Good)
+        );
+    }
+    rig.stop().await;
+}

@@ -148,8 +148,9 @@ fn serial_device(d: &AdapterDevice<SerialDevice, SerialPoint>) -> Described<'_> 
 
 fn mqtt_connection(s: &MqttConnection, gateway: &str, connection: &str) -> String {
     let mut extra = format!(
-        ", {}, client id {}",
+        ", {}, MQTT {}, client id {}",
         s.url,
+        s.protocol().name(),
         s.client_id(gateway, connection)
     );
     extra.push_str(if s.clean_session {
