@@ -11,7 +11,8 @@
 //! process, which runs the adapter and core but not the publisher).
 //!
 //! `cargo bench -p fieldbridge-mqtt --bench ingest` (N from
-//! `BENCH_MESSAGES`, default 100000; each message carries 2 readings).
+//! `BENCH_MESSAGES`, default 100000; each message carries 2 readings;
+//! `BENCH_PROTOCOL=5` for the gateway on MQTT 5).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: fail loudly
 
@@ -156,8 +157,12 @@ async fn bench() {
         ],
         &[],
     );
+    let protocol = std::env::var("BENCH_PROTOCOL").unwrap_or_else(|_| "3.1.1".into());
     let mut rig = Rig::start(
-        connection(&broker.url(), json!({ "clean_session": true })),
+        connection(
+            &broker.url(),
+            json!({ "clean_session": true, "protocol": protocol }),
+        ),
         vec![meter],
     );
     rig.until("subscribed", |s| s.subacks() >= 1).await;
@@ -186,7 +191,7 @@ async fn bench() {
     let broker_rate = n as f64 / broker_time.as_secs_f64();
     let gateway_rate = n as f64 / gateway_time.as_secs_f64();
     println!(
-        "mqtt ingest bench: {n} messages (2 readings each), QoS 1, one publisher process, Mosquitto on loopback"
+        "mqtt ingest bench: {n} messages (2 readings each), QoS 1, one publisher process, Mosquitto on loopback, gateway on MQTT {protocol}"
     );
     println!(
         "broker -> mosquitto_sub:   {:>9.0} messages/s ({:.2} s)",
