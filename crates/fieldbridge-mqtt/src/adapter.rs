@@ -717,6 +717,8 @@ impl Router {
         }
         let mut spec = (*r.spec).clone();
         spec.id = id.clone();
+        // "Zigbee sensors" names the rule; its devices are "Zigbee sensors hall".
+        spec.settings.name = r.spec.settings.name.as_ref().map(|n| format!("{n} {id}"));
         if let Err(e) = directory.insert(spec.clone()) {
             return refuse(e.to_string(), self);
         }

@@ -39,11 +39,17 @@ fn device(
             )
         })
         .collect();
+    // `name` is core's key, beside the adapter's.
+    let mut config = config;
+    let name = config
+        .as_object_mut()
+        .and_then(|m| m.remove("name"))
+        .and_then(|n| n.as_str().map(str::to_owned));
     AdapterDevice {
         spec: Arc::new(DeviceSpec {
             id: DeviceId::new(id).unwrap(),
             settings: DeviceSettings {
-                name: None,
+                name,
                 connection: ConnectionId::new("broker").unwrap(),
                 poll: None,
                 stale_after: None,
@@ -85,6 +91,7 @@ fn sensors(max: usize) -> AdapterDevice<MqttDevice, MqttPoint> {
     device(
         "sensors",
         json!({
+            "name": "Sensors",
             "topic": "$share/gw/sensors/{device}/state",
             "max_devices": max,
             "availability": { "topic": "sensors/{device}/availability" },
@@ -315,6 +322,7 @@ fn template_rules_create_valid_devices_up_to_their_cap() {
         [r("th-1", "temperature", Value::Float(21.5), true)]
     );
     assert!(dir.device("th-1").is_some(), "announced in the directory");
+    assert_eq!(created[0].settings.name.as_deref(), Some("Sensors th-1"));
     let (_, created) = router.on_message("sensors/th-1/state", br#"{"t":22}"#, now);
     assert!(created.is_empty(), "created once");
     let (events, _) = router.on_message("sensors/th-1/availability", b"offline", now);

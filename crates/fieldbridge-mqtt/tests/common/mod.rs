@@ -217,10 +217,10 @@ impl Mosquitto {
             return;
         };
         if let Some(pid) = child.id() {
-            let _ = Command::new("kill")
+            let kill = Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
+                .status();
+            let _ = tokio::time::timeout(WAIT, kill).await;
         }
         match tokio::time::timeout(WAIT, child.wait()).await {
             Ok(_) => {}
@@ -382,7 +382,7 @@ impl Subscriber {
 
     /// Kills it without a DISCONNECT: the broker publishes its will.
     pub async fn crash(mut self) {
-        let _ = self.child.kill().await;
+        let _ = tokio::time::timeout(WAIT, self.child.kill()).await;
     }
 }
 
