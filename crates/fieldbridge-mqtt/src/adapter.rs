@@ -619,13 +619,6 @@ impl Router {
             .collect()
     }
 
-    /// Connected: nothing to say yet. Devices with an availability topic
-    /// hear from it (retained); the others turn online with their first
-    /// reading, or stale without one.
-    pub fn on_connected(&self) -> Vec<DeviceEvent> {
-        Vec::new()
-    }
-
     /// Routes one message; returns the events, and the devices a template
     /// created for it.
     pub fn on_message(
