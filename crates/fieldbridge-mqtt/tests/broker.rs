@@ -20,6 +20,7 @@ fn plug() -> fieldbridge_core::device::AdapterDevice<
         "plug",
         json!({
             "topic": "tele/plug/SENSOR",
+            "timestamp": "/Time",
             "availability": { "topic": "tele/plug/LWT", "online": "Online", "offline": "Offline" },
         }),
         &[
@@ -97,9 +98,12 @@ async fn wildcard_and_template_devices_reach_the_bus_normalized_once() {
             false,
         )
         .await;
+    let (value, quality, at) = rig.reading_at("plug", "power").await;
+    assert_eq!((value, quality), (Value::Float(42.5), Quality::Good));
     assert_eq!(
-        rig.reading("plug", "power").await,
-        (Value::Float(42.5), Quality::Good)
+        at,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_714_564_800),
+        "stamped with the payload's Time"
     );
     assert_eq!(
         rig.reading("plug", "voltage").await,

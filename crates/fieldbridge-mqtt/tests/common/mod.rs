@@ -532,13 +532,23 @@ impl Rig {
 
     /// Waits for a reading of `device.point`; returns its value and quality.
     pub async fn reading(&mut self, device: &str, point: &str) -> (Value, Quality) {
+        let (value, quality, _) = self.reading_at(device, point).await;
+        (value, quality)
+    }
+
+    /// Like [`Rig::reading`], with the reading's time.
+    pub async fn reading_at(
+        &mut self,
+        device: &str,
+        point: &str,
+    ) -> (Value, Quality, std::time::SystemTime) {
         loop {
             let e = self.next().await;
             if let EventKind::Reading(r) = e.kind
                 && e.device.as_str() == device
                 && r.point.as_str() == point
             {
-                return (r.value, r.quality);
+                return (r.value, r.quality, e.at);
             }
         }
     }
