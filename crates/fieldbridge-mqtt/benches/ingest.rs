@@ -158,12 +158,14 @@ async fn bench() {
         &[],
     );
     let protocol = std::env::var("BENCH_PROTOCOL").unwrap_or_else(|_| "3.1.1".into());
-    let mut rig = Rig::start(
+    let mut rig = Rig::start_with_queue(
         connection(
             &broker.url(),
             json!({ "clean_session": true, "protocol": protocol }),
         ),
         vec![meter],
+        // Room for every reading: the sink counts them all, none coalesced.
+        2 * n as usize + 16,
     );
     rig.until("subscribed", |s| s.subacks() >= 1).await;
     let expected = 2 * n;

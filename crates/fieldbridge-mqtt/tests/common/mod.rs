@@ -474,13 +474,23 @@ impl Rig {
         settings: MqttConnection,
         devices: Vec<AdapterDevice<MqttDevice, MqttPoint>>,
     ) -> Self {
+        Self::start_with_queue(settings, devices, 1 << 16)
+    }
+
+    /// Like [`Rig::start`], with the test sink queueing `queue` events in
+    /// order before the bus coalesces (a bench sizes it to never coalesce).
+    pub fn start_with_queue(
+        settings: MqttConnection,
+        devices: Vec<AdapterDevice<MqttDevice, MqttPoint>>,
+        queue: usize,
+    ) -> Self {
         let configured: Vec<DeviceSpec> = devices
             .iter()
             .filter(|d| !d.config.is_template())
             .map(|d| (*d.spec).clone())
             .collect();
         let directory = Arc::new(Directory::new(configured));
-        let bus = Bus::new(1 << 16);
+        let bus = Bus::new(queue);
         let sub = bus.subscribe("test");
         let (events, _engine) = normalize::spawn(directory.clone(), bus);
         let adapter = MqttAdapter::new(
