@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::device::Directory;
-use crate::id::{DeviceId, PointId};
+use crate::id::{ConnectionId, DeviceId, PointId};
 use crate::value::{Value, ValueKind};
 
 /// How long a sink waits for an adapter's answer unless told otherwise.
@@ -83,6 +83,8 @@ pub enum CommandError {
 pub struct CommandRouter {
     directory: Arc<Directory>,
     routes: Arc<HashMap<DeviceId, mpsc::Sender<Command>>>,
+    /// For devices added at run time: the adapter of their connection.
+    connections: Arc<HashMap<ConnectionId, mpsc::Sender<Command>>>,
     timeout: Duration,
 }
 
@@ -90,6 +92,7 @@ pub struct CommandRouter {
 #[derive(Debug)]
 pub struct CommandRoutes {
     routes: HashMap<DeviceId, mpsc::Sender<Command>>,
+    connections: HashMap<ConnectionId, mpsc::Sender<Command>>,
 }
 
 /// Commands queued per adapter before senders wait.
@@ -100,6 +103,7 @@ impl CommandRoutes {
     pub fn new() -> Self {
         Self {
             routes: HashMap::new(),
+            connections: HashMap::new(),
         }
     }
 
@@ -115,11 +119,28 @@ impl CommandRoutes {
         rx
     }
 
+    /// Creates the inbox of the adapter of `connection`, which owns
+    /// `devices` and also any device added at run time on that connection
+    /// (see [`Directory::insert`]).
+    pub fn register_connection(
+        &mut self,
+        connection: &ConnectionId,
+        devices: impl IntoIterator<Item = DeviceId>,
+    ) -> mpsc::Receiver<Command> {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        for d in devices {
+            self.routes.insert(d, tx.clone());
+        }
+        self.connections.insert(connection.clone(), tx);
+        rx
+    }
+
     /// Freezes the routes.
     pub fn into_router(self, directory: Arc<Directory>, timeout: Duration) -> CommandRouter {
         CommandRouter {
             directory,
             routes: Arc::new(self.routes),
+            connections: Arc::new(self.connections),
             timeout,
         }
     }
@@ -205,6 +226,7 @@ impl CommandRouter {
         let route = self
             .routes
             .get(&device)
+            .or_else(|| self.connections.get(&spec.settings.connection))
             .ok_or_else(|| CommandError::AdapterGone(device.clone()))?;
         let (reply, answer) = oneshot::channel();
         let command = Command {
@@ -396,6 +418,34 @@ mod tests {
         let err = r.write_text("boiler", "pump", "off").await.unwrap_err();
         assert!(matches!(err, CommandError::Timeout { .. }), "{err}");
         assert!(err.to_string().contains("did not answer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_device_added_at_run_time_reaches_the_adapter_of_its_connection() {
+        let dir = directory();
+        let mut routes = CommandRoutes::new();
+        let mut inbox = routes.register_connection(&ConnectionId::new("c").unwrap(), []);
+        let r = routes.into_router(Arc::clone(&dir), DEFAULT_COMMAND_TIMEOUT);
+        assert!(matches!(
+            r.write_text("th-1", "pump", "on").await,
+            Err(CommandError::UnknownDevice(_))
+        ));
+        let mut spec = (**dir.device("boiler").unwrap()).clone();
+        spec.id = DeviceId::new("th-1").unwrap();
+        dir.insert(spec).unwrap();
+        tokio::spawn(async move {
+            while let Some(c) = inbox.recv().await {
+                let answer = match c.action {
+                    Action::Write(v) if c.device.as_str() == "th-1" => Ok(v),
+                    _ => Err("unexpected".into()),
+                };
+                let _ = c.reply.send(answer);
+            }
+        });
+        assert_eq!(
+            r.write_text("th-1", "pump", "on").await,
+            Ok(Value::Bool(true))
+        );
     }
 
     #[tokio::test]

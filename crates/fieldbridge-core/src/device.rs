@@ -1,8 +1,8 @@
 //! The devices and points a gateway knows, as configured: the part of
 //! `gateway.yaml` that core understands, whatever the adapter.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -126,10 +126,49 @@ impl DeviceSpec {
     }
 }
 
-/// Every configured device, shared read-only by adapters, core and sinks.
-#[derive(Debug, Clone, Default)]
+/// Most devices adapters may create at run time (template rules), over
+/// all connections.
+pub const MAX_RUNTIME_DEVICES: usize = 1024;
+
+/// Every device, shared by adapters, core and sinks: the configured ones,
+/// fixed at start, and those adapters create at run time (an MQTT template
+/// rule), which are only ever added, never changed or removed, so that a
+/// `&Arc<DeviceSpec>` handed out stays valid.
+#[derive(Debug, Default)]
 pub struct Directory {
     devices: BTreeMap<DeviceId, Arc<DeviceSpec>>,
+    runtime: RuntimeDevices,
+}
+
+/// Devices added at run time: fixed slots, each written once.
+#[derive(Debug, Default)]
+struct RuntimeDevices {
+    slots: OnceLock<Box<[OnceLock<Arc<DeviceSpec>>]>>,
+    index: Mutex<HashMap<DeviceId, usize>>,
+}
+
+/// Why a device could not be added at run time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddDeviceError {
+    /// The id is taken.
+    #[error("a device {0} exists already")]
+    Exists(DeviceId),
+    /// [`MAX_RUNTIME_DEVICES`] were created already.
+    #[error("the gateway already created {MAX_RUNTIME_DEVICES} devices at run time")]
+    Full,
+}
+
+impl Clone for Directory {
+    fn clone(&self) -> Self {
+        let copy = Self {
+            devices: self.devices.clone(),
+            runtime: RuntimeDevices::default(),
+        };
+        for d in self.runtime_devices() {
+            let _ = copy.insert((**d).clone());
+        }
+        copy
+    }
 }
 
 impl Directory {
@@ -140,32 +179,77 @@ impl Directory {
                 .into_iter()
                 .map(|d| (d.id.clone(), Arc::new(d)))
                 .collect(),
+            runtime: RuntimeDevices::default(),
         }
+    }
+
+    /// Adds a device at run time (adapters that discover devices). Core
+    /// picks it up with its first event; sinks see it from now on.
+    pub fn insert(&self, device: DeviceSpec) -> Result<Arc<DeviceSpec>, AddDeviceError> {
+        if self.devices.contains_key(&device.id) {
+            return Err(AddDeviceError::Exists(device.id));
+        }
+        let slots = self
+            .runtime
+            .slots
+            .get_or_init(|| (0..MAX_RUNTIME_DEVICES).map(|_| OnceLock::new()).collect());
+        let mut index = self.runtime.index.lock().unwrap_or_else(|p| p.into_inner());
+        if index.contains_key(&device.id) {
+            return Err(AddDeviceError::Exists(device.id));
+        }
+        let n = index.len();
+        let slot = slots.get(n).ok_or(AddDeviceError::Full)?;
+        let spec = Arc::new(device);
+        if slot.set(Arc::clone(&spec)).is_err() {
+            return Err(AddDeviceError::Full);
+        }
+        index.insert(spec.id.clone(), n);
+        Ok(spec)
+    }
+
+    fn runtime_devices(&self) -> impl Iterator<Item = &Arc<DeviceSpec>> {
+        self.runtime
+            .slots
+            .get()
+            .into_iter()
+            .flat_map(|s| s.iter())
+            .map_while(OnceLock::get)
     }
 
     /// One device by id.
     pub fn device(&self, id: &str) -> Option<&Arc<DeviceSpec>> {
-        self.devices.get(id)
+        if let Some(d) = self.devices.get(id) {
+            return Some(d);
+        }
+        let slots = self.runtime.slots.get()?;
+        let n = *self
+            .runtime
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)?;
+        slots.get(n)?.get()
     }
 
-    /// All devices, ordered by id.
+    /// All devices: the configured ones ordered by id, then those added at
+    /// run time in the order they were added.
     pub fn devices(&self) -> impl Iterator<Item = &Arc<DeviceSpec>> {
-        self.devices.values()
+        self.devices.values().chain(self.runtime_devices())
     }
 
     /// Number of devices.
     pub fn len(&self) -> usize {
-        self.devices.len()
+        self.devices.len() + self.runtime_devices().count()
     }
 
-    /// True when no device is configured.
+    /// True when no device is known.
     pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
+        self.len() == 0
     }
 
     /// Total number of points over all devices.
     pub fn point_count(&self) -> usize {
-        self.devices.values().map(|d| d.points.len()).sum()
+        self.devices().map(|d| d.points.len()).sum()
     }
 }
 
@@ -185,4 +269,61 @@ pub struct AdapterDevice<D, P> {
     pub config: D,
     /// The adapter's point settings (e.g. register address), by point id.
     pub points: BTreeMap<PointId, P>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str) -> DeviceSpec {
+        DeviceSpec {
+            id: DeviceId::new(id).unwrap(),
+            settings: DeviceSettings {
+                name: None,
+                connection: ConnectionId::new("c").unwrap(),
+                poll: None,
+                stale_after: None,
+                history: None,
+            },
+            points: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn devices_added_at_run_time_are_found_listed_and_never_duplicated() {
+        let dir = Directory::new([spec("boiler")]);
+        assert_eq!(dir.len(), 1);
+        let held = dir.device("boiler").unwrap();
+        dir.insert(spec("th-1")).unwrap();
+        dir.insert(spec("th-2")).unwrap();
+        // References handed out before an insert stay valid.
+        assert_eq!(held.id.as_str(), "boiler");
+        assert_eq!(dir.device("th-2").unwrap().id.as_str(), "th-2");
+        assert!(dir.device("th-3").is_none());
+        let ids: Vec<&str> = dir.devices().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["boiler", "th-1", "th-2"]);
+        assert_eq!(dir.len(), 3);
+        assert!(matches!(
+            dir.insert(spec("boiler")),
+            Err(AddDeviceError::Exists(_))
+        ));
+        assert!(matches!(
+            dir.insert(spec("th-1")),
+            Err(AddDeviceError::Exists(_))
+        ));
+        assert_eq!(dir.clone().len(), 3);
+    }
+
+    #[test]
+    fn run_time_devices_are_capped() {
+        let dir = Directory::new([]);
+        for i in 0..MAX_RUNTIME_DEVICES {
+            dir.insert(spec(&format!("d{i}"))).unwrap();
+        }
+        assert_eq!(
+            dir.insert(spec("one-more")).unwrap_err(),
+            AddDeviceError::Full
+        );
+        assert_eq!(dir.len(), MAX_RUNTIME_DEVICES);
+    }
 }

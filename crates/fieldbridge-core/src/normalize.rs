@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::adapter::EventSender;
 use crate::bus::Bus;
-use crate::device::{Directory, PointSpec};
+use crate::device::{DeviceSpec, Directory, PointSpec};
 use crate::event::{DeviceEvent, DeviceStatus, EventKind};
 use crate::id::{DeviceId, PointId};
 use crate::value::{Quality, Reading, Value};
@@ -73,8 +73,36 @@ struct DeviceState {
     points: HashMap<PointId, PointState>,
 }
 
+impl DeviceState {
+    fn new(d: &DeviceSpec) -> Self {
+        let points = d
+            .points
+            .values()
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    PointState {
+                        spec: p.clone(),
+                        published: None,
+                        latest: None,
+                        held: None,
+                    },
+                )
+            })
+            .collect();
+        DeviceState {
+            stale_after: d.stale_after(),
+            status: None,
+            last_fresh: None,
+            points,
+        }
+    }
+}
+
 struct Engine {
     bus: Bus,
+    /// Consulted for devices added at run time (template rules).
+    directory: Arc<Directory>,
     devices: HashMap<DeviceId, DeviceState>,
     stats: NormalizeStats,
     warned_unknown: HashSet<(DeviceId, Option<PointId>)>,
@@ -84,35 +112,11 @@ impl Engine {
     fn new(directory: Arc<Directory>, bus: Bus) -> Self {
         let devices = directory
             .devices()
-            .map(|d| {
-                let points = d
-                    .points
-                    .values()
-                    .map(|p| {
-                        (
-                            p.id.clone(),
-                            PointState {
-                                spec: p.clone(),
-                                published: None,
-                                latest: None,
-                                held: None,
-                            },
-                        )
-                    })
-                    .collect();
-                (
-                    d.id.clone(),
-                    DeviceState {
-                        stale_after: d.stale_after(),
-                        status: None,
-                        last_fresh: None,
-                        points,
-                    },
-                )
-            })
+            .map(|d| (d.id.clone(), DeviceState::new(d)))
             .collect();
         Self {
             bus,
+            directory,
             devices,
             stats: NormalizeStats::default(),
             warned_unknown: HashSet::new(),
@@ -139,6 +143,12 @@ impl Engine {
 
     fn handle(&mut self, event: DeviceEvent, now: Instant) {
         let DeviceEvent { device, at, kind } = event;
+        if !self.devices.contains_key(&device)
+            && let Some(spec) = self.directory.device(device.as_str())
+        {
+            // Added at run time by its adapter.
+            self.devices.insert(device.clone(), DeviceState::new(spec));
+        }
         match kind {
             EventKind::Status(status) => self.on_status(&device, status, at, now),
             EventKind::Reading(reading) => self.on_reading(&device, reading, at, now),

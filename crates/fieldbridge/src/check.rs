@@ -9,6 +9,7 @@ use fieldbridge_core::duration;
 use fieldbridge_core::simulator::{Signal, SimulatorDevice, SimulatorPoint};
 use fieldbridge_core::{DeviceSpec, PointId};
 use fieldbridge_modbus::config::{ModbusDevice, ModbusPoint, Parity};
+use fieldbridge_mqtt::config::{DEFAULT_MAX_DEVICES, MqttConnection, MqttDevice, MqttPoint};
 use fieldbridge_serial::config::{SerialDevice, SerialPoint};
 
 use crate::config::{ConnectionKind, GatewayConfig};
@@ -75,13 +76,29 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
                 }
                 (extra, devices.iter().map(modbus_device).collect())
             }
+            ConnectionKind::Mqtt { settings, devices } => (
+                mqtt_connection(settings, &cfg.gateway.id, c.id.as_str()),
+                devices.iter().map(mqtt_device).collect(),
+            ),
         };
         let _ = writeln!(out, "connection {} ({}){extra}", c.id, c.kind.name());
         if devices.is_empty() {
             let _ = writeln!(out, "  (no devices)");
         }
         for (spec, device_extra, point_extras) in devices {
-            render_device(&mut out, cfg, spec, &device_extra, &point_extras);
+            if cfg.directory.device(spec.id.as_str()).is_some() {
+                render_device(&mut out, cfg, spec, &device_extra, &point_extras);
+            } else {
+                // A rule that creates devices at run time (MQTT template).
+                let mut rule = String::new();
+                render_device(&mut rule, cfg, spec, &device_extra, &point_extras);
+                let device = format!("  device {}@{}", spec.id, cfg.xmpp.component);
+                let named = format!(
+                    "  rule {} (makes <id>@{} at run time)",
+                    spec.id, cfg.xmpp.component
+                );
+                out.push_str(&rule.replacen(&device, &named, 1));
+            }
         }
     }
     for note in &cfg.notes {
@@ -215,6 +232,81 @@ fn modbus_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described<'_> 
             }
             if let Some(max) = p.max {
                 let _ = write!(line, ", max {max}");
+            }
+            (id.clone(), line)
+        })
+        .collect();
+    (&d.spec, extra, points)
+}
+
+fn mqtt_connection(s: &MqttConnection, gateway: &str, connection: &str) -> String {
+    let mut extra = format!(
+        ", {}, MQTT {}, client id {}",
+        s.url,
+        s.protocol().name(),
+        s.client_id(gateway, connection)
+    );
+    extra.push_str(if s.clean_session {
+        ", clean session"
+    } else {
+        ", persistent session"
+    });
+    if let Some(u) = &s.username {
+        let _ = write!(extra, ", user {u}");
+    }
+    if let Some(ca) = &s.ca_file {
+        let _ = write!(extra, ", CA {}", ca.display());
+    }
+    if s.client_cert.is_some() {
+        extra.push_str(", client certificate");
+    }
+    extra
+}
+
+fn mqtt_device(d: &AdapterDevice<MqttDevice, MqttPoint>) -> Described<'_> {
+    let c = &d.config;
+    let mut extra = String::new();
+    if let Some(t) = &c.topic {
+        if t.contains("{device}") {
+            let _ = write!(
+                extra,
+                ", template {t} (up to {} devices)",
+                c.max_devices.unwrap_or(DEFAULT_MAX_DEVICES)
+            );
+        } else {
+            let _ = write!(extra, ", topic {t}");
+        }
+    }
+    if let Some(a) = &c.availability {
+        let _ = write!(
+            extra,
+            ", availability {} ({}/{})",
+            a.topic, a.online, a.offline
+        );
+    }
+    if let Some(ts) = &c.timestamp {
+        let _ = write!(extra, ", timestamp {ts}");
+    }
+    let points = d
+        .points
+        .iter()
+        .map(|(id, p)| {
+            let mut line = String::new();
+            match &p.json {
+                Some(ptr) => {
+                    let _ = write!(line, ", json {ptr}");
+                }
+                None => line.push_str(", whole payload"),
+            }
+            if let Some(t) = &p.topic {
+                let _ = write!(line, " of {t}");
+            }
+            if let Some(t) = &p.command_topic {
+                let _ = write!(
+                    line,
+                    ", writes {:?} to {t}",
+                    p.payload.as_deref().unwrap_or("{value}")
+                );
             }
             (id.clone(), line)
         })

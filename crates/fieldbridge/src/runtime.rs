@@ -17,6 +17,7 @@ use fieldbridge_core::command::{CommandRoutes, DEFAULT_COMMAND_TIMEOUT};
 use fieldbridge_core::normalize;
 use fieldbridge_core::simulator::SimulatorAdapter;
 use fieldbridge_modbus::{ModbusAdapter, Transport};
+use fieldbridge_mqtt::MqttAdapter;
 use fieldbridge_serial::SerialAdapter;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +51,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     let mut routes = CommandRoutes::new();
     let mut adapters = JoinSet::new();
     for connection in cfg.connections {
+        let connection_id = connection.id.clone();
         let adapter: Box<dyn Adapter> = match connection.kind {
             ConnectionKind::Simulator { settings, devices } => {
                 Box::new(SimulatorAdapter::new(connection.id, settings, devices))
@@ -67,11 +69,25 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
                 Transport::Rtu(settings),
                 devices,
             )),
+            ConnectionKind::Mqtt {
+                mut settings,
+                devices,
+            } => {
+                if let Some(base) = cfg.source.parent() {
+                    settings.resolve_paths(base);
+                }
+                Box::new(
+                    MqttAdapter::new(&cfg.gateway.id, connection.id, settings, devices)
+                        .with_directory(Arc::clone(&directory)),
+                )
+            }
         };
         let name = adapter.name();
         let ctx = AdapterContext {
             events: events.clone(),
-            commands: routes.register(adapter.devices()),
+            // By connection too: devices an adapter adds at run time (MQTT
+            // template rules) get their commands.
+            commands: routes.register_connection(&connection_id, adapter.devices()),
             shutdown: shutdown.child_token(),
         };
         tracing::debug!(adapter = %name, "starting adapter");

@@ -281,3 +281,37 @@ async fn unknown_points_and_non_finite_values_are_counted_not_published() {
     let (stats, _) = rig.stop().await;
     assert_eq!((stats.unknown, stats.invalid, stats.received), (2, 1, 3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_device_added_at_run_time_is_normalized_like_a_configured_one() {
+    let scaled = PointSettings {
+        scale: Some(10.0),
+        ..Default::default()
+    };
+    let dir = directory(vec![point("t", ValueKind::Float, scaled)]);
+    let bus = Bus::new(1024);
+    let mut sub = bus.subscribe("test");
+    let (tx, task) = spawn(Arc::clone(&dir), bus);
+    let th1 = DeviceId::new("th-1").unwrap();
+    let t = PointId::new("t").unwrap();
+    // Unknown until added.
+    tx.reading(&th1, &t, Value::Float(1.0)).await;
+    // Let the engine see the first reading before the device exists.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let mut template = (**dir.device("dev").unwrap()).clone();
+    template.id = th1.clone();
+    dir.insert(template).unwrap();
+    tx.reading(&th1, &t, Value::Float(2.0)).await;
+    drop(tx);
+    let stats = task.await.unwrap();
+    let mut got = Vec::new();
+    while let Some(e) = sub.recv().await {
+        assert_eq!(e.device, th1);
+        got.push(e.kind);
+    }
+    assert_eq!(values(&got), vec![Value::Float(20.0)]);
+    assert_eq!(statuses(&got), vec![DeviceStatus::Online]);
+    assert_eq!(stats.unknown, 1);
+}

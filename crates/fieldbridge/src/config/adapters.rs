@@ -22,6 +22,7 @@ use fieldbridge_modbus::config::{
     DEFAULT_POLL as MODBUS_DEFAULT_POLL, ModbusDevice, ModbusPoint, ModbusRtuConnection,
     ModbusTcpConnection, Table,
 };
+use fieldbridge_mqtt::config::{MqttConnection, MqttDevice, MqttPoint};
 use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
 use fieldbridge_serial::format::Parser;
 use serde::de::DeserializeOwned;
@@ -31,10 +32,7 @@ use super::tree::{Kind, Node};
 use super::{ConnectionKind, Loader};
 
 /// Connection kinds this version understands, as written in `gateway.yaml`.
-pub const KINDS: &[&str] = &["simulator", "serial", "modbus_tcp", "modbus_rtu"];
-/// Connection kinds planned but not built yet: named, so that the error can
-/// say "not supported by this version" rather than "unknown".
-pub const FUTURE_KINDS: &[&str] = &["mqtt"];
+pub const KINDS: &[&str] = &["simulator", "serial", "modbus_tcp", "modbus_rtu", "mqtt"];
 
 /// What the loader needs to know of one connection kind.
 pub trait AdapterKind: 'static {
@@ -70,6 +68,12 @@ pub trait AdapterKind: 'static {
         _points: &BTreeMap<PointId, Self::Point>,
     ) -> Vec<(Option<PointId>, String)> {
         Vec::new()
+    }
+    /// True when this "device" is a rule that creates devices at run time
+    /// (an MQTT template): it is handed to the adapter but is not itself a
+    /// device in the directory.
+    fn is_rule(_device: &Self::Device) -> bool {
+        false
     }
     /// The finished connection.
     fn build(
@@ -260,6 +264,59 @@ fn modbus_spec_problems(
         .collect()
 }
 
+/// `mqtt:` brokers.
+pub struct Mqtt;
+
+impl AdapterKind for Mqtt {
+    type Connection = MqttConnection;
+    type Device = MqttDevice;
+    type Point = MqttPoint;
+    const DEFAULT_POLL: Option<Duration> = None;
+    fn check_connection(settings: &MqttConnection) -> Result<(), String> {
+        settings.check()
+    }
+    fn check_point(point: &MqttPoint) -> Result<(), String> {
+        point.check()
+    }
+    fn check_device(
+        device: &MqttDevice,
+        points: &BTreeMap<PointId, MqttPoint>,
+    ) -> Vec<(Option<PointId>, String)> {
+        fieldbridge_mqtt::config::check_device(device, points)
+    }
+    fn is_rule(device: &MqttDevice) -> bool {
+        device.is_template()
+    }
+    fn check_spec(
+        spec: &DeviceSpec,
+        points: &BTreeMap<PointId, MqttPoint>,
+    ) -> Vec<(Option<PointId>, String)> {
+        points
+            .iter()
+            .filter_map(|(id, p)| {
+                let writable = spec.points.get(id).is_some_and(|s| s.settings.writable);
+                match (writable, &p.command_topic) {
+                    (true, None) => Some((
+                        Some(id.clone()),
+                        "a writable point needs a `command_topic` to publish writes on".into(),
+                    )),
+                    (false, Some(_)) => Some((
+                        Some(id.clone()),
+                        "`command_topic` is for writable points: add `writable: true`".into(),
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+    fn build(
+        settings: MqttConnection,
+        devices: Vec<AdapterDevice<MqttDevice, MqttPoint>>,
+    ) -> ConnectionKind {
+        ConnectionKind::Mqtt { settings, devices }
+    }
+}
+
 /// Reads `connections.<id>.<kind>`. `None` when the kind is not one this
 /// version can run (the problem is recorded).
 pub fn declare(
@@ -273,6 +330,7 @@ pub fn declare(
         "serial" => Some(Pending::<Serial>::declare(settings, path, problems)),
         "modbus_tcp" => Some(Pending::<ModbusTcp>::declare(settings, path, problems)),
         "modbus_rtu" => Some(Pending::<ModbusRtu>::declare(settings, path, problems)),
+        "mqtt" => Some(Pending::<Mqtt>::declare(settings, path, problems)),
         _ => None,
     }
 }
@@ -288,6 +346,9 @@ pub trait PendingConnection {
         path: &str,
         id: Option<DeviceId>,
     ) -> Option<DeviceSpec>;
+    /// How many of the devices added are rules that create devices at run
+    /// time (not in the directory).
+    fn rules(&self) -> usize;
     /// The finished connection, if its own settings were valid.
     fn finish(self: Box<Self>) -> Option<ConnectionKind>;
 }
@@ -351,9 +412,20 @@ impl<K: AdapterKind> PendingConnection for Pending<K> {
         if !problems.is_empty() {
             return None;
         }
+        if K::is_rule(&device.config) {
+            self.devices.push(device);
+            return None;
+        }
         let spec = (*device.spec).clone();
         self.devices.push(device);
         Some(spec)
+    }
+
+    fn rules(&self) -> usize {
+        self.devices
+            .iter()
+            .filter(|d| K::is_rule(&d.config))
+            .count()
     }
 
     fn finish(self: Box<Self>) -> Option<ConnectionKind> {

@@ -25,6 +25,7 @@ use fieldbridge_core::{
 use fieldbridge_modbus::config::{
     ModbusDevice, ModbusPoint, ModbusRtuConnection, ModbusTcpConnection,
 };
+use fieldbridge_mqtt::config::{MqttConnection, MqttDevice, MqttPoint};
 use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
 use fieldbridge_xmpp::XmppConfig;
 use serde::Deserialize;
@@ -125,6 +126,13 @@ pub enum ConnectionKind {
         /// The devices on it.
         devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
     },
+    /// An MQTT broker.
+    Mqtt {
+        /// `connections.<id>.mqtt`
+        settings: MqttConnection,
+        /// The devices (and template rules) on it.
+        devices: Vec<AdapterDevice<MqttDevice, MqttPoint>>,
+    },
 }
 
 impl ConnectionKind {
@@ -135,6 +143,7 @@ impl ConnectionKind {
             ConnectionKind::Serial { .. } => "serial",
             ConnectionKind::ModbusTcp { .. } => "modbus_tcp",
             ConnectionKind::ModbusRtu { .. } => "modbus_rtu",
+            ConnectionKind::Mqtt { .. } => "mqtt",
         }
     }
 }
@@ -402,6 +411,11 @@ impl Loader<'_> {
             Some(dir) => self.base.join(dir),
             None => self.base.join("state"),
         };
+        let rules: usize = connections
+            .iter()
+            .filter_map(|c| c.pending.as_ref())
+            .map(|p| p.rules())
+            .sum();
         let mut out = Vec::new();
         for declared in connections {
             if let (Some(id), Some(pending)) = (declared.id, declared.pending)
@@ -410,7 +424,7 @@ impl Loader<'_> {
                 out.push(Connection { id, kind });
             }
         }
-        if specs.len() != device_count && self.problems.is_empty() {
+        if specs.len() + rules != device_count && self.problems.is_empty() {
             // Every path that drops a device records why; this is a safety net.
             self.problems.push(
                 &root.origin,
@@ -563,33 +577,17 @@ impl Loader<'_> {
                         .push(&key.origin, &path, format!("invalid connection id: {e}"));
                 }
             }
-            let all_kinds = || {
-                let mut all = adapters::KINDS.to_vec();
-                all.extend(adapters::FUTURE_KINDS);
-                all
-            };
             match &conn.kind {
                 Kind::Map(kinds) if kinds.len() == 1 => {
                     let (kind, settings) = &kinds[0];
                     let kpath = join(&path, &kind.name);
                     let name = kind.name.as_str();
                     declared.pending = adapters::declare(name, settings, &kpath, self.problems);
-                    if declared.pending.is_some() {
-                        // Declared; its settings' problems are recorded.
-                    } else if adapters::FUTURE_KINDS.contains(&name) {
+                    if declared.pending.is_none() {
                         self.problems.push(
                             &kind.origin,
                             &kpath,
-                            format!(
-                                "connection kind `{name}` is not supported by this version (supported: {})",
-                                adapters::KINDS.join(", ")
-                            ),
-                        );
-                    } else {
-                        self.problems.push(
-                            &kind.origin,
-                            &kpath,
-                            unknown_key_message("connection kind", name, &all_kinds()),
+                            unknown_key_message("connection kind", name, adapters::KINDS),
                         );
                     }
                 }

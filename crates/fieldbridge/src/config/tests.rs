@@ -240,3 +240,22 @@ fn a_device_is_never_dropped_silently() {
         "{err}"
     );
 }
+
+#[test]
+fn an_mqtt_password_can_come_from_the_environment() {
+    let text = "xmpp: { component: gw.localhost, secret: s }\nconnections: { broker: { mqtt: { url: \"mqtt://127.0.0.1\", username: gw } } }\ndevices: { plug: { connection: broker, topic: t, points: { p: {} } } }\n";
+    let password = |cfg: &GatewayConfig| match &cfg.connections[0].kind {
+        ConnectionKind::Mqtt { settings, .. } => settings.password.clone(),
+        other => panic!("{}", other.name()),
+    };
+    assert_eq!(password(&load_text(text, &[]).unwrap()), None);
+    let cfg = load_text(
+        text,
+        &[(
+            "FIELDBRIDGE__CONNECTIONS__BROKER__MQTT__PASSWORD",
+            "from env",
+        )],
+    )
+    .unwrap();
+    assert_eq!(password(&cfg).as_deref(), Some("from env"));
+}
