@@ -107,10 +107,10 @@ impl Gateway {
         // Fail at start, not at the first subscription, if the state
         // directory cannot be created.
         store.create_dir()?;
-        let mut subs = store.load()?;
-        // Forget subscriptions to devices that are no longer configured.
-        subs.presence.retain(|d, _| directory.device(d).is_some());
-        subs.pubsub.retain(|d, _| directory.device(d).is_some());
+        let subs = store.load()?;
+        // Subscriptions to devices not configured now are kept: a device
+        // that an adapter creates at run time (an MQTT template) is back
+        // with its first message, and its subscribers with it.
         let history = Arc::new(History::open(store.dir()).map_err(std::io::Error::other)?);
         let limits = directory
             .devices()
@@ -176,10 +176,33 @@ impl Gateway {
 
     // ----- bus events -------------------------------------------------
 
+    /// Takes on a device that an adapter created at run time (it is in the
+    /// directory, but was not when the gateway started). False if unknown.
+    fn adopt(&mut self, device: &DeviceId) -> bool {
+        let Some(spec) = self.directory.device(device.as_str()).cloned() else {
+            return false;
+        };
+        let live = match history::resume(&self.history, device.as_str()) {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::error!(device = %device, error = %e, "cannot read the history");
+                Live::default()
+            }
+        };
+        tracing::info!(device = %device, "device appeared at run time");
+        self.live.insert(device.clone(), live);
+        self.caps.insert(device.clone(), entity::device_caps(&spec));
+        Arc::make_mut(&mut self.limits).insert(device.to_string(), history::limits(&spec));
+        true
+    }
+
     /// A reading or status change: pubsub notifications and presence.
     pub fn on_event(&mut self, event: DeviceEvent, now: Instant) -> Vec<Element> {
         let mut out = Vec::new();
         let device = event.device.clone();
+        if !self.live.contains_key(&device) && !self.adopt(&device) {
+            return out;
+        }
         let Some(live) = self.live.get_mut(&device) else {
             return out;
         };
@@ -869,6 +892,30 @@ impl Gateway {
             )]
         };
         let exists = self.directory.device(&device).is_some();
+        if !exists
+            && kind == "probe"
+            && self.access.may_read(&bare)
+            && self
+                .subs
+                .presence
+                .get(&device)
+                .is_some_and(|s| s.contains(&bare.to_string()))
+        {
+            // A subscriber's device made at run time, not seen since the
+            // gateway started: offline, not "unsubscribed" (which would
+            // remove it from the subscriber's roster).
+            let mut p = with(
+                stanza("presence", &device_jid, &from.to_string()),
+                "type",
+                "unavailable",
+            );
+            p.append_child(text(
+                "status",
+                NS_COMPONENT,
+                "not seen since the gateway started",
+            ));
+            return vec![p];
+        }
         if !exists || !self.access.may_read(&bare) {
             if kind == "unsubscribe" {
                 return Vec::new();

@@ -1652,3 +1652,99 @@ fn a_subscriber_asks_what_it_missed_after_the_last_id_it_has() {
     let out = r.gw.on_stanza(&request("yesterday", "10"));
     assert_eq!(condition(&out[0]).as_deref(), Some("bad-request"));
 }
+
+// ----- devices made at run time ----------------------------------------
+
+fn plug() -> DeviceSpec {
+    let point = PointSpec {
+        id: PointId::new("power").unwrap(),
+        kind: ValueKind::Float,
+        settings: PointSettings {
+            unit: Some(Unit("W".into())),
+            ..Default::default()
+        },
+    };
+    DeviceSpec {
+        id: DeviceId::new("plug").unwrap(),
+        settings: DeviceSettings {
+            name: None,
+            connection: ConnectionId::new("broker").unwrap(),
+            poll: None,
+            stale_after: None,
+            history: None,
+        },
+        points: BTreeMap::from([(point.id.clone(), point)]),
+    }
+}
+
+fn power(v: f64) -> DeviceEvent {
+    DeviceEvent {
+        device: DeviceId::new("plug").unwrap(),
+        at: SystemTime::now(),
+        kind: EventKind::Reading(Reading {
+            point: PointId::new("power").unwrap(),
+            value: Value::Float(v),
+            unit: Some(Unit("W".into())),
+            quality: Quality::Good,
+        }),
+    }
+}
+
+#[test]
+fn a_device_made_at_run_time_is_served_and_keeps_its_subscribers_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let access = || {
+        Access::new(&AccessConfig {
+            read: vec!["example.org".into()],
+            control: vec![],
+        })
+    };
+    let start = |directory: Arc<Directory>| {
+        let mut gw =
+            Gateway::new(DOMAIN, "t", directory, access(), Store::new(dir.path())).unwrap();
+        gw.on_connected(Instant::now());
+        gw
+    };
+    let directory = directory();
+    let mut gw = start(directory.clone());
+    // The adapter creates the device when its first message comes.
+    directory.insert(plug()).unwrap();
+    gw.on_stanza(&presence(ALICE, "plug@gw.example.org", "subscribe"));
+    gw.on_stanza(&pubsub(
+        ALICE,
+        "set",
+        "<subscribe node='plug' jid='alice@example.org/phone'/>",
+    ));
+    let out = gw.on_event(power(100.0), Instant::now());
+    assert!(
+        out.iter().any(|e| e.name() == "message"),
+        "notified: {out:?}"
+    );
+    drop(gw);
+
+    // After a restart the device is unknown until its next message...
+    let directory = self::directory();
+    let mut gw = start(directory.clone());
+    let out = gw.on_stanza(&presence(ALICE, "plug@gw.example.org", "probe"));
+    assert_eq!(kind_of(&out[0]), Some("unavailable"), "not unsubscribed");
+    assert_eq!(status_of(&out[0]), "not seen since the gateway started");
+    let out = gw.on_stanza(&presence(MALLORY, "plug@gw.example.org", "probe"));
+    assert_eq!(
+        kind_of(&out[0]),
+        Some("unsubscribed"),
+        "strangers learn nothing"
+    );
+    // ...and then its subscribers are served again.
+    directory.insert(plug()).unwrap();
+    let mut online = power(120.0);
+    online.kind = EventKind::Status(DeviceStatus::Online);
+    let out = gw.on_event(online, Instant::now());
+    assert!(
+        out.iter()
+            .any(|e| e.name() == "presence" && e.attr("to") == Some("alice@example.org")),
+        "{out:?}"
+    );
+    let out = gw.on_event(power(120.0), Instant::now());
+    let message = out.iter().find(|e| e.name() == "message").unwrap();
+    assert_eq!(message.attr("to"), Some(ALICE));
+}
