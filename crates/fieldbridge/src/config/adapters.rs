@@ -142,52 +142,51 @@ impl AdapterKind for Serial {
     }
 }
 
-/// `modbus_tcp:` endpoints.
-pub struct ModbusTcp;
+/// A Modbus transport's settings: `modbus_tcp:` endpoints and
+/// `modbus_rtu:` buses carry the same devices and points.
+pub trait ModbusTransport: DeserializeOwned + 'static {
+    /// Checks the settings beyond what serde can.
+    fn check(&self) -> Result<(), String>;
+    /// The finished connection.
+    fn build(self, devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>) -> ConnectionKind;
+}
 
-impl AdapterKind for ModbusTcp {
-    type Connection = ModbusTcpConnection;
-    type Device = ModbusDevice;
-    type Point = ModbusPoint;
-    const DEFAULT_POLL: Option<Duration> = Some(MODBUS_DEFAULT_POLL);
-    fn check_point(point: &ModbusPoint) -> Result<(), String> {
-        point.check()
+impl ModbusTransport for ModbusTcpConnection {
+    fn check(&self) -> Result<(), String> {
+        ModbusTcpConnection::check(self)
     }
-    fn check_connection(settings: &ModbusTcpConnection) -> Result<(), String> {
-        settings.check()
-    }
-    fn check_device(
-        device: &ModbusDevice,
-        points: &BTreeMap<PointId, ModbusPoint>,
-    ) -> Vec<(Option<PointId>, String)> {
-        modbus_device_problems(device, points)
-    }
-    fn check_spec(
-        spec: &DeviceSpec,
-        points: &BTreeMap<PointId, ModbusPoint>,
-    ) -> Vec<(Option<PointId>, String)> {
-        modbus_spec_problems(spec, points)
-    }
-    fn build(
-        settings: ModbusTcpConnection,
-        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
-    ) -> ConnectionKind {
-        ConnectionKind::ModbusTcp { settings, devices }
+    fn build(self, devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>) -> ConnectionKind {
+        ConnectionKind::ModbusTcp {
+            settings: self,
+            devices,
+        }
     }
 }
 
-/// `modbus_rtu:` buses.
-pub struct ModbusRtu;
+impl ModbusTransport for ModbusRtuConnection {
+    fn check(&self) -> Result<(), String> {
+        ModbusRtuConnection::check(self)
+    }
+    fn build(self, devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>) -> ConnectionKind {
+        ConnectionKind::ModbusRtu {
+            settings: self,
+            devices,
+        }
+    }
+}
 
-impl AdapterKind for ModbusRtu {
-    type Connection = ModbusRtuConnection;
+/// `modbus_tcp:` or `modbus_rtu:`, by its transport's settings.
+pub struct Modbus<T>(std::marker::PhantomData<T>);
+
+impl<T: ModbusTransport> AdapterKind for Modbus<T> {
+    type Connection = T;
     type Device = ModbusDevice;
     type Point = ModbusPoint;
     const DEFAULT_POLL: Option<Duration> = Some(MODBUS_DEFAULT_POLL);
     fn check_point(point: &ModbusPoint) -> Result<(), String> {
         point.check()
     }
-    fn check_connection(settings: &ModbusRtuConnection) -> Result<(), String> {
+    fn check_connection(settings: &T) -> Result<(), String> {
         settings.check()
     }
     fn check_device(
@@ -203,10 +202,10 @@ impl AdapterKind for ModbusRtu {
         modbus_spec_problems(spec, points)
     }
     fn build(
-        settings: ModbusRtuConnection,
+        settings: T,
         devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
     ) -> ConnectionKind {
-        ConnectionKind::ModbusRtu { settings, devices }
+        settings.build(devices)
     }
 }
 
@@ -328,8 +327,12 @@ pub fn declare(
     match kind {
         "simulator" => Some(Pending::<Simulator>::declare(settings, path, problems)),
         "serial" => Some(Pending::<Serial>::declare(settings, path, problems)),
-        "modbus_tcp" => Some(Pending::<ModbusTcp>::declare(settings, path, problems)),
-        "modbus_rtu" => Some(Pending::<ModbusRtu>::declare(settings, path, problems)),
+        "modbus_tcp" => Some(Pending::<Modbus<ModbusTcpConnection>>::declare(
+            settings, path, problems,
+        )),
+        "modbus_rtu" => Some(Pending::<Modbus<ModbusRtuConnection>>::declare(
+            settings, path, problems,
+        )),
         "mqtt" => Some(Pending::<Mqtt>::declare(settings, path, problems)),
         _ => None,
     }
