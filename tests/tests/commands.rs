@@ -50,18 +50,13 @@ fn values(command: &Element) -> Vec<(String, String)> {
         .collect()
 }
 
-fn field(var: &str, value: &str) -> Element {
-    let mut v = el("value", NS_DATA, &[]);
-    v.append_text_node(value);
-    with_child(el("field", NS_DATA, &[("var", var)]), v)
-}
-
-async fn ad_hoc_commands_read_describe_list_and_write(kind: ServerKind) {
+/// The server, the gateway, alice (in access.control) and bob (reads only).
+async fn setup(kind: ServerKind) -> (Server, Gateway, XmppUser, XmppUser) {
     let server = Server::start(kind).await.expect("the XMPP server starts");
     for u in ["alice", "bob"] {
         server.register(u, "pw").unwrap();
     }
-    let _gateway = Gateway::start_with(
+    let gateway = Gateway::start_with(
         &server,
         &Setup {
             read: &["localhost"],
@@ -72,12 +67,23 @@ async fn ad_hoc_commands_read_describe_list_and_write(kind: ServerKind) {
     )
     .await
     .unwrap();
-    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
+    let alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await
         .unwrap();
-    let mut bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
+    let bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
         .await
         .unwrap();
+    (server, gateway, alice, bob)
+}
+
+fn field(var: &str, value: &str) -> Element {
+    let mut v = el("value", NS_DATA, &[]);
+    v.append_text_node(value);
+    with_child(el("field", NS_DATA, &[("var", var)]), v)
+}
+
+async fn ad_hoc_commands_read_describe_list_and_write(kind: ServerKind) {
+    let (_server, _gateway, mut alice, mut bob) = setup(kind).await;
 
     assert_eq!(
         commands_of(&mut alice, BOILER).await,
@@ -227,27 +233,7 @@ async fn readout(user: &mut XmppUser, seqnr: &str) -> Vec<(String, String)> {
 }
 
 async fn sensor_data_readout_and_control_from_iot_software(kind: ServerKind) {
-    let server = Server::start(kind).await.expect("the XMPP server starts");
-    for u in ["alice", "bob"] {
-        server.register(u, "pw").unwrap();
-    }
-    let _gateway = Gateway::start_with(
-        &server,
-        &Setup {
-            read: &["localhost"],
-            control: &["alice@localhost"],
-            connections: "  sim: { simulator: {} }\n",
-            devices: DEVICES,
-        },
-    )
-    .await
-    .unwrap();
-    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
-        .await
-        .unwrap();
-    let mut bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
-        .await
-        .unwrap();
+    let (_server, _gateway, mut alice, mut bob) = setup(kind).await;
 
     assert_eq!(
         readout(&mut bob, "1").await,
