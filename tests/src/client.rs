@@ -190,6 +190,32 @@ impl XmppUser {
         .await
     }
 
+    /// Asks to see `jid`'s presence the way a real client does: the roster
+    /// first, which makes this session one the server forwards
+    /// subscription answers to (RFC 6121 §2.1.6), then `subscribe`; returns
+    /// the `subscribed` answer.
+    pub async fn subscribe_presence(&mut self, jid: &str) -> anyhow::Result<Element> {
+        let own = self.jid.clone();
+        let roster = self
+            .iq(&own, "get", el("query", "jabber:iq:roster", &[]))
+            .await?;
+        anyhow::ensure!(
+            roster.attr("type") == Some("result"),
+            "roster: {}",
+            xml(&roster)
+        );
+        self.send(el(
+            "presence",
+            NS_CLIENT,
+            &[("to", jid), ("type", "subscribe")],
+        ))
+        .await?;
+        self.expect("subscribed", Duration::from_secs(15), |e| {
+            is_presence(e, jid, Some("subscribed"))
+        })
+        .await
+    }
+
     /// Logs out.
     pub async fn close(self) {
         drop(self.outgoing);

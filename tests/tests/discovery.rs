@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, is_presence, xml};
+use fieldbridge_e2e::client::{XmppUser, el, is_presence, xml};
 use fieldbridge_e2e::gateway::Gateway;
 use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
@@ -102,19 +102,7 @@ async fn a_client_discovers_what_a_device_is_and_can_do(kind: ServerKind) {
 
     // Subscribed, the device's presence carries caps; once it has read, its
     // last activity is a few seconds at most.
-    let own = alice.jid.clone();
-    alice
-        .iq(&own, "get", el("query", "jabber:iq:roster", &[]))
-        .await
-        .unwrap();
-    alice
-        .send(el(
-            "presence",
-            NS_CLIENT,
-            &[("to", BOILER), ("type", "subscribe")],
-        ))
-        .await
-        .unwrap();
+    alice.subscribe_presence(BOILER).await.unwrap();
     let online = alice
         .expect("available presence", WAIT, |e| is_presence(e, BOILER, None))
         .await

@@ -47,6 +47,10 @@ async fn setup(outage: bool, users: &[&str]) -> (Prosody, Gateway) {
     (prosody, gateway)
 }
 
+async fn subscribe_presence(user: &mut XmppUser) -> Element {
+    user.subscribe_presence(BOILER).await.unwrap()
+}
+
 async fn fetch_roster(user: &mut XmppUser) {
     let own = user.jid.clone();
     let roster = user
@@ -54,24 +58,6 @@ async fn fetch_roster(user: &mut XmppUser) {
         .await
         .unwrap();
     assert_eq!(roster.attr("type"), Some("result"), "{}", xml(&roster));
-}
-
-async fn subscribe_presence(user: &mut XmppUser) -> Element {
-    // Like a real client: fetch the roster first, which makes this session
-    // one the server forwards subscription answers to (RFC 6121 §2.1.6).
-    fetch_roster(user).await;
-    user.send(el(
-        "presence",
-        NS_CLIENT,
-        &[("to", BOILER), ("type", "subscribe")],
-    ))
-    .await
-    .unwrap();
-    user.expect("subscribed", WAIT, |e| {
-        is_presence(e, BOILER, Some("subscribed"))
-    })
-    .await
-    .unwrap()
 }
 
 /// Waits for available presence from the boiler carrying a temperature.

@@ -314,17 +314,8 @@ async fn an_unplugged_line_takes_the_device_offline_and_it_returns_by_itself() {
     let devices = "  weather:\n    connection: line\n    format: key_value\n    points:\n      \
         temperature: { key: T }\n";
     let (_prosody, gateway, mut alice) = start(&[("line", &pty)], devices).await;
-    let own = alice.jid.clone();
     alice
-        .iq(&own, "get", el("query", "jabber:iq:roster", &[]))
-        .await
-        .unwrap();
-    alice
-        .send(el(
-            "presence",
-            NS_CLIENT,
-            &[("to", "weather@gw.localhost"), ("type", "subscribe")],
-        ))
+        .subscribe_presence("weather@gw.localhost")
         .await
         .unwrap();
     subscribe(&mut alice, "weather").await.unwrap();

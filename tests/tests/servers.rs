@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, is_presence, show, status_text, xml};
+use fieldbridge_e2e::client::{XmppUser, is_presence, show, status_text, xml};
 use fieldbridge_e2e::gateway::Gateway;
 use fieldbridge_e2e::pubsub;
 use fieldbridge_e2e::server::{Server, ServerKind};
@@ -19,31 +19,8 @@ const CONNECTED: &str = "connected to the XMPP server";
 const DEVICES: &str = "  boiler:\n    name: Boiler room\n    connection: sim\n    poll: 200ms\n    points:\n      \
 temperature: { signal: constant, value: 21.5, unit: \"°C\" }\n";
 
-async fn fetch_roster(user: &mut XmppUser) {
-    let own = user.jid.clone();
-    let roster = user
-        .iq(&own, "get", el("query", "jabber:iq:roster", &[]))
-        .await
-        .unwrap();
-    assert_eq!(roster.attr("type"), Some("result"), "{}", xml(&roster));
-}
-
-/// Subscribes to the boiler's presence the way a real client does: roster
-/// first (RFC 6121 §2.1.6), then `subscribe`, answered by `subscribed`.
 async fn subscribe_presence(user: &mut XmppUser) {
-    fetch_roster(user).await;
-    user.send(el(
-        "presence",
-        NS_CLIENT,
-        &[("to", BOILER), ("type", "subscribe")],
-    ))
-    .await
-    .unwrap();
-    user.expect("subscribed", WAIT, |e| {
-        is_presence(e, BOILER, Some("subscribed"))
-    })
-    .await
-    .unwrap();
+    user.subscribe_presence(BOILER).await.unwrap();
 }
 
 /// Waits for available presence from the boiler with its reading.
