@@ -1,6 +1,12 @@
 //! The component's behaviour, free of I/O: inbound stanzas and bus events
-//! in, stanzas to send out. The connection loop only moves elements, so
-//! everything here is tested without a server.
+//! in, stanzas to send out. The connection loop only moves elements (and
+//! runs the [`Job`]s and history writes handed to it), so everything here is
+//! tested without a server.
+//!
+//! Here: presence, pubsub and service discovery. Beside it: messages
+//! (chat commands), commands (XEP-0050), iot (XEP-0323/0325), entity (the
+//! small XEPs and caps), history (kept items, catching up after an outage)
+//! and jobs (work that waits for an adapter).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! fieldbridge's XMPP side: a XEP-0114 external component that gives every
-//! device a JID (`<device>@<component>`) with presence, and a pubsub node
-//! at the component domain.
+//! device a JID (`<device>@<component>`) with presence, chat commands,
+//! ad-hoc commands and the IoT XEPs, and a pubsub node at the component
+//! domain whose items are kept in a history.
 //!
 //! [`run`] owns the connection: it logs in ([`connection`]), moves elements
 //! between the server and the I/O-free [`gateway::Gateway`], reconnects
@@ -13,8 +14,13 @@
 //!  bus (DeviceEvent) ──▶ Gateway::on_event ──▶ presence, pubsub notifications ─┐
 //!  server (Element)  ──▶ Gateway::on_stanza ─▶ replies ─────────────────────────┼─▶ server
 //!  1 s tick          ──▶ Gateway::tick ──────▶ rate-limited status texts, ping ─┤
-//!  chat, ad-hoc ──▶ Gateway::take_jobs ──▶ CommandRouter ──▶ adapter ──▶ reply ─┘
+//!  chat, ad-hoc ──▶ Gateway::take_jobs ──▶ CommandRouter ──▶ adapter ──▶ reply ─┤
+//!  250 ms flush      ──▶ Gateway::take_history ─▶ history database (redb) ──────┘
 //! ```
+//!
+//! While the link is down, nothing is sent but everything is kept: after a
+//! reconnect, each node subscriber gets the items it missed from the
+//! history, and presence is sent again.
 //!
 //! The login is hand-made with tokio-xmpp's `xmlstream` API and the stream
 //! yields plain `minidom` elements: tokio-xmpp's own `Component` ends the
