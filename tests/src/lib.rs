@@ -9,6 +9,7 @@
 pub mod client;
 pub mod ejabberd;
 pub mod gateway;
+pub mod mosquitto;
 pub mod prosody;
 pub mod pty;
 pub mod pubsub;
