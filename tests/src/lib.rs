@@ -143,3 +143,4 @@ macro_rules! on_every_server {
         )*
     };
 }
+pub mod modbus;
