@@ -75,7 +75,9 @@ impl fmt::Display for Value {
             Value::Int(i) => write!(f, "{i}"),
             Value::Float(x) => {
                 // Enough digits for any sensor, no float noise like 21.500000000000004.
-                let rounded = (x * 1e6).round() / 1e6;
+                // `+ 0.0` turns a -0 (a tiny negative value, or IEEE -0
+                // from a register) into 0: nobody wants to read "-0 °C".
+                let rounded = (x * 1e6).round() / 1e6 + 0.0;
                 write!(f, "{rounded}")
             }
             Value::Text(s) => f.write_str(s),
@@ -172,6 +174,9 @@ mod tests {
         assert_eq!(Value::Float(0.1 + 0.2).to_string(), "0.3");
         assert_eq!(Value::Float(21.5).to_string(), "21.5");
         assert_eq!(Value::Bool(true).to_string(), "on");
+        assert_eq!(Value::Float(-0.0).to_string(), "0");
+        assert_eq!(Value::Float(-1e-9).to_string(), "0");
+        assert_eq!(Value::Float(-0.25).to_string(), "-0.25");
     }
 
     #[test]
