@@ -32,6 +32,10 @@ use fieldbridge_store::{History, Item, Limits};
 /// fast-changing values do not flood every subscriber's client.
 pub const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
 
+/// After a status change, the status text is completed this soon: a device
+/// that comes online with one message of several readings shows them all.
+pub const STATUS_SETTLE: Duration = Duration::from_secs(1);
+
 /// Counters of what the component received and refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -59,6 +63,10 @@ struct Live {
     last_sent: u64,
     sent_text: Option<String>,
     sent_at: Option<Instant>,
+    /// The last presence went out for a status change, perhaps before the
+    /// rest of that message's readings: the text may follow after
+    /// [`STATUS_SETTLE`] instead of [`PRESENCE_REFRESH`].
+    sent_for_status: bool,
 }
 
 /// The component's state and logic.
@@ -256,6 +264,9 @@ impl Gateway {
             EventKind::Status(status) => {
                 live.status = Some(status);
                 out.extend(self.broadcast_presence(&device, now));
+                if let Some(live) = self.live.get_mut(&device) {
+                    live.sent_for_status = true;
+                }
             }
         }
         out
@@ -280,9 +291,10 @@ impl Gateway {
         };
         live.status == Some(DeviceStatus::Online)
             && live.sent_text.as_deref() != Some(&self.status_text(device.as_str()))
-            && live
-                .sent_at
-                .is_none_or(|t| now.duration_since(t) >= PRESENCE_REFRESH)
+            && live.sent_at.is_none_or(|t| {
+                let waited = now.duration_since(t);
+                waited >= PRESENCE_REFRESH || (live.sent_for_status && waited >= STATUS_SETTLE)
+            })
     }
 
     /// Every device's presence to every subscriber: after (re)connecting.
@@ -328,6 +340,7 @@ impl Gateway {
         if let Some(live) = self.live.get_mut(device) {
             live.sent_text = Some(text);
             live.sent_at = Some(now);
+            live.sent_for_status = false;
         }
         self.subs
             .presence

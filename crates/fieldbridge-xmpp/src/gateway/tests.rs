@@ -223,17 +223,28 @@ fn presence_tells_online_stale_and_offline_apart() {
 fn status_text_refreshes_at_most_every_ten_seconds() {
     let mut r = rig();
     let t0 = Instant::now();
+    let ms = Duration::from_millis;
     r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "subscribe"));
     r.gw.on_event(reading(20.0), t0);
-    r.gw.on_event(status(DeviceStatus::Online), t0);
-    let out = r.gw.on_event(reading(21.0), t0 + Duration::from_secs(1));
+    let online = r.gw.on_event(status(DeviceStatus::Online), t0);
+    assert_eq!(status_of(&online[0]), "temperature 20 °C");
+    // The rest of the message that brought the device online: shown once it
+    // settled, not ten seconds later.
+    let out = r.gw.on_event(reading(21.0), t0 + ms(10));
     assert!(out.iter().all(|e| e.name() != "presence"), "too soon");
-    assert!(r.gw.tick(t0 + Duration::from_secs(5)).is_empty());
-    let out = r.gw.tick(t0 + PRESENCE_REFRESH);
+    assert!(r.gw.tick(t0 + ms(500)).is_empty());
+    let out = r.gw.tick(t0 + STATUS_SETTLE);
     assert_eq!(out.len(), 1);
     assert_eq!(status_of(&out[0]), "temperature 21 °C");
+    // From then on, at most every PRESENCE_REFRESH.
+    let t1 = t0 + STATUS_SETTLE;
+    r.gw.on_event(reading(22.0), t1 + ms(100));
+    assert!(r.gw.tick(t1 + Duration::from_secs(5)).is_empty());
+    let out = r.gw.tick(t1 + PRESENCE_REFRESH);
+    assert_eq!(out.len(), 1);
+    assert_eq!(status_of(&out[0]), "temperature 22 °C");
     assert!(
-        r.gw.tick(t0 + PRESENCE_REFRESH * 3).is_empty(),
+        r.gw.tick(t1 + PRESENCE_REFRESH * 3).is_empty(),
         "nothing changed since"
     );
 }
