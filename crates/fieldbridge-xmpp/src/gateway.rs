@@ -996,6 +996,6 @@ mod iot;
 mod jobs;
 mod messages;
 
-pub use jobs::{Job, JobOutcome, MAX_QUEUED_JOBS};
+pub use jobs::{Job, JobOutcome, MAX_QUEUED_JOBS, MAX_RUNNING_JOBS};
 #[cfg(test)]
 mod tests;

@@ -297,8 +297,8 @@ pub async fn run(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_error: Option<String> = None;
     // Adapter work asked for over XMPP, running through the command
-    // router; each job ends within the router's timeout, and the gateway
-    // queues at most MAX_QUEUED_JOBS per turn, so the set stays small.
+    // router: at most MAX_RUNNING_JOBS at once, each ending within the
+    // router's timeout; the gateway holds at most MAX_QUEUED_JOBS more.
     let mut jobs: JoinSet<(Job, JobOutcome)> = JoinSet::new();
     let mut flush = tokio::time::interval(HISTORY_FLUSH);
     flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -307,7 +307,7 @@ pub async fn run(
         if link.stream.is_none() && gw.is_connected() {
             gw.on_disconnected();
         }
-        for job in gw.take_jobs() {
+        for job in gw.take_jobs(gateway::MAX_RUNNING_JOBS.saturating_sub(jobs.len())) {
             jobs.spawn(job.run(commands.clone()));
         }
         let idle = link.stream.is_none() && link.connecting.is_none();

@@ -9,9 +9,11 @@ use minidom::Element;
 
 use super::Gateway;
 
-/// Jobs queued between two turns of the connection loop before more are
-/// refused ("busy"); each ends within the router's timeout.
+/// Jobs waiting for a free slot before more are refused ("busy").
 pub const MAX_QUEUED_JOBS: usize = 16;
+
+/// Jobs running at once; each ends within the router's timeout.
+pub const MAX_RUNNING_JOBS: usize = 16;
 
 /// What the adapter is asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,9 +112,12 @@ impl Gateway {
         Ok(())
     }
 
-    /// Jobs asked for since the last call, for the connection loop to run.
-    pub fn take_jobs(&mut self) -> Vec<Job> {
-        std::mem::take(&mut self.jobs)
+    /// Up to `max` queued jobs, oldest first, for the connection loop to
+    /// run (it bounds how many run at once; the rest wait here, and past
+    /// [`MAX_QUEUED_JOBS`] new ones are refused as busy).
+    pub fn take_jobs(&mut self, max: usize) -> Vec<Job> {
+        let n = max.min(self.jobs.len());
+        self.jobs.drain(..n).collect()
     }
 
     /// The answer to a job once its adapter has spoken.

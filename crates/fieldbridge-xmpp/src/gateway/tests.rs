@@ -865,7 +865,10 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
     assert_eq!(ro, "temperature is read-only.");
     let bad = body_of(&one_reply(&mut gw, ALICE, "set setpoint warm"));
     assert_eq!(bad, "setpoint: \"warm\" is not a number");
-    assert!(gw.take_jobs().is_empty(), "nothing reached the adapter");
+    assert!(
+        gw.take_jobs(usize::MAX).is_empty(),
+        "nothing reached the adapter"
+    );
 
     let out = gw.on_stanza(&chat(
         ALICE,
@@ -874,7 +877,7 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
         "set setpoint 55.5",
     ));
     assert!(out.is_empty(), "the answer waits for the adapter");
-    let mut jobs = gw.take_jobs();
+    let mut jobs = gw.take_jobs(usize::MAX);
     assert_eq!(jobs.len(), 1);
     let w = jobs.pop().unwrap();
     assert_eq!(w.device.as_str(), "boiler");
@@ -885,7 +888,7 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
             value: Value::Float(55.5)
         }
     );
-    assert!(gw.take_jobs().is_empty(), "taken once");
+    assert!(gw.take_jobs(usize::MAX).is_empty(), "taken once");
 
     let ok = gw
         .job_done(w.clone(), JobOutcome::Written(Ok(Value::Float(55.5))))
@@ -1248,13 +1251,13 @@ fn set_a_point_is_a_two_stage_form_that_ends_as_a_write() {
     };
     let bad = execute(&mut gw, ALICE, boiler, &submit("hot"));
     assert_eq!(condition(&bad[0]).as_deref(), Some("bad-request"));
-    assert!(gw.take_jobs().is_empty());
+    assert!(gw.take_jobs(usize::MAX).is_empty());
 
     assert!(
         execute(&mut gw, ALICE, boiler, &submit("60")).is_empty(),
         "waits for the adapter"
     );
-    let job = gw.take_jobs().pop().unwrap();
+    let job = gw.take_jobs(usize::MAX).pop().unwrap();
     assert_eq!(
         job.action,
         JobAction::Write {
@@ -1302,7 +1305,7 @@ fn read_now_info_and_list_report_the_device() {
         )
         .is_empty()
     );
-    let job = gw.take_jobs().pop().unwrap();
+    let job = gw.take_jobs(usize::MAX).pop().unwrap();
     let JobAction::Read(points) = &job.action else {
         panic!("a read")
     };
@@ -1404,7 +1407,7 @@ fn a_momentary_readout_is_accepted_then_answered_with_fresh_fields() {
         .get_child("accepted", crate::xml::NS_SENSORDATA)
         .unwrap();
     assert_eq!(accepted.attr("seqnr"), Some("1"));
-    let job = gw.take_jobs().pop().unwrap();
+    let job = gw.take_jobs(usize::MAX).pop().unwrap();
     assert_eq!(
         job.action,
         JobAction::Read(vec![
@@ -1446,7 +1449,7 @@ fn a_readout_of_named_fields_reads_only_those_and_reports_failures() {
         "<req xmlns='urn:xmpp:iot:sensordata' seqnr='4' momentary='true'>\
          <field name='temperature'/></req>",
     ));
-    let job = gw.take_jobs().pop().unwrap();
+    let job = gw.take_jobs(usize::MAX).pop().unwrap();
     assert_eq!(
         job.action,
         JobAction::Read(vec![PointId::new("temperature").unwrap()])
@@ -1483,7 +1486,10 @@ fn a_historical_readout_is_served_from_the_history() {
         "<req xmlns='urn:xmpp:iot:sensordata' seqnr='7' historicalOther='true'/>",
     ));
     assert_eq!(out.len(), 2, "accepted, then the values: {out:?}");
-    assert!(gw.take_jobs().is_empty(), "nothing asked of the adapter");
+    assert!(
+        gw.take_jobs(usize::MAX).is_empty(),
+        "nothing asked of the adapter"
+    );
     let fields = out[1]
         .get_child("fields", crate::xml::NS_SENSORDATA)
         .unwrap();
@@ -1526,12 +1532,12 @@ fn control_sets_writable_points_for_controllers_only() {
         Some("bad-request"),
         "not a number"
     );
-    assert!(gw.take_jobs().is_empty());
+    assert!(gw.take_jobs(usize::MAX).is_empty());
 
     // XEP-0325 §3.3-style: one parameter, then the result once written.
     let out = gw.on_stanza(&iq(ALICE, boiler, "set", &set("55.5", "setpoint")));
     assert!(out.is_empty(), "waits for the adapter");
-    let job = gw.take_jobs().pop().unwrap();
+    let job = gw.take_jobs(usize::MAX).pop().unwrap();
     assert_eq!(
         job.action,
         JobAction::WriteMany(vec![(
@@ -1758,4 +1764,32 @@ fn a_device_made_at_run_time_is_served_and_keeps_its_subscribers_across_restarts
     let out = gw.on_event(power(120.0), Instant::now());
     let message = out.iter().find(|e| e.name() == "message").unwrap();
     assert_eq!(message.attr("to"), Some(ALICE));
+}
+
+#[test]
+fn adapter_work_is_bounded_queued_then_refused_as_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    for i in 0..MAX_QUEUED_JOBS {
+        let out = gw.on_stanza(&chat(
+            ALICE,
+            "boiler@gw.example.org",
+            "chat",
+            &format!("set setpoint {i}"),
+        ));
+        assert!(out.is_empty(), "queued");
+    }
+    let busy = body_of(&one_reply(&mut gw, ALICE, "set setpoint 99"));
+    assert_eq!(busy, "Too many requests at once; try again in a moment.");
+    let first = gw.take_jobs(4);
+    assert_eq!(first.len(), 4);
+    assert_eq!(
+        first[0].action,
+        JobAction::Write {
+            point: PointId::new("setpoint").unwrap(),
+            value: Value::Float(0.0)
+        },
+        "oldest first"
+    );
+    assert_eq!(gw.take_jobs(usize::MAX).len(), MAX_QUEUED_JOBS - 4);
 }
