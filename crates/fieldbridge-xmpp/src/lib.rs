@@ -195,6 +195,20 @@ impl Backoff {
 
 type Connecting = Pin<Box<dyn Future<Output = Result<Stream, XmppError>> + Send>>;
 
+/// A write step that makes no progress for [`WRITE_TIMEOUT`] is an error.
+async fn stalled(
+    step: impl Future<Output = Result<(), std::io::Error>>,
+) -> Result<(), std::io::Error> {
+    tokio::time::timeout(WRITE_TIMEOUT, step)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the server took no data for {WRITE_TIMEOUT:?}"),
+            ))
+        })
+}
+
 /// The connection as the loop sees it.
 struct Link {
     stream: Option<Connected>,
@@ -235,19 +249,17 @@ impl Link {
             return;
         };
         let s = &mut c.stream;
+        // The timeout is per step, not for the whole batch: a long catch-up
+        // after an outage is fine as long as the server keeps taking data.
         let write = async {
             for el in &out {
-                s.feed(el).await?;
+                stalled(s.feed(el)).await?;
             }
-            SinkExt::<&Element>::flush(s).await
+            stalled(SinkExt::<&Element>::flush(s)).await
         };
-        let error = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e,
-            Err(_) => std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("the server took no data for {WRITE_TIMEOUT:?}"),
-            ),
+        let error = match write.await {
+            Ok(()) => return,
+            Err(e) => e,
         };
         tracing::warn!(error = %XmppError::Io(error), "cannot write to the XMPP server; reconnecting");
         self.disconnect();
