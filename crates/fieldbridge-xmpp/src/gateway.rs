@@ -289,12 +289,13 @@ impl Gateway {
         let Some(live) = self.live.get(device) else {
             return false;
         };
+        // Cheap tests first: the text is built only when it could be sent.
         live.status == Some(DeviceStatus::Online)
-            && live.sent_text.as_deref() != Some(&self.status_text(device.as_str()))
             && live.sent_at.is_none_or(|t| {
                 let waited = now.duration_since(t);
                 waited >= PRESENCE_REFRESH || (live.sent_for_status && waited >= STATUS_SETTLE)
             })
+            && live.sent_text.as_deref() != Some(&self.status_text(device.as_str()))
     }
 
     /// Every device's presence to every subscriber: after (re)connecting.
