@@ -216,6 +216,43 @@ impl XmppUser {
         .await
     }
 
+    /// Sends `text` as a chat message to `to`, in a thread of its own, and
+    /// returns the body of the reply in that thread (which must be a chat
+    /// message too, as the request was).
+    pub async fn chat(&mut self, to: &str, text: &str) -> anyhow::Result<String> {
+        let thread = format!("t-{}-{text}", self.next_id);
+        self.next_id += 1;
+        let with_text = |name: &str, content: &str| {
+            let mut e = el(name, NS_CLIENT, &[]);
+            e.append_text_node(content);
+            e
+        };
+        let mut msg = el("message", NS_CLIENT, &[("to", to), ("type", "chat")]);
+        msg.append_child(with_text("body", text));
+        msg.append_child(with_text("thread", &thread));
+        self.send(msg).await?;
+        let reply = self
+            .expect(
+                &format!("the reply to {text:?}"),
+                Duration::from_secs(15),
+                |e| {
+                    e.name() == "message"
+                        && e.attr("from")
+                            .is_some_and(|f| f.split('/').next() == Some(to))
+                        && e.get_child("thread", NS_CLIENT)
+                            .map(Element::text)
+                            .as_deref()
+                            == Some(thread.as_str())
+                },
+            )
+            .await?;
+        anyhow::ensure!(reply.attr("type") == Some("chat"), "{}", xml(&reply));
+        reply
+            .get_child("body", NS_CLIENT)
+            .map(Element::text)
+            .ok_or_else(|| anyhow::anyhow!("no body: {}", xml(&reply)))
+    }
+
     /// Logs out.
     pub async fn close(self) {
         drop(self.outgoing);

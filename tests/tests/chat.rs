@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, xml};
+use fieldbridge_e2e::client::XmppUser;
 use fieldbridge_e2e::gateway::{Gateway, Setup};
 use fieldbridge_e2e::server::{Server, ServerKind};
-use minidom::Element;
 
 const BOILER: &str = "boiler@gw.localhost";
 const WAIT: Duration = Duration::from_secs(15);
@@ -35,38 +34,9 @@ async fn setup(kind: ServerKind) -> (Server, Gateway) {
     (server, gateway)
 }
 
-fn body_of(e: &Element) -> Option<String> {
-    e.get_child("body", NS_CLIENT).map(Element::text)
-}
-
-fn text_el(name: &str, text: &str) -> Element {
-    let mut e = el(name, NS_CLIENT, &[]);
-    e.append_text_node(text);
-    e
-}
-
-/// Sends `text` as a chat message to the boiler, in a thread of its own,
-/// and returns the body of the reply in that thread.
+/// Chats with the boiler; returns its answer.
 async fn ask(user: &mut XmppUser, text: &str) -> String {
-    let thread = format!("t-{text}");
-    let mut msg = el("message", NS_CLIENT, &[("to", BOILER), ("type", "chat")]);
-    msg.append_child(text_el("body", text));
-    msg.append_child(text_el("thread", &thread));
-    user.send(msg).await.unwrap();
-    let reply = user
-        .expect(&format!("the reply to {text:?}"), WAIT, |e| {
-            e.name() == "message"
-                && e.attr("from")
-                    .is_some_and(|f| f.split('/').next() == Some(BOILER))
-                && e.get_child("thread", NS_CLIENT)
-                    .map(Element::text)
-                    .as_deref()
-                    == Some(thread.as_str())
-        })
-        .await
-        .unwrap();
-    assert_eq!(reply.attr("type"), Some("chat"), "{}", xml(&reply));
-    body_of(&reply).unwrap_or_else(|| panic!("no body: {}", xml(&reply)))
+    user.chat(BOILER, text).await.unwrap()
 }
 
 async fn chat_commands_read_and_write_a_device(kind: ServerKind) {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, is_presence, status_text, with_child, xml};
+use fieldbridge_e2e::client::{XmppUser, el, is_presence, status_text, with_child, xml};
 use fieldbridge_e2e::gateway::{Gateway, Setup};
 use fieldbridge_e2e::modbus::{Bank, ModbusServer, Seen};
 use fieldbridge_e2e::pubsub::{Field, next_fields, subscribe};
@@ -701,36 +701,9 @@ const BOILER: &str = "boiler@gw.localhost";
 const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
 const NS_DATA: &str = "jabber:x:data";
 
-fn text_el(name: &str, text: &str) -> Element {
-    let mut e = el(name, NS_CLIENT, &[]);
-    e.append_text_node(text);
-    e
-}
-
-/// Sends `text` as a chat message to the boiler, in a thread of its own,
-/// and returns the body of the reply in that thread.
+/// Chats with the boiler; returns its answer.
 async fn ask(user: &mut XmppUser, text: &str) -> String {
-    let thread = format!("t-{text}");
-    let mut msg = el("message", NS_CLIENT, &[("to", BOILER), ("type", "chat")]);
-    msg.append_child(text_el("body", text));
-    msg.append_child(text_el("thread", &thread));
-    user.send(msg).await.unwrap();
-    let reply = user
-        .expect(&format!("the reply to {text:?}"), WAIT, |e| {
-            e.name() == "message"
-                && e.attr("from")
-                    .is_some_and(|f| f.split('/').next() == Some(BOILER))
-                && e.get_child("thread", NS_CLIENT)
-                    .map(Element::text)
-                    .as_deref()
-                    == Some(thread.as_str())
-        })
-        .await
-        .unwrap();
-    reply
-        .get_child("body", NS_CLIENT)
-        .map(Element::text)
-        .unwrap_or_else(|| panic!("no body: {}", xml(&reply)))
+    user.chat(BOILER, text).await.unwrap()
 }
 
 fn form_field(var: &str, value: &str) -> Element {

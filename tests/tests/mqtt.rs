@@ -180,37 +180,9 @@ async fn listed_nodes(user: &mut XmppUser) -> Vec<(String, String)> {
         .collect()
 }
 
-fn text_el(name: &str, text: &str) -> Element {
-    let mut e = el(name, NS_CLIENT, &[]);
-    e.append_text_node(text);
-    e
-}
-
-/// Sends `text` as a chat message to `device`, in a thread of its own, and
-/// returns the body of the reply in that thread.
+/// Chats with `device`; returns its answer.
 async fn ask(user: &mut XmppUser, device: &str, text: &str) -> String {
-    let thread = format!("t-{text}");
-    let mut msg = el("message", NS_CLIENT, &[("to", device), ("type", "chat")]);
-    msg.append_child(text_el("body", text));
-    msg.append_child(text_el("thread", &thread));
-    user.send(msg).await.unwrap();
-    let reply = user
-        .expect(&format!("the reply to {text:?}"), WAIT, |e| {
-            e.name() == "message"
-                && e.attr("from")
-                    .is_some_and(|f| f.split('/').next() == Some(device))
-                && e.get_child("thread", NS_CLIENT)
-                    .map(Element::text)
-                    .as_deref()
-                    == Some(thread.as_str())
-        })
-        .await
-        .unwrap();
-    assert_eq!(reply.attr("type"), Some("chat"), "{}", xml(&reply));
-    reply
-        .get_child("body", NS_CLIENT)
-        .map(Element::text)
-        .unwrap_or_else(|| panic!("no body: {}", xml(&reply)))
+    user.chat(device, text).await.unwrap()
 }
 
 // ----- 1. fixed, wildcard and template devices ------------------------
