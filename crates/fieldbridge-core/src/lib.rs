@@ -20,6 +20,7 @@ pub mod duration;
 pub mod event;
 pub mod id;
 pub mod normalize;
+pub mod process;
 pub mod simulator;
 pub mod value;
 

@@ -8,6 +8,7 @@
 //! cycle, then the requests per cycle of a scattered 40-point meter map.
 //! Run with `cargo bench -p fieldbridge-modbus --bench poll`.
 
+use fieldbridge_core::process::cpu_time;
 use std::collections::BTreeMap;
 use std::future::{Ready, ready};
 use std::io::{BufRead, BufReader, Write};
@@ -94,16 +95,6 @@ fn server_main() {
         };
         let _ = server.serve(&on_connected, |_| {}).await;
     });
-}
-
-/// CPU time of this process (user + system), from /proc.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on every Linux this runs on.
-    Some(Duration::from_millis(ticks * 10))
 }
 
 fn holding(address: u16, t: DataType) -> ModbusPoint {

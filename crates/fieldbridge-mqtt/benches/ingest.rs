@@ -97,13 +97,7 @@ fn spawn_publisher(port: u16, n: u64) -> tokio::process::Child {
 
 /// CPU time (user + system) of this process so far.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the command name (which is in parentheses).
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
+    fieldbridge_core::process::cpu_time().unwrap_or_default()
 }
 
 async fn bench() {

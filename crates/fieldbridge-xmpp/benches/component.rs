@@ -6,6 +6,7 @@
 //! subscriber on this kind of machine. Run with
 //! `cargo bench -p fieldbridge-xmpp --bench component`.
 
+use fieldbridge_core::process::cpu_time;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -51,16 +52,6 @@ fn directory() -> Arc<Directory> {
                 .collect::<BTreeMap<_, _>>(),
         }
     })))
-}
-
-/// CPU time of this process (user + system), from /proc.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on every Linux this runs on.
-    Some(Duration::from_millis(ticks * 10))
 }
 
 fn stanza(from: &str, xml: String) -> Element {

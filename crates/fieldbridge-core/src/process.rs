@@ -1,0 +1,32 @@
+//! Facts about this process, for the benches' "CPU time per reading" and
+//! for logs.
+
+use std::time::Duration;
+
+/// CPU time (user + system) this process has used so far, from
+/// `/proc/self/stat`; `None` where there is no procfs.
+pub fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may
+    // itself contain spaces or parentheses.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let before = cpu_time().expect("procfs");
+        let mut x = 0u64;
+        while cpu_time().expect("procfs") < before + Duration::from_millis(30) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        assert_ne!(x, 1, "the loop ran");
+    }
+}
