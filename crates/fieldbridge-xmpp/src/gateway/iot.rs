@@ -65,10 +65,8 @@ impl Gateway {
         let historical = flag(req, "all") || HISTORICAL.iter().any(|h| flag(req, h));
         // No type asked for: the momentary values (XEP-0323 §3.1).
         let momentary = flag(req, "momentary") || flag(req, "all") || !historical;
-        let mut accepted = with(element("accepted", NS_SENSORDATA), "seqnr", seqnr.clone());
-        if momentary {
-            set(&mut accepted, "queued", "false");
-        }
+        // Not `queued`: the readout starts at once (XEP-0323 §3.1).
+        let accepted = with(element("accepted", NS_SENSORDATA), "seqnr", seqnr.clone());
         let mut out = vec![iq_result(el, Some(accepted))];
         if historical {
             let fields = self.historical_fields(spec, &points, &seqnr, !momentary);

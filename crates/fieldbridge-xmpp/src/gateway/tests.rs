@@ -1793,3 +1793,78 @@ fn adapter_work_is_bounded_queued_then_refused_as_busy() {
     );
     assert_eq!(gw.take_jobs(usize::MAX).len(), MAX_QUEUED_JOBS - 4);
 }
+
+/// XEP-0323 §3.1 and XEP-0325 §3.1, as the XEP texts write them (their
+/// JIDs and node replaced by ours, whitespace between elements removed):
+/// what we send must be those stanzas, to the attribute.
+#[test]
+fn the_iot_xep_examples_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    let client = "alice@example.org/amr";
+    let device = "boiler@gw.example.org";
+    let request: Element = format!(
+        "<iq xmlns='jabber:component:accept' type='get' from='{client}' to='{device}' id='S0001'>\
+         <req xmlns='urn:xmpp:iot:sensordata' seqnr='1' momentary='true'/></iq>"
+    )
+    .parse()
+    .unwrap();
+    let accepted: Element = format!(
+        "<iq xmlns='jabber:component:accept' type='result' from='{device}' to='{client}' id='S0001'>\
+         <accepted xmlns='urn:xmpp:iot:sensordata' seqnr='1'/></iq>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(gw.on_stanza(&request), vec![accepted]);
+    let job = gw.take_jobs(usize::MAX).pop().unwrap();
+    let done = gw
+        .job_done(
+            job,
+            JobOutcome::Values(vec![(
+                PointId::new("temperature").unwrap(),
+                Ok(Value::Float(23.4)),
+            )]),
+        )
+        .remove(0);
+    let ts = done
+        .get_child("fields", crate::xml::NS_SENSORDATA)
+        .and_then(|f| f.get_child("node", crate::xml::NS_SENSORDATA))
+        .and_then(|n| n.get_child("timestamp", crate::xml::NS_SENSORDATA))
+        .and_then(|t| t.attr("value"))
+        .unwrap()
+        .to_owned();
+    let fields: Element = format!(
+        "<message xmlns='jabber:component:accept' from='{device}' to='{client}'>\
+         <fields xmlns='urn:xmpp:iot:sensordata' seqnr='1' done='true'>\
+         <node nodeId='boiler'><timestamp value='{ts}'>\
+         <numeric name='temperature' momentary='true' automaticReadout='true' value='23.4' unit='°C'/>\
+         </timestamp></node></fields></message>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(done, fields);
+
+    let set: Element = format!(
+        "<iq xmlns='jabber:component:accept' type='set' from='{client}' to='{device}' id='1'>\
+         <set xmlns='urn:xmpp:iot:control'><double name='setpoint' value='61.5'/></set></iq>"
+    )
+    .parse()
+    .unwrap();
+    assert!(gw.on_stanza(&set).is_empty());
+    let job = gw.take_jobs(usize::MAX).pop().unwrap();
+    let result: Element = format!(
+        "<iq xmlns='jabber:component:accept' type='result' from='{device}' to='{client}' id='1'/>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(
+        gw.job_done(
+            job,
+            JobOutcome::Values(vec![(
+                PointId::new("setpoint").unwrap(),
+                Ok(Value::Float(61.5))
+            )])
+        ),
+        vec![result]
+    );
+}
