@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::duration;
@@ -16,7 +17,7 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// Settings under `devices.<id>` that every device has. Adapters add their
 /// own keys (a Modbus `unit`, an MQTT `topic`) beside these.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceSettings {
     /// Human-readable name, shown in clients (defaults to the id).
@@ -26,10 +27,12 @@ pub struct DeviceSettings {
     pub connection: ConnectionId,
     /// How often the adapter reads the device; push devices have none.
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub poll: Option<Duration>,
     /// A device with no fresh reading for this long turns stale
     /// (default: three poll periods, or 60 s without a poll period).
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub stale_after: Option<Duration>,
     /// How much of the device's published history is kept, for subscribers
     /// that were away (defaults: 1000 items, 7 days).
@@ -38,7 +41,7 @@ pub struct DeviceSettings {
 }
 
 /// `devices.<id>.history`: bounds of a device's kept history.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistorySettings {
     /// At most this many items (one per published reading).
@@ -46,12 +49,13 @@ pub struct HistorySettings {
     pub max_items: Option<u64>,
     /// Items older than this are dropped.
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub max_age: Option<Duration>,
 }
 
 /// Settings under `devices.<id>.points.<id>` that core applies to every
 /// point. Adapters add their own keys (register address, JSON pointer).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointSettings {
     /// Human-readable name (defaults to the id).
@@ -72,10 +76,12 @@ pub struct PointSettings {
     pub deadband: Option<f64>,
     /// Publish at most once per this interval (the newest value wins).
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub min_interval: Option<Duration>,
     /// Republish the last value after this long without a publish, so that
     /// subscribers see the point is alive even when it does not change.
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub max_interval: Option<Duration>,
     /// Whether users in `access.control` may write this point.
     #[serde(default)]

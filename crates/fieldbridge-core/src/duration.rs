@@ -19,6 +19,28 @@ pub fn format(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// What [`parse`] accepts, as a JSON Schema pattern: one or more numbers,
+/// each with a unit (`500ms`, `5s`, `1h 30m`).
+pub const PATTERN: &str = r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$";
+
+/// JSON Schema of a required duration (`#[schemars(schema_with = ...)]`).
+pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "pattern": PATTERN,
+        "examples": ["500ms", "5s", "2m", "1h30m"],
+    })
+}
+
+/// JSON Schema of an optional duration: a duration or nothing.
+pub fn optional_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["string", "null"],
+        "pattern": PATTERN,
+        "examples": ["500ms", "5s", "2m", "1h30m"],
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Raw {
@@ -59,5 +81,16 @@ mod tests {
         assert_eq!(parse("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse("5").is_err());
         assert!(parse("five seconds").is_err());
+    }
+
+    #[test]
+    fn the_schema_pattern_matches_what_parse_accepts() {
+        let re = regex::Regex::new(PATTERN).expect("pattern");
+        for ok in ["5s", "250ms", "1m 30s", "1h30m", " 2 minutes "] {
+            assert!(parse(ok).is_ok() && re.is_match(ok), "{ok}");
+        }
+        for bad in ["5", "five seconds", ""] {
+            assert!(!re.is_match(bad), "{bad}");
+        }
     }
 }

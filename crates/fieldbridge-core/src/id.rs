@@ -34,6 +34,11 @@ pub enum IdError {
     BadEdge,
 }
 
+/// What [`validate`] accepts, as a JSON Schema pattern (the length is
+/// checked apart): lowercase letters, digits, `-`, `_` and `.`, starting and
+/// ending with a letter or digit.
+pub const PATTERN: &str = "^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$";
+
 fn validate(s: &str) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty);
@@ -96,6 +101,23 @@ macro_rules! id_type {
         impl std::borrow::Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "pattern": PATTERN,
+                    "minLength": 1,
+                    "maxLength": MAX_ID_LEN,
+                })
             }
         }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -28,7 +29,7 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
 
 /// `connections.<id>.simulator`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatorConnection {
     /// Seed for `random_walk` points, so that runs can be repeated.
@@ -37,11 +38,12 @@ pub struct SimulatorConnection {
 }
 
 /// A simulated device's own keys under `devices.<id>`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatorDevice {
     /// One full cycle of every wave of the device (default 60 s).
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub period: Option<Duration>,
     /// Scheduled outages, so that presence changes can be watched.
     #[serde(default)]
@@ -50,19 +52,21 @@ pub struct SimulatorDevice {
 
 /// The device is online for `every - duration`, then offline for `duration`,
 /// repeating from the gateway's start.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Outage {
     /// Length of one online + offline cycle.
     #[serde(deserialize_with = "duration::required")]
+    #[schemars(schema_with = "duration::schema")]
     pub every: Duration,
     /// How long the device is offline at the end of each cycle.
     #[serde(deserialize_with = "duration::required")]
+    #[schemars(schema_with = "duration::schema")]
     pub duration: Duration,
 }
 
 /// The shape a simulated point follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     /// A sine wave over `range`.
@@ -78,7 +82,7 @@ pub enum Signal {
 }
 
 /// A simulated point's own keys under `devices.<id>.points.<id>`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatorPoint {
     /// The shape the point follows.

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::id::PointId;
 
 /// A point's value, as normalized for every sink.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Value {
     /// On/off, open/closed, alarm/no alarm.
@@ -111,7 +112,7 @@ impl fmt::Display for ValueKind {
 }
 
 /// A unit of measure as the user wrote it (`°C`, `kWh`, `%`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Unit(pub String);
 

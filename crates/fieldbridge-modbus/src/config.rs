@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use fieldbridge_core::device::PointSource;
 use fieldbridge_core::{ValueKind, duration};
+use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -31,7 +32,7 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(5);
 
 /// `connections.<id>.modbus_tcp`: one TCP endpoint (a device, or a gateway
 /// serving several unit ids), shared by the devices on it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModbusTcpConnection {
     /// `host:port` of the server (IP address; the standard port is 502).
@@ -39,6 +40,7 @@ pub struct ModbusTcpConnection {
     /// How long one request may take before it counts as failed and the
     /// connection is reopened (default 1s).
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub timeout: Option<Duration>,
     /// Requests sent at the same time, each on its own TCP connection
     /// (default 1). Raise it only for gateways that serve several unit ids
@@ -77,7 +79,7 @@ fn check_timeout(t: Option<Duration>) -> Result<(), String> {
 
 /// `connections.<id>.modbus_rtu`: one serial bus (RS-485/RS-232). It is
 /// half-duplex: its devices share one scheduler, one request at a time.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModbusRtuConnection {
     /// The port; prefer a stable `/dev/serial/by-id/…` path.
@@ -99,10 +101,12 @@ pub struct ModbusRtuConnection {
     /// a late reply cannot be taken as the next answer), and the port is
     /// reopened with its input flushed.
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub timeout: Option<Duration>,
     /// Silence kept on the bus between two requests (default 0s); slow
     /// devices and RS-485 converters may need 10–50ms.
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub inter_request_delay: Option<Duration>,
 }
 
@@ -140,7 +144,7 @@ impl ModbusRtuConnection {
 }
 
 /// Parity bit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Parity {
     /// No parity bit.
@@ -153,7 +157,7 @@ pub enum Parity {
 }
 
 /// A Modbus device's own keys under `devices.<id>`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModbusDevice {
     /// The unit (slave) id (default 1): 1 to 247 on an RTU bus; TCP devices
@@ -288,7 +292,7 @@ impl fmt::Display for Table {
 }
 
 /// A point's data type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DataType {
     /// A coil or discrete input; or one bit of a register (with `bit`).
@@ -348,7 +352,7 @@ impl DataType {
 /// all four registers. 16-bit values only see the byte swap (`BADC`,
 /// `DCBA`); strings keep their register order and swap bytes within each
 /// register for `BADC` and `DCBA`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum Order {
     /// Big-endian: the Modbus standard.
     #[default]
@@ -416,6 +420,22 @@ impl<'de> Deserialize<'de> for EnumMap {
     }
 }
 
+impl JsonSchema for EnumMap {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EnumMap".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "propertyNames": { "pattern": r"^\s*[+-]?[0-9]+\s*$" },
+            "additionalProperties": { "type": ["string", "integer", "boolean"] },
+        })
+    }
+}
+
 /// An enum name. YAML reads unquoted `on`/`off` (and `yes`/`no`,
 /// `true`/`false`) as booleans: they become `on` and `off`.
 struct Name(String);
@@ -447,7 +467,7 @@ impl<'de> Deserialize<'de> for Name {
 
 /// A Modbus point's own keys: where its value is and how it is encoded.
 /// Exactly one of `coil`, `discrete`, `input`, `holding` or `register`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModbusPoint {
     /// A coil, by 0-based address.

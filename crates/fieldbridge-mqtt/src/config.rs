@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use fieldbridge_core::device::PointSource;
 use fieldbridge_core::{PointId, ValueKind, duration};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::payload::Pointer;
@@ -19,7 +20,7 @@ pub const DEFAULT_MAX_DEVICES: usize = 100;
 pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
 
 /// `connections.<id>.mqtt`: one broker, shared by the devices on it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConnection {
     /// `mqtt://host:port` (default port 1883) or `mqtts://host:port`
@@ -53,6 +54,7 @@ pub struct MqttConnection {
     pub client_id: Option<String>,
     /// Keep-alive interval (default 30s, at least 5s).
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub keep_alive: Option<Duration>,
     /// Start with a clean session (default false: a persistent session, so
     /// that QoS 1 messages published while the gateway is away are kept by
@@ -159,6 +161,24 @@ impl Protocol {
     }
 }
 
+impl JsonSchema for Protocol {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Protocol".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "MQTT protocol version: \"3.1.1\" (default) or 5.",
+            "anyOf": [
+                { "type": "string", "pattern": r"^\s*(3\.1\.1|5|5\.0)\s*$" },
+                { "type": "number", "const": 5 },
+            ],
+        })
+    }
+}
+
 /// `protocol: 5` (a number) or `protocol: "3.1.1"` (text).
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -196,6 +216,22 @@ pub enum Qos {
     AtLeastOnce,
 }
 
+impl JsonSchema for Qos {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Qos".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Quality of service: 0 (at most once) or 1 (at least once, default).",
+            "type": "integer",
+            "enum": [0, 1],
+        })
+    }
+}
+
 impl TryFrom<u8> for Qos {
     type Error = String;
     fn try_from(v: u8) -> Result<Self, String> {
@@ -218,7 +254,7 @@ impl From<Qos> for rumqttc::QoS {
 }
 
 /// An MQTT device's own keys under `devices.<id>`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MqttDevice {
     /// Where the device publishes: a topic (`tele/kitchen/SENSOR`), a filter
@@ -257,7 +293,7 @@ impl MqttDevice {
 }
 
 /// `availability:` — a topic and the payloads meaning online and offline.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Availability {
     /// The topic (`tele/kitchen/LWT`); in a template rule it may contain
@@ -281,7 +317,7 @@ fn default_offline() -> String {
 }
 
 /// The value type of an MQTT point.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PointType {
     /// A measurement (default).
@@ -296,7 +332,7 @@ pub enum PointType {
 }
 
 /// An MQTT point's own keys: where its value is, and how it is written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MqttPoint {
     /// A JSON pointer into the payload (`/ENERGY/Power`); without it the

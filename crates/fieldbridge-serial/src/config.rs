@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use fieldbridge_core::device::PointSource;
 use fieldbridge_core::{ValueKind, duration};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::framing::Framing;
 
 /// `connections.<id>.serial`: one port, shared by the devices on it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SerialConnection {
     /// The port; prefer a stable `/dev/serial/by-id/…` path to `/dev/ttyUSB0`,
@@ -54,7 +55,7 @@ fn default_max_frame() -> usize {
 }
 
 /// Parity bit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Parity {
     /// No parity bit.
@@ -67,7 +68,7 @@ pub enum Parity {
 }
 
 /// Flow control.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowControl {
     /// None.
@@ -82,7 +83,7 @@ pub enum FlowControl {
 /// `framing:` — nothing for lines (LF, CR or CRLF); `delimiter` for a
 /// custom end of frame; `start` and `end` for framed protocols (STX/ETX).
 /// YAML double-quoted strings take escapes: `"\x02"`, `"\r\n"`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FramingConfig {
     /// Ends every frame.
@@ -130,7 +131,7 @@ impl SerialConnection {
 }
 
 /// How a device's frames are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FormatKind {
     /// `T=21.5;H=40`: points by `key`.
@@ -159,7 +160,7 @@ impl FormatKind {
 }
 
 /// A serial device's own keys under `devices.<id>`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SerialDevice {
     /// How its frames are written.
@@ -188,18 +189,19 @@ pub struct SerialDevice {
 }
 
 /// `request:` — a line sent every poll period.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     /// Sent as is (`"READ\r\n"`).
     pub send: String,
     /// Without an answer in this time the points turn bad quality (default 1s).
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub timeout: Option<Duration>,
 }
 
 /// `write:` — how a write is sent, and whether it is acknowledged.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteConfig {
     /// The line to send; `{point}` and `{value}` are replaced
@@ -211,11 +213,12 @@ pub struct WriteConfig {
     pub ack: Option<String>,
     /// How long to wait for the acknowledgement (default 2s).
     #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
     pub timeout: Option<Duration>,
 }
 
 /// The value type of a serial point.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PointType {
     /// A measurement (default).
@@ -230,7 +233,7 @@ pub enum PointType {
 }
 
 /// A serial point's own keys: where its value is in a frame.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SerialPoint {
     /// key_value: the key (`T` in `T=21.5`).

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// `xmpp:` — how the gateway reaches its XMPP server and who may use it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct XmppConfig {
     /// The component's domain, as configured on the server
@@ -37,7 +38,7 @@ fn default_server() -> String {
 
 /// `xmpp.access` — lists of bare JIDs (`alice@example.org`), domains
 /// (`example.org`, meaning every account there) or `"*"` (anyone).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessConfig {
     /// May subscribe to devices' presence and pubsub nodes and read values.

@@ -28,6 +28,7 @@ use fieldbridge_modbus::config::{
 use fieldbridge_mqtt::config::{MqttConnection, MqttDevice, MqttPoint};
 use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
 use fieldbridge_xmpp::XmppConfig;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -41,11 +42,12 @@ pub const ENV_PREFIX: &str = "FIELDBRIDGE";
 pub const ENV_SEPARATOR: &str = "__";
 
 /// `gateway:` — this gateway's identity and where it keeps state.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewaySection {
     /// Names this gateway in logs and client ids (default `fieldbridge`).
     #[serde(default = "default_gateway_id")]
+    #[schemars(with = "DeviceId")]
     pub id: String,
     /// Where subscriptions and other state survive restarts; relative to
     /// the config file (default: `state` beside it).
