@@ -48,6 +48,8 @@ enum Command {
         #[arg(short, long, default_value = "gateway.yaml")]
         config: PathBuf,
     },
+    /// Print the JSON Schema of gateway.yaml (for editors and other tools).
+    Schema,
     /// Modbus helpers.
     Modbus {
         #[command(subcommand)]
@@ -86,6 +88,19 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("modbus scan: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
+        Command::Schema => {
+            let schema = fieldbridge::config::schema::gateway_schema();
+            match serde_json::to_string_pretty(&schema) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cannot print the schema: {e}");
                     ExitCode::from(EXIT_RUNTIME)
                 }
             }

@@ -9,6 +9,7 @@
 mod adapters;
 mod de;
 mod error;
+pub mod schema;
 mod tree;
 
 use std::collections::{BTreeMap, HashSet};
