@@ -87,16 +87,17 @@ impl fmt::Display for Value {
 }
 
 /// The kind of a [`Value`], as declared for a point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueKind {
-    /// [`Value::Bool`]
-    Bool,
-    /// [`Value::Int`]
-    Int,
-    /// [`Value::Float`]
+    /// A measurement ([`Value::Float`]); the default.
+    #[default]
     Float,
-    /// [`Value::Text`]
+    /// A whole number ([`Value::Int`]).
+    Int,
+    /// On/off ([`Value::Bool`]).
+    Bool,
+    /// Text as received ([`Value::Text`]).
     Text,
 }
 

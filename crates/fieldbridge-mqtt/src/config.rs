@@ -316,21 +316,6 @@ fn default_offline() -> String {
     "offline".into()
 }
 
-/// The value type of an MQTT point.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PointType {
-    /// A measurement (default).
-    #[default]
-    Float,
-    /// A whole number.
-    Int,
-    /// On/off: see `true_values` / `false_values`.
-    Bool,
-    /// Text as received.
-    Text,
-}
-
 /// An MQTT point's own keys: where its value is, and how it is written.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -341,7 +326,7 @@ pub struct MqttPoint {
     pub json: Option<String>,
     /// The value type (default float).
     #[serde(default, rename = "type")]
-    pub kind: PointType,
+    pub kind: ValueKind,
     /// bool: payloads (or JSON strings) meaning on, compared ignoring case
     /// (default: on, true, 1, yes, open, online).
     #[serde(default)]
@@ -371,12 +356,7 @@ pub struct MqttPoint {
 
 impl PointSource for MqttPoint {
     fn kind(&self) -> ValueKind {
-        match self.kind {
-            PointType::Float => ValueKind::Float,
-            PointType::Int => ValueKind::Int,
-            PointType::Bool => ValueKind::Bool,
-            PointType::Text => ValueKind::Text,
-        }
+        self.kind
     }
 }
 
@@ -395,7 +375,7 @@ impl MqttPoint {
             return Err(format!("command_topic: {e}"));
         }
         if (self.true_values.is_some() || self.false_values.is_some())
-            && self.kind != PointType::Bool
+            && self.kind != ValueKind::Bool
         {
             return Err("true_values and false_values are for `type: bool` points".into());
         }

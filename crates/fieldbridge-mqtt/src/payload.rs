@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fieldbridge_core::Value;
 use serde_json::Value as Json;
 
-use crate::config::{MqttPoint, PointType};
+use crate::config::MqttPoint;
+use fieldbridge_core::ValueKind;
 
 /// Words meaning on when a bool point has no `true_values`.
 pub const DEFAULT_TRUE: &[&str] = &["on", "true", "1", "yes", "open", "online"];
@@ -246,49 +247,49 @@ fn shorten(text: &str) -> String {
 fn from_text(text: &str, point: &MqttPoint) -> Result<Value, String> {
     let t = text.trim();
     match point.kind {
-        PointType::Float => match t.parse::<f64>() {
+        ValueKind::Float => match t.parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(Value::Float(f)),
             _ => Err(format!("{:?} is not a number", shorten(t))),
         },
-        PointType::Int => match t.parse::<i64>() {
+        ValueKind::Int => match t.parse::<i64>() {
             Ok(i) => Ok(Value::Int(i)),
             Err(_) => match t.parse::<f64>() {
                 Ok(f) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(Value::Int(f as i64)),
                 _ => Err(format!("{:?} is not a whole number", shorten(t))),
             },
         },
-        PointType::Bool => bool_from_text(t, point).map(Value::Bool),
-        PointType::Text => Ok(Value::Text(text.to_owned())),
+        ValueKind::Bool => bool_from_text(t, point).map(Value::Bool),
+        ValueKind::Text => Ok(Value::Text(text.to_owned())),
     }
 }
 
 fn from_json(v: &Json, point: &MqttPoint) -> Result<Value, String> {
     match (point.kind, v) {
-        (PointType::Text, Json::String(s)) => Ok(Value::Text(s.clone())),
-        (PointType::Text, other) => Ok(Value::Text(other.to_string())),
+        (ValueKind::Text, Json::String(s)) => Ok(Value::Text(s.clone())),
+        (ValueKind::Text, other) => Ok(Value::Text(other.to_string())),
         (_, Json::String(s)) => from_text(s, point),
-        (PointType::Float, Json::Number(n)) => n
+        (ValueKind::Float, Json::Number(n)) => n
             .as_f64()
             .filter(|f| f.is_finite())
             .map(Value::Float)
             .ok_or_else(|| format!("{n} is not a finite number")),
-        (PointType::Int, Json::Number(n)) => match (n.as_i64(), n.as_f64()) {
+        (ValueKind::Int, Json::Number(n)) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => Ok(Value::Int(i)),
             (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(Value::Int(f as i64)),
             _ => Err(format!("{n} is not a whole number")),
         },
-        (PointType::Bool, Json::Bool(b)) => Ok(Value::Bool(*b)),
-        (PointType::Bool, Json::Number(n)) => {
+        (ValueKind::Bool, Json::Bool(b)) => Ok(Value::Bool(*b)),
+        (ValueKind::Bool, Json::Number(n)) => {
             bool_from_text(&n.to_string(), point).map(Value::Bool)
         }
         (_, other) => Err(format!(
             "{} is not a {}",
             shorten(&other.to_string()),
             match point.kind {
-                PointType::Float => "number",
-                PointType::Int => "whole number",
-                PointType::Bool => "bool",
-                PointType::Text => "text",
+                ValueKind::Float => "number",
+                ValueKind::Int => "whole number",
+                ValueKind::Bool => "bool",
+                ValueKind::Text => "text",
             }
         )),
     }
@@ -329,7 +330,7 @@ pub fn command_payload(value: &Value, point: &MqttPoint) -> String {
 mod tests {
     use super::*;
 
-    fn point(json: Option<&str>, kind: PointType) -> MqttPoint {
+    fn point(json: Option<&str>, kind: ValueKind) -> MqttPoint {
         MqttPoint {
             json: json.map(str::to_owned),
             kind,
@@ -341,9 +342,9 @@ mod tests {
 
     #[test]
     fn values_come_from_pointers_and_whole_payloads() {
-        use PointType::*;
+        use ValueKind::*;
         let tasmota = r#"{"Time":"2024-05-01T12:00:00","ENERGY":{"Power":42,"Voltage":229.5,"Today":0.5},"POWER":"ON","Name":"plug"}"#;
-        let cases: &[(&str, Option<&str>, PointType, Value)] = &[
+        let cases: &[(&str, Option<&str>, ValueKind, Value)] = &[
             (tasmota, Some("/ENERGY/Power"), Float, Value::Float(42.0)),
             (tasmota, Some("/ENERGY/Power"), Int, Value::Int(42)),
             (tasmota, Some("/ENERGY/Voltage"), Float, Value::Float(229.5)),
@@ -381,7 +382,7 @@ mod tests {
     #[test]
     fn true_and_false_values_replace_the_defaults() {
         let p = MqttPoint {
-            kind: PointType::Bool,
+            kind: ValueKind::Bool,
             true_values: Some(vec!["OPEN_DOOR".into()]),
             false_values: Some(vec!["closed_door".into()]),
             ..Default::default()
@@ -395,9 +396,9 @@ mod tests {
 
     #[test]
     fn bad_payloads_fail_with_their_cause() {
-        use PointType::*;
+        use ValueKind::*;
         let big = format!("{{\"v\":{}}}", "1".repeat(1024 * 1024));
-        let cases: &[(&[u8], Option<&str>, PointType, Cause)] = &[
+        let cases: &[(&[u8], Option<&str>, ValueKind, Cause)] = &[
             (b"not json", Some("/a"), Float, Cause::NotJson),
             (b"{\"a\":1", Some("/a"), Float, Cause::NotJson),
             (b"{\"b\":1}", Some("/a"), Float, Cause::MissingField),
@@ -459,7 +460,7 @@ mod tests {
     #[test]
     fn write_payloads_fill_the_template() {
         let p = MqttPoint {
-            kind: PointType::Float,
+            kind: ValueKind::Float,
             command_topic: Some("x".into()),
             payload: Some(r#"{"setpoint": {value}}"#.into()),
             ..Default::default()

@@ -217,21 +217,6 @@ pub struct WriteConfig {
     pub timeout: Option<Duration>,
 }
 
-/// The value type of a serial point.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PointType {
-    /// A measurement (default).
-    #[default]
-    Float,
-    /// A whole number.
-    Int,
-    /// On/off: 1/0, true/false, on/off, yes/no, open/closed.
-    Bool,
-    /// Text as received.
-    Text,
-}
-
 /// A serial point's own keys: where its value is in a frame.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -253,16 +238,11 @@ pub struct SerialPoint {
     pub nmea: Option<String>,
     /// The value type (default float).
     #[serde(default, rename = "type")]
-    pub kind: PointType,
+    pub kind: ValueKind,
 }
 
 impl PointSource for SerialPoint {
     fn kind(&self) -> ValueKind {
-        match self.kind {
-            PointType::Float => ValueKind::Float,
-            PointType::Int => ValueKind::Int,
-            PointType::Bool => ValueKind::Bool,
-            PointType::Text => ValueKind::Text,
-        }
+        self.kind
     }
 }

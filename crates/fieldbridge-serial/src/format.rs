@@ -4,8 +4,9 @@
 use fieldbridge_core::Value;
 use regex::Regex;
 
-use crate::config::{FormatKind, PointType, SerialDevice, SerialPoint};
+use crate::config::{FormatKind, SerialDevice, SerialPoint};
 use crate::nmea::{self, Field, Sentence};
+use fieldbridge_core::ValueKind;
 
 /// A device's frame parser, built once from its settings.
 #[derive(Debug, Clone)]
@@ -211,30 +212,30 @@ impl Record {
 }
 
 /// Converts a field to the point's type.
-pub fn convert(raw: Raw, kind: PointType) -> Result<Value, String> {
+pub fn convert(raw: Raw, kind: ValueKind) -> Result<Value, String> {
     let bad = |what: &str, raw: &Raw| Err(format!("{raw:?} is not {what}"));
     match (kind, raw) {
-        (PointType::Float, Raw::Number(n)) => Ok(Value::Float(n)),
-        (PointType::Float, Raw::Int(i)) => Ok(Value::Float(i as f64)),
-        (PointType::Float, Raw::Text(t)) => match t.trim().parse::<f64>() {
+        (ValueKind::Float, Raw::Number(n)) => Ok(Value::Float(n)),
+        (ValueKind::Float, Raw::Int(i)) => Ok(Value::Float(i as f64)),
+        (ValueKind::Float, Raw::Text(t)) => match t.trim().parse::<f64>() {
             Ok(n) if n.is_finite() => Ok(Value::Float(n)),
             _ => bad("a number", &Raw::Text(t)),
         },
-        (PointType::Int, Raw::Int(i)) => Ok(Value::Int(i)),
-        (PointType::Int, Raw::Number(n)) if n.fract() == 0.0 && n.abs() < 9e15 => {
+        (ValueKind::Int, Raw::Int(i)) => Ok(Value::Int(i)),
+        (ValueKind::Int, Raw::Number(n)) if n.fract() == 0.0 && n.abs() < 9e15 => {
             Ok(Value::Int(n as i64))
         }
-        (PointType::Int, Raw::Text(t)) => match t.trim().parse::<i64>() {
+        (ValueKind::Int, Raw::Text(t)) => match t.trim().parse::<i64>() {
             Ok(i) => Ok(Value::Int(i)),
             Err(_) => bad("a whole number", &Raw::Text(t)),
         },
-        (PointType::Bool, Raw::Bool(b)) => Ok(Value::Bool(b)),
-        (PointType::Bool, Raw::Int(i @ (0 | 1))) => Ok(Value::Bool(i == 1)),
-        (PointType::Bool, Raw::Text(t)) => Value::parse_as(&t, fieldbridge_core::ValueKind::Bool),
-        (PointType::Text, Raw::Text(t)) => Ok(Value::Text(t)),
-        (PointType::Text, Raw::Number(n)) => Ok(Value::Text(n.to_string())),
-        (PointType::Text, Raw::Int(i)) => Ok(Value::Text(i.to_string())),
-        (PointType::Text, Raw::Bool(b)) => Ok(Value::Text(b.to_string())),
+        (ValueKind::Bool, Raw::Bool(b)) => Ok(Value::Bool(b)),
+        (ValueKind::Bool, Raw::Int(i @ (0 | 1))) => Ok(Value::Bool(i == 1)),
+        (ValueKind::Bool, Raw::Text(t)) => Value::parse_as(&t, fieldbridge_core::ValueKind::Bool),
+        (ValueKind::Text, Raw::Text(t)) => Ok(Value::Text(t)),
+        (ValueKind::Text, Raw::Number(n)) => Ok(Value::Text(n.to_string())),
+        (ValueKind::Text, Raw::Int(i)) => Ok(Value::Text(i.to_string())),
+        (ValueKind::Text, Raw::Bool(b)) => Ok(Value::Text(b.to_string())),
         (kind, raw) => Err(format!("{raw:?} does not fit a {kind:?} point")),
     }
 }
@@ -273,7 +274,7 @@ mod tests {
         };
         let h = SerialPoint {
             key: Some("H".into()),
-            kind: PointType::Int,
+            kind: ValueKind::Int,
             ..point()
         };
         assert_eq!(read(&parser, "T=21.5;H=40", &t), Some(Value::Float(21.5)));
@@ -295,7 +296,7 @@ mod tests {
         };
         let on = SerialPoint {
             pointer: Some("/relay".into()),
-            kind: PointType::Bool,
+            kind: ValueKind::Bool,
             ..point()
         };
         let frame = r#"{"env":{"temp":21},"relay":true}"#;
@@ -324,7 +325,7 @@ mod tests {
         };
         let s = SerialPoint {
             capture: Some("state".into()),
-            kind: PointType::Text,
+            kind: ValueKind::Text,
             ..point()
         };
         assert_eq!(
@@ -355,7 +356,7 @@ mod tests {
         };
         let sats = SerialPoint {
             nmea: Some("GGA.satellites".into()),
-            kind: PointType::Int,
+            kind: ValueKind::Int,
             ..point()
         };
         let gga = "$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47";
@@ -402,13 +403,13 @@ mod tests {
 
     #[test]
     fn values_that_do_not_fit_are_errors_not_zeros() {
-        assert!(convert(Raw::Text("21,5".into()), PointType::Float).is_err());
-        assert!(convert(Raw::Text("NaN".into()), PointType::Float).is_err());
-        assert!(convert(Raw::Number(1.5), PointType::Int).is_err());
+        assert!(convert(Raw::Text("21,5".into()), ValueKind::Float).is_err());
+        assert!(convert(Raw::Text("NaN".into()), ValueKind::Float).is_err());
+        assert!(convert(Raw::Number(1.5), ValueKind::Int).is_err());
         assert_eq!(
-            convert(Raw::Text("on".into()), PointType::Bool),
+            convert(Raw::Text("on".into()), ValueKind::Bool),
             Ok(Value::Bool(true))
         );
-        assert!(convert(Raw::Text("maybe".into()), PointType::Bool).is_err());
+        assert!(convert(Raw::Text("maybe".into()), ValueKind::Bool).is_err());
     }
 }

@@ -2,7 +2,8 @@
 //! field it yields through every point type: errors are fine, panics are not.
 #![no_main]
 
-use fieldbridge_serial::config::{FormatKind, PointType, SerialDevice, SerialPoint};
+use fieldbridge_core::ValueKind;
+use fieldbridge_serial::config::{FormatKind, SerialDevice, SerialPoint};
 use fieldbridge_serial::format::{Parser, convert};
 use fieldbridge_serial::nmea;
 use libfuzzer_sys::fuzz_target;
@@ -51,7 +52,7 @@ fuzz_target!(|text: &str| {
         let Ok(record) = parser.parse(text) else { continue };
         for p in &points {
             if let Some(raw) = record.field(p) {
-                for kind in [PointType::Float, PointType::Int, PointType::Bool, PointType::Text] {
+                for kind in [ValueKind::Float, ValueKind::Int, ValueKind::Bool, ValueKind::Text] {
                     let _ = convert(raw.clone(), kind);
                 }
             }
