@@ -288,18 +288,7 @@ async fn a_persistent_session_keeps_qos1_messages_published_while_away_across_a_
         s => panic!("{s:?}"),
     }
     rig.until("reconnected", |s| s.connects() >= 2).await;
-    broker
-        .publish(
-            "tele/plug/SENSOR",
-            br#"{"ENERGY":{"Power":4,"Voltage":230}}"#,
-            1,
-            false,
-        )
-        .await;
-    assert_eq!(
-        rig.reading("plug", "power").await,
-        (Value::Float(4.0), Quality::Good)
-    );
+    plug_reports(&broker, &mut rig, 4).await;
     assert_eq!(rig.status("plug").await, DeviceStatus::Online);
     rig.stop().await;
 }
@@ -320,18 +309,7 @@ async fn without_a_session_subscriptions_are_restored_after_a_broker_restart() {
     // The restarted broker knows nothing of us: only our new SUBSCRIBE
     // can bring this message.
     subscribed(&rig, 2).await;
-    broker
-        .publish(
-            "tele/plug/SENSOR",
-            br#"{"ENERGY":{"Power":5,"Voltage":230}}"#,
-            1,
-            false,
-        )
-        .await;
-    assert_eq!(
-        rig.reading("plug", "power").await,
-        (Value::Float(5.0), Quality::Good)
-    );
+    plug_reports(&broker, &mut rig, 5).await;
     rig.stop().await;
 }
 
@@ -430,18 +408,7 @@ async fn a_password_protected_broker() {
         vec![plug()],
     );
     subscribed(&rig, 1).await;
-    broker
-        .publish(
-            "tele/plug/SENSOR",
-            br#"{"ENERGY":{"Power":7,"Voltage":230}}"#,
-            1,
-            false,
-        )
-        .await;
-    assert_eq!(
-        rig.reading("plug", "power").await,
-        (Value::Float(7.0), Quality::Good)
-    );
+    plug_reports(&broker, &mut rig, 7).await;
     rig.stop().await;
 
     // A wrong password: offline, saying why, and retried with backoff,
@@ -483,18 +450,7 @@ async fn a_tls_listener_with_a_test_ca() {
         vec![plug()],
     );
     subscribed(&rig, 1).await;
-    broker
-        .publish(
-            "tele/plug/SENSOR",
-            br#"{"ENERGY":{"Power":8,"Voltage":230}}"#,
-            1,
-            false,
-        )
-        .await;
-    assert_eq!(
-        rig.reading("plug", "power").await,
-        (Value::Float(8.0), Quality::Good)
-    );
+    plug_reports(&broker, &mut rig, 8).await;
     rig.stop().await;
 
     // The system's roots do not know our test CA: refused, said so.
@@ -531,18 +487,7 @@ async fn a_tls_listener_that_wants_a_client_certificate() {
         vec![plug()],
     );
     subscribed(&rig, 1).await;
-    broker
-        .publish(
-            "tele/plug/SENSOR",
-            br#"{"ENERGY":{"Power":9,"Voltage":230}}"#,
-            1,
-            false,
-        )
-        .await;
-    assert_eq!(
-        rig.reading("plug", "power").await,
-        (Value::Float(9.0), Quality::Good)
-    );
+    plug_reports(&broker, &mut rig, 9).await;
     rig.stop().await;
 
     // Without the certificate the broker hangs up: offline, never connected.
@@ -579,18 +524,7 @@ async fn a_kept_session_from_an_older_configuration_still_gets_the_new_topics() 
     // Restarted with a new device: the broker still has the session.
     let mut rig = Rig::start(settings(), vec![plug()]);
     subscribed(&rig, 1).await;
-    broker
-        .publish(
-            "tele/plug/SENSOR",
-            br#"{"ENERGY":{"Power":3,"Voltage":230}}"#,
-            1,
-            false,
-        )
-        .await;
-    assert_eq!(
-        rig.reading("plug", "power").await,
-        (Value::Float(3.0), Quality::Good)
-    );
+    plug_reports(&broker, &mut rig, 3).await;
     rig.stop().await;
 }
 
@@ -606,18 +540,7 @@ async fn mqtt5_readings_writes_and_a_session_kept_across_a_broker_restart() {
     };
     let mut rig = Rig::start(settings(), vec![plug()]);
     subscribed(&rig, 1).await;
-    broker
-        .publish(
-            "tele/plug/SENSOR",
-            br#"{"ENERGY":{"Power":50,"Voltage":230}}"#,
-            1,
-            false,
-        )
-        .await;
-    assert_eq!(
-        rig.reading("plug", "power").await,
-        (Value::Float(50.0), Quality::Good)
-    );
+    plug_reports(&broker, &mut rig, 50).await;
     let mut observer = broker.subscriber("cmnd/plug/#", &[]).await;
     assert_eq!(
         rig.router.write_text("plug", "relay", "on").await,
@@ -643,4 +566,16 @@ async fn mqtt5_readings_writes_and_a_session_kept_across_a_broker_restart() {
         );
     }
     rig.stop().await;
+}
+
+/// The plug publishes `power` W; the reading arrives on the bus, good.
+async fn plug_reports(broker: &Mosquitto, rig: &mut Rig, power: u32) {
+    let payload = format!(r#"{{"ENERGY":{{"Power":{power},"Voltage":230}}}}"#);
+    broker
+        .publish("tele/plug/SENSOR", payload.as_bytes(), 1, false)
+        .await;
+    assert_eq!(
+        rig.reading("plug", "power").await,
+        (Value::Float(f64::from(power)), Quality::Good)
+    );
 }
