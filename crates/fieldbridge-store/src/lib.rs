@@ -159,6 +159,21 @@ impl History {
         Ok(items.unwrap_or_default())
     }
 
+    /// The newest `n` items of `node` published before `id`, oldest first.
+    pub fn before(&self, node: &str, id: u64, n: usize) -> Result<Vec<Item>, StoreError> {
+        let items = self.read(node, |t| {
+            let mut out = t
+                .range(..id)?
+                .rev()
+                .take(n)
+                .map(|r| r.map(|(k, v)| item(k.value(), v.value())))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.reverse();
+            Ok(out)
+        })?;
+        Ok(items.unwrap_or_default())
+    }
+
     /// The items of `node` published after `id`, oldest first, at most `max`.
     pub fn after(&self, node: &str, id: u64, max: usize) -> Result<Vec<Item>, StoreError> {
         let items = self.read(node, |t| {
@@ -234,6 +249,13 @@ mod tests {
             .unwrap();
         let last: Vec<u64> = h.last("boiler", 3).unwrap().iter().map(|i| i.id).collect();
         assert_eq!(last, [NOW - 92, NOW - 91, NOW - 90]);
+        let before: Vec<u64> = h
+            .before("boiler", NOW - 95, 2)
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(before, [NOW - 97, NOW - 96]);
         let after: Vec<u64> = h
             .after("boiler", NOW - 95, 100)
             .unwrap()

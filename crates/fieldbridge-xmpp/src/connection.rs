@@ -1,41 +1,103 @@
-//! The XEP-0114 connection: connect, authenticate, and tell apart the ways
-//! it can fail.
+//! The XEP-0114 connection: connect, authenticate, tell apart the ways it
+//! can fail, then move stanzas.
 //!
-//! The login is done by hand with tokio-xmpp's `xmlstream` API rather than
-//! its `Component`, which reads typed stanzas: there one unparsable stanza
-//! from any remote user ends the stream. Here the stream yields plain
-//! elements, and the gateway decides what is malformed.
+//! The stream is read by the gateway's own [`StanzaReader`] rather than
+//! tokio-xmpp's `Component` or `xmlstream`: there one unparsable stanza
+//! from any remote user ends the stream, a 12 KB attribute is a fatal
+//! error, and a deeply nested one overflows the stack (their reader builds
+//! elements recursively and its limits cannot be set). Here the stream
+//! yields plain elements within limits, and the gateway decides what is
+//! malformed.
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use minidom::Element;
-use tokio::io::BufStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use xmpp_parsers::component::Handshake;
 
 use crate::XmppError;
+use crate::reader::{Incoming, StanzaReader};
 use crate::xml::{NS_COMPONENT, NS_STREAMS};
-
-/// The established stream.
-pub type Stream = XmlStream<BufStream<TcpStream>, Element>;
 
 /// How long connecting and logging in may take.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// After `read_timeout` of silence the stream reports a soft timeout (we
-/// ping the server then); after `response_timeout` more it is dead. Generous
-/// on purpose: [`KEEPALIVE`] keeps a healthy link far from either.
-pub const TIMEOUTS: Timeouts = Timeouts {
-    read_timeout: Duration::from_secs(120),
-    response_timeout: Duration::from_secs(60),
-};
-
-/// After this much inbound silence the gateway pings the server, well
-/// within [`TIMEOUTS`]' read timeout, so that an idle but healthy link is
-/// never taken for a dead one.
+/// After this much inbound silence the gateway pings the server, so that
+/// an idle but healthy link is never taken for a dead one.
 pub const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// With nothing at all from the server for this long (three pings
+/// unanswered) the link is taken for dead and reconnected.
+pub const DEAD_AFTER: Duration = Duration::from_secs(90);
+
+/// A write that makes no progress for this long means a dead or stuck
+/// server: the connection is dropped rather than stall the component.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes written per step of [`Stream::send`]: the write timeout applies
+/// to each, so a long catch-up is fine while the server keeps taking data.
+const WRITE_STEP: usize = 64 * 1024;
+
+/// An established, logged-in component stream.
+#[derive(Debug)]
+pub struct Stream {
+    io: TcpStream,
+    reader: StanzaReader,
+    chunk: Box<[u8]>,
+    out: Vec<u8>,
+}
+
+impl Stream {
+    /// The next item from the server. Cancel-safe: what was read stays in
+    /// the reader, so it may be raced against other work in `select!`.
+    pub async fn next(&mut self) -> Result<Incoming, XmppError> {
+        loop {
+            if let Some(item) = self.reader.pop() {
+                return Ok(item);
+            }
+            let n = self.io.read(&mut self.chunk).await.map_err(XmppError::Io)?;
+            if n == 0 {
+                return Err(XmppError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            self.reader.feed(&self.chunk[..n]).map_err(|e| {
+                XmppError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })?;
+        }
+    }
+
+    /// Sends `stanzas` with one write (in steps, each bounded by
+    /// [`WRITE_TIMEOUT`]).
+    pub async fn send(&mut self, stanzas: &[Element]) -> std::io::Result<()> {
+        self.out.clear();
+        for el in stanzas {
+            el.write_to(&mut self.out).map_err(std::io::Error::other)?;
+        }
+        for step in self.out.chunks(WRITE_STEP) {
+            stalled(self.io.write_all(step)).await?;
+        }
+        stalled(self.io.flush()).await
+    }
+
+    /// Sends `stanzas`, then closes the stream.
+    pub async fn close(&mut self, stanzas: &[Element]) -> std::io::Result<()> {
+        self.send(stanzas).await?;
+        stalled(self.io.write_all(b"</stream:stream>")).await?;
+        stalled(self.io.shutdown()).await
+    }
+}
+
+/// A write step that makes no progress for [`WRITE_TIMEOUT`] is an error.
+async fn stalled(step: impl Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, step)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the server took no data for {WRITE_TIMEOUT:?}"),
+            ))
+        })
+}
 
 /// Connects to `server` and logs in as `domain` (owned arguments so that
 /// the attempt can run as a `'static` future beside the bus).
@@ -54,58 +116,57 @@ async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, XmppE
         server: server.to_owned(),
         source,
     };
+    let protocol = |reason: String| XmppError::Protocol {
+        domain: domain.to_owned(),
+        reason,
+    };
     let tcp = TcpStream::connect(server).await.map_err(io)?;
     // Small stanzas must not wait ~40 ms for Nagle.
     tcp.set_nodelay(true).map_err(io)?;
-    let header = StreamHeader {
-        from: None,
-        to: Some(domain.to_owned().into()),
-        id: None,
+    let mut stream = Stream {
+        io: tcp,
+        reader: StanzaReader::new(),
+        chunk: vec![0; 16 * 1024].into_boxed_slice(),
+        out: Vec::new(),
     };
-    let mut pending =
-        xmlstream::initiate_stream(BufStream::new(tcp), NS_COMPONENT, header, TIMEOUTS)
-            .await
-            .map_err(io)?;
-    let header = pending.take_header();
-    let Some(stream_id) = header.id else {
-        return Err(XmppError::Protocol {
-            domain: domain.to_owned(),
-            reason: "the server sent no stream id".into(),
-        });
-    };
-    let mut stream: Stream = pending.skip_features();
-    let handshake: Element =
-        Handshake::from_stream_id_and_password(stream_id.into_owned(), secret).into();
-    futures::SinkExt::send(&mut stream, &handshake)
-        .await
-        .map_err(io)?;
-    loop {
-        match stream.next().await {
-            Some(Ok(el)) if el.name() == "handshake" => return Ok(stream),
-            Some(Ok(el)) if is_stream_error(&el) => {
-                return Err(stream_error(&el, domain));
-            }
-            Some(Ok(el)) => {
-                return Err(XmppError::Protocol {
-                    domain: domain.to_owned(),
-                    reason: format!("unexpected <{}> instead of the handshake", el.name()),
-                });
-            }
-            Some(Err(ReadError::SoftTimeout)) => continue,
-            Some(Err(ReadError::HardError(e))) => return Err(io(e)),
-            Some(Err(ReadError::ParseError(e))) => {
-                return Err(XmppError::Protocol {
-                    domain: domain.to_owned(),
-                    reason: format!("unreadable answer: {e}"),
-                });
-            }
-            Some(Err(ReadError::StreamFooterReceived)) | None => {
-                return Err(XmppError::Protocol {
-                    domain: domain.to_owned(),
-                    reason: "the server closed the stream without saying why".into(),
-                });
-            }
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{NS_COMPONENT}' \
+         xmlns:stream='{STREAM_NS}' to='{}'>",
+        String::from_utf8_lossy(&minidom::element::escape(domain.as_bytes()))
+    );
+    stream.io.write_all(header.as_bytes()).await.map_err(io)?;
+    let unreadable = |e: XmppError| match e {
+        XmppError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            protocol("the server closed the stream without saying why".into())
         }
+        XmppError::Io(e) => io(e),
+        e => e,
+    };
+    let stream_id = match stream.next().await.map_err(unreadable)? {
+        Incoming::Header(h) => match h.attr("id") {
+            Some(id) => id.to_owned(),
+            None => return Err(protocol("the server sent no stream id".into())),
+        },
+        Incoming::Stanza(el) if is_stream_error(&el) => return Err(stream_error(&el, domain)),
+        _ => return Err(protocol("no stream header from the server".into())),
+    };
+    // The digest is never logged: it is enough to guess a weak secret.
+    let handshake: Element = Handshake::from_stream_id_and_password(stream_id, secret).into();
+    stream.send(&[handshake]).await.map_err(io)?;
+    match stream.next().await.map_err(unreadable)? {
+        Incoming::Stanza(el) if el.name() == "handshake" => Ok(stream),
+        Incoming::Stanza(el) if is_stream_error(&el) => Err(stream_error(&el, domain)),
+        Incoming::Stanza(el) => Err(protocol(format!(
+            "unexpected <{}> instead of the handshake",
+            el.name()
+        ))),
+        Incoming::Refused { why, .. } => Err(protocol(format!(
+            "{} instead of the handshake",
+            why.as_str()
+        ))),
+        Incoming::Header(_) | Incoming::Footer => Err(protocol(
+            "the server closed the stream without saying why".into(),
+        )),
     }
 }
 

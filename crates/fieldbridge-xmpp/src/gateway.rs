@@ -20,11 +20,14 @@ use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::access::Access;
+use crate::flood::{self, SenderLimits, Verdict};
+use crate::reader::Refusal;
 use crate::sensordata;
 use crate::state::{Store, Subscriptions};
 use crate::xml::{
     NS_COMPONENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_PUBSUB, NS_PUBSUB_ERRORS,
-    NS_PUBSUB_EVENT, NS_SENSORDATA, child, element, iq_error, iq_result, set, stanza, text, with,
+    NS_PUBSUB_EVENT, NS_SENSORDATA, NS_STANZAS, child, element, iq_error, iq_result, set, stanza,
+    text, with,
 };
 use fieldbridge_store::{History, Item, Limits};
 
@@ -49,6 +52,10 @@ pub struct Stats {
     pub notifications: u64,
     /// Chat commands answered.
     pub chat_commands: u64,
+    /// Stanzas refused because their sender was over its rate limit.
+    pub rate_limited: u64,
+    /// Subscriptions refused because a limit was reached.
+    pub subscriptions_refused: u64,
 }
 
 #[derive(Debug, Default)]
@@ -80,9 +87,11 @@ pub struct Gateway {
     subs: Subscriptions,
     live: HashMap<DeviceId, Live>,
     stats: Stats,
-    /// Causes of malformed stanzas already logged at `info`: each is said
+    /// Causes of refused stanzas already logged at `info`: each is said
     /// loudly once, then only at `debug`, so a noisy peer cannot flood logs.
-    malformed_seen: HashSet<&'static str>,
+    logged_causes: HashSet<&'static str>,
+    /// Per-sender rate limits.
+    senders: SenderLimits,
     /// Adapter work asked for since the connection loop last took it.
     jobs: Vec<Job>,
     /// Every published item, kept per node.
@@ -150,7 +159,8 @@ impl Gateway {
             subs,
             live,
             stats: Stats::default(),
-            malformed_seen: HashSet::new(),
+            logged_causes: HashSet::new(),
+            senders: SenderLimits::default(),
             jobs: Vec::new(),
             history,
             limits: Arc::new(limits),
@@ -412,14 +422,8 @@ impl Gateway {
 
     /// Handles one stanza from the server; returns what to send back.
     pub fn on_stanza(&mut self, el: &Element) -> Vec<Element> {
-        if let Some(from) = sender(el)
-            && from.domain().as_str() == self.domain
-        {
-            // We never send requests to ourselves, so anything "from" our
-            // own domain is either a bounce of our own stanza or a spoof:
-            // answering could start a loop.
-            self.malformed(el, "stanza from our own domain");
-            return Vec::new();
+        if !self.admit(el) {
+            return self.over_limit(el);
         }
         match el.name() {
             "iq" => self.on_iq(el),
@@ -429,10 +433,78 @@ impl Gateway {
         }
     }
 
+    /// A stanza the reader refused for its depth or size (only its top
+    /// element is left): a request gets `policy-violation`, the rest is
+    /// dropped. Counted as malformed.
+    pub fn refused(&mut self, stanza: &Element, why: Refusal) -> Vec<Element> {
+        if !self.admit(stanza) {
+            return self.over_limit(stanza);
+        }
+        self.malformed(stanza, why.as_str());
+        if self.is_request(stanza) {
+            return vec![iq_error(
+                stanza,
+                "modify",
+                "policy-violation",
+                Some(why.as_str()),
+            )];
+        }
+        Vec::new()
+    }
+
+    /// Whether a stanza is looked at at all: not from our own domain (we
+    /// never send requests to ourselves, so that is a bounce or a spoof,
+    /// and answering could start a loop), and its sender within its rate.
+    fn admit(&mut self, el: &Element) -> bool {
+        let Some(from) = sender(el) else {
+            return true;
+        };
+        if from.domain().as_str() == self.domain {
+            self.malformed(el, "stanza from our own domain");
+            return false;
+        }
+        match self.senders.check(&from.to_bare(), Instant::now()) {
+            Verdict::Allowed => true,
+            Verdict::FloodStarts => {
+                self.stats.rate_limited += 1;
+                tracing::info!(jid = %from.to_bare(), rate = flood::RATE, burst = flood::BURST, "sender over its rate limit: its stanzas are refused until it slows down");
+                false
+            }
+            Verdict::Refused => {
+                self.stats.rate_limited += 1;
+                false
+            }
+        }
+    }
+
+    /// The answer to a stanza that was not admitted: a request from over
+    /// the rate limit is told to wait (so that a client does not hang until
+    /// its own timeout); anything else is dropped.
+    fn over_limit(&mut self, el: &Element) -> Vec<Element> {
+        let own = sender(el).is_some_and(|f| f.domain().as_str() == self.domain);
+        if !own && self.is_request(el) {
+            return vec![iq_error(
+                el,
+                "wait",
+                "resource-constraint",
+                Some("too many requests; slow down"),
+            )];
+        }
+        Vec::new()
+    }
+
+    /// An IQ get or set that can be answered (it has a sender and an id).
+    fn is_request(&self, el: &Element) -> bool {
+        el.name() == "iq"
+            && matches!(el.attr("type"), Some("get" | "set"))
+            && el.attr("id").is_some_and(|id| !id.is_empty())
+            && sender(el).is_some()
+    }
+
     fn malformed(&mut self, el: &Element, why: &'static str) {
         self.stats.malformed += 1;
         let jid = el.attr("from").unwrap_or("?");
-        if self.malformed_seen.insert(why) {
+        if self.logged_causes.insert(why) {
             tracing::info!(
                 jid,
                 error = why,
@@ -449,22 +521,17 @@ impl Gateway {
         }
     }
 
-    /// Counts a stanza that could not even be read as XML elements (the
-    /// stream reported a parse error for it): it is skipped, the stream goes on.
-    pub fn unreadable(&mut self, error: &str) {
-        self.stats.malformed += 1;
-        if self.malformed_seen.insert("unreadable stanza") {
+    /// A request refused by a limit: logged once per cause at `info`.
+    fn limit_reached(&mut self, jid: &str, cause: &'static str) {
+        self.stats.subscriptions_refused += 1;
+        if self.logged_causes.insert(cause) {
             tracing::info!(
-                error,
-                malformed = self.stats.malformed,
-                "unreadable stanza skipped"
+                jid,
+                cause,
+                "subscription refused (further ones for this cause are logged at debug)"
             );
         } else {
-            tracing::debug!(
-                error,
-                malformed = self.stats.malformed,
-                "unreadable stanza skipped"
-            );
+            tracing::debug!(jid, cause, "subscription refused");
         }
     }
 
@@ -696,6 +763,24 @@ impl Gateway {
                     return Self::pubsub_error(el, "modify", "bad-request", "invalid-jid");
                 }
                 let jid = jid.to_string();
+                let known = self
+                    .subs
+                    .pubsub
+                    .get(node.as_str())
+                    .is_some_and(|s| s.contains(&jid));
+                if !known && let Some(limit) = self.pubsub_limit(node.as_str(), from) {
+                    self.limit_reached(&jid, limit.cause());
+                    let mut reply = Self::pubsub_error(
+                        el,
+                        "cancel",
+                        "policy-violation",
+                        "too-many-subscriptions",
+                    );
+                    if let Some(error) = reply.get_child_mut("error", NS_COMPONENT) {
+                        error.append_child(text("text", NS_STANZAS, limit.to_string()));
+                    }
+                    return reply;
+                }
                 self.subs
                     .pubsub
                     .entry(node.to_string())
@@ -744,26 +829,37 @@ impl Gateway {
                     .filter_map(|c| c.attr("id"))
                     .collect();
                 // "What did I miss?": result set management (XEP-0059) with
-                // <after> the last item id the subscriber has.
+                // <after> the last item id the subscriber has, or <before>
+                // (empty: the last page) to page backwards.
                 let rsm = payload.get_child("set", NS_RSM);
-                let after = rsm
-                    .and_then(|r| r.get_child("after", NS_RSM))
-                    .map(|a| a.text().parse::<u64>());
-                let found = if let Some(after) = after {
-                    let Ok(after) = after else {
-                        return iq_error(
-                            el,
-                            "modify",
-                            "bad-request",
-                            Some("<after> is not an item id of this service"),
-                        );
-                    };
+                let bound = |name: &str| {
+                    rsm.and_then(|r| r.get_child(name, NS_RSM)).map(|b| {
+                        let t = b.text();
+                        if t.is_empty() && name == "before" {
+                            Ok(None)
+                        } else {
+                            t.parse::<u64>().map(Some)
+                        }
+                    })
+                };
+                let (Ok(after), Ok(before)) = (
+                    bound("after").transpose().map(Option::flatten),
+                    bound("before").transpose().map(Option::flatten),
+                ) else {
+                    return iq_error(
+                        el,
+                        "modify",
+                        "bad-request",
+                        Some("<after> and <before> take an item id of this service"),
+                    );
+                };
+                let found = if let Some(rsm) = rsm {
                     let max = rsm
-                        .and_then(|r| r.get_child("max", NS_RSM))
+                        .get_child("max", NS_RSM)
                         .and_then(|m| m.text().parse::<usize>().ok())
                         .unwrap_or(MAX_ITEMS_REPLY)
                         .min(MAX_ITEMS_REPLY);
-                    self.items_after(node.as_str(), after, max)
+                    self.page(node.as_str(), after, before, max)
                 } else if wanted.is_empty() {
                     // Newest first is what max_items asks for; sent oldest
                     // first, in publication order (XEP-0060 §6.5.7).
@@ -772,7 +868,7 @@ impl Gateway {
                         .and_then(|m| m.parse::<usize>().ok())
                         .unwrap_or(MAX_ITEMS_REPLY)
                         .min(MAX_ITEMS_REPLY);
-                    self.last_items(node.as_str(), max)
+                    self.page(node.as_str(), None, None, max)
                 } else {
                     wanted
                         .iter()
@@ -801,6 +897,14 @@ impl Gateway {
                             if let (Some(first), Some(last)) = (found.first(), found.last()) {
                                 set.append_child(text("first", NS_RSM, history::item_id(first.id)));
                                 set.append_child(text("last", NS_RSM, history::item_id(last.id)));
+                            }
+                            match self.item_count(node.as_str()) {
+                                Ok(n) => {
+                                    set.append_child(text("count", NS_RSM, n.to_string()));
+                                }
+                                Err(e) => {
+                                    tracing::warn!(device = %node, error = %e, "cannot count the history")
+                                }
                             }
                             reply.append_child(set);
                         }
@@ -945,6 +1049,24 @@ impl Gateway {
         }
         match kind {
             "subscribe" => {
+                let known = self
+                    .subs
+                    .presence
+                    .get(&device)
+                    .is_some_and(|s| s.contains(&bare.to_string()));
+                if !known && let Some(limit) = self.presence_limit(&device) {
+                    self.limit_reached(&bare.to_string(), limit.cause());
+                    let mut p = with(
+                        stanza("presence", &device_jid, &from.to_string()),
+                        "type",
+                        "error",
+                    );
+                    let mut error = with(element("error", NS_COMPONENT), "type", "cancel");
+                    error.append_child(element("policy-violation", NS_STANZAS));
+                    error.append_child(text("text", NS_STANZAS, limit.to_string()));
+                    p.append_child(error);
+                    return vec![p];
+                }
                 let added = self
                     .subs
                     .presence
@@ -980,6 +1102,98 @@ impl Gateway {
                 )]
             }
             _ => vec![self.presence(&device, &from.to_string())],
+        }
+    }
+}
+
+/// A node's subscriptions per user (bare JID): one per resource, and
+/// that many resources at most.
+pub const MAX_RESOURCES_PER_USER: usize = 4;
+
+/// Subscribers of one device, pubsub and presence each.
+pub const MAX_SUBSCRIBERS_PER_DEVICE: usize = 1000;
+
+/// Subscriptions of all kinds to all devices of the gateway.
+pub const MAX_SUBSCRIPTIONS: usize = 50_000;
+
+/// Which subscription limit a request reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Resources,
+    Device,
+    Gateway,
+}
+
+impl Limit {
+    fn cause(self) -> &'static str {
+        match self {
+            Limit::Resources => "resources per user",
+            Limit::Device => "subscribers per device",
+            Limit::Gateway => "subscriptions per gateway",
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Resources => write!(
+                f,
+                "at most {MAX_RESOURCES_PER_USER} resources of one user may subscribe to a node"
+            ),
+            Limit::Device => write!(
+                f,
+                "this device has its limit of {MAX_SUBSCRIBERS_PER_DEVICE} subscribers"
+            ),
+            Limit::Gateway => write!(
+                f,
+                "the gateway has its limit of {MAX_SUBSCRIPTIONS} subscriptions"
+            ),
+        }
+    }
+}
+
+impl Gateway {
+    fn subscription_count(&self) -> usize {
+        self.subs
+            .pubsub
+            .values()
+            .chain(self.subs.presence.values())
+            .map(|s| s.len())
+            .sum()
+    }
+
+    /// The limit a new pubsub subscription of `user` to `node` would break.
+    fn pubsub_limit(&self, node: &str, user: &BareJid) -> Option<Limit> {
+        let subscribers = self.subs.pubsub.get(node);
+        let user = user.to_string();
+        let resources = subscribers
+            .into_iter()
+            .flatten()
+            .filter(|j| {
+                j.strip_prefix(user.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .count();
+        if resources >= MAX_RESOURCES_PER_USER {
+            Some(Limit::Resources)
+        } else if subscribers.map_or(0, |s| s.len()) >= MAX_SUBSCRIBERS_PER_DEVICE {
+            Some(Limit::Device)
+        } else if self.subscription_count() >= MAX_SUBSCRIPTIONS {
+            Some(Limit::Gateway)
+        } else {
+            None
+        }
+    }
+
+    /// The limit a new presence subscription to `device` would break.
+    fn presence_limit(&self, device: &str) -> Option<Limit> {
+        if self.subs.presence.get(device).map_or(0, |s| s.len()) >= MAX_SUBSCRIBERS_PER_DEVICE {
+            Some(Limit::Device)
+        } else if self.subscription_count() >= MAX_SUBSCRIPTIONS {
+            Some(Limit::Gateway)
+        } else {
+            None
         }
     }
 }

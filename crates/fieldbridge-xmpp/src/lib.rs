@@ -22,12 +22,14 @@
 //! reconnect, each node subscriber gets the items it missed from the
 //! history, and presence is sent again.
 //!
-//! The login is hand-made with tokio-xmpp's `xmlstream` API and the stream
-//! yields plain `minidom` elements: tokio-xmpp's own `Component` ends the
-//! stream on one unparsable stanza (which any remote user can send), never
-//! reconnects, and reports a wrong secret and a second gateway alike. Here
-//! a stanza the gateway does not understand is counted, answered with an
-//! error when it is a request, and otherwise dropped.
+//! The stream is read by the gateway's own [`reader`], within limits of
+//! depth and size that no remote sender can get past, and yields plain
+//! `minidom` elements: tokio-xmpp's `Component` ends the stream on one
+//! unparsable stanza (which any remote user can send), its reader cannot
+//! be bounded, it never reconnects, and it reports a wrong secret and a
+//! second gateway alike. Here a stanza the gateway does not understand is
+//! counted, answered with an error when it is a request, and otherwise
+//! dropped.
 //!
 //! Who may do what is [`access`]; subscriptions survive restarts in
 //! [`state`]; pubsub items carry XEP-0323 [`sensordata`]; messages to a
@@ -37,7 +39,9 @@ pub mod access;
 pub mod chat;
 pub mod config;
 pub mod connection;
+pub mod flood;
 pub mod gateway;
+pub mod reader;
 pub mod sensordata;
 pub mod state;
 pub mod xml;
@@ -49,16 +53,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
-use futures::{SinkExt, StreamExt};
 use minidom::Element;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_xmpp::xmlstream::ReadError;
 
 pub use config::{AccessConfig, XmppConfig};
 
 use crate::connection::Stream;
 use crate::gateway::{Gateway, Job, JobOutcome};
+use crate::reader::Incoming;
 
 /// What the component needs besides the bus.
 #[derive(Debug, Clone)]
@@ -159,9 +162,6 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How long the goodbye may take when stopping.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
-/// A write that does not complete in this time means a dead or stuck
-/// server: drop the connection rather than stall the component.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often published items are written to the history (or sooner, when
 /// a batch is full): one disk commit per batch, not per reading.
 const HISTORY_FLUSH: Duration = Duration::from_millis(250);
@@ -194,20 +194,6 @@ impl Backoff {
 }
 
 type Connecting = Pin<Box<dyn Future<Output = Result<Stream, XmppError>> + Send>>;
-
-/// A write step that makes no progress for [`WRITE_TIMEOUT`] is an error.
-async fn stalled(
-    step: impl Future<Output = Result<(), std::io::Error>>,
-) -> Result<(), std::io::Error> {
-    tokio::time::timeout(WRITE_TIMEOUT, step)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("the server took no data for {WRITE_TIMEOUT:?}"),
-            ))
-        })
-}
 
 /// The connection as the loop sees it.
 struct Link {
@@ -248,16 +234,7 @@ impl Link {
         let Some(c) = &mut self.stream else {
             return;
         };
-        let s = &mut c.stream;
-        // The timeout is per step, not for the whole batch: a long catch-up
-        // after an outage is fine as long as the server keeps taking data.
-        let write = async {
-            for el in &out {
-                stalled(s.feed(el)).await?;
-            }
-            stalled(SinkExt::<&Element>::flush(s)).await
-        };
-        let error = match write.await {
+        let error = match c.stream.send(&out).await {
             Ok(()) => return,
             Err(e) => e,
         };
@@ -360,35 +337,30 @@ pub async fn run(
                 }
             },
             item = next(&mut link.stream), if link.stream.is_some() => {
-                if let (Some(c), Some(Ok(_) | Err(ReadError::ParseError(_)))) = (&mut link.stream, &item) {
+                if let (Some(c), Ok(_)) = (&mut link.stream, &item) {
                     c.last_rx = Instant::now();
                 }
                 match item {
-                    Some(Ok(el)) if connection::is_stream_error(&el) => {
+                    Ok(Incoming::Stanza(el)) if connection::is_stream_error(&el) => {
                         let e = connection::stream_error(&el, &config.component);
                         tracing::warn!(error = %e, "the server closed the stream");
                         link.disconnect();
                     }
-                    Some(Ok(el)) => {
+                    Ok(Incoming::Stanza(el)) => {
                         let out = gw.on_stanza(&el);
                         link.send(out).await;
                     }
-                    Some(Err(ReadError::SoftTimeout)) => {
-                        // Silence for the whole read timeout: ask for an
-                        // answer before the stream gives up.
-                        let ping = link.stream.as_mut().map(|c| c.ping(&config.component));
-                        link.send(ping.into_iter().collect()).await;
+                    Ok(Incoming::Refused { stanza, why }) => {
+                        let out = gw.refused(&stanza, why);
+                        link.send(out).await;
                     }
-                    Some(Err(ReadError::ParseError(e))) => {
-                        // One stanza could not be read; the stream goes on.
-                        gw.unreadable(&e.to_string());
-                    }
-                    Some(Err(ReadError::HardError(e))) => {
-                        tracing::warn!(error = %XmppError::Io(e), "connection to the XMPP server lost");
+                    Ok(Incoming::Header(_)) => {}
+                    Ok(Incoming::Footer) => {
+                        tracing::warn!("the XMPP server closed the stream");
                         link.disconnect();
                     }
-                    Some(Err(ReadError::StreamFooterReceived)) | None => {
-                        tracing::warn!("the XMPP server closed the connection");
+                    Err(e) => {
+                        tracing::warn!(error = %e, "connection to the XMPP server lost");
                         link.disconnect();
                     }
                 }
@@ -412,6 +384,10 @@ pub async fn run(
                 {
                     out.push(c.ping(&config.component));
                 }
+                if link.stream.as_ref().is_some_and(|c| now.duration_since(c.last_rx) >= connection::DEAD_AFTER) {
+                    tracing::warn!(silent_for = ?connection::DEAD_AFTER, "no answer from the XMPP server; reconnecting");
+                    link.disconnect();
+                }
                 link.send(out).await;
             }
         }
@@ -429,14 +405,8 @@ pub async fn run(
     save_history(&mut gw).await;
     let saved = gw.save_state();
     if let Some(mut c) = link.stream.take() {
-        let s = &mut c.stream;
-        let goodbye = async {
-            for el in gw.goodbye() {
-                s.feed(&el).await?;
-            }
-            SinkExt::<&Element>::flush(s).await?;
-            SinkExt::<&Element>::close(s).await
-        };
+        let last_words = gw.goodbye();
+        let goodbye = c.stream.close(&last_words);
         match tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await {
             Ok(Ok(())) => tracing::info!("said goodbye to the XMPP server"),
             Ok(Err(e)) => {
@@ -474,7 +444,7 @@ impl Connected {
     }
 }
 
-async fn next(stream: &mut Option<Connected>) -> Option<Result<Element, ReadError>> {
+async fn next(stream: &mut Option<Connected>) -> Result<Incoming, XmppError> {
     match stream {
         Some(c) => c.stream.next().await,
         None => std::future::pending().await,

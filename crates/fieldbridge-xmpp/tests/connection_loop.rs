@@ -15,38 +15,51 @@ use fieldbridge_core::{
     Bus, CommandRoutes, ConnectionId, DeviceEvent, DeviceId, DeviceSettings, DeviceSpec,
     DeviceStatus, Directory, EventKind,
 };
+use fieldbridge_xmpp::reader::{Incoming, StanzaReader};
 use fieldbridge_xmpp::{AccessConfig, ComponentOptions, XmppConfig};
+use minidom::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// One server-side connection with what it has read so far.
+/// One server-side connection, read with the gateway's own stanza reader
+/// so that replies are matched by structure, not by substrings.
 struct Peer {
     tcp: TcpStream,
-    seen: String,
+    reader: StanzaReader,
 }
 
+const STREAM_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+     xmlns:stream='http://etherx.jabber.org/streams' from='gw.localhost' id='s1'>";
+
 impl Peer {
-    /// Accepts the component and completes its handshake.
-    async fn accept(listener: &TcpListener) -> Peer {
+    /// Accepts the component's connection and reads its stream header.
+    async fn connected(listener: &TcpListener) -> Peer {
         let (tcp, _) = timeout(WAIT, listener.accept())
             .await
             .expect("the gateway connects")
             .unwrap();
         let mut peer = Peer {
             tcp,
-            seen: String::new(),
+            reader: StanzaReader::new(),
         };
-        peer.until("<stream:stream").await;
-        peer.until(">").await;
-        peer.send(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
-             xmlns:stream='http://etherx.jabber.org/streams' from='gw.localhost' id='s1'>",
-        )
-        .await;
-        peer.until("</handshake>").await;
+        match peer.next().await {
+            Incoming::Header(h) => assert_eq!(h.attr("to"), Some("gw.localhost")),
+            other => panic!("expected the stream header, got {other:?}"),
+        }
+        peer.send(STREAM_HEADER).await;
+        let handshake = peer.stanza().await;
+        assert_eq!(handshake.name(), "handshake");
+        // SHA-1 of "s1" + "s3cret", as XEP-0114 says.
+        assert_eq!(handshake.text(), "959fbb9c4ed23abd46ab356942367d4b7fc7a7c7");
+        peer
+    }
+
+    /// Accepts the component and completes its handshake.
+    async fn accept(listener: &TcpListener) -> Peer {
+        let mut peer = Peer::connected(listener).await;
         peer.send("<handshake/>").await;
         peer
     }
@@ -55,26 +68,69 @@ impl Peer {
         self.tcp.write_all(text.as_bytes()).await.unwrap();
     }
 
-    /// Reads until `needle` has been seen; returns everything up to it and
-    /// keeps the rest.
-    async fn until(&mut self, needle: &str) -> String {
+    /// The next item the gateway sent, within [`WAIT`].
+    async fn next(&mut self) -> Incoming {
         let read = async {
             loop {
-                if let Some(i) = self.seen.find(needle) {
-                    let rest = self.seen.split_off(i + needle.len());
-                    return std::mem::replace(&mut self.seen, rest);
+                if let Some(item) = self.reader.pop() {
+                    return item;
                 }
                 let mut buf = [0u8; 4096];
                 let n = self.tcp.read(&mut buf).await.unwrap();
-                assert!(n > 0, "connection closed before {needle:?}: {}", self.seen);
-                self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                assert!(n > 0, "the gateway closed the connection");
+                self.reader.feed(&buf[..n]).unwrap();
             }
         };
-        match timeout(WAIT, read).await {
-            Ok(s) => s,
-            Err(_) => panic!("no {needle:?} within {WAIT:?}; got {:?}", self.seen),
+        timeout(WAIT, read)
+            .await
+            .unwrap_or_else(|_| panic!("nothing from the gateway within {WAIT:?}"))
+    }
+
+    async fn stanza(&mut self) -> Element {
+        match self.next().await {
+            Incoming::Stanza(el) => el,
+            other => panic!("expected a stanza, got {other:?}"),
         }
     }
+
+    /// Stanzas until one matches `want`, which is returned.
+    async fn until(&mut self, what: &str, want: impl Fn(&Element) -> bool) -> Element {
+        let mut seen = Vec::new();
+        let found = timeout(WAIT, async {
+            loop {
+                let el = self.stanza().await;
+                if want(&el) {
+                    return el;
+                }
+                seen.push(String::from(&el));
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no {what} within {WAIT:?}; got {seen:?}"))
+    }
+
+    /// The reply to the IQ with `id`.
+    async fn reply(&mut self, id: &str) -> Element {
+        self.until(&format!("reply to {id}"), |el| {
+            el.name() == "iq" && el.attr("id") == Some(id)
+        })
+        .await
+    }
+}
+
+fn condition(reply: &Element) -> Option<String> {
+    reply
+        .get_child("error", "jabber:component:accept")?
+        .children()
+        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+fn status(presence: &Element) -> String {
+    presence
+        .get_child("status", "jabber:component:accept")
+        .map(|s| s.text())
+        .unwrap_or_default()
 }
 
 fn directory() -> Arc<Directory> {
@@ -125,18 +181,7 @@ async fn a_refused_login_is_retried_and_stopping_never_waits_for_the_server() {
     let gateway = start(&listener, &state, &bus);
 
     // "Component already connected": the gateway must try again.
-    let (tcp, _) = timeout(WAIT, listener.accept()).await.unwrap().unwrap();
-    let mut peer = Peer {
-        tcp,
-        seen: String::new(),
-    };
-    peer.until("<stream:stream").await;
-    peer.send(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
-         xmlns:stream='http://etherx.jabber.org/streams' from='gw.localhost' id='s1'>",
-    )
-    .await;
-    peer.until("</handshake>").await;
+    let mut peer = Peer::connected(&listener).await;
     peer.send(
         "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
     )
@@ -172,9 +217,9 @@ async fn survives_bad_stanzas_reconnects_and_says_goodbye() {
 
     // Login; the persisted subscriber gets the device's presence at once.
     let mut peer = Peer::accept(&listener).await;
-    let first = peer.until("</presence>").await;
-    assert!(first.contains("alice@localhost"), "{first}");
-    assert!(first.contains("waiting for the first reading"), "{first}");
+    let first = peer.until("presence", |el| el.name() == "presence").await;
+    assert_eq!(first.attr("to"), Some("alice@localhost"));
+    assert_eq!(status(&first), "waiting for the first reading");
 
     // Garbage from a remote user: dropped or answered, never fatal.
     peer.send(
@@ -183,20 +228,39 @@ async fn survives_bad_stanzas_reconnects_and_says_goodbye() {
          <iq type='get' id='empty' from='alice@localhost/x' to='gw.localhost'/>",
     )
     .await;
-    let reply = peer.until("</iq>").await;
-    assert!(
-        reply.contains("id='empty'") && reply.contains("bad-request"),
-        "{reply}"
+    let reply = peer.reply("empty").await;
+    assert_eq!(reply.attr("type"), Some("error"));
+    assert_eq!(condition(&reply).as_deref(), Some("bad-request"));
+
+    // Hostile sizes: 10,000 nested elements (this overflowed the stack of
+    // tokio-xmpp's reader) and a 200 KB attribute (over rxml's default
+    // token limit, which ended the stream).
+    let deep = format!(
+        "<iq type='get' id='deep' from='alice@localhost/x' to='gw.localhost'><query xmlns='urn:x'>{}{}</query></iq>",
+        "<x>".repeat(10_000),
+        "</x>".repeat(10_000)
     );
+    peer.send(&deep).await;
+    let reply = peer.reply("deep").await;
+    assert_eq!(condition(&reply).as_deref(), Some("policy-violation"));
+    let long = format!(
+        "<iq type='get' id='long' from='alice@localhost/x' to='gw.localhost' x='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "a".repeat(200_000)
+    );
+    peer.send(&long).await;
+    let pong = peer.reply("long").await;
+    assert_eq!(
+        pong.attr("type"),
+        Some("result"),
+        "a long attribute is read"
+    );
+
     peer.send(
         "<iq type='get' id='p1' from='alice@localhost/x' to='gw.localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
     )
     .await;
-    let pong = peer.until("</iq>").await;
-    assert!(
-        pong.contains("id='p1'") && pong.contains("type='result'"),
-        "{pong}"
-    );
+    let pong = peer.reply("p1").await;
+    assert_eq!(pong.attr("type"), Some("result"));
 
     // The server goes away; the gateway comes back and re-announces.
     drop(peer);
@@ -208,13 +272,25 @@ async fn survives_bad_stanzas_reconnects_and_says_goodbye() {
         }),
     });
     let mut peer = Peer::accept(&listener).await;
-    let again = peer.until("unplugged").await;
-    assert!(again.contains("alice@localhost"), "{again}");
+    let again = peer
+        .until("the offline presence", |el| status(el) == "unplugged")
+        .await;
+    assert_eq!(again.attr("to"), Some("alice@localhost"));
+    assert_eq!(again.attr("type"), Some("unavailable"));
 
     // The bus closes: goodbye, end of stream, Ok.
     drop(bus);
-    let bye = peer.until("</stream:stream>").await;
-    assert!(bye.contains("gateway stopped"), "{bye}");
+    let bye = peer
+        .until("the goodbye", |el| status(el) == "gateway stopped")
+        .await;
+    assert_eq!(bye.attr("type"), Some("unavailable"));
+    loop {
+        match peer.next().await {
+            Incoming::Footer => break,
+            Incoming::Stanza(_) => {}
+            other => panic!("{other:?} before the end of the stream"),
+        }
+    }
     let result = timeout(WAIT, gateway).await.expect("run returns").unwrap();
     assert!(result.is_ok(), "{result:?}");
 }

@@ -37,6 +37,10 @@ pub(super) fn limits(spec: &DeviceSpec) -> Limits {
 
 /// A device's live state as the history left it: its last item, its item
 /// sequence, and nothing left to send.
+///
+/// The sequence goes on [`BATCH`] past the last stored item: at most that
+/// many items wait to be written at any time, so numbers sent to
+/// subscribers just before a crash are never used again.
 pub(super) fn resume(history: &History, node: &str) -> Result<Live, StoreError> {
     let mut live = Live::default();
     if let Some(item) = history.last(node, 1)?.pop()
@@ -44,8 +48,9 @@ pub(super) fn resume(history: &History, node: &str) -> Result<Live, StoreError> 
     {
         live.seqnr = payload
             .attr("seqnr")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+            .saturating_add(BATCH as u64);
         live.last_item_micros = item.id;
         live.last_sent = item.id;
         live.last_item = Some((item_id(item.id), payload));
@@ -54,10 +59,12 @@ pub(super) fn resume(history: &History, node: &str) -> Result<Live, StoreError> 
 }
 
 /// A stored payload as an element; `None` (logged) if it cannot be read.
+/// Read with the stream's own limits, so that every payload that could be
+/// published can be read back.
 pub(super) fn parse(item: &Item) -> Option<Element> {
-    match item.payload.parse::<Element>() {
-        Ok(e) if e.ns() == NS_SENSORDATA => Some(e),
-        Ok(_) | Err(_) => {
+    match crate::reader::parse_element(&item.payload) {
+        Some(e) if e.ns() == NS_SENSORDATA => Some(e),
+        Some(_) | None => {
             tracing::warn!(item = item.id, "unreadable item in the history; skipped");
             None
         }
@@ -124,40 +131,55 @@ impl Gateway {
         self.unsaved.len()
     }
 
-    /// Items of `node` after `id`, oldest first, at most `max`: the stored
-    /// ones and those not yet written.
-    pub(super) fn items_after(
+    /// One page of `node`'s items, oldest first: at most `max` of those
+    /// newer than `after` and older than `before`; the oldest of them when
+    /// `after` is given ("what came after X"), else the newest ("the last
+    /// N"). Stored items and those not yet written alike: the unwritten are
+    /// all newer than the stored.
+    pub(super) fn page(
         &self,
         node: &str,
-        id: u64,
+        after: Option<u64>,
+        before: Option<u64>,
         max: usize,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut items = self.history.after(node, id, max)?;
-        let newest = items.last().map_or(id, |i| i.id);
-        items.extend(
-            self.unsaved
-                .iter()
-                .filter(|(n, i)| n == node && i.id > newest)
-                .map(|(_, i)| i.clone()),
-        );
-        let excess = items.len().saturating_sub(max);
-        items.drain(..excess);
-        Ok(items)
+        let upper = before.unwrap_or(u64::MAX);
+        let unsaved = self
+            .unsaved
+            .iter()
+            .filter(|(n, i)| n == node && i.id < upper && after.is_none_or(|a| i.id > a))
+            .map(|(_, i)| i);
+        match after {
+            Some(after) => {
+                let mut items: Vec<Item> = self
+                    .history
+                    .after(node, after, max)?
+                    .into_iter()
+                    .take_while(|i| i.id < upper)
+                    .collect();
+                let room = max.saturating_sub(items.len());
+                items.extend(unsaved.take(room).cloned());
+                Ok(items)
+            }
+            None => {
+                let unsaved: Vec<&Item> = unsaved.collect();
+                let newest = &unsaved[unsaved.len().saturating_sub(max)..];
+                let room = max.saturating_sub(newest.len());
+                let mut items = if room > 0 {
+                    self.history.before(node, upper, room)?
+                } else {
+                    Vec::new()
+                };
+                items.extend(newest.iter().map(|i| (*i).clone()));
+                Ok(items)
+            }
+        }
     }
 
-    /// The newest `n` items of `node`, oldest first.
-    pub(super) fn last_items(&self, node: &str, n: usize) -> Result<Vec<Item>, StoreError> {
-        let mut items = self.history.last(node, n)?;
-        let newest = items.last().map_or(0, |i| i.id);
-        items.extend(
-            self.unsaved
-                .iter()
-                .filter(|(nd, i)| nd == node && i.id > newest)
-                .map(|(_, i)| i.clone()),
-        );
-        let excess = items.len().saturating_sub(n);
-        items.drain(..excess);
-        Ok(items)
+    /// How many items `node` has, stored or not yet written.
+    pub(super) fn item_count(&self, node: &str) -> Result<u64, StoreError> {
+        let unsaved = self.unsaved.iter().filter(|(n, _)| n == node).count();
+        Ok(self.history.len(node)? + unsaved as u64)
     }
 
     /// One item of `node` by id.
@@ -178,7 +200,7 @@ impl Gateway {
         count: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut out: Vec<(String, String)> = self
-            .last_items(node, SCAN)?
+            .page(node, None, None, SCAN)?
             .iter()
             .rev()
             .filter_map(parse)
@@ -218,9 +240,10 @@ impl Gateway {
                 .limits
                 .get(&node)
                 .map_or(Limits::default().max_items, |l| l.max_items);
-            let items = match self.items_after(
+            let items = match self.page(
                 &node,
-                since,
+                Some(since),
+                None,
                 usize::try_from(max).unwrap_or(usize::MAX),
             ) {
                 Ok(items) => items,

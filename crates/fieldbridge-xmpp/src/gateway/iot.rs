@@ -102,7 +102,7 @@ impl Gateway {
     ) -> Element {
         let mut node = with(element("node", NS_SENSORDATA), "nodeId", spec.id.as_str());
         let items = self
-            .last_items(spec.id.as_str(), MAX_HISTORICAL)
+            .page(spec.id.as_str(), None, None, MAX_HISTORICAL)
             .unwrap_or_else(|e| {
                 tracing::error!(device = %spec.id, error = %e, "cannot read the history");
                 Vec::new()

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use fieldbridge_core::{
@@ -490,7 +490,7 @@ fn item_values(el: &Element, ns: &str) -> Vec<(String, String)> {
                 .get_child("fields", crate::xml::NS_SENSORDATA)
                 .and_then(|f| f.get_child("node", crate::xml::NS_SENSORDATA))
                 .and_then(|n| n.get_child("timestamp", crate::xml::NS_SENSORDATA))
-                .and_then(|t| t.get_child("numeric", crate::xml::NS_SENSORDATA))
+                .and_then(|t| t.children().find(|f| f.attr("value").is_some()))
                 .unwrap_or_else(|| panic!("no value in {xml}"));
             (
                 i.attr("id").unwrap().to_owned(),
@@ -1026,7 +1026,48 @@ fn the_history_and_item_sequence_survive_a_restart() {
         .and_then(|i| i.get_child("fields", crate::xml::NS_SENSORDATA))
         .and_then(|f| f.attr("seqnr"))
         .map(str::to_owned);
-    assert_eq!(seqnr.as_deref(), Some("3"), "the sequence goes on");
+    // Past any number a crash could have left unsaved (see `resume`).
+    let expected = (2 + history::BATCH + 1).to_string();
+    assert_eq!(
+        seqnr.as_deref(),
+        Some(expected.as_str()),
+        "the sequence goes on, past what may have been lost"
+    );
+}
+
+#[test]
+fn a_crash_never_makes_the_sequence_repeat_a_number_already_sent() {
+    let mut r = rig();
+    r.gw.on_stanza(&pubsub(
+        ALICE,
+        "set",
+        "<subscribe node='boiler' jid='alice@example.org/phone'/>",
+    ));
+    let now = Instant::now();
+    let seqnr_of = |out: &[Element]| -> u64 {
+        out.iter()
+            .find_map(|m| {
+                m.get_child("event", NS_PUBSUB_EVENT)?
+                    .get_child("items", NS_PUBSUB_EVENT)?
+                    .get_child("item", NS_PUBSUB_EVENT)?
+                    .get_child("fields", crate::xml::NS_SENSORDATA)?
+                    .attr("seqnr")?
+                    .parse()
+                    .ok()
+            })
+            .expect("a notification")
+    };
+    r.gw.on_event(reading(1.0), now);
+    r.gw.take_history().unwrap().write().unwrap();
+    // A full batch is sent but never written: the process dies.
+    let mut sent = 0;
+    for i in 0..history::BATCH {
+        sent = seqnr_of(&r.gw.on_event(reading(i as f64), now));
+    }
+    r.gw.take_history(); // dropped, as in a crash
+    let mut r = restart(r);
+    let next = seqnr_of(&r.gw.on_event(reading(9.0), now));
+    assert!(next > sent, "{next} after {sent}");
 }
 
 // ----- the small XEPs --------------------------------------------------
@@ -1867,4 +1908,241 @@ fn the_iot_xep_examples_round_trip() {
         ),
         vec![result]
     );
+}
+
+// ----- hostile input: limits -------------------------------------------
+
+#[test]
+fn a_stanza_the_reader_refused_gets_policy_violation_only_when_it_is_a_request() {
+    let mut r = rig();
+    let head = iq(ALICE, DOMAIN, "get", "");
+    let out = r.gw.refused(&head, Refusal::TooDeep);
+    assert_eq!(out.len(), 1);
+    assert_eq!(kind_of(&out[0]), Some("error"));
+    assert_eq!(condition(&out[0]).as_deref(), Some("policy-violation"));
+    assert_eq!(out[0].attr("id"), Some("q1"));
+    let message = chat(MALLORY, "boiler@gw.example.org", "chat", "x");
+    assert!(r.gw.refused(&message, Refusal::TooLarge).is_empty());
+    assert_eq!(r.gw.stats().malformed, 2);
+}
+
+/// The subscription elements of a subscribe answer, or its error text.
+fn subscribe_as(gw: &mut Gateway, jid: &str) -> Result<(), String> {
+    let out = gw.on_stanza(&pubsub(
+        jid,
+        "set",
+        &format!("<subscribe node='boiler' jid='{jid}'/>"),
+    ));
+    match kind_of(&out[0]) {
+        Some("result") => Ok(()),
+        _ => Err(format!(
+            "{} / {}",
+            condition(&out[0]).unwrap_or_default(),
+            out[0]
+                .get_child("error", NS_COMPONENT)
+                .and_then(|e| e.get_child("text", crate::xml::NS_STANZAS))
+                .map(|t| t.text())
+                .unwrap_or_default()
+        )),
+    }
+}
+
+#[test]
+fn one_user_subscribes_a_few_resources_to_a_node_and_no_more() {
+    let mut r = rig();
+    let results: Vec<Result<(), String>> = (0..10)
+        .map(|i| subscribe_as(&mut r.gw, &format!("alice@example.org/r{i}")))
+        .collect();
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(accepted, MAX_RESOURCES_PER_USER, "{results:?}");
+    let refused = results[MAX_RESOURCES_PER_USER].as_ref().unwrap_err();
+    assert!(
+        refused.starts_with("policy-violation / at most 4 resources"),
+        "{refused}"
+    );
+    // Subscribing again with a resource already subscribed is fine, and
+    // another user is not affected.
+    assert_eq!(subscribe_as(&mut r.gw, "alice@example.org/r0"), Ok(()));
+    assert_eq!(subscribe_as(&mut r.gw, "bob@example.org/laptop"), Ok(()));
+    assert_eq!(r.gw.stats().subscriptions_refused, 6);
+    // The refused ones are not notified.
+    let out = r.gw.on_event(reading(1.0), Instant::now());
+    let notified: BTreeSet<&str> = out
+        .iter()
+        .filter(|m| m.name() == "message")
+        .filter_map(|m| m.attr("to"))
+        .collect();
+    assert_eq!(notified.len(), MAX_RESOURCES_PER_USER + 1, "{notified:?}");
+}
+
+#[test]
+fn a_device_takes_a_bounded_number_of_subscribers() {
+    let mut r = rig();
+    for i in 0..MAX_SUBSCRIBERS_PER_DEVICE {
+        r.gw.subs
+            .pubsub
+            .entry("boiler".into())
+            .or_default()
+            .insert(format!("u{i}@example.org"));
+        r.gw.subs
+            .presence
+            .entry("boiler".into())
+            .or_default()
+            .insert(format!("u{i}@example.org"));
+    }
+    let refused = subscribe_as(&mut r.gw, "carol@example.org/x").unwrap_err();
+    assert!(refused.contains("limit of 1000 subscribers"), "{refused}");
+    let out = r.gw.on_stanza(&presence(
+        "carol@example.org/x",
+        "boiler@gw.example.org",
+        "subscribe",
+    ));
+    assert_eq!(kind_of(&out[0]), Some("error"));
+    assert_eq!(condition(&out[0]).as_deref(), Some("policy-violation"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_from_one_sender_is_refused_while_others_are_still_answered() {
+    let mut r = rig();
+    let ping = |from: &str| iq(from, DOMAIN, "get", "<ping xmlns='urn:xmpp:ping'/>");
+    let answers: Vec<Option<String>> = (0..1000)
+        .map(|_| {
+            let out = r.gw.on_stanza(&ping(ALICE));
+            condition(&out[0])
+        })
+        .collect();
+    let answered = answers.iter().filter(|c| c.is_none()).count();
+    assert_eq!(answered, crate::flood::BURST as usize);
+    assert!(
+        answers[answered..]
+            .iter()
+            .all(|c| c.as_deref() == Some("resource-constraint")),
+        "the rest are told to wait"
+    );
+    assert_eq!(r.gw.stats().rate_limited, 1000 - answered as u64);
+    // Presence floods are dropped without an answer.
+    assert!(
+        r.gw.on_stanza(&presence(ALICE, "nobody@gw.example.org", "subscribe"))
+            .is_empty()
+    );
+    let out = r.gw.on_stanza(&ping(BOB));
+    assert_eq!(
+        kind_of(&out[0]),
+        Some("result"),
+        "another reader is answered"
+    );
+}
+
+#[test]
+fn paging_returns_exactly_the_items_after_or_before_an_id_saved_or_not() {
+    let mut r = rig();
+    let now = Instant::now();
+    for v in 1..=20 {
+        r.gw.on_event(reading(f64::from(v)), now);
+    }
+    r.gw.take_history().unwrap().write().unwrap();
+    for v in 21..=30 {
+        r.gw.on_event(reading(f64::from(v)), now);
+    }
+    assert_eq!(r.gw.unsaved(), 10, "the last ten are not written yet");
+    let all = item_values(
+        &r.gw
+            .on_stanza(&pubsub(ALICE, "get", "<items node='boiler'/>"))[0],
+        NS_PUBSUB,
+    );
+    let id_of = |v: usize| all[v - 1].0.clone();
+    let page = |gw: &mut Gateway, rsm: &str| -> (Vec<String>, Element) {
+        let out = gw.on_stanza(&pubsub(
+            ALICE,
+            "get",
+            &format!(
+                "<items node='boiler'/><set xmlns='http://jabber.org/protocol/rsm'>{rsm}</set>"
+            ),
+        ));
+        let values = values(&item_values(&out[0], NS_PUBSUB))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let set = out[0]
+            .get_child("pubsub", NS_PUBSUB)
+            .and_then(|p| p.get_child("set", NS_RSM))
+            .cloned()
+            .expect("a result set");
+        (values, set)
+    };
+    let numbers = |a: usize, b: usize| (a..=b).map(|v| v.to_string()).collect::<Vec<_>>();
+    // Walking forward with <after> meets every item once, across the
+    // saved and the unsaved.
+    let mut seen = Vec::new();
+    let mut after = id_of(5);
+    loop {
+        let (values, set) = page(&mut r.gw, &format!("<after>{after}</after><max>7</max>"));
+        assert_eq!(
+            set.get_child("count", NS_RSM).map(|c| c.text()).as_deref(),
+            Some("30")
+        );
+        if values.is_empty() {
+            assert!(set.get_child("first", NS_RSM).is_none());
+            break;
+        }
+        let last = set.get_child("last", NS_RSM).unwrap().text();
+        let first = set.get_child("first", NS_RSM).unwrap().text();
+        assert_eq!(first, id_of(values[0].parse().unwrap()));
+        assert_eq!(last, id_of(values.last().unwrap().parse().unwrap()));
+        seen.extend(values);
+        after = last;
+    }
+    assert_eq!(seen, numbers(6, 30));
+    // Backwards: before an id, and the last page.
+    assert_eq!(
+        page(
+            &mut r.gw,
+            &format!("<before>{}</before><max>3</max>", id_of(10))
+        )
+        .0,
+        numbers(7, 9)
+    );
+    assert_eq!(
+        page(
+            &mut r.gw,
+            &format!("<before>{}</before><max>3</max>", id_of(23))
+        )
+        .0,
+        numbers(20, 22)
+    );
+    assert_eq!(page(&mut r.gw, "<before/><max>3</max>").0, numbers(28, 30));
+    // Between two ids.
+    assert_eq!(
+        page(
+            &mut r.gw,
+            &format!("<after>{}</after><before>{}</before>", id_of(18), id_of(23))
+        )
+        .0,
+        numbers(19, 22)
+    );
+    let out = r.gw.on_stanza(&pubsub(
+        ALICE,
+        "get",
+        "<items node='boiler'/><set xmlns='http://jabber.org/protocol/rsm'><after>x</after></set>",
+    ));
+    assert_eq!(condition(&out[0]).as_deref(), Some("bad-request"));
+}
+
+#[test]
+fn a_long_text_reading_is_read_back_from_the_history() {
+    let mut r = rig();
+    let mut event = reading(0.0);
+    let long = "é".repeat(5 * 1024);
+    if let EventKind::Reading(reading) = &mut event.kind {
+        reading.value = Value::Text(long.clone());
+    }
+    r.gw.on_event(event, Instant::now());
+    r.gw.take_history().unwrap().write().unwrap();
+    let r = restart(r);
+    let mut r = r;
+    let out =
+        r.gw.on_stanza(&pubsub(ALICE, "get", "<items node='boiler'/>"));
+    let values = item_values(&out[0], NS_PUBSUB);
+    assert_eq!(values.len(), 1, "{values:?}");
+    assert_eq!(values[0].1, long);
 }
