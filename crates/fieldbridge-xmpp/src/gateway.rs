@@ -92,6 +92,8 @@ pub struct Gateway {
     logged_causes: HashSet<&'static str>,
     /// Per-sender rate limits.
     senders: SenderLimits,
+    /// Refused senders already logged at `info` (bounded).
+    logged_senders: HashSet<BareJid>,
     /// Adapter work asked for since the connection loop last took it.
     jobs: Vec<Job>,
     /// Every published item, kept per node.
@@ -161,6 +163,7 @@ impl Gateway {
             stats: Stats::default(),
             logged_causes: HashSet::new(),
             senders: SenderLimits::default(),
+            logged_senders: HashSet::new(),
             jobs: Vec::new(),
             history,
             limits: Arc::new(limits),
@@ -521,6 +524,21 @@ impl Gateway {
         }
     }
 
+    /// A sender refused for what `access` says: counted, and logged at
+    /// `info` the first time for each sender (then at `debug`), so that an
+    /// operator sees who was refused without a flood filling the log.
+    fn forbidden(&mut self, who: &BareJid, what: &'static str) {
+        self.stats.forbidden += 1;
+        if self.logged_senders.len() >= 1000 {
+            self.logged_senders.clear();
+        }
+        if self.logged_senders.insert(who.clone()) {
+            tracing::info!(jid = %who, "{what} (further refusals of this sender are logged at debug)");
+        } else {
+            tracing::debug!(jid = %who, "{what}");
+        }
+    }
+
     /// A request refused by a limit: logged once per cause at `info`.
     fn limit_reached(&mut self, jid: &str, cause: &'static str) {
         self.stats.subscriptions_refused += 1;
@@ -565,8 +583,7 @@ impl Gateway {
         };
         let bare = from.to_bare();
         if !self.access.may_read(&bare) {
-            self.stats.forbidden += 1;
-            tracing::info!(jid = %bare, "request refused: not in access.read");
+            self.forbidden(&bare, "request refused: not in access.read");
             return vec![iq_error(el, "auth", "forbidden", None)];
         }
         let to = el.attr("to").and_then(|t| Jid::new(t).ok());
@@ -1008,7 +1025,7 @@ impl Gateway {
         };
         let device_jid = self.device_jid(&device);
         let refuse = |gw: &mut Self| {
-            gw.stats.forbidden += 1;
+            gw.forbidden(&bare, "presence subscription or probe refused");
             vec![with(
                 stanza("presence", &device_jid, &bare.to_string()),
                 "type",
@@ -1044,7 +1061,6 @@ impl Gateway {
             if kind == "unsubscribe" {
                 return Vec::new();
             }
-            tracing::info!(jid = %bare, device = %device, "presence {kind} refused");
             return refuse(self);
         }
         match kind {

@@ -47,8 +47,7 @@ impl Gateway {
         if !self.access.may_read(&bare) || !exists {
             // The same answer for "no such device" and "not yours": an
             // outsider learns nothing about which devices exist.
-            self.stats.forbidden += 1;
-            tracing::info!(jid = %bare, device = %device, "chat message refused");
+            self.forbidden(&bare, "chat message refused");
             return vec![message_error(el, "auth", "forbidden")];
         }
         self.stats.chat_commands += 1;
