@@ -106,14 +106,13 @@ impl Codec {
             DataType::F32 => finite(f64::from(f32::from_be_bytes(arr(&bytes)))),
             DataType::F64 => finite(f64::from_be_bytes(arr(&bytes))),
             DataType::String => {
-                let end = bytes
-                    .iter()
-                    .rposition(|b| *b != 0 && *b != b' ')
-                    .map_or(0, |i| i + 1);
-                // Text ends at the first NUL, as C strings in devices do.
-                let text = &bytes[..end];
-                let text = text.split(|b| *b == 0).next().unwrap_or_default();
-                Ok(Value::Text(String::from_utf8_lossy(text).into_owned()))
+                // Text ends at the first NUL, as C strings in devices do;
+                // then the padding spaces before it go.
+                let text = bytes.split(|b| *b == 0).next().unwrap_or_default();
+                let end = text.iter().rposition(|b| *b != b' ').map_or(0, |i| i + 1);
+                Ok(Value::Text(
+                    String::from_utf8_lossy(&text[..end]).into_owned(),
+                ))
             }
         }
     }

@@ -266,6 +266,27 @@ fn strings_keep_register_order_and_swap_bytes_for_badc() {
     assert!(c.encode(&Value::Text("TOO LONG!".into())).is_err());
 }
 
+/// Found by the `codec` fuzz target: spaces before a NUL that ends the
+/// text early were kept (`AB \0CD` read as `AB `), so text that was read
+/// did not encode back to registers that read the same.
+#[test]
+fn spaces_before_the_first_nul_go_too() {
+    let c = Codec::plain(String, ABCD, 3);
+    assert_eq!(
+        c.decode(&[0x4142, 0x2000, 0x4344]),
+        Ok(Value::Text("AB".into()))
+    );
+    // The fuzzer's case: a space, a NUL, then bytes that are not UTF-8.
+    assert_eq!(
+        c.decode(&[0x2000, 0xFFFF, 0xFF00]),
+        Ok(Value::Text("".into()))
+    );
+    let words = c
+        .encode(&Value::Text(" \0\u{fffd}".into()))
+        .expect("6 bytes fit 3 registers");
+    assert_eq!(c.decode(&words), Ok(Value::Text("".into())));
+}
+
 #[test]
 fn enums_name_integers_both_ways() {
     let mut c = codec(U16, ABCD);
