@@ -356,7 +356,7 @@ pub async fn run(
                     }
                     Ok(Incoming::Header(_)) => {}
                     Ok(Incoming::Footer) => {
-                        tracing::warn!("the XMPP server closed the stream");
+                        tracing::warn!("the XMPP server closed the connection");
                         link.disconnect();
                     }
                     Err(e) => {
@@ -400,6 +400,8 @@ pub async fn run(
         forbidden = stats.forbidden,
         unsupported = stats.unsupported,
         notifications = stats.notifications,
+        rate_limited = stats.rate_limited,
+        subscriptions_refused = stats.subscriptions_refused,
         "XMPP component stopping"
     );
     save_history(&mut gw).await;
