@@ -49,6 +49,31 @@ async fn deep_nesting_and_long_attributes_never_stop_the_gateway(kind: ServerKin
     let mut eve = RawClient::login(server.c2s_port(), "eve", "pw")
         .await
         .unwrap();
+    // A 200 KB attribute: over rxml's default token limit, which ended
+    // the stream to the server. Read now, and refused because eve may not
+    // read.
+    eve.send(&format!(
+        "<iq to='{BOILER}' type='get' id='long' x='{}'><ping xmlns='{NS_PING}'/></iq>",
+        "a".repeat(200_000)
+    ))
+    .await
+    .unwrap();
+    let seen = eve.read_until("id='long'").await.unwrap_or_else(|e| {
+        panic!(
+            "{e}\ngateway log:\n{}\nserver log:\n{}",
+            gateway.log(),
+            server.log()
+        );
+    });
+    let rest = eve.read_until("</iq>").await.unwrap();
+    let long = iq_reply(&format!("{seen}{rest}"), "long").unwrap();
+    assert!(
+        long.get_child("error", NS_CLIENT)
+            .and_then(|e| e.get_child("forbidden", "urn:ietf:params:xml:ns:xmpp-stanzas"))
+            .is_some(),
+        "{}",
+        xml(&long)
+    );
     // 10,000 nested elements: this overflowed the stack of the stream
     // reader the gateway used to have, and aborted the process.
     let nested = |depth: usize| format!("{}{}", "<x>".repeat(depth), "</x>".repeat(depth));
@@ -64,42 +89,32 @@ async fn deep_nesting_and_long_attributes_never_stop_the_gateway(kind: ServerKin
     ))
     .await
     .unwrap();
-    // A 200 KB attribute: over rxml's default token limit, which ended
-    // the stream to the server.
-    eve.send(&format!(
-        "<iq to='{BOILER}' type='get' id='long' x='{}'><ping xmlns='{NS_PING}'/></iq>",
-        "a".repeat(200_000)
-    ))
-    .await
-    .unwrap();
-    // The deep request is refused for its depth (before any access check,
-    // so it says nothing about the device); the long one, readable, is
-    // refused because eve may not read.
-    let seen = eve.read_until("id='long'").await.unwrap_or_else(|e| {
-        panic!("{e}\ngateway log:\n{}", gateway.log());
-    });
-    let deep = iq_reply(&seen, "deep-iq").unwrap();
-    assert_eq!(deep.attr("type"), Some("error"), "{}", xml(&deep));
-    assert!(
-        deep.get_child("error", NS_CLIENT)
-            .and_then(|e| e.get_child("policy-violation", "urn:ietf:params:xml:ns:xmpp-stanzas"))
-            .is_some(),
-        "{}",
-        xml(&deep)
-    );
-    let rest = eve.read_until("</iq>").await.unwrap();
-    let long = iq_reply(&format!("{seen}{rest}"), "long").unwrap();
-    assert!(
-        long.get_child("error", NS_CLIENT)
-            .and_then(|e| e.get_child("forbidden", "urn:ietf:params:xml:ns:xmpp-stanzas"))
-            .is_some(),
-        "{}",
-        xml(&long)
-    );
-    gateway
-        .wait_log("stanza nested too deeply", 1, Duration::from_secs(10))
-        .await
-        .unwrap();
+    match kind {
+        ServerKind::Prosody => {
+            // Prosody forwards both. The request is refused for its depth
+            // (before any access check, so it says nothing of the device).
+            let seen = eve.read_until("id='deep-iq'").await.unwrap();
+            let rest = eve.read_until("</iq>").await.unwrap();
+            let deep = iq_reply(&format!("{seen}{rest}"), "deep-iq").unwrap();
+            assert!(
+                deep.get_child("error", NS_CLIENT)
+                    .and_then(
+                        |e| e.get_child("policy-violation", "urn:ietf:params:xml:ns:xmpp-stanzas")
+                    )
+                    .is_some(),
+                "{}",
+                xml(&deep)
+            );
+            gateway
+                .wait_log("stanza nested too deeply", 1, Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+        // ejabberd 23.01 takes the stanza from eve and forwards nothing
+        // more from that session (seen in its log): the gateway never
+        // sees it. What remains to prove is that nothing else suffers.
+        ServerKind::Ejabberd => {}
+    }
 
     let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await
@@ -139,7 +154,9 @@ async fn made_up_resources_cannot_multiply_subscriptions(kind: ServerKind) {
     let mut bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
         .await
         .unwrap();
-    answers(&mut bob, Duration::from_secs(2)).await;
+    // Within what the server needs to deliver the flood itself (ejabberd
+    // takes ~2.5 s for these 2000 stanzas; Prosody well under one).
+    answers(&mut bob, Duration::from_secs(5)).await;
     bob.close().await;
 
     // Alice holds four subscriptions, whatever she tried. Her allowance

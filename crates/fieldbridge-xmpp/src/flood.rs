@@ -71,7 +71,12 @@ impl SenderLimits {
         bucket.refill(now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
-            bucket.over = false;
+            // A flood is over once the sender has let half its allowance
+            // come back, not at the first token: a sender that keeps
+            // pushing at the limit is one flood, logged once.
+            if bucket.tokens >= BURST / 2.0 {
+                bucket.over = false;
+            }
             Verdict::Allowed
         } else if bucket.over {
             Verdict::Refused
@@ -124,6 +129,13 @@ mod tests {
         assert_eq!(verdicts[BURST as usize + 1], Verdict::Refused);
         // Someone else is not affected.
         assert_eq!(l.check(&jid("alice@example.org"), now), Verdict::Allowed);
+        // Trickling in at the rate, the flood goes on: said once.
+        let mut t = now;
+        for _ in 0..100 {
+            t += Duration::from_secs_f64(1.0 / RATE);
+            let _ = l2.check(&eve, t);
+            assert_ne!(l2.check(&eve, t), Verdict::FloodStarts);
+        }
         // One second later, RATE more.
         let later = now + Duration::from_secs(1);
         let allowed = (0..1000)
