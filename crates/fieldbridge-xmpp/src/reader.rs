@@ -39,9 +39,11 @@ pub const MAX_DEPTH: usize = 32;
 /// largest stanza Prosody or ejabberd forwards by default.
 pub const MAX_STANZA: usize = 1024 * 1024;
 
-/// A stanza that goes on this long is not from a sane server: the stream is
-/// dropped rather than parsed for ever.
-pub const MAX_SKIPPED: usize = 16 * MAX_STANZA;
+/// Open elements the parser tracks at most. A refused stanza is skipped in
+/// constant memory, whatever its length, except for the parser's stack of
+/// open elements: past this many levels (far beyond what any server's
+/// stanza limit lets through) the stream is dropped instead.
+pub const MAX_OPEN: usize = 100_000;
 
 /// What the stream delivered.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,8 +88,8 @@ pub enum StreamError {
     /// The bytes are not well-formed XML.
     #[error("the server sent XML that is not well-formed: {0}")]
     Xml(#[from] rxml::Error),
-    /// A stanza went on far beyond any server's limits.
-    #[error("the server sent a stanza of more than {MAX_SKIPPED} bytes")]
+    /// A stanza nested far beyond any server's limits.
+    #[error("the server sent a stanza nested more than {MAX_OPEN} levels deep")]
     Endless,
     /// Data after the end of the stream.
     #[error("the server sent data after closing the stream")]
@@ -165,9 +167,12 @@ impl StanzaReader {
         match event {
             Event::XmlDeclaration(..) => {}
             Event::StartElement(m, (ns, name), attrs) => {
+                self.depth += 1;
+                if self.depth > MAX_OPEN {
+                    return Err(StreamError::Endless);
+                }
                 let mut el = Element::bare(name.as_str(), ns.as_str());
                 *el.attrs_mut() = attrs;
-                self.depth += 1;
                 match self.depth {
                     1 => self.ready.push_back(Incoming::Header(el)),
                     2 => {
@@ -176,7 +181,7 @@ impl StanzaReader {
                         self.check_size();
                     }
                     depth => {
-                        self.grow(m.len())?;
+                        self.grow(m.len());
                         if let Current::Building(open) = &mut self.current {
                             if depth - 1 > MAX_DEPTH {
                                 self.refuse(Refusal::TooDeep);
@@ -189,7 +194,7 @@ impl StanzaReader {
             }
             Event::Text(m, text) => {
                 if self.depth >= 2 {
-                    self.grow(m.len())?;
+                    self.grow(m.len());
                     if let Current::Building(open) = &mut self.current
                         && let Some(top) = open.last_mut()
                     {
@@ -206,7 +211,7 @@ impl StanzaReader {
                         self.ready.push_back(Incoming::Footer);
                     }
                     1 => {
-                        self.grow(m.len())?;
+                        self.grow(m.len());
                         match std::mem::replace(&mut self.current, Current::None) {
                             Current::Building(mut open) => {
                                 if let Some(stanza) = open.pop() {
@@ -220,7 +225,7 @@ impl StanzaReader {
                         }
                     }
                     _ => {
-                        self.grow(m.len())?;
+                        self.grow(m.len());
                         if let Current::Building(open) = &mut self.current
                             && open.len() >= 2
                             && let Some(done) = open.pop()
@@ -235,13 +240,9 @@ impl StanzaReader {
         Ok(())
     }
 
-    fn grow(&mut self, bytes: usize) -> Result<(), StreamError> {
+    fn grow(&mut self, bytes: usize) {
         self.size = self.size.saturating_add(bytes);
-        if self.size > MAX_SKIPPED {
-            return Err(StreamError::Endless);
-        }
         self.check_size();
-        Ok(())
     }
 
     fn check_size(&mut self) {
@@ -406,6 +407,33 @@ mod tests {
         assert_eq!(*why, Refusal::TooLarge);
         assert_eq!(stanza.attr("id"), Some("big"));
         assert_eq!(ok.attr("id"), Some("ok"));
+    }
+
+    #[test]
+    fn an_oversized_stanza_of_any_length_is_skipped() {
+        let mut r = started();
+        r.feed(b"<message id='huge'><body>").unwrap();
+        let chunk = "z".repeat(64 * 1024);
+        for _ in 0..(8 * MAX_STANZA / chunk.len()) {
+            r.feed(chunk.as_bytes()).unwrap();
+        }
+        r.feed(b"</body></message><iq id='after' type='get'/>")
+            .unwrap();
+        let items = read_all(&mut r);
+        assert!(
+            matches!(
+                &items[..],
+                [
+                    Incoming::Refused {
+                        why: Refusal::TooLarge,
+                        ..
+                    },
+                    Incoming::Stanza(_)
+                ]
+            ),
+            "{} items",
+            items.len()
+        );
     }
 
     #[test]
