@@ -18,6 +18,7 @@ pub mod command;
 pub mod device;
 pub mod duration;
 pub mod event;
+pub mod files;
 pub mod id;
 pub mod normalize;
 pub mod process;
