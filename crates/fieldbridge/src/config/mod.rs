@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldbridge_core::device::{AdapterDevice, PointSource};
+use fieldbridge_core::files::{self, KIB, MIB};
 use fieldbridge_core::simulator::{SimulatorConnection, SimulatorDevice, SimulatorPoint};
 use fieldbridge_core::{
     ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory, PointId, PointSettings,
@@ -41,6 +42,10 @@ use self::tree::{Key, Kind, Node, Origin};
 pub const ENV_PREFIX: &str = "FIELDBRIDGE";
 /// Separator of key path segments in environment variable names.
 pub const ENV_SEPARATOR: &str = "__";
+/// `gateway.yaml` larger than this is refused (thousands of devices fit).
+pub const CONFIG_FILE_LIMIT: u64 = 16 * MIB;
+/// `xmpp.secret_file` larger than this is refused: a secret is a line.
+pub const SECRET_FILE_LIMIT: u64 = 4 * KIB;
 
 /// `gateway:` — this gateway's identity and where it keeps state.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -186,12 +191,19 @@ pub fn load_with_env(
             }],
         )
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        fail(
-            Origin::Nowhere,
-            "",
-            format!("cannot read the configuration: {e}"),
-        )
+    let text = files::read_text_limited(path, CONFIG_FILE_LIMIT).map_err(|e| {
+        // The message is shown after the file's name: do not repeat it.
+        let message = match e.problem() {
+            files::Problem::Io(io) => format!("cannot read the configuration: {io}"),
+            files::Problem::NotRegular(what) => {
+                format!("the configuration is {what}, not a regular file")
+            }
+            files::Problem::TooLarge(limit) => {
+                format!("the configuration is larger than {}", files::size(*limit))
+            }
+            files::Problem::NotText => "the configuration is not UTF-8 text".to_owned(),
+        };
+        fail(Origin::Nowhere, "", message)
     })?;
     let mut root = tree::parse(&text).map_err(|e| {
         let origin = e.location().map_or(Origin::Nowhere, |l| Origin::File {
@@ -505,7 +517,7 @@ impl Loader<'_> {
                     self.base.join(file)
                 };
                 let at = node.get("secret_file").unwrap_or(node);
-                match std::fs::read_to_string(&full) {
+                match files::read_text_limited(&full, SECRET_FILE_LIMIT) {
                     Ok(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
                     Ok(_) => {
                         self.problems.push(
@@ -518,21 +530,31 @@ impl Loader<'_> {
                         );
                         None
                     }
-                    Err(e) if self.purpose == Purpose::Check => {
-                        notes.push(format!(
-                            "the secret file {} cannot be read here ({e}); the gateway's own user must be able to read it",
-                            full.display()
-                        ));
-                        Some(String::new())
-                    }
-                    Err(e) => {
-                        self.problems.push(
-                            &at.origin,
-                            "xmpp.secret_file",
-                            format!("cannot read {}: {e}", full.display()),
-                        );
-                        None
-                    }
+                    // `check` may run as another user than the gateway:
+                    // what the system refuses here may work there. A
+                    // file of the wrong kind or size is wrong for anyone.
+                    Err(e) => match e.problem() {
+                        files::Problem::Io(io) if self.purpose == Purpose::Check => {
+                            notes.push(format!(
+                                "the secret file {} cannot be read here ({io}); the gateway's own user must be able to read it",
+                                full.display()
+                            ));
+                            Some(String::new())
+                        }
+                        problem => {
+                            let hint = if matches!(problem, files::Problem::TooLarge(_)) {
+                                ": is this the secret?"
+                            } else {
+                                ""
+                            };
+                            self.problems.push(
+                                &at.origin,
+                                "xmpp.secret_file",
+                                format!("{e}{hint}"),
+                            );
+                            None
+                        }
+                    },
                 }
             }
             (None, None) => {

@@ -70,6 +70,77 @@ fn check_tolerates_an_unreadable_secret_file_but_run_does_not() {
     assert_eq!(cfg.notes.len(), 1, "{:?}", cfg.notes);
 }
 
+/// The problems `check` reports for `secret_file: <secret_file>`.
+fn check_secret_file(secret_file: &str) -> Vec<String> {
+    let text = format!(
+        "xmpp:\n  component: gw.localhost\n  secret_file: {secret_file}\nconnections: {{ demo: {{ simulator: {{}} }} }}\ndevices: {{ d: {{ connection: demo, points: {{ p: {{ signal: toggle }} }} }} }}\n"
+    );
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    let err = load_with_env(file.path(), Vec::new(), Purpose::Check).unwrap_err();
+    lines(&err)
+}
+
+#[test]
+fn a_secret_file_that_is_not_a_regular_file_is_refused_even_by_check() {
+    let got = check_secret_file("/dev/zero");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].ends_with(
+            ":3:16: xmpp.secret_file: /dev/zero is a character device, not a regular file"
+        ),
+        "{got:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("secret.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let got = check_secret_file(&fifo.display().to_string());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].ends_with(&format!(
+            ":3:16: xmpp.secret_file: {} is a FIFO, not a regular file",
+            fifo.display()
+        )),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_secret_file_larger_than_a_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.secret");
+    std::fs::write(&big, vec![b'x'; 4097]).unwrap();
+    let got = check_secret_file(&big.display().to_string());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].ends_with(&format!(
+            ":3:16: xmpp.secret_file: {} is larger than 4 KiB: is this the secret?",
+            big.display()
+        )),
+        "{got:?}"
+    );
+    // Exactly the limit is still a secret.
+    std::fs::write(&big, vec![b'x'; 4096]).unwrap();
+    let text = format!(
+        "xmpp: {{ component: gw.localhost, secret_file: {} }}\nconnections: {{ demo: {{ simulator: {{}} }} }}\ndevices: {{ d: {{ connection: demo, points: {{ p: {{ signal: toggle }} }} }} }}\n",
+        big.display()
+    );
+    assert_eq!(load_text(&text, &[]).unwrap().secret.len(), 4096);
+}
+
+#[test]
+fn a_configuration_that_is_not_a_regular_file_is_refused() {
+    let err = load_with_env(Path::new("/dev/zero"), Vec::new(), Purpose::Check).unwrap_err();
+    assert_eq!(
+        lines(&err),
+        ["/dev/zero: the configuration is a character device, not a regular file"]
+    );
+}
+
 #[test]
 fn simulator_devices_get_the_default_poll_and_staleness() {
     let text = format!(
