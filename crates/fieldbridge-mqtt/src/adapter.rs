@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture};
 use fieldbridge_core::device::AdapterDevice;
+use fieldbridge_core::files;
 use fieldbridge_core::{
     Action, Command, ConnectionId, DeviceEvent, DeviceId, DeviceSpec, DeviceStatus, Directory,
     EventKind, PointId, Quality, Reading, Value,
@@ -38,15 +39,14 @@ pub enum MqttError {
     /// The url in the configuration.
     #[error("{0}")]
     Url(String),
-    /// A file named in the configuration (password, CA, certificate, key).
-    #[error("cannot read {what} {path}: {source}")]
+    /// A file named in the configuration (password, CA, certificate, key):
+    /// missing, unreadable, not a regular file, or too large.
+    #[error("{what}: {source}{}", hint(what, source))]
     File {
-        /// What the file is for.
+        /// What the file is for (the key naming it).
         what: &'static str,
-        /// The path.
-        path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why, with the path.
+        source: fieldbridge_core::files::FileError,
     },
     /// TLS settings that rustls refuses.
     #[error("TLS: {0}")]
@@ -185,12 +185,22 @@ impl Adapter for MqttAdapter {
     }
 }
 
+/// The most a PEM file (`ca_file`, `client_cert`, `client_key`) may hold:
+/// a whole system CA bundle is about 200 KiB.
+pub const PEM_FILE_LIMIT: u64 = files::MIB;
+/// The most `password_file` may hold.
+pub const PASSWORD_FILE_LIMIT: u64 = 4 * files::KIB;
+
+fn hint(what: &str, e: &files::FileError) -> &'static str {
+    match (what, e.problem()) {
+        ("password_file", files::Problem::TooLarge(_)) => ": is this the password?",
+        (_, files::Problem::TooLarge(_)) => ": is this a PEM file?",
+        _ => "",
+    }
+}
+
 fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, MqttError> {
-    std::fs::read(path).map_err(|source| MqttError::File {
-        what,
-        path: path.display().to_string(),
-        source,
-    })
+    files::read_limited(path, PEM_FILE_LIMIT).map_err(|source| MqttError::File { what, source })
 }
 
 /// rustls with the ring provider: the system's roots or `ca_file`, and

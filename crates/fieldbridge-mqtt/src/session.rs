@@ -140,10 +140,9 @@ fn password(settings: &MqttConnection) -> Result<Option<String>, MqttError> {
     match (&settings.password, &settings.password_file) {
         (Some(p), _) => Ok(Some(p.clone())),
         (None, Some(path)) => Ok(Some(
-            std::fs::read_to_string(path)
+            fieldbridge_core::files::read_text_limited(path, crate::adapter::PASSWORD_FILE_LIMIT)
                 .map_err(|source| MqttError::File {
                     what: "password_file",
-                    path: path.display().to_string(),
                     source,
                 })?
                 .trim_end_matches(['\r', '\n'])
