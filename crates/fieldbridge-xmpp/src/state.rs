@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -42,9 +43,10 @@ impl Store {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
-    /// Creates the state directory if it does not exist yet.
+    /// Creates the state directory if it does not exist yet (mode 0700; an
+    /// existing one is left as it is).
     pub fn create_dir(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(self.dir())
+        fieldbridge_core::files::create_private_dir(self.dir())
     }
 
     /// Loads what was saved; nothing saved yet is an empty set.
@@ -64,12 +66,20 @@ impl Store {
         }
     }
 
-    /// Replaces the saved state atomically.
+    /// Replaces the saved state atomically. The file is readable by the
+    /// gateway's user only (mode 0600: it names every subscriber).
     pub fn save(&self, subs: &Subscriptions) -> std::io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
+        self.create_dir()?;
         let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // The mode applies to a new file only: one left by a crash of an
+        // older version may be wider.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         f.write_all(&serde_json::to_vec_pretty(subs).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)
@@ -96,6 +106,30 @@ mod tests {
             .insert("alice@example.org/phone".into());
         store.save(&subs).unwrap();
         assert_eq!(Store::new(&dir.path().join("nested")).load().unwrap(), subs);
+    }
+
+    #[test]
+    fn the_directory_and_the_file_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = Store::new(&state);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // A stale temporary file, world-readable, from an older version.
+        store.create_dir().unwrap();
+        assert_eq!(mode(&state), 0o700);
+        let tmp = state.join("subscriptions.json.tmp");
+        std::fs::write(&tmp, b"{}").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store.save(&Subscriptions::default()).unwrap();
+        assert_eq!(mode(&state.join(FILE)), 0o600);
+        assert!(!tmp.exists());
+        // A directory the user made is theirs: not changed.
+        let mine = dir.path().join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o750)).unwrap();
+        Store::new(&mine).save(&Subscriptions::default()).unwrap();
+        assert_eq!(mode(&mine), 0o750);
+        assert_eq!(mode(&mine.join(FILE)), 0o600);
     }
 
     #[test]

@@ -27,7 +27,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the gateway until a stop signal, or until the XMPP side fails for good.
 pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.gateway.state_dir).with_context(|| {
+    // 0700 when new: it holds subscribers' addresses and every reading.
+    fieldbridge_core::files::create_private_dir(&cfg.gateway.state_dir).with_context(|| {
         format!(
             "cannot create the state directory {}",
             cfg.gateway.state_dir.display()
