@@ -12,6 +12,7 @@
 //!
 //! The payload is opaque here (the XMPP crate stores the item's XML).
 
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -71,12 +72,36 @@ fn table(node: &str) -> TableDefinition<'_, u64, &'static str> {
 
 impl History {
     /// Opens (or creates) the history in `dir`.
+    ///
+    /// The file is readable by the gateway's user only (mode 0600: it holds
+    /// every reading); one left readable by others by an older version is
+    /// made so.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(FILE);
-        let db = Database::create(&path).map_err(|e| StoreError {
+        let fail = |e: redb::Error| StoreError {
             path: path.clone(),
-            source: e.into(),
-        })?;
+            source: e,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| fail(e.into()))?;
+        let mode = file
+            .metadata()
+            .map_err(|e| fail(e.into()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7700))
+                .map_err(|e| fail(e.into()))?;
+        }
+        let db = Database::builder()
+            .create_file(file)
+            .map_err(|e| fail(e.into()))?;
         Ok(Self { db, path })
     }
 
@@ -228,6 +253,29 @@ mod tests {
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_micros(NOW)
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_database_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(dir.path()).unwrap();
+        h.append(&batch("boiler", [NOW]), |_| Limits::default(), now())
+            .unwrap();
+        drop(h);
+        assert_eq!(mode(&dir.path().join(FILE)), 0o600);
+        // One an older version left 0644 is closed, and still opens.
+        std::fs::set_permissions(
+            dir.path().join(FILE),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let h = History::open(dir.path()).unwrap();
+        assert_eq!(mode(&dir.path().join(FILE)), 0o600);
+        assert_eq!(h.last("boiler", 5).unwrap().len(), 1);
     }
 
     #[test]
