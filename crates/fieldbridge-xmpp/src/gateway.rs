@@ -81,6 +81,8 @@ struct Live {
 pub struct Gateway {
     domain: String,
     name: String,
+    /// The resource devices speak from: the gateway's id.
+    resource: String,
     directory: Arc<Directory>,
     access: Access,
     store: Store,
@@ -155,6 +157,7 @@ impl Gateway {
         Ok(Self {
             domain: domain.to_owned(),
             name: format!("fieldbridge {gateway_id}"),
+            resource: gateway_id.to_owned(),
             directory,
             access,
             store,
@@ -188,6 +191,14 @@ impl Gateway {
 
     fn device_jid(&self, device: &str) -> String {
         format!("{device}@{}", self.domain)
+    }
+
+    /// The device's full JID (`boiler@gw.example.org/<gateway id>`): what
+    /// its presence and messages come from. Clients such as Gajim apply
+    /// presence to resources only, so a device that spoke from its bare
+    /// JID stayed offline there. Subscription answers stay bare.
+    fn device_full_jid(&self, device: &str) -> String {
+        format!("{device}@{}/{}", self.domain, self.resource)
     }
 
     /// Writes subscriptions to the state directory now.
@@ -338,7 +349,7 @@ impl Gateway {
         for (device, subscribers) in &self.subs.presence {
             for to in subscribers {
                 let mut p = with(
-                    stanza("presence", &self.device_jid(device), to),
+                    stanza("presence", &self.device_full_jid(device), to),
                     "type",
                     "unavailable",
                 );
@@ -395,7 +406,7 @@ impl Gateway {
 
     /// The device's current presence, addressed to `to`.
     fn presence(&self, device: &str, to: &str) -> Element {
-        let mut p = stanza("presence", &self.device_jid(device), to);
+        let mut p = stanza("presence", &self.device_full_jid(device), to);
         let status = self.live.get(device).and_then(|l| l.status.as_ref());
         match status {
             None | Some(DeviceStatus::Offline { .. }) => set(&mut p, "type", "unavailable"),
@@ -1046,7 +1057,11 @@ impl Gateway {
             // gateway started: offline, not "unsubscribed" (which would
             // remove it from the subscriber's roster).
             let mut p = with(
-                stanza("presence", &device_jid, &from.to_string()),
+                stanza(
+                    "presence",
+                    &self.device_full_jid(&device),
+                    &from.to_string(),
+                ),
                 "type",
                 "unavailable",
             );

@@ -157,6 +157,12 @@ impl Gateway {
         x
     }
 
+    /// `node#ver` of the caps a device advertises.
+    fn caps_node(&self, spec: &DeviceSpec) -> Option<String> {
+        let ver = self.caps.get(&spec.id)?.attr("ver")?;
+        Some(format!("{CAPS_NODE}#{ver}"))
+    }
+
     /// disco#info and disco#items of a device JID: what it is, what it
     /// answers, and its points.
     pub(super) fn device_disco_iq(
@@ -170,6 +176,13 @@ impl Gateway {
         Some(match (kind, payload.name(), ns.as_str()) {
             ("get", "query", NS_DISCO_INFO) => match payload.attr("node") {
                 None => iq_result(el, Some(device_disco(spec).into())),
+                // XEP-0115 §6.2: the node of the caps in its presence
+                // answers the same, with the node named.
+                Some(node) if self.caps_node(spec).as_deref() == Some(node) => {
+                    let mut disco = device_disco(spec);
+                    disco.node = Some(node.to_owned());
+                    iq_result(el, Some(disco.into()))
+                }
                 Some(_) => iq_error(el, "cancel", "item-not-found", None),
             },
             ("get", "query", NS_DISCO_ITEMS) => {

@@ -166,7 +166,7 @@ impl Gateway {
     fn chat_reply_to(&self, el: &Element, device: &str, from: &Jid) -> Element {
         let kind = el.attr("type").unwrap_or("normal");
         let mut reply = with(
-            stanza("message", &self.device_jid(device), &from.to_string()),
+            stanza("message", &self.device_full_jid(device), &from.to_string()),
             "type",
             kind,
         );

@@ -786,7 +786,11 @@ fn chat_replies_come_from_the_device_in_the_same_type_and_thread() {
         let r = &out[0];
         assert_eq!(r.name(), "message");
         assert_eq!(r.attr("type"), Some(kind));
-        assert_eq!(r.attr("from"), Some("boiler@gw.example.org"));
+        assert_eq!(
+            r.attr("from"),
+            Some("boiler@gw.example.org/test"),
+            "from the device's resource, as its presence"
+        );
         assert_eq!(r.attr("to"), Some(ALICE), "to the full JID that asked");
         assert_eq!(
             r.get_child("thread", NS_COMPONENT).map(|t| t.text()),
@@ -2145,4 +2149,93 @@ fn a_long_text_reading_is_read_back_from_the_history() {
     let values = item_values(&out[0], NS_PUBSUB);
     assert_eq!(values.len(), 1, "{values:?}");
     assert_eq!(values[0].1, long);
+}
+
+// ----- what clients see: resources and caps ------------------------------
+
+#[test]
+fn presence_comes_from_the_devices_resource_and_subscription_answers_from_its_bare_jid() {
+    let mut r = rig();
+    let out =
+        r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "subscribe"));
+    assert_eq!(kind_of(&out[0]), Some("subscribed"));
+    assert_eq!(out[0].attr("from"), Some("boiler@gw.example.org"));
+    assert_eq!(out[1].name(), "presence");
+    assert_eq!(out[1].attr("from"), Some("boiler@gw.example.org/test"));
+    let probe =
+        r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "probe"));
+    assert_eq!(probe[0].attr("from"), Some("boiler@gw.example.org/test"));
+    let bye = r.gw.goodbye();
+    assert_eq!(
+        bye[0].attr("from"),
+        Some("boiler@gw.example.org/test"),
+        "unavailable from the same resource"
+    );
+    assert_eq!(kind_of(&bye[0]), Some("unavailable"));
+}
+
+#[test]
+fn the_caps_node_answers_the_disco_whose_hash_the_presence_carries() {
+    let mut r = rig();
+    let out =
+        r.gw.on_stanza(&presence(ALICE, "boiler@gw.example.org", "subscribe"));
+    let c = out[1]
+        .get_child("c", entity::NS_CAPS)
+        .expect("caps in presence");
+    let node = format!("{}#{}", c.attr("node").unwrap(), c.attr("ver").unwrap());
+    let answer = answer(
+        &mut r.gw,
+        "boiler@gw.example.org",
+        &format!("<query xmlns='{NS_DISCO_INFO}' node='{node}'/>"),
+    );
+    assert_eq!(kind_of(&answer), Some("result"));
+    let q = answer.get_child("query", NS_DISCO_INFO).unwrap();
+    assert_eq!(
+        q.attr("node"),
+        Some(node.as_str()),
+        "the node is named in the answer"
+    );
+    // XEP-0115 §5.1 over what was served: identities, then features,
+    // each sorted and ended by '<'.
+    let mut identities: Vec<String> = q
+        .children()
+        .filter(|c| c.name() == "identity")
+        .map(|i| {
+            format!(
+                "{}/{}/{}/{}<",
+                i.attr("category").unwrap_or_default(),
+                i.attr("type").unwrap_or_default(),
+                i.attr_ns(minidom::rxml::Namespace::xml(), "lang")
+                    .unwrap_or_default(),
+                i.attr("name").unwrap_or_default()
+            )
+        })
+        .collect();
+    identities.sort();
+    let mut features: Vec<String> = q
+        .children()
+        .filter(|c| c.name() == "feature")
+        .filter_map(|f| f.attr("var").map(|v| format!("{v}<")))
+        .collect();
+    features.sort();
+    assert!(features.len() > 5, "{features:?}");
+    let s = format!("{}{}", identities.concat(), features.concat());
+    let hash =
+        xmpp_parsers::caps::hash_caps(s.as_bytes(), xmpp_parsers::hashes::Algo::Sha_1).unwrap();
+    let served = xmpp_parsers::caps::Caps::new(entity::CAPS_NODE, hash);
+    assert_eq!(Element::from(served).attr("ver"), c.attr("ver"));
+    // Another ver is not ours.
+    let other = answer_of(
+        &mut r.gw,
+        &format!(
+            "<query xmlns='{NS_DISCO_INFO}' node='{}#x'/>",
+            entity::CAPS_NODE
+        ),
+    );
+    assert_eq!(condition(&other).as_deref(), Some("item-not-found"));
+}
+
+fn answer_of(gw: &mut Gateway, payload: &str) -> Element {
+    let out = gw.on_stanza(&iq(ALICE, "boiler@gw.example.org", "get", payload));
+    out.into_iter().next().expect("an answer")
 }
