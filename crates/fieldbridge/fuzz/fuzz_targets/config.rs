@@ -3,8 +3,11 @@
 //! through the `check` report: errors are fine, panics are not.
 //!
 //! The loader reads one other file, `xmpp.secret_file`, and fuzzed text
-//! could name any path (`/dev/zero` would never end, a FIFO would block).
-//! So the target never lets it: the secret always comes from
+//! could name any path. The loader itself refuses, before opening it, what
+//! is not a regular file or is over 4 KiB (`/dev/zero`, FIFOs), but any
+//! small regular file anywhere would still be read (real secrets, files
+//! under /proc and /sys), which a fuzzer has no business doing. So the
+//! target never lets it open one: the secret always comes from
 //! `FIELDBRIDGE__XMPP__SECRET`, which the loader prefers to `secret_file`
 //! (the override is grafted onto the `xmpp` mapping before it is read; an
 //! `xmpp` that is not a mapping is refused before any secret is looked
