@@ -44,10 +44,18 @@ pub const DEVICE_FEATURES: &[&str] = &[
 ];
 
 /// A device's disco#info: a bot client named after the device.
+///
+/// The identity has no `xml:lang`: Profanity (through libstrophe) reads it
+/// as a plain `lang` attribute and leaves it out of the caps hash, so with
+/// one its hash never matched and it asked again on every presence.
+/// Without one, every client computes the same hash.
 pub fn device_disco(spec: &DeviceSpec) -> DiscoInfoResult {
     DiscoInfoResult {
         node: None,
-        identities: vec![Identity::new("client", "bot", "en", spec.display_name())],
+        identities: vec![Identity {
+            lang: None,
+            ..Identity::new("client", "bot", "", spec.display_name())
+        }],
         features: DEVICE_FEATURES.iter().map(|f| (*f).to_owned()).collect(),
         extensions: Vec::new(),
     }
