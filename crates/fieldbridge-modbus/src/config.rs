@@ -398,16 +398,22 @@ impl<'de> Deserialize<'de> for EnumMap {
                 f.write_str("a mapping of whole numbers to names, e.g. { 0: off, 1: on }")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnumMap, A::Error> {
-                let mut out = BTreeMap::new();
+                let mut out: BTreeMap<i64, String> = BTreeMap::new();
                 while let Some(key) = map.next_key::<String>()? {
                     let n: i64 = key.trim().parse().map_err(|_| {
                         de::Error::custom(format!("enum key `{key}` is not a whole number"))
                     })?;
                     let Name(name) = map.next_value()?;
-                    if out.values().any(|v| v == &name) {
-                        return Err(de::Error::custom(format!(
-                            "enum name `{name}` is used twice"
-                        )));
+                    // Writes match names ignoring case, so `on` and `ON`
+                    // would be one name for two values.
+                    if let Some(other) = out.values().find(|v| v.eq_ignore_ascii_case(&name)) {
+                        return Err(de::Error::custom(if other == &name {
+                            format!("enum name `{name}` is used twice")
+                        } else {
+                            format!(
+                                "enum names `{other}` and `{name}` differ only in case; writes would not tell them apart"
+                            )
+                        }));
                     }
                     if out.insert(n, name).is_some() {
                         return Err(de::Error::custom(format!("enum key {n} is used twice")));
@@ -728,6 +734,16 @@ mod tests {
         assert!(modicon(40000).is_err());
         assert!(modicon(20001).unwrap_err().contains("first digit 2"));
         assert!(modicon(500001).is_err());
+    }
+
+    #[test]
+    fn enum_names_that_writes_could_confuse_are_refused() {
+        let names = |json: &str| serde_json::from_str::<EnumMap>(json).map_err(|e| e.to_string());
+        assert!(names(r#"{"0": "off", "1": "on"}"#).is_ok());
+        let e = names(r#"{"0": "on", "1": "ON"}"#).unwrap_err();
+        assert!(e.contains("`on` and `ON` differ only in case"), "{e}");
+        let e = names(r#"{"0": "on", "1": "on"}"#).unwrap_err();
+        assert!(e.contains("`on` is used twice"), "{e}");
     }
 
     #[test]
