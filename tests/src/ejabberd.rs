@@ -22,7 +22,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use crate::prosody::COMPONENT;
-use crate::{free_port, require_tool, terminate, wait_exit, wait_for_port, wait_for_port_closed};
+use crate::{
+    free_port, output_within, require_tool, terminate, wait_exit, wait_for_port,
+    wait_for_port_closed,
+};
 
 /// The user ejabberdctl runs the node as.
 const EJABBERD_USER: &str = "ejabberd";
@@ -73,10 +76,12 @@ impl Ejabberd {
         std::fs::write(d.join("ejabberdctl.cfg"), e.ctl_config())?;
         std::fs::copy("/etc/ejabberd/inetrc", d.join("inetrc"))?;
         if run_as.is_some() {
-            let out = Command::new("chown")
-                .args(["-R", &format!("{EJABBERD_USER}:{EJABBERD_USER}")])
-                .arg(d)
-                .output()?;
+            let out = output_within(
+                Command::new("chown")
+                    .args(["-R", &format!("{EJABBERD_USER}:{EJABBERD_USER}")])
+                    .arg(d),
+                Duration::from_secs(30),
+            )?;
             anyhow::ensure!(
                 out.status.success(),
                 "chown -R {EJABBERD_USER} {}: {}",
@@ -239,10 +244,11 @@ modules:
 
     /// Registers `user@localhost` with `password`.
     pub fn register(&self, user: &str, password: &str) -> anyhow::Result<()> {
-        let out = self
-            .ejabberdctl()
-            .args(["register", user, "localhost", password])
-            .output()?;
+        let out = output_within(
+            self.ejabberdctl()
+                .args(["register", user, "localhost", password]),
+            Duration::from_secs(60),
+        )?;
         anyhow::ensure!(
             out.status.success(),
             "ejabberdctl register {user} failed: {}{}",

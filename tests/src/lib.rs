@@ -98,6 +98,82 @@ pub fn require_tool(tool: &str, package: &str) {
     );
 }
 
+/// Runs `cmd` to completion, as [`std::process::Command::output`] does,
+/// but kills it and fails, saying what it printed, when it has not exited
+/// within `within`.
+pub fn output_within(
+    cmd: &mut std::process::Command,
+    within: Duration,
+) -> anyhow::Result<std::process::Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run {what}: {e}"))?;
+    // Read both pipes on threads, so that a chatty command cannot block
+    // on a full pipe while we wait for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            let _ = tx.send(buf);
+        });
+        rx
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + within;
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if left().is_zero() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let printed = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+                rx.recv_timeout(Duration::from_secs(1))
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            };
+            anyhow::bail!(
+                "{what} did not finish within {within:?} (killed); it printed:\n{}{}",
+                printed(stdout),
+                printed(stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Once it has exited its pipes close, unless it left a child holding
+    // them: wait for that only until the deadline too.
+    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>, name: &str| {
+        rx.recv_timeout(left().max(Duration::from_millis(100)))
+            .map_err(|_| anyhow::anyhow!("{what} exited but its {name} stayed open"))
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: collect(stdout, "stdout")?,
+        stderr: collect(stderr, "stderr")?,
+    })
+}
+
 /// Sends SIGTERM to a process (the gateway's graceful stop).
 pub fn terminate(pid: u32) {
     let _ = std::process::Command::new("kill")

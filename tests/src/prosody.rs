@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{free_port, require_tool, terminate, wait_exit, wait_for_port, wait_for_port_closed};
+use crate::{
+    free_port, output_within, require_tool, terminate, wait_exit, wait_for_port,
+    wait_for_port_closed,
+};
 
 /// The component domain every test uses.
 pub const COMPONENT: &str = "gw.localhost";
@@ -100,11 +103,13 @@ Component "{COMPONENT}"
 
     /// Registers `user@localhost` with `password`.
     pub fn register(&self, user: &str, password: &str) -> anyhow::Result<()> {
-        let out = Command::new("prosodyctl")
-            .arg("--config")
-            .arg(self.config_path())
-            .args(["register", user, "localhost", password])
-            .output()?;
+        let out = output_within(
+            Command::new("prosodyctl")
+                .arg("--config")
+                .arg(self.config_path())
+                .args(["register", user, "localhost", password]),
+            Duration::from_secs(30),
+        )?;
         anyhow::ensure!(
             out.status.success(),
             "prosodyctl register {user} failed: {}",

@@ -1,17 +1,21 @@
 //! The command line as an operator uses it.
 
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use fieldbridge_e2e::{fieldbridge_bin, repo_root};
+use fieldbridge_e2e::{fieldbridge_bin, output_within, repo_root};
+
+/// Runs the command to its end, within 30 s.
+fn run(cmd: &mut Command) -> Output {
+    output_within(cmd, Duration::from_secs(30)).unwrap()
+}
 
 #[test]
 fn check_prints_the_tree_of_the_shipped_config() {
-    let out = Command::new(fieldbridge_bin())
+    let out = run(Command::new(fieldbridge_bin())
         .current_dir(repo_root())
         .args(["check", "-c", "gateway.yaml"])
-        .env("FIELDBRIDGE__XMPP__SECRET", "test")
-        .output()
-        .unwrap();
+        .env("FIELDBRIDGE__XMPP__SECRET", "test"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -31,12 +35,10 @@ fn check_refuses_a_bad_config_with_positions_and_exit_code_3() {
         "xmpp: { component: gw.localhost, secret: s }\nconnections: { demo: { simulator: {} } }\ndevices:\n  d:\n    connection: demo\n    pol: 1s\n    points: { p: { signal: sine } }\n",
     )
     .unwrap();
-    let out = Command::new(fieldbridge_bin())
+    let out = run(Command::new(fieldbridge_bin())
         .arg("check")
         .arg("-c")
-        .arg(&file)
-        .output()
-        .unwrap();
+        .arg(&file));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
@@ -50,10 +52,7 @@ fn check_refuses_a_bad_config_with_positions_and_exit_code_3() {
 
 #[test]
 fn version_is_printed() {
-    let out = Command::new(fieldbridge_bin())
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = run(Command::new(fieldbridge_bin()).arg("--version"));
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("fieldbridge "));
 }

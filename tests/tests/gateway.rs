@@ -276,13 +276,7 @@ async fn the_gateway_reconnects_by_itself_after_the_server_restarts() {
     alice.close().await;
 
     prosody.stop().await.unwrap();
-    gateway
-        .wait_log("the XMPP server closed the connection", 1, WAIT)
-        .await
-        .or(gateway
-            .wait_log("connection to the XMPP server lost", 1, WAIT)
-            .await)
-        .unwrap();
+    gateway.wait_disconnected(WAIT).await.unwrap();
     prosody.restart().await.unwrap();
     gateway
         .wait_log("connected to the XMPP server", 2, Duration::from_secs(30))

@@ -9,6 +9,7 @@ use fieldbridge_e2e::prosody::Prosody;
 use fieldbridge_e2e::pty::PtyPair;
 use fieldbridge_e2e::pubsub::{Field, next_fields, subscribe};
 use minidom::Element;
+use tokio::time::Instant;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -60,18 +61,50 @@ async fn port_open(gateway: &Gateway, id: &str, times: usize) {
         .unwrap();
 }
 
-/// Reads notifications of `node` until each of `points` has been seen;
-/// returns the first field of each, in the order asked.
+/// Reads notifications of `node` until each of `points` has been seen,
+/// within [`WAIT`] in all; returns the first field of each, in the order
+/// asked.
 async fn next_values(alice: &mut XmppUser, node: &str, points: &[&str]) -> Vec<Field> {
+    let deadline = Instant::now() + WAIT;
     let mut seen = std::collections::HashMap::new();
     while seen.len() < points.len() {
-        for f in next_fields(alice, node, WAIT).await.unwrap() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let fields = next_fields(alice, node, left).await.unwrap_or_else(|e| {
+            let missing: Vec<_> = points.iter().filter(|p| !seen.contains_key(**p)).collect();
+            panic!("no {missing:?} from {node} within {WAIT:?}: {e}")
+        });
+        for f in fields {
             if points.contains(&f.name.as_str()) {
                 seen.entry(f.name.clone()).or_insert(f);
             }
         }
     }
     points.iter().map(|p| seen[*p].clone()).collect()
+}
+
+/// Reads notifications of `point` on `node` until one satisfies `want`,
+/// within [`WAIT`] in all.
+async fn value_where(
+    alice: &mut XmppUser,
+    node: &str,
+    point: &str,
+    what: &str,
+    want: impl Fn(&Field) -> bool,
+) -> Field {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let fields = next_fields(alice, node, left).await.unwrap_or_else(|e| {
+            panic!("no {what} of {node}.{point} within {WAIT:?}; saw {seen:?}: {e}")
+        });
+        for f in fields.into_iter().filter(|f| f.name == point) {
+            if want(&f) {
+                return f;
+            }
+            seen.push(f);
+        }
+    }
 }
 
 /// The next field of `point` from `node`.
@@ -221,8 +254,13 @@ async fn every_good_line_arrives_through_noise_invalid_text_and_split_writes() {
     for c in chunks {
         pty.write(c).unwrap();
     }
+    let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     while seen.len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "not six good values within {WAIT:?}: {seen:?}"
+        );
         let f = next_value(&mut alice, "weather", "temperature").await;
         if f.invalid {
             // "not a number": the point keeps its value with bad quality.
@@ -264,12 +302,7 @@ async fn a_polled_device_answers_goes_bad_when_silent_and_takes_writes_from_chat
     );
 
     // Silence: the next requests time out into bad quality.
-    let bad = loop {
-        let f = next_value(&mut alice, "meter", "volts").await;
-        if f.invalid {
-            break f;
-        }
-    };
+    let bad = value_where(&mut alice, "meter", "volts", "bad quality", |f| f.invalid).await;
     assert_eq!(bad.value, "230.5", "the last value, marked invalid");
 
     // A chat `set` from alice is written on the line; the device acks.
@@ -282,8 +315,15 @@ async fn a_polled_device_answers_goes_bad_when_silent_and_takes_writes_from_chat
     body.append_text_node("set limit 245");
     msg.append_child(body);
     alice.send(msg).await.unwrap();
+    // The gateway keeps asking READ every 300 ms meanwhile: skip those,
+    // for WAIT at most.
+    let deadline = Instant::now() + WAIT;
     let set = loop {
-        let l = next_line(&mut lines).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l = tokio::time::timeout(left, lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no SET line within {WAIT:?}, only READ"))
+            .expect("line reader alive");
         if l != "READ" {
             break l;
         }

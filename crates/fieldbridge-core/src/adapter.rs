@@ -98,4 +98,10 @@ impl EventSender {
         // An error means core has stopped: we are shutting down.
         let _ = self.tx.send(event).await;
     }
+
+    /// Events sent and not yet taken by the engine (a barrier for tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
 }

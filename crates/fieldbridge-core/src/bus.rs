@@ -359,22 +359,44 @@ mod tests {
             kind: EventKind::Status(DeviceStatus::Online),
         });
         drop(bus);
-        assert!(sub.recv().await.is_some());
-        assert!(sub.recv().await.is_none());
+        let within = std::time::Duration::from_secs(5);
+        let next = tokio::time::timeout(within, sub.recv());
+        assert!(next.await.expect("the queued event at once").is_some());
+        let next = tokio::time::timeout(within, sub.recv());
+        assert!(next.await.expect("the end at once").is_none());
     }
 
-    #[tokio::test]
-    async fn recv_wakes_on_publish() {
-        let bus = Arc::new(Bus::new(4));
+    #[test]
+    fn recv_wakes_on_publish() {
+        use std::future::Future;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::{Context, Poll, Wake, Waker};
+
+        /// Counts its wake-ups.
+        struct Wakes(AtomicUsize);
+        impl Wake for Wakes {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let bus = Bus::new(4);
         let mut sub = bus.subscribe("t");
-        let publisher = bus.clone();
-        let task = tokio::spawn(async move { sub.recv().await.map(|e| int(&e)) });
-        tokio::task::yield_now().await;
-        publisher.publish(reading("d", "p", 7));
-        let got = tokio::time::timeout(std::time::Duration::from_secs(5), task)
-            .await
-            .expect("recv woke up")
-            .expect("task ran");
-        assert_eq!(got, Some(("p".into(), 7)));
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut recv = Box::pin(sub.recv());
+        // Nothing published yet: the receiver waits (it is registered now).
+        assert!(recv.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        bus.publish(reading("d", "p", 7));
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "publish wakes the waiting receiver"
+        );
+        match recv.as_mut().poll(&mut cx) {
+            Poll::Ready(Some(e)) => assert_eq!(int(&e), ("p".into(), 7)),
+            other => panic!("woken but not ready: {other:?}"),
+        }
     }
 }

@@ -23,10 +23,20 @@ mod tests {
     #[test]
     fn cpu_time_grows_with_work() {
         let before = cpu_time().expect("procfs");
+        // Work until 30 ms of CPU time show, for 20 s of wall time at most
+        // (a loaded machine may give this thread little of it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut x = 0u64;
-        while cpu_time().expect("procfs") < before + Duration::from_millis(30) {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let mut now = before;
+        while now < before + Duration::from_millis(30) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cpu_time went from {before:?} to {now:?} in 20 s of busy work"
+            );
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            now = cpu_time().expect("procfs");
         }
-        assert_ne!(x, 1, "the loop ran");
     }
 }

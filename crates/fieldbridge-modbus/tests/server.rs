@@ -361,7 +361,10 @@ async fn tcp_an_exception_marks_only_the_refused_point_bad() {
     let mut fresh = HashMap::new();
     let deadline = Instant::now() + WAIT;
     while bad.is_none() || fresh.len() < 2 {
-        assert!(Instant::now() < deadline);
+        assert!(
+            Instant::now() < deadline,
+            "within {WAIT:?}: b bad {bad:?}, fresh neighbours {fresh:?}"
+        );
         match rig.next().await {
             (_, fieldbridge_core::EventKind::Reading(r)) => match (r.point.as_str(), &r.quality) {
                 ("b", Quality::Bad { reason }) => bad = Some(reason.clone()),
@@ -465,7 +468,10 @@ async fn a_late_reply_is_never_the_next_answer(transport: Transport, bank: Bank)
     let mut good_after = 0;
     let deadline = Instant::now() + WAIT;
     while good_after < 10 {
-        assert!(Instant::now() < deadline);
+        assert!(
+            Instant::now() < deadline,
+            "only {good_after} good readings after the late reply within {WAIT:?}"
+        );
         if let (_, fieldbridge_core::EventKind::Reading(r)) = rig.next().await {
             assert_ne!(
                 r.value,

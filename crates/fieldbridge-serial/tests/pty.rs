@@ -74,6 +74,29 @@ impl PtyPair {
         }
     }
 
+    /// Waits until this process (the adapter under test) has the
+    /// adapter's end open, so that what the test writes next is read.
+    async fn wait_open(&self) {
+        let pts = std::fs::canonicalize(self.dev()).unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let open = std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(Result::ok)
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == pts));
+            if open {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the adapter did not open {} ({}) within {WAIT:?}",
+                self.dev().display(),
+                pts.display()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Unplugs: socat exits and both ends disappear.
     async fn unplug(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -236,17 +259,31 @@ impl Rig {
     }
 
     async fn next_reading(&mut self) -> (Value, Quality) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut seen = Vec::new();
         loop {
-            if let EventKind::Reading(r) = self.next().await {
-                return (r.value, r.quality);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no reading within {WAIT:?}, only {seen:?}"
+            );
+            match self.next().await {
+                EventKind::Reading(r) => return (r.value, r.quality),
+                other => seen.push(other),
             }
         }
     }
 
     async fn next_status(&mut self) -> DeviceStatus {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut seen = Vec::new();
         loop {
-            if let EventKind::Status(s) = self.next().await {
-                return s;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no status within {WAIT:?}, only {seen:?}"
+            );
+            match self.next().await {
+                EventKind::Status(s) => return s,
+                other => seen.push(other),
             }
         }
     }
@@ -274,7 +311,8 @@ async fn every_good_line_arrives_through_garbage_noise_and_split_writes() {
         vec![("t", key("T"), false)],
         Duration::from_secs(1),
     );
-    // Let the adapter open the port before the device talks.
+    // The adapter opens the port before the device talks.
+    pty.wait_open().await;
     pty.write(b"T=0\n");
     assert_eq!(rig.next_reading().await.0, Value::Float(0.0));
     pty.write(b"T=1\n\xff\xfe\x00\x01\x02 binary noise\n");
@@ -316,6 +354,7 @@ async fn nmea_sentences_with_bad_checksums_are_dropped() {
         vec![("lat", lat, false)],
         Duration::from_secs(1),
     );
+    pty.wait_open().await;
     pty.write(b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n");
     pty.write(b"$GPGGA,123519,5000.000,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n");
     let body = "GPGGA,123520,4807.100,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,";
@@ -420,6 +459,45 @@ async fn a_write_goes_out_on_the_line_and_waits_for_the_acknowledgement() {
 }
 
 #[tokio::test]
+async fn a_boolean_is_written_as_1_or_0() {
+    let pty = PtyPair::start().await;
+    let mut lines = pty.lines().await;
+    let mut d = device(FormatKind::KeyValue);
+    d.write = Some(WriteConfig {
+        template: "SET {point} {value}\n".into(),
+        ack: Some("^OK".into()),
+        timeout: Some(Duration::from_secs(3)),
+    });
+    let relay = SerialPoint {
+        key: Some("R".into()),
+        kind: fieldbridge_core::ValueKind::Bool,
+        ..Default::default()
+    };
+    let rig = start(
+        pty.dev(),
+        d,
+        vec![("relay", relay, true)],
+        Duration::from_secs(1),
+    );
+    for (text, line, value) in [
+        ("on", "SET relay 1", true),
+        ("false", "SET relay 0", false),
+        ("true", "SET relay 1", true),
+    ] {
+        let router = rig.router.clone();
+        let write = tokio::spawn(async move { router.write_text("dev", "relay", text).await });
+        let sent = tokio::time::timeout(WAIT, lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("nothing written for {text:?} within {WAIT:?}"))
+            .unwrap();
+        assert_eq!(sent, line, "{text:?}");
+        pty.write(b"OK\n");
+        let result = tokio::time::timeout(WAIT, write).await.unwrap().unwrap();
+        assert_eq!(result, Ok(Value::Bool(value)), "{text:?}");
+    }
+}
+
+#[tokio::test]
 async fn an_unplugged_port_takes_the_device_offline_and_it_returns_by_itself() {
     let mut pty = PtyPair::start().await;
     let mut rig = start(
@@ -428,6 +506,7 @@ async fn an_unplugged_port_takes_the_device_offline_and_it_returns_by_itself() {
         vec![("t", key("T"), false)],
         Duration::from_secs(1),
     );
+    pty.wait_open().await;
     pty.write(b"T=1\n");
     assert_eq!(rig.next_reading().await.0, Value::Float(1.0));
     assert_eq!(rig.next_status().await, DeviceStatus::Online);

@@ -62,11 +62,7 @@ impl Rig {
 
     /// Everything published so far, once the engine has processed what was sent.
     async fn published(&mut self) -> Vec<EventKind> {
-        // Let the engine drain its input; with paused time this does not
-        // advance the clock.
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        settled(&self.tx).await;
         let mut out = Vec::new();
         while let Some(Some(e)) = self.sub.try_recv() {
             out.push(e.kind);
@@ -79,13 +75,49 @@ impl Rig {
             tx, mut sub, task, ..
         } = self;
         drop(tx);
-        let stats = task.await.unwrap();
-        let mut rest = Vec::new();
-        while let Some(e) = sub.recv().await {
-            rest.push(e.kind);
-        }
+        let stats = stopped(task).await;
+        let rest = closed(&mut sub).into_iter().map(|e| e.kind).collect();
         (stats, rest)
     }
+}
+
+/// Waits until the engine has taken every event sent to it. These tests
+/// run on tokio's current-thread runtime, where the engine handles an
+/// event in the same poll that takes it off its queue: once the queue is
+/// empty, everything sent has been handled and what it published is on
+/// the bus. (Yielding does not advance the paused clock.)
+async fn settled(tx: &EventSender) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tx.queued() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine left {} events unread for 10 s",
+            tx.queued()
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// What is left on the bus of an engine that has stopped (and so dropped
+/// the bus).
+fn closed(sub: &mut Subscription) -> Vec<DeviceEvent> {
+    let mut rest = Vec::new();
+    loop {
+        match sub.try_recv() {
+            Some(Some(e)) => rest.push(e),
+            Some(None) => return rest,
+            None => panic!("the bus is still open after the engine stopped"),
+        }
+    }
+}
+
+/// The engine's stats once it has stopped (all its senders are dropped),
+/// within a minute of (paused) time.
+async fn stopped(task: JoinHandle<NormalizeStats>) -> NormalizeStats {
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the engine stops once every sender is dropped")
+        .unwrap()
 }
 
 fn values(events: &[EventKind]) -> Vec<Value> {
@@ -296,18 +328,16 @@ async fn a_device_added_at_run_time_is_normalized_like_a_configured_one() {
     let t = PointId::new("t").unwrap();
     // Unknown until added.
     tx.reading(&th1, &t, Value::Float(1.0)).await;
-    // Let the engine see the first reading before the device exists.
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    // The engine sees the first reading before the device exists.
+    settled(&tx).await;
     let mut template = (**dir.device("dev").unwrap()).clone();
     template.id = th1.clone();
     dir.insert(template).unwrap();
     tx.reading(&th1, &t, Value::Float(2.0)).await;
     drop(tx);
-    let stats = task.await.unwrap();
+    let stats = stopped(task).await;
     let mut got = Vec::new();
-    while let Some(e) = sub.recv().await {
+    for e in closed(&mut sub) {
         assert_eq!(e.device, th1);
         got.push(e.kind);
     }

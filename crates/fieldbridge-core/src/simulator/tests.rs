@@ -89,7 +89,12 @@ impl Rig {
     }
 
     async fn next_reading(&mut self) -> (String, Value, SystemTime) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only status events for 30 s, no reading"
+            );
             let e = self.next().await;
             if let EventKind::Reading(r) = e.kind {
                 return (r.point.to_string(), r.value, e.at);
@@ -108,7 +113,10 @@ impl Rig {
             })
             .await
             .unwrap();
-        answer.await.unwrap()
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("the simulator answers a command within 10 s")
+            .unwrap()
     }
 
     async fn stop(self) {
@@ -144,9 +152,13 @@ async fn sine_and_ramp_follow_their_formula_at_the_reading_time() {
             panic!("float expected")
         };
         let t = unix(at);
+        // As documented: anchored to the Unix epoch, a 7 s period; the
+        // sine is centred on 25 with an amplitude of 5, the ramp rises
+        // from 0 to 70. Written out here, not taken from the simulator.
+        let phase = (t % 7.0) / 7.0;
         let want = match point.as_str() {
-            "s" => sine(20.0, 30.0, t, 7.0),
-            _ => 70.0 * ((t % 7.0) / 7.0),
+            "s" => 25.0 + 5.0 * (2.0 * std::f64::consts::PI * phase).sin(),
+            _ => 70.0 * phase,
         };
         assert!((v - want).abs() < 1e-9, "{point}: {v} != {want}");
     }
@@ -220,6 +232,10 @@ async fn scheduled_outages_take_the_device_offline_and_back() {
     let started = Instant::now();
     let mut timeline = Vec::new();
     while timeline.len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no offline, reading, offline within 30 s: {timeline:?}"
+        );
         let e = rig.next().await;
         let offset = Instant::now().duration_since(started);
         match e.kind {

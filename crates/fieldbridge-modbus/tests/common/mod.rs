@@ -500,17 +500,26 @@ impl Rig {
         f: impl Fn(&Value, &Quality) -> bool,
     ) -> (Value, Quality) {
         let deadline = Instant::now() + WAIT;
+        let mut last = None;
         loop {
-            assert!(
-                Instant::now() < deadline,
-                "no matching reading of {device}.{point}"
-            );
-            if let (d, EventKind::Reading(r)) = self.next().await
-                && d == device
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = tokio::time::timeout(left, self.sub.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no matching reading of {device}.{point} within {WAIT:?}; \
+                         the last one: {last:?}"
+                    )
+                })
+                .expect("bus open");
+            if let EventKind::Reading(r) = event.kind
+                && event.device.as_str() == device
                 && r.point.as_str() == point
-                && f(&r.value, &r.quality)
             {
-                return (r.value, r.quality);
+                if f(&r.value, &r.quality) {
+                    return (r.value, r.quality);
+                }
+                last = Some((r.value, r.quality));
             }
         }
     }
@@ -522,30 +531,62 @@ impl Rig {
         f: impl Fn(&DeviceStatus) -> bool,
     ) -> DeviceStatus {
         let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
         loop {
-            assert!(Instant::now() < deadline, "no matching status of {device}");
-            if let (d, EventKind::Status(s)) = self.next().await
-                && d == device
-                && f(&s)
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = tokio::time::timeout(left, self.sub.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("no matching status of {device} within {WAIT:?}; saw {seen:?}")
+                })
+                .expect("bus open");
+            if let EventKind::Status(s) = event.kind
+                && event.device.as_str() == device
             {
-                return s;
+                if f(&s) {
+                    return s;
+                }
+                seen.push(s);
             }
         }
     }
 
     /// Collects the latest good value of every point of `device` until all
-    /// of `points` have one.
+    /// of `points` have one, within [`WAIT`]; fails naming the points that
+    /// have none.
     pub async fn latest_good(&mut self, device: &str, points: &[&str]) -> HashMap<String, Value> {
+        let deadline = Instant::now() + WAIT;
         let mut seen = HashMap::new();
-        while !points.iter().all(|p| seen.contains_key(*p)) {
-            if let (d, EventKind::Reading(r)) = self.next().await
-                && d == device
-                && r.quality == Quality::Good
+        let mut bad = HashMap::new();
+        loop {
+            let missing: Vec<&str> = points
+                .iter()
+                .copied()
+                .filter(|p| !seen.contains_key(*p))
+                .collect();
+            if missing.is_empty() {
+                return seen;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = tokio::time::timeout(left, self.sub.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no good reading of {device}.{missing:?} within {WAIT:?}; \
+                         good: {seen:?}, last bad: {bad:?}"
+                    )
+                })
+                .expect("bus open");
+            if let EventKind::Reading(r) = event.kind
+                && event.device.as_str() == device
             {
-                seen.insert(r.point.to_string(), r.value);
+                if r.quality == Quality::Good {
+                    seen.insert(r.point.to_string(), r.value);
+                } else {
+                    bad.insert(r.point.to_string(), r.quality);
+                }
             }
         }
-        seen
     }
 }
 

@@ -553,7 +553,12 @@ impl Rig {
         device: &str,
         point: &str,
     ) -> (Value, Quality, std::time::SystemTime) {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no reading of {device}.{point} within {WAIT:?}"
+            );
             let e = self.next().await;
             if let EventKind::Reading(r) = e.kind
                 && e.device.as_str() == device
@@ -566,7 +571,12 @@ impl Rig {
 
     /// Waits for a status of `device`.
     pub async fn status(&mut self, device: &str) -> DeviceStatus {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no status of {device} within {WAIT:?}"
+            );
             let e = self.next().await;
             if let EventKind::Status(s) = e.kind
                 && e.device.as_str() == device
