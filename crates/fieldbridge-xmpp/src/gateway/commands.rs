@@ -76,6 +76,23 @@ impl Gateway {
         who: &BareJid,
     ) -> Option<Element> {
         let node = payload.attr("node").unwrap_or_default();
+        if node == SET.0
+            && let Some(spec) = device
+            && spec.points.values().any(|p| p.settings.writable)
+            && !self.access.may_control(who)
+        {
+            // A reader (outsiders never get here) asking to write, at any
+            // step of the command: XEP-0050 §4.4's `forbidden`, as a chat
+            // `set` or a XEP-0325 `set` gets.
+            self.stats.forbidden += 1;
+            tracing::info!(jid = %who, device = %spec.id, "ad-hoc set refused: not in access.control");
+            return Some(iq_error(
+                el,
+                "auth",
+                "forbidden",
+                Some("You may not change this device (not in access.control)."),
+            ));
+        }
         if !self
             .commands_for(device, who)
             .iter()

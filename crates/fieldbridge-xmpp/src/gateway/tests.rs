@@ -273,8 +273,11 @@ fn node_subscribers_get_headline_notifications_with_increasing_ids() {
             .to_owned()
     };
     assert_eq!(first[0].attr("to"), Some("alice@example.org"));
-    // Same timestamp, still strictly increasing ids.
-    assert!(id(&second[0]) > id(&first[0]));
+    // The id is the reading time in microseconds since the epoch, 16
+    // digits (1.8e9 s); the same timestamp again gets the next one, so
+    // that ids stay strictly increasing.
+    assert_eq!(id(&first[0]), "1800000000000000");
+    assert_eq!(id(&second[0]), "1800000000000001");
     // A later subscriber gets the last item right away.
     let out = r.gw.on_stanza(&iq(
         "bob@example.org/laptop",
@@ -285,7 +288,10 @@ fn node_subscribers_get_headline_notifications_with_increasing_ids() {
     assert_eq!(out.len(), 2);
     assert_eq!(out[1].attr("to"), Some("bob@example.org/laptop"));
     assert_eq!(id(&out[1]), id(&second[0]));
-    assert!(crate::xml::to_string(&out[1]).contains("value='21'"));
+    assert_eq!(
+        item_values(&out[1], NS_PUBSUB_EVENT),
+        [(id(&second[0]), "21".to_owned())]
+    );
 }
 
 #[test]
@@ -298,7 +304,14 @@ fn pubsub_refuses_subscribing_someone_else_and_unknown_nodes() {
         "<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='boiler' jid='bob@example.org'/></pubsub>",
     ));
     assert_eq!(condition(&out[0]).as_deref(), Some("bad-request"));
-    assert!(crate::xml::to_string(&out[0]).contains("invalid-jid"));
+    let error = out[0].get_child("error", NS_COMPONENT).unwrap();
+    assert!(
+        error
+            .get_child("invalid-jid", crate::xml::NS_PUBSUB_ERRORS)
+            .is_some(),
+        "{}",
+        crate::xml::to_string(&out[0])
+    );
     let out = r.gw.on_stanza(&iq(
         ALICE,
         DOMAIN,
@@ -331,10 +344,18 @@ fn discovery_lists_one_node_per_device() {
         "get",
         "<query xmlns='http://jabber.org/protocol/disco#info'/>",
     ));
-    let text = crate::xml::to_string(&out[0]);
-    assert!(
-        text.contains("category='pubsub'") && text.contains("type='service'"),
-        "{text}"
+    let identities: Vec<(Option<&str>, Option<&str>)> = out[0]
+        .get_child("query", NS_DISCO_INFO)
+        .unwrap()
+        .children()
+        .filter(|c| c.name() == "identity")
+        .map(|i| (i.attr("category"), i.attr("type")))
+        .collect();
+    assert_eq!(
+        identities,
+        [(Some("pubsub"), Some("service"))],
+        "{}",
+        crate::xml::to_string(&out[0])
     );
 }
 
@@ -455,10 +476,10 @@ fn notifications_carry_the_reading_in_the_sensordata_shape() {
         .and_then(|e| e.get_child("items", NS_PUBSUB_EVENT))
         .unwrap();
     assert_eq!(items.attr("node"), Some("boiler"));
-    let fields = items
-        .get_child("item", NS_PUBSUB_EVENT)
-        .and_then(|i| i.get_child("fields", crate::xml::NS_SENSORDATA))
-        .unwrap();
+    let item = items.get_child("item", NS_PUBSUB_EVENT).unwrap();
+    // The reading's time, 1795582800.123 s, in microseconds.
+    assert_eq!(item.attr("id"), Some("1795582800123000"));
+    let fields = item.get_child("fields", crate::xml::NS_SENSORDATA).unwrap();
     assert_eq!(
         crate::xml::to_string(fields),
         "<fields xmlns='urn:xmpp:iot:sensordata' done='true' seqnr='1'><node nodeId='boiler'>\
@@ -702,7 +723,7 @@ fn a_reconnect_resends_presence_and_the_last_items() {
     assert_eq!(status_of(presence), "temperature 23 °C");
     let message = out.iter().find(|e| e.name() == "message").unwrap();
     assert_eq!(message.attr("to"), Some(ALICE));
-    assert!(crate::xml::to_string(message).contains("value='23'"));
+    assert_eq!(values(&item_values(message, NS_PUBSUB_EVENT)), ["23"]);
 }
 
 #[test]
@@ -717,8 +738,11 @@ fn publishing_to_a_device_node_is_not_offered() {
         condition(&out[0]).as_deref(),
         Some("feature-not-implemented")
     );
-    let text = crate::xml::to_string(&out[0]);
-    assert!(text.contains("feature='publish'"), "{text}");
+    let unsupported = out[0]
+        .get_child("error", NS_COMPONENT)
+        .and_then(|e| e.get_child("unsupported", crate::xml::NS_PUBSUB_ERRORS))
+        .unwrap_or_else(|| panic!("{}", crate::xml::to_string(&out[0])));
+    assert_eq!(unsupported.attr("feature"), Some("publish"));
     assert_eq!(r.gw.stats().unsupported, 1);
 }
 
@@ -1176,14 +1200,147 @@ fn every_presence_carries_caps_matching_the_disco_answer() {
         .expect("caps in presence");
     assert_eq!(c.attr("hash"), Some("sha-1"));
     assert_eq!(c.attr("node"), Some(entity::CAPS_NODE));
-    // XEP-0115 §5.1 by hand: identities, then sorted features, each ended by '<'.
-    let mut features: Vec<&str> = entity::DEVICE_FEATURES.to_vec();
+    // The disco#info a client asking would get, hashed by hand as
+    // XEP-0115 §5.1 says: identities sorted, each
+    // category/type/lang/name, then the sorted features, each followed
+    // by '<'; SHA-1, base64.
+    let info = answer(
+        &mut r.gw,
+        "boiler@gw.example.org",
+        "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+    );
+    let q = info.get_child("query", NS_DISCO_INFO).unwrap();
+    let mut identities: Vec<String> = q
+        .children()
+        .filter(|c| c.name() == "identity")
+        .map(|i| {
+            let lang = i
+                .attr_ns(minidom::rxml::Namespace::xml(), "lang")
+                .unwrap_or_default();
+            format!(
+                "{}/{}/{lang}/{}",
+                i.attr("category").unwrap_or_default(),
+                i.attr("type").unwrap_or_default(),
+                i.attr("name").unwrap_or_default()
+            )
+        })
+        .collect();
+    identities.sort();
+    let mut features: Vec<&str> = q
+        .children()
+        .filter(|c| c.name() == "feature")
+        .filter_map(|f| f.attr("var"))
+        .collect();
     features.sort_unstable();
-    let s = format!("client/bot//Boiler room<{}<", features.join("<"));
-    let hash =
-        xmpp_parsers::caps::hash_caps(s.as_bytes(), xmpp_parsers::hashes::Algo::Sha_1).unwrap();
-    let want = xmpp_parsers::caps::Caps::new(entity::CAPS_NODE, hash);
-    assert_eq!(c.attr("ver"), Element::from(want).attr("ver"));
+    assert!(!features.is_empty(), "{}", crate::xml::to_string(&info));
+    let mut s = String::new();
+    for i in &identities {
+        s.push_str(i);
+        s.push('<');
+    }
+    for f in &features {
+        s.push_str(f);
+        s.push('<');
+    }
+    assert_eq!(
+        c.attr("ver"),
+        Some(base64(&sha1(s.as_bytes())).as_str()),
+        "{s}"
+    );
+}
+
+#[test]
+fn the_hand_made_caps_hash_gives_the_xep_0115_example() {
+    // XEP-0115 §5.2: Exodus' disco#info and its ver.
+    let s = "client/pc//Exodus 0.9.1<http://jabber.org/protocol/caps<\
+             http://jabber.org/protocol/disco#info<http://jabber.org/protocol/disco#items<\
+             http://jabber.org/protocol/muc<";
+    assert_eq!(base64(&sha1(s.as_bytes())), "QgayPKawpkPSDYmwT/WM94uAlu0=");
+    assert_eq!(
+        sha1(b"abc"),
+        [
+            0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
+            0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d
+        ]
+    );
+}
+
+/// SHA-1 (FIPS 180-4), written out here so that the caps test does not
+/// hash with the code it checks.
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
+    let mut msg = data.to_vec();
+    let bits = (data.len() as u64) * 8;
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bits.to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for (i, word) in block.chunks(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                _ => (b ^ c ^ d, 0xCA62_C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (chunk, word) in out.chunks_mut(4).zip(h) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+/// Base64 (RFC 4648, with padding).
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(T[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 // ----- ad-hoc commands -------------------------------------------------
@@ -1251,12 +1408,30 @@ fn the_command_list_holds_only_what_the_sender_may_run() {
         &format!("<query xmlns='{NS_DISCO_ITEMS}' node='{NS_COMMANDS}'/>"),
     ));
     assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
-    // Running what is not listed is refused like an unknown command.
+    // A reader running Set, at its first step or by submitting the form
+    // directly, is refused as a chat `set` is: forbidden (XEP-0050 §4.4).
+    for command in [
+        format!("<command xmlns='{NS_COMMANDS}' node='set' action='execute'/>"),
+        format!(
+            "<command xmlns='{NS_COMMANDS}' node='set' sessionid='fb-1' action='complete'>\
+             <x xmlns='{NS_DATA}' type='submit'><field var='point'><value>setpoint</value></field>\
+             <field var='value'><value>60</value></field></x></command>"
+        ),
+    ] {
+        let out = execute(&mut gw, BOB, boiler, &command);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            condition(&out[0]).as_deref(),
+            Some("forbidden"),
+            "{command}"
+        );
+    }
+    // A command that does not exist is not found.
     let out = execute(
         &mut gw,
         BOB,
         boiler,
-        &format!("<command xmlns='{NS_COMMANDS}' node='set' action='execute'/>"),
+        &format!("<command xmlns='{NS_COMMANDS}' node='reboot' action='execute'/>"),
     );
     assert_eq!(condition(&out[0]).as_deref(), Some("item-not-found"));
 }
@@ -1607,7 +1782,12 @@ fn control_sets_writable_points_for_controllers_only() {
         )]),
     );
     assert_eq!(kind_of(&failed[0]), Some("error"));
-    assert!(crate::xml::to_string(&failed[0]).contains("setpoint: NAK"));
+    assert_eq!(failed[0].attr("id"), Some("q1"));
+    let text = failed[0]
+        .get_child("error", NS_COMPONENT)
+        .and_then(|e| e.get_child("text", crate::xml::NS_STANZAS))
+        .map(Element::text);
+    assert_eq!(text.as_deref(), Some("setpoint: NAK"), "{failed:?}");
 }
 
 // ----- pubsub details ----------------------------------------------------
