@@ -201,12 +201,22 @@ pub async fn wait_exit(
 }
 
 /// Runs an `async fn(ServerKind)` test once against each XMPP server, as
-/// `<name>::prosody` and `<name>::ejabberd`.
+/// `<name>::prosody` and `<name>::ejabberd`. A server kind added to
+/// [`server::ServerKind`] stops every use of it from compiling until the
+/// macro runs it too.
 #[macro_export]
 macro_rules! on_every_server {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
+                /// Exhaustive: a kind with no test below is a compile error.
+                #[allow(dead_code)]
+                fn every_kind_has_a_test(kind: $crate::server::ServerKind) {
+                    match kind {
+                        $crate::server::ServerKind::Prosody
+                        | $crate::server::ServerKind::Ejabberd => {}
+                    }
+                }
                 #[tokio::test]
                 async fn prosody() {
                     super::$name($crate::server::ServerKind::Prosody).await;

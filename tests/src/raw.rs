@@ -2,8 +2,14 @@
 //! well-behaved library refuses to: malformed stanzas, as any remote user
 //! could.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
+use minidom::Element;
+use minidom::rxml::error::EndOrError;
+use minidom::rxml::parser::Options;
+use minidom::rxml::{Parse, RawParser, WithOptions};
+use minidom::tree_builder::TreeBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -12,6 +18,74 @@ use tokio::time::Instant;
 pub struct RawClient {
     stream: TcpStream,
     seen: String,
+    /// What arrives after login, parsed into stanzas as it comes.
+    stanzas: Stanzas,
+}
+
+/// The server's side of the stream, read as XML (with the token limit of
+/// [`iq_reply`]): complete stanzas in the order they arrived.
+struct Stanzas {
+    parser: Option<(RawParser, TreeBuilder)>,
+    queue: VecDeque<minidom::Element>,
+    error: Option<String>,
+}
+
+impl Stanzas {
+    fn new() -> Self {
+        Self {
+            parser: None,
+            queue: VecDeque::new(),
+            error: None,
+        }
+    }
+
+    /// Starts reading at a stanza boundary, as inside a stream that
+    /// declared `jabber:client` (the server's header went by before).
+    fn start(&mut self, rest: &str) {
+        let options = Options {
+            max_token_length: 1 << 20,
+            ..Default::default()
+        };
+        self.parser = Some((RawParser::with_options(options), TreeBuilder::new()));
+        self.feed(
+            b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+        );
+        self.feed(rest.as_bytes());
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        let Some((parser, tree)) = self.parser.as_mut() else {
+            return;
+        };
+        if self.error.is_some() {
+            return;
+        }
+        loop {
+            match parser.parse(&mut bytes, false) {
+                Ok(Some(event)) => {
+                    if let Err(e) = tree.process_event(event) {
+                        self.error = Some(format!("{e}"));
+                        return;
+                    }
+                    // Back at the stream's level: a stanza is complete.
+                    if tree.depth() == 1 {
+                        while let Some(stanza) = tree.unshift_child() {
+                            self.queue.push_back(stanza);
+                        }
+                    }
+                }
+                Ok(None) => {
+                    self.error = Some("the stream ended".into());
+                    return;
+                }
+                Err(EndOrError::NeedMoreData) => return,
+                Err(EndOrError::Error(e)) => {
+                    self.error = Some(format!("{e}"));
+                    return;
+                }
+            }
+        }
+    }
 }
 
 fn base64(input: &[u8]) -> String {
@@ -47,6 +121,7 @@ impl RawClient {
         let mut c = Self {
             stream,
             seen: String::new(),
+            stanzas: Stanzas::new(),
         };
         c.send(HEADER).await?;
         c.read_until("</stream:features>").await?;
@@ -61,8 +136,59 @@ impl RawClient {
         c.send("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
             .await?;
         c.read_until("</iq>").await?;
+        // From here on, everything is also read as stanzas.
+        let rest = c.seen.clone();
+        c.stanzas.start(&rest);
         c.send("<presence/>").await?;
         Ok(c)
+    }
+
+    /// The reply (`result` or `error`) to the IQ with `id`, read as XML:
+    /// the first `<iq>` stanza of the server's stream with that id, within
+    /// 10 s. (Unlike [`Self::read_until`], text that merely looks like it,
+    /// elsewhere in another stanza, does not count.)
+    pub async fn reply(&mut self, id: &str) -> anyhow::Result<Element> {
+        let within = Duration::from_secs(10);
+        let deadline = Instant::now() + within;
+        let is_reply = |e: &Element| {
+            e.name() == "iq"
+                && e.attr("id") == Some(id)
+                && matches!(e.attr("type"), Some("result" | "error"))
+        };
+        loop {
+            if let Some(i) = self.stanzas.queue.iter().position(is_reply) {
+                return Ok(self.stanzas.queue.remove(i).expect("just found"));
+            }
+            if let Some(e) = &self.stanzas.error {
+                anyhow::bail!("the stream did not parse ({e}) before the reply to {id}");
+            }
+            let n = tokio::time::timeout_at(deadline, self.fill())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "no reply to iq {id} within {within:?}; got: {}",
+                        self.stanzas
+                            .queue
+                            .iter()
+                            .map(String::from)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                })??;
+            anyhow::ensure!(
+                n > 0,
+                "connection closed while waiting for the reply to {id}"
+            );
+        }
+    }
+
+    /// Reads what the server sent next, into both views.
+    async fn fill(&mut self) -> anyhow::Result<usize> {
+        let mut buf = [0u8; 4096];
+        let n = self.stream.read(&mut buf).await?;
+        self.stanzas.feed(&buf[..n]);
+        self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        Ok(n)
     }
 
     /// Writes raw text.
@@ -75,14 +201,13 @@ impl RawClient {
     /// received up to and including it.
     pub async fn read_until(&mut self, needle: &str) -> anyhow::Result<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut buf = [0u8; 4096];
         loop {
             if let Some(i) = self.seen.find(needle) {
                 let end = i + needle.len();
                 let rest = self.seen.split_off(end);
                 return Ok(std::mem::replace(&mut self.seen, rest));
             }
-            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+            let n = tokio::time::timeout_at(deadline, self.fill())
                 .await
                 .map_err(|_| anyhow::anyhow!("no {needle:?} within 10s; got: {}", self.seen))??;
             anyhow::ensure!(
@@ -90,7 +215,6 @@ impl RawClient {
                 "connection closed while waiting for {needle:?}; got: {}",
                 self.seen
             );
-            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     }
 }

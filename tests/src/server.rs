@@ -16,9 +16,6 @@ pub enum ServerKind {
 }
 
 impl ServerKind {
-    /// Every server the tests run against.
-    pub const ALL: [ServerKind; 2] = [ServerKind::Prosody, ServerKind::Ejabberd];
-
     /// Lower-case name, for messages.
     pub fn name(self) -> &'static str {
         match self {

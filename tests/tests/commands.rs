@@ -1,7 +1,7 @@
 //! End-to-end: ad-hoc commands (XEP-0050) from a real client through a real
 //! Prosody and a real ejabberd to the real gateway and its simulator.
 
-use fieldbridge_e2e::client::{XmppUser, el, with_child, xml};
+use fieldbridge_e2e::client::{XmppUser, el, error_condition, with_child, xml};
 use fieldbridge_e2e::gateway::{Gateway, Setup};
 use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
@@ -156,19 +156,58 @@ async fn ad_hoc_commands_read_describe_list_and_write(kind: ServerKind) {
         ("setpoint".to_owned(), "57.5 °C".to_owned())
     );
 
-    // Bob may not write, even by sending the form directly.
-    let mut x = el("x", NS_DATA, &[("type", "submit")]);
-    x.append_child(field("point", "setpoint"));
-    x.append_child(field("value", "99"));
-    let refused = bob
+    // Bob may not write: not by starting the command, not by sending the
+    // form directly (with no session, and with alice's), and the value
+    // stays what alice set.
+    let start = bob
         .iq(
             BOILER,
             "set",
-            with_child(el("command", NS_COMMANDS, &[("node", "set")]), x),
+            el(
+                "command",
+                NS_COMMANDS,
+                &[("node", "set"), ("action", "execute")],
+            ),
         )
         .await
         .unwrap();
-    assert_eq!(refused.attr("type"), Some("error"), "{}", xml(&refused));
+    assert_eq!(
+        error_condition(&start).as_deref(),
+        Some("forbidden"),
+        "{}",
+        xml(&start)
+    );
+    for session in [None, Some(session.as_str())] {
+        let mut x = el("x", NS_DATA, &[("type", "submit")]);
+        x.append_child(field("point", "setpoint"));
+        x.append_child(field("value", "99"));
+        let mut command = el("command", NS_COMMANDS, &[("node", "set")]);
+        if let Some(id) = session {
+            command = el(
+                "command",
+                NS_COMMANDS,
+                &[("node", "set"), ("sessionid", id), ("action", "complete")],
+            );
+        }
+        let refused = bob.iq(BOILER, "set", with_child(command, x)).await.unwrap();
+        assert_eq!(
+            error_condition(&refused).as_deref(),
+            Some("forbidden"),
+            "session {session:?}: {}",
+            xml(&refused)
+        );
+    }
+    let read = run(
+        &mut bob,
+        BOILER,
+        el("command", NS_COMMANDS, &[("node", "read")]),
+    )
+    .await;
+    assert_eq!(
+        values(&read)[0],
+        ("setpoint".to_owned(), "57.5 °C".to_owned()),
+        "a refused write changed the value"
+    );
 
     let info = run(
         &mut bob,
@@ -254,11 +293,22 @@ async fn sensor_data_readout_and_control_from_iot_software(kind: ServerKind) {
         )
     };
     let refused = bob.iq(BOILER, "set", set("70")).await.unwrap();
-    assert_eq!(refused.attr("type"), Some("error"), "{}", xml(&refused));
+    assert_eq!(
+        error_condition(&refused).as_deref(),
+        Some("forbidden"),
+        "{}",
+        xml(&refused)
+    );
+    // The refused write did not happen: the value read back is unchanged.
+    assert_eq!(
+        readout(&mut bob, "2").await[0],
+        ("setpoint".to_owned(), "50".to_owned()),
+        "bob's refused write changed the value"
+    );
     let done = alice.iq(BOILER, "set", set("61.25")).await.unwrap();
     assert_eq!(done.attr("type"), Some("result"), "{}", xml(&done));
     assert_eq!(
-        readout(&mut bob, "2").await[0],
+        readout(&mut bob, "3").await[0],
         ("setpoint".to_owned(), "61.25".to_owned())
     );
     alice.close().await;

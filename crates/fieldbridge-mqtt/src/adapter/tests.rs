@@ -356,11 +356,19 @@ fn readings_of_a_device_said_offline_are_uncertain_until_it_is_back() {
         br#"{"ENERGY":{"Power":1,"Voltage":2}}"#,
         now,
     );
-    assert!(
-        events
-            .iter()
-            .all(|e| matches!(&e.kind, EventKind::Reading(r) if r.quality == Quality::Uncertain)),
-        "{events:?}"
+    let qualities: Vec<(String, Quality)> = events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Reading(r) => (r.point.to_string(), r.quality.clone()),
+            other => panic!("a reading expected: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        qualities,
+        [
+            ("power".to_owned(), Quality::Uncertain),
+            ("voltage".to_owned(), Quality::Uncertain)
+        ]
     );
     router.on_message("tele/plug/LWT", b"Online", now);
     let (events, _) = router.on_message(
