@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::prosody::COMPONENT;
 use crate::server::ComponentServer;
-use crate::{fieldbridge_bin, terminate, wait_exit};
+use crate::{fieldbridge_bin, wait_exit};
 
 /// What goes in a test's gateway.yaml besides the XMPP connection.
 pub struct Setup<'a> {
@@ -27,6 +27,7 @@ pub struct Setup<'a> {
 pub struct Gateway {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Gateway {
@@ -56,6 +57,16 @@ impl Gateway {
         server: &impl ComponentServer,
         setup: &Setup<'_>,
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(server, setup, &[]).await
+    }
+
+    /// [`Gateway::start_with`], with these environment variables set for
+    /// the gateway (`RUST_LOG` is otherwise removed).
+    pub async fn start_with_env(
+        server: &impl ComponentServer,
+        setup: &Setup<'_>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         std::fs::write(
             dir.path().join("component.secret"),
@@ -80,7 +91,14 @@ impl Gateway {
             devices = setup.devices,
         );
         std::fs::write(dir.path().join("gateway.yaml"), yaml)?;
-        let mut gw = Self { dir, child: None };
+        let mut gw = Self {
+            dir,
+            child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
         gw.spawn().await?;
         Ok(gw)
     }
@@ -148,6 +166,7 @@ impl Gateway {
             .current_dir(self.dir.path())
             .args(["run", "-c", "gateway.yaml", "--log-format", "json", "-v"])
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
@@ -162,14 +181,28 @@ impl Gateway {
 
     /// Stops the gateway with SIGTERM, as systemd would.
     pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        self.stop_with("TERM").await
+    }
+
+    /// Stops the gateway with SIGINT, as Ctrl-C in a terminal would.
+    pub async fn interrupt(&mut self) -> anyhow::Result<ExitStatus> {
+        self.stop_with("INT").await
+    }
+
+    async fn stop_with(&mut self, signal: &str) -> anyhow::Result<ExitStatus> {
         let mut child = self
             .child
             .take()
             .ok_or_else(|| anyhow::anyhow!("not running"))?;
-        terminate(child.id());
+        crate::signal(child.id(), signal);
         wait_exit(&mut child, Duration::from_secs(20))
             .await
-            .ok_or_else(|| anyhow::anyhow!("the gateway did not stop within 20s:\n{}", self.log()))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the gateway did not stop on SIG{signal} within 20s:\n{}",
+                    self.log()
+                )
+            })
     }
 
     /// Starts the gateway again with the same config and state.

@@ -176,9 +176,15 @@ pub fn output_within(
 
 /// Sends SIGTERM to a process (the gateway's graceful stop).
 pub fn terminate(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    signal(pid, "TERM");
+}
+
+/// Sends signal `name` (`TERM`, `INT`, ...) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let _ = output_within(
+        std::process::Command::new("kill").args([&format!("-{name}"), &pid.to_string()]),
+        Duration::from_secs(10),
+    );
 }
 
 /// Waits for a child to exit, or kills it after `within`.

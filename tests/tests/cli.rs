@@ -56,3 +56,55 @@ fn version_is_printed() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("fieldbridge "));
 }
+
+#[test]
+fn wrong_usage_exits_2_and_says_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["frobnicate"][..],
+        &["run", "--no-such-flag"],
+        &["run", "--log-format", "xml"],
+        &["modbus", "scan", "-a", "100"],
+    ] {
+        // In an empty directory: nothing may start, whatever is parsed.
+        let out = run(Command::new(fieldbridge_bin())
+            .current_dir(dir.path())
+            .args(args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("Usage: fieldbridge") || stderr.contains("--help"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_failure_at_run_time_exits_1_and_the_log_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    // The state directory cannot be created: a file is in the way.
+    std::fs::write(dir.path().join("state"), "not a directory").unwrap();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        "gateway: { id: e2e, state_dir: state/inner }\n\
+         xmpp: { component: gw.localhost, server: \"127.0.0.1:9\", secret: s, access: { read: [localhost] } }\n\
+         connections: { demo: { simulator: {} } }\n\
+         devices: { d: { connection: demo, points: { p: { signal: sine } } } }\n",
+    )
+    .unwrap();
+    let out = run(Command::new(fieldbridge_bin())
+        .current_dir(dir.path())
+        .args(["run", "-c", "gateway.yaml", "--log-format", "json"])
+        .env_remove("RUST_LOG"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let failed = stderr
+        .lines()
+        .find(|l| l.contains("\"gateway failed\""))
+        .unwrap_or_else(|| panic!("no 'gateway failed' line: {stderr}"));
+    assert!(
+        failed.contains("state"),
+        "the reason names the state: {failed}"
+    );
+}
