@@ -121,4 +121,116 @@ async fn a_client_discovers_what_a_device_is_and_can_do(kind: ServerKind) {
     alice.close().await;
 }
 
-fieldbridge_e2e::on_every_server!(a_client_discovers_what_a_device_is_and_can_do);
+const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const TWO_DEVICES: &str = "  boiler:\n    connection: sim\n    poll: 200ms\n    points:\n      \
+temperature: { signal: sine, range: [20, 30] }\n  \
+kettle:\n    connection: sim\n    poll: 200ms\n    points:\n      \
+water: { signal: sine, range: [20, 90] }\n";
+
+/// A pubsub request to the service; its answer must be a result.
+async fn pubsub(user: &mut XmppUser, kind: &str, request: Element) -> Element {
+    let answer = user
+        .iq(
+            COMPONENT,
+            kind,
+            fieldbridge_e2e::client::with_child(el("pubsub", NS_PUBSUB, &[]), request),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.attr("type"), Some("result"), "{}", xml(&answer));
+    answer
+}
+
+/// (node, jid, subscription) of every entry of a subscriptions answer.
+async fn subscriptions(user: &mut XmppUser, node: Option<&str>) -> Vec<(String, String, String)> {
+    let attrs: Vec<(&str, &str)> = node.iter().map(|n| ("node", *n)).collect();
+    let answer = pubsub(user, "get", el("subscriptions", NS_PUBSUB, &attrs)).await;
+    let list = answer
+        .get_child("pubsub", NS_PUBSUB)
+        .and_then(|p| p.get_child("subscriptions", NS_PUBSUB))
+        .unwrap_or_else(|| panic!("no subscriptions in {}", xml(&answer)));
+    let mut entries: Vec<(String, String, String)> = list
+        .children()
+        .map(|s| {
+            assert_eq!(s.name(), "subscription", "{}", xml(&answer));
+            let attr = |a: &str| s.attr(a).unwrap_or_default().to_owned();
+            (attr("node"), attr("jid"), attr("subscription"))
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+async fn a_subscriber_lists_its_own_subscriptions_and_only_those(kind: ServerKind) {
+    let server = Server::start(kind).await.expect("the XMPP server starts");
+    for u in ["alice", "bob"] {
+        server.register(u, "pw").unwrap();
+    }
+    let _gateway = Gateway::start(&server, &["localhost"], TWO_DEVICES)
+        .await
+        .unwrap();
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
+        .await
+        .unwrap();
+    let mut bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
+        .await
+        .unwrap();
+    assert_eq!(subscriptions(&mut alice, None).await, []);
+    // Alice: the boiler with her bare JID, the kettle with this session's
+    // full JID; bob: the boiler.
+    let full = alice.full_jid.clone();
+    for (node, jid) in [("boiler", "alice@localhost"), ("kettle", full.as_str())] {
+        pubsub(
+            &mut alice,
+            "set",
+            el("subscribe", NS_PUBSUB, &[("node", node), ("jid", jid)]),
+        )
+        .await;
+    }
+    let bob_jid = bob.jid.clone();
+    pubsub(
+        &mut bob,
+        "set",
+        el(
+            "subscribe",
+            NS_PUBSUB,
+            &[("node", "boiler"), ("jid", &bob_jid)],
+        ),
+    )
+    .await;
+    let entry = |node: &str, jid: &str| (node.to_owned(), jid.to_owned(), "subscribed".to_owned());
+    assert_eq!(
+        subscriptions(&mut alice, None).await,
+        [entry("boiler", "alice@localhost"), entry("kettle", &full)]
+    );
+    assert_eq!(
+        subscriptions(&mut alice, Some("kettle")).await,
+        [entry("kettle", &full)]
+    );
+    assert_eq!(
+        subscriptions(&mut bob, None).await,
+        [entry("boiler", "bob@localhost")]
+    );
+    // Unsubscribed: gone from the list.
+    pubsub(
+        &mut alice,
+        "set",
+        el(
+            "unsubscribe",
+            NS_PUBSUB,
+            &[("node", "boiler"), ("jid", "alice@localhost")],
+        ),
+    )
+    .await;
+    assert_eq!(
+        subscriptions(&mut alice, None).await,
+        [entry("kettle", &full)]
+    );
+    alice.close().await;
+    bob.close().await;
+}
+
+fieldbridge_e2e::on_every_server!(
+    a_client_discovers_what_a_device_is_and_can_do,
+    a_subscriber_lists_its_own_subscriptions_and_only_those
+);
