@@ -357,6 +357,50 @@ async fn a_write_ends_as_a_publish_on_the_command_topic() {
 }
 
 #[tokio::test]
+async fn a_command_topic_with_retain_leaves_the_last_write_on_the_broker() {
+    let broker = Mosquitto::start(BrokerOptions::default()).await;
+    let plug = device(
+        "plug",
+        json!({ "topic": "tele/plug/SENSOR" }),
+        &[
+            (
+                "relay",
+                json!({
+                    "topic": "stat/plug/POWER", "type": "bool",
+                    "command_topic": "cmnd/plug/POWER", "retain": true,
+                    "true_values": ["ON"], "false_values": ["OFF"],
+                }),
+            ),
+            (
+                "setpoint",
+                json!({ "topic": "stat/plug/SETPOINT", "command_topic": "cmnd/plug/SETPOINT" }),
+            ),
+        ],
+        &["relay", "setpoint"],
+    );
+    let rig = Rig::start(connection(&broker.url(), json!({})), vec![plug]);
+    subscribed(&rig, 1).await;
+    // QoS 1 (the default): answered once the broker has the message.
+    for (point, text, value) in [
+        ("relay", "off", Value::Bool(false)),
+        ("relay", "on", Value::Bool(true)),
+        ("setpoint", "21.5", Value::Float(21.5)),
+    ] {
+        assert_eq!(rig.router.write_text("plug", point, text).await, Ok(value));
+    }
+    // A subscriber that comes later gets what is retained (the last
+    // write of `relay` only) right after subscribing, before anything
+    // published after that.
+    let mut late = broker
+        .subscriber("cmnd/plug/#", &["-F", "retain=%r %t %p"])
+        .await;
+    broker.publish("cmnd/plug/~end", b"end", 1, false).await;
+    assert_eq!(late.next().await, "retain=1 cmnd/plug/POWER ON");
+    assert_eq!(late.next().await, "retain=0 cmnd/plug/~end end");
+    rig.stop().await;
+}
+
+#[tokio::test]
 async fn a_write_to_a_device_made_by_a_template_goes_to_its_own_command_topic() {
     let broker = Mosquitto::start(BrokerOptions::default()).await;
     let lights = device(
