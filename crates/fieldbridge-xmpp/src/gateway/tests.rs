@@ -592,6 +592,63 @@ fn items_retrieval_serves_the_history_in_publication_order() {
     assert!(!crate::xml::to_string(&out[0]).contains("22"));
 }
 
+/// The values the history serves, once written, of readings taken `ago`.
+fn kept_after(gw: &mut Gateway, readings: &[(f64, Duration)]) -> Vec<String> {
+    let now = Instant::now();
+    for (v, ago) in readings {
+        let mut e = reading(*v);
+        e.at = SystemTime::now() - *ago;
+        gw.on_event(e, now);
+    }
+    gw.take_history().unwrap().write().unwrap();
+    let out = gw.on_stanza(&pubsub(ALICE, "get", "<items node='boiler'/>"));
+    values(&item_values(&out[0], NS_PUBSUB))
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_history_keeps_seven_days_by_default_and_a_device_can_say_less() {
+    let minute = Duration::from_secs(60);
+    let day = 24 * 60 * minute;
+    let readings = [
+        (1.0, 8 * day),
+        (2.0, 7 * day + 10 * minute),
+        (3.0, 7 * day - 10 * minute),
+        (4.0, 2 * 60 * minute),
+        (5.0, 30 * minute),
+        (6.0, Duration::ZERO),
+    ];
+    let mut r = rig();
+    assert_eq!(
+        kept_after(&mut r.gw, &readings),
+        ["3", "4", "5", "6"],
+        "a week by default"
+    );
+    // devices.boiler.history.max_age: 1h
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = (**directory().device("boiler").unwrap()).clone();
+    spec.settings.history = Some(fieldbridge_core::device::HistorySettings {
+        max_items: None,
+        max_age: Some(60 * minute),
+    });
+    let access = Access::new(&AccessConfig {
+        read: vec!["example.org".into()],
+        control: vec![],
+    });
+    let mut gw = Gateway::new(
+        DOMAIN,
+        "test",
+        Arc::new(Directory::new([spec])),
+        access,
+        Store::new(dir.path()),
+    )
+    .unwrap();
+    gw.on_connected(Instant::now());
+    assert_eq!(kept_after(&mut gw, &readings), ["5", "6"], "an hour");
+}
+
 #[test]
 fn pubsub_subscriptions_survive_a_restart_and_only_the_owner_unsubscribes() {
     let mut r = rig();
