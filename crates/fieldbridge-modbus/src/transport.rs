@@ -79,11 +79,12 @@ impl Backoff {
             cap,
         }
     }
-    /// The next delay (±25% jitter), doubling the one after.
+    /// The next delay (±25% jitter, never past the cap), doubling the one
+    /// after.
     pub fn next_delay(&mut self) -> Duration {
         let d = self.next.mul_f64(0.75 + rand::random::<f64>() * 0.5);
         self.next = (self.next * 2).min(self.cap);
-        d
+        d.min(self.cap)
     }
     /// Back to the first delay, after a success.
     pub fn reset(&mut self) {

@@ -1000,3 +1000,73 @@ async fn tcp_a_header_mismatch_reopens_the_connection() {
     }
     server.abort();
 }
+
+/// A dead unit (nothing answers it) is offline after two failed polls,
+/// then asked again after a delay that doubles (±25%) up to 30 s and stays
+/// there. Time is tokio's paused clock: minutes pass in milliseconds.
+#[tokio::test(start_paused = true)]
+async fn a_dead_device_is_retried_ever_later_up_to_30_s() {
+    let bank = Bank::with_units(&[]);
+    let server = TcpServer::start(bank.clone()).await;
+    let timeout = Duration::from_millis(100);
+    let mut rig = Rig::start(
+        Transport::Tcp(ModbusTcpConnection {
+            address: server.addr,
+            timeout: Some(timeout),
+            max_in_flight: 1,
+        }),
+        vec![TestDevice {
+            id: "plc",
+            config: ModbusDevice::default(),
+            poll: Duration::from_millis(100),
+            points: vec![point("a", at(Table::Holding, 0), plain())],
+        }],
+    );
+    rig.status_where("plc", |s| matches!(s, DeviceStatus::Offline { .. }))
+        .await;
+    let offline_at = Instant::now();
+    // Ten minutes of the paused clock, or 30 s of real time.
+    let wall = std::time::Instant::now();
+    while Instant::now() < offline_at + Duration::from_secs(600) {
+        assert!(
+            wall.elapsed() < Duration::from_secs(30),
+            "the paused clock did not reach ten minutes; requests: {:?}",
+            bank.log().len()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let asked: Vec<Instant> = bank
+        .log()
+        .iter()
+        .map(|s| s.at)
+        .filter(|at| *at >= offline_at)
+        .collect();
+    // Request to request: the delay, then the request's own timeout.
+    let delays: Vec<f64> = asked
+        .windows(2)
+        .map(|w| (w[1] - w[0]).saturating_sub(timeout).as_secs_f64())
+        .collect();
+    let shown = format!("{delays:.2?}");
+    assert!(delays.len() >= 10, "too few retries: {shown}");
+    // Growing: doubling with ±25% jitter, each one is longer than the
+    // last until they reach the cap...
+    let capped = delays
+        .iter()
+        .position(|d| *d >= 30.0 * 0.75)
+        .unwrap_or_else(|| panic!("never near 30 s: {shown}"));
+    assert!(capped >= 5, "too fast to the cap: {shown}");
+    for w in delays[..=capped].windows(2) {
+        assert!(w[1] > w[0] * 1.1, "not growing: {shown}");
+    }
+    // ...and never longer than 30 s, however long the device stays dead.
+    for d in &delays[capped..] {
+        assert!(
+            (22.4..=30.05).contains(d),
+            "{d:.2} s, beyond the cap: {shown}"
+        );
+    }
+    assert!(
+        delays.len() - capped >= 10,
+        "not enough retries at the cap: {shown}"
+    );
+}
