@@ -11,6 +11,7 @@ pub mod ejabberd;
 pub mod gateway;
 pub mod mosquitto;
 pub mod prosody;
+pub mod proxy;
 pub mod pty;
 pub mod pubsub;
 pub mod raw;

@@ -1,11 +1,14 @@
 //! End-to-end: nothing published while the XMPP server is down is lost.
 //! The real gateway binary, a real Prosody or ejabberd stopped for ten
-//! seconds, and a real subscriber who fetches what it missed.
+//! seconds, and a real subscriber who fetches what it missed; and a
+//! subscriber who stays connected while only the gateway's link is down,
+//! who gets what it missed pushed once the link is back.
 
 use std::time::Duration;
 
 use fieldbridge_e2e::client::{XmppUser, el, with_child, xml};
 use fieldbridge_e2e::gateway::Gateway;
+use fieldbridge_e2e::proxy::ComponentProxy;
 use fieldbridge_e2e::pubsub::{NS_EVENT, NS_PUBSUB, NS_SENSORDATA, subscribe};
 use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
@@ -108,6 +111,119 @@ async fn items_published_while_the_server_was_down_can_all_be_fetched_in_order(k
     alice.close().await;
 }
 
+/// A counter read ten times a second, published at every reading.
+const COUNTER: &str = "  counter:\n    connection: sim\n    poll: 100ms\n    period: 1h\n    points:\n      \
+n: { signal: ramp, range: [0, 3600000] }\n";
+
+/// How long the gateway's link stays down: the scenario, not a wait for
+/// anything.
+const LINK_DOWN: Duration = Duration::from_secs(3);
+
+/// The next notification of the counter node: (item id, seqnr).
+async fn next_item(user: &mut XmppUser, within: Duration) -> (u64, u64) {
+    let m = user
+        .expect("a notification of the counter", within, |e| {
+            e.get_child("event", NS_EVENT)
+                .and_then(|ev| ev.get_child("items", NS_EVENT))
+                .is_some_and(|i| i.attr("node") == Some("counter"))
+        })
+        .await
+        .unwrap();
+    let item = m
+        .get_child("event", NS_EVENT)
+        .and_then(|e| e.get_child("items", NS_EVENT))
+        .and_then(|i| i.get_child("item", NS_EVENT))
+        .unwrap_or_else(|| panic!("no item in {}", xml(&m)));
+    let (id, seqnr) = id_and_seqnr(item);
+    (id.parse().expect("a numeric item id"), seqnr)
+}
+
+/// Microseconds since the epoch, as item ids count.
+fn micros_now() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(since.as_micros()).unwrap()
+}
+
+async fn a_subscriber_who_stays_online_gets_what_the_gateway_missed_pushed_once_it_is_back(
+    kind: ServerKind,
+) {
+    let server = Server::start(kind).await.expect("the XMPP server starts");
+    server.register("alice", "pw").unwrap();
+    let link = ComponentProxy::start(&server).await.unwrap();
+    let gateway = Gateway::start(&link, &["alice@localhost"], COUNTER)
+        .await
+        .unwrap();
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
+        .await
+        .unwrap();
+    subscribe(&mut alice, "counter").await.unwrap();
+    let mut received = vec![next_item(&mut alice, WAIT).await];
+
+    // Only the gateway's link goes down; alice stays connected.
+    link.cut().await.unwrap();
+    gateway.wait_disconnected(WAIT).await.unwrap();
+    let down_from = micros_now();
+    tokio::time::sleep(LINK_DOWN).await;
+    let up_at = micros_now();
+    link.restore().await.unwrap();
+    gateway
+        .wait_log("connected to the XMPP server", 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let restored = received.len();
+    // Everything alice has, up to the first item read after the link came
+    // back: the missed ones are sent before any new one.
+    let reconnected = micros_now();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let item = next_item(&mut alice, left).await;
+        received.push(item);
+        if item.0 > reconnected {
+            break;
+        }
+    }
+    gateway
+        .wait_log("sent items published while disconnected", 1, WAIT)
+        .await
+        .unwrap();
+
+    // No gap: every seqnr from the first to the last (the seconds before
+    // the cut are sent again: they may have been lost in flight).
+    let mut seqnrs: Vec<u64> = received.iter().map(|(_, s)| *s).collect();
+    seqnrs.sort_unstable();
+    seqnrs.dedup();
+    for pair in seqnrs.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "a gap: {received:?}");
+    }
+    // What came once the link was back came in order.
+    for pair in received[restored..].windows(2) {
+        assert!(pair[1].1 > pair[0].1, "out of order: {received:?}");
+    }
+    // What was read while the link was down reached alice, after it was
+    // back: about ten a second.
+    let missed: Vec<usize> = received
+        .iter()
+        .enumerate()
+        .filter(|(_, (id, _))| (down_from..=up_at).contains(id))
+        .map(|(i, _)| i)
+        .collect();
+    let expected = LINK_DOWN.as_millis() / 100;
+    assert!(
+        missed.len() as u128 >= expected / 2,
+        "{} items from the {LINK_DOWN:?} the link was down (about {expected} read): {received:?}",
+        missed.len()
+    );
+    assert!(
+        missed.iter().all(|i| *i >= restored),
+        "an item read while the link was down arrived before it was back"
+    );
+    alice.close().await;
+}
+
 fieldbridge_e2e::on_every_server!(
-    items_published_while_the_server_was_down_can_all_be_fetched_in_order
+    items_published_while_the_server_was_down_can_all_be_fetched_in_order,
+    a_subscriber_who_stays_online_gets_what_the_gateway_missed_pushed_once_it_is_back
 );
