@@ -122,13 +122,13 @@ fn fieldbridge_check_prints_the_same_and_exits_3_on_errors() {
         ("env-override-ok", 0),
     ] {
         let dir = cases_dir().join(case);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
-            .args(["check", "-c", "gateway.yaml"])
-            .current_dir(&dir)
-            .env_clear()
-            .envs(env_of(&dir))
-            .output()
-            .expect("the binary runs");
+        let out = output_within_30_s(
+            std::process::Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
+                .args(["check", "-c", "gateway.yaml"])
+                .current_dir(&dir)
+                .env_clear()
+                .envs(env_of(&dir)),
+        );
         assert_eq!(out.status.code(), Some(code), "{case}: {out:?}");
         let (printed, expected) = if code == 0 {
             (out.stdout, "expected.tree")
@@ -138,4 +138,30 @@ fn fieldbridge_check_prints_the_same_and_exits_3_on_errors() {
         let want = std::fs::read_to_string(dir.join(expected)).expect("expectation");
         assert_eq!(String::from_utf8_lossy(&printed), want, "{case}");
     }
+}
+
+/// Runs the command to its end; fails if it is still running after 30 s.
+fn output_within_30_s(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Its output is a few lines: it fits the pipes while we wait.
+    while child
+        .try_wait()
+        .expect("the child can be waited for")
+        .is_none()
+    {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("killed");
+            panic!("{cmd:?} still running after 30 s (killed): {out:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("the output")
 }
