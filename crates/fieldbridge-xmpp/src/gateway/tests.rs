@@ -2331,6 +2331,7 @@ fn paging_returns_exactly_the_items_after_or_before_an_id_saved_or_not() {
         assert_eq!(first, id_of(values[0].parse().unwrap()));
         assert_eq!(last, id_of(values.last().unwrap().parse().unwrap()));
         seen.extend(values);
+        assert!(seen.len() <= 30, "paging does not end: {seen:?}");
         after = last;
     }
     assert_eq!(seen, numbers(6, 30));
