@@ -171,17 +171,7 @@ impl History {
 
     /// The newest `n` items of `node`, oldest first.
     pub fn last(&self, node: &str, n: usize) -> Result<Vec<Item>, StoreError> {
-        let items = self.read(node, |t| {
-            let mut out = t
-                .iter()?
-                .rev()
-                .take(n)
-                .map(|r| r.map(|(k, v)| item(k.value(), v.value())))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.reverse();
-            Ok(out)
-        })?;
-        Ok(items.unwrap_or_default())
+        self.before(node, u64::MAX, n)
     }
 
     /// The newest `n` items of `node` published before `id`, oldest first.
