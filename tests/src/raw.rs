@@ -22,8 +22,10 @@ pub struct RawClient {
     stanzas: Stanzas,
 }
 
-/// The server's side of the stream, read as XML (with the token limit of
-/// [`iq_reply`]): complete stanzas in the order they arrived.
+/// The server's side of the stream, read as XML (with a token limit of
+/// 1 MiB: rxml's default of 8 KiB, which minidom's own `parse` keeps, is
+/// less than a long text reading): complete stanzas in the order they
+/// arrived.
 struct Stanzas {
     parser: Option<(RawParser, TreeBuilder)>,
     queue: VecDeque<minidom::Element>,
@@ -217,43 +219,6 @@ impl RawClient {
             );
         }
     }
-}
-
-/// The first complete `<iq>` in `text` whose id is `id`, parsed with a
-/// token limit large enough for anything the gateway sends (minidom's own
-/// `parse` keeps rxml's default of 8 KiB per attribute, which a long text
-/// reading exceeds).
-pub fn iq_reply(text: &str, id: &str) -> anyhow::Result<minidom::Element> {
-    use minidom::rxml::{RawParser, RawReader, WithOptions, parser::Options};
-    let at = [format!("id='{id}'"), format!("id=\"{id}\"")]
-        .iter()
-        .filter_map(|needle| text.find(needle.as_str()))
-        .min()
-        .ok_or_else(|| anyhow::anyhow!("no iq {id} in {text}"))?;
-    let start = text[..at]
-        .rfind("<iq")
-        .ok_or_else(|| anyhow::anyhow!("no <iq before id {id}"))?;
-    let end = text[at..]
-        .find("</iq>")
-        .map(|e| at + e + "</iq>".len())
-        .ok_or_else(|| anyhow::anyhow!("iq {id} is not complete"))?;
-    let options = Options {
-        max_token_length: 1 << 20,
-        ..Default::default()
-    };
-    // The stream declared the default namespace; a wrapper stands in.
-    let doc = format!("<wrap xmlns='jabber:client'>{}</wrap>", &text[start..end]);
-    let mut reader = RawReader::wrap(doc.as_bytes(), RawParser::with_options(options));
-    let mut builder = minidom::tree_builder::TreeBuilder::new();
-    while let Some(event) = reader.read()? {
-        builder.process_event(event)?;
-        if let Some(mut root) = builder.root.take() {
-            return root
-                .unshift_child()
-                .ok_or_else(|| anyhow::anyhow!("iq {id} is empty"));
-        }
-    }
-    anyhow::bail!("iq {id} did not parse")
 }
 
 #[cfg(test)]

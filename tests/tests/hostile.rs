@@ -8,13 +8,14 @@ use std::time::Duration;
 use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, with_child, xml};
 use fieldbridge_e2e::gateway::Gateway;
 use fieldbridge_e2e::pubsub::{NS_PUBSUB, NS_SENSORDATA};
-use fieldbridge_e2e::raw::{RawClient, iq_reply};
+use fieldbridge_e2e::raw::RawClient;
 use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
 
 const BOILER: &str = "boiler@gw.localhost";
 const NS_PING: &str = "urn:xmpp:ping";
 const NS_RSM: &str = "http://jabber.org/protocol/rsm";
+const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 const DEVICES: &str = "  boiler:\n    connection: sim\n    poll: 1s\n    points:\n      \
 temperature: { signal: sine, range: [20, 80], unit: \"°C\" }\n";
@@ -58,18 +59,16 @@ async fn deep_nesting_and_long_attributes_never_stop_the_gateway(kind: ServerKin
     ))
     .await
     .unwrap();
-    let seen = eve.read_until("id='long'").await.unwrap_or_else(|e| {
+    let long = eve.reply("long").await.unwrap_or_else(|e| {
         panic!(
             "{e}\ngateway log:\n{}\nserver log:\n{}",
             gateway.log(),
             server.log()
         );
     });
-    let rest = eve.read_until("</iq>").await.unwrap();
-    let long = iq_reply(&format!("{seen}{rest}"), "long").unwrap();
     assert!(
         long.get_child("error", NS_CLIENT)
-            .and_then(|e| e.get_child("forbidden", "urn:ietf:params:xml:ns:xmpp-stanzas"))
+            .and_then(|e| e.get_child("forbidden", NS_STANZAS))
             .is_some(),
         "{}",
         xml(&long)
@@ -93,14 +92,10 @@ async fn deep_nesting_and_long_attributes_never_stop_the_gateway(kind: ServerKin
         ServerKind::Prosody => {
             // Prosody forwards both. The request is refused for its depth
             // (before any access check, so it says nothing of the device).
-            let seen = eve.read_until("id='deep-iq'").await.unwrap();
-            let rest = eve.read_until("</iq>").await.unwrap();
-            let deep = iq_reply(&format!("{seen}{rest}"), "deep-iq").unwrap();
+            let deep = eve.reply("deep-iq").await.unwrap();
             assert!(
                 deep.get_child("error", NS_CLIENT)
-                    .and_then(
-                        |e| e.get_child("policy-violation", "urn:ietf:params:xml:ns:xmpp-stanzas")
-                    )
+                    .and_then(|e| e.get_child("policy-violation", NS_STANZAS))
                     .is_some(),
                 "{}",
                 xml(&deep)
@@ -144,11 +139,32 @@ async fn made_up_resources_cannot_multiply_subscriptions(kind: ServerKind) {
         ));
     }
     flood.send(&burst).await.unwrap();
-    // Refused with the cap named (or told to slow down, past the rate).
-    flood
-        .read_until("at most 4 resources of one user may subscribe to a node")
+    // The fifth (well within the rate allowance) is refused, the cap named.
+    let fifth = flood
+        .reply("s4")
         .await
         .unwrap_or_else(|e| panic!("{e}\ngateway log:\n{}", gateway.log()));
+    let error = fifth
+        .get_child("error", NS_CLIENT)
+        .unwrap_or_else(|| panic!("{}", xml(&fifth)));
+    assert!(
+        error.get_child("policy-violation", NS_STANZAS).is_some()
+            && error
+                .get_child(
+                    "too-many-subscriptions",
+                    "http://jabber.org/protocol/pubsub#errors"
+                )
+                .is_some(),
+        "{}",
+        xml(&fifth)
+    );
+    assert_eq!(
+        error
+            .get_child("text", NS_STANZAS)
+            .map(|t| t.text())
+            .as_deref(),
+        Some("at most 4 resources of one user may subscribe to a node")
+    );
 
     // Another reader is still answered promptly.
     let mut bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
@@ -355,9 +371,7 @@ async fn a_long_text_reading_is_returned_by_items_retrieval(kind: ServerKind) {
             ))
             .await
             .unwrap();
-        let seen = alice.read_until(&format!("id='{id}'")).await.unwrap();
-        let rest = alice.read_until("</iq>").await.unwrap();
-        let answer = iq_reply(&format!("{seen}{rest}"), &id).unwrap();
+        let answer = alice.reply(&id).await.unwrap();
         let items = items_of(&answer);
         let Some(item) = items.first() else {
             // Not published yet (or not yet written): ask again shortly.
