@@ -171,22 +171,26 @@ impl StanzaReader {
                 if self.depth > MAX_OPEN {
                     return Err(StreamError::Endless);
                 }
-                let mut el = Element::bare(name.as_str(), ns.as_str());
-                *el.attrs_mut() = attrs;
+                let element = || {
+                    let mut el = Element::bare(name.as_str(), ns.as_str());
+                    *el.attrs_mut() = attrs;
+                    el
+                };
                 match self.depth {
-                    1 => self.ready.push_back(Incoming::Header(el)),
+                    1 => self.ready.push_back(Incoming::Header(element())),
                     2 => {
                         self.size = m.len();
-                        self.current = Current::Building(vec![el]);
+                        self.current = Current::Building(vec![element()]);
                         self.check_size();
                     }
                     depth => {
                         self.grow(m.len());
+                        // Nothing is built of a stanza being skipped.
                         if let Current::Building(open) = &mut self.current {
                             if depth - 1 > MAX_DEPTH {
                                 self.refuse(Refusal::TooDeep);
                             } else {
-                                open.push(el);
+                                open.push(element());
                             }
                         }
                     }
