@@ -138,6 +138,25 @@ impl Gateway {
         Ok(())
     }
 
+    /// The server is down for `down` (the scenario, not a wait for
+    /// anything), then back; returns once the gateway has logged in again.
+    pub async fn through_outage(
+        &self,
+        server: &mut crate::server::Server,
+        down: Duration,
+    ) -> anyhow::Result<()> {
+        let logins = self.log_count("connected to the XMPP server");
+        server.stop().await?;
+        tokio::time::sleep(down).await;
+        server.restart().await?;
+        self.wait_log(
+            "connected to the XMPP server",
+            logins + 1,
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
     /// Waits until the gateway noticed that its server went away.
     pub async fn wait_disconnected(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;

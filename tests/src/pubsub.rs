@@ -15,6 +15,25 @@ pub const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 /// XEP-0323.
 pub const NS_SENSORDATA: &str = "urn:xmpp:iot:sensordata";
 
+/// The item elements of an items answer (`<pubsub><items>`).
+pub fn items_of(answer: &Element) -> Vec<Element> {
+    answer
+        .get_child("pubsub", NS_PUBSUB)
+        .and_then(|p| p.get_child("items", NS_PUBSUB))
+        .unwrap_or_else(|| panic!("no items in {}", xml(answer)))
+        .children()
+        .cloned()
+        .collect()
+}
+
+/// The XEP-0323 `seqnr` of an item's payload.
+pub fn seqnr(item: &Element) -> u64 {
+    item.get_child("fields", NS_SENSORDATA)
+        .and_then(|f| f.attr("seqnr"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no seqnr in {}", xml(item)))
+}
+
 /// Subscribes the user's bare JID to `node`; fails unless subscribed.
 pub async fn subscribe(user: &mut XmppUser, node: &str) -> anyhow::Result<()> {
     let jid = user.jid.clone();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use fieldbridge_e2e::client::{XmppUser, el, with_child, xml};
 use fieldbridge_e2e::gateway::Gateway;
 use fieldbridge_e2e::proxy::ComponentProxy;
-use fieldbridge_e2e::pubsub::{NS_EVENT, NS_PUBSUB, NS_SENSORDATA, subscribe};
+use fieldbridge_e2e::pubsub::{NS_EVENT, NS_PUBSUB, seqnr, subscribe};
 use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
 
@@ -25,12 +25,7 @@ n: { signal: ramp, range: [0, 3600000] }\n";
 
 /// (item id, seqnr) of an item element.
 fn id_and_seqnr(item: &Element) -> (String, u64) {
-    let seqnr = item
-        .get_child("fields", NS_SENSORDATA)
-        .and_then(|f| f.attr("seqnr"))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no seqnr in {}", xml(item)));
-    (item.attr("id").expect("item id").to_owned(), seqnr)
+    (item.attr("id").expect("item id").to_owned(), seqnr(item))
 }
 
 async fn items_published_while_the_server_was_down_can_all_be_fetched_in_order(kind: ServerKind) {
@@ -57,13 +52,7 @@ async fn items_published_while_the_server_was_down_can_all_be_fetched_in_order(k
     let (_, seqnr_before) = id_and_seqnr(item);
     alice.close().await;
 
-    server.stop().await.unwrap();
-    tokio::time::sleep(OUTAGE).await;
-    server.restart().await.unwrap();
-    gateway
-        .wait_log("connected to the XMPP server", 2, Duration::from_secs(30))
-        .await
-        .unwrap();
+    gateway.through_outage(&mut server, OUTAGE).await.unwrap();
 
     let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, with_child, xml};
 use fieldbridge_e2e::gateway::Gateway;
-use fieldbridge_e2e::pubsub::{NS_PUBSUB, NS_SENSORDATA};
+use fieldbridge_e2e::pubsub::{NS_PUBSUB, NS_SENSORDATA, items_of, seqnr};
 use fieldbridge_e2e::raw::RawClient;
 use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
-use minidom::Element;
 
 const BOILER: &str = "boiler@gw.localhost";
 const NS_PING: &str = "urn:xmpp:ping";
@@ -216,24 +215,6 @@ async fn made_up_resources_cannot_multiply_subscriptions(kind: ServerKind) {
     );
 }
 
-/// The item elements of an items answer.
-fn items_of(answer: &Element) -> Vec<Element> {
-    answer
-        .get_child("pubsub", NS_PUBSUB)
-        .and_then(|p| p.get_child("items", NS_PUBSUB))
-        .unwrap_or_else(|| panic!("no items in {}", xml(answer)))
-        .children()
-        .cloned()
-        .collect()
-}
-
-fn seqnr(item: &Element) -> u64 {
-    item.get_child("fields", NS_SENSORDATA)
-        .and_then(|f| f.attr("seqnr"))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no seqnr in {}", xml(item)))
-}
-
 /// A ramp read ten times a second (every reading changes, so each is an
 /// item), with room in the history for the whole outage.
 const RAMP: &str = "  counter:\n    connection: sim\n    poll: 100ms\n    period: 1h\n    \
@@ -267,13 +248,7 @@ async fn paging_after_an_outage_returns_every_item_once(kind: ServerKind) {
     let start_seqnr = seqnr(&last[0]);
     alice.close().await;
 
-    server.stop().await.unwrap();
-    tokio::time::sleep(OUTAGE).await;
-    server.restart().await.unwrap();
-    gateway
-        .wait_log("connected to the XMPP server", 2, Duration::from_secs(30))
-        .await
-        .unwrap();
+    gateway.through_outage(&mut server, OUTAGE).await.unwrap();
 
     // Catch up by paging alone, 50 at a time, as a client would.
     let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
