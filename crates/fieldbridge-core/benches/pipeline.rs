@@ -1,8 +1,10 @@
 //! Throughput of the core pipeline: adapter → normalization → bus → sink.
 //!
-//! Prints readings per second and CPU time per reading for a fast sink, and
-//! how many readings a sink that cannot keep up had coalesced (newest value
-//! per point wins) without slowing the producer. Run with
+//! Each device is polled as one event of all its points, every point
+//! changing. Prints readings per second and CPU time per reading for a fast
+//! sink, and how many readings a sink that cannot keep up had coalesced
+//! (newest sample per point of a device's pending update wins) without
+//! slowing the producer. Run with
 //! `cargo bench -p fieldbridge-core --bench pipeline`.
 
 use fieldbridge_core::process::cpu_time;
@@ -10,9 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fieldbridge_core::adapter::sample;
 use fieldbridge_core::bus::{Bus, Subscription};
 use fieldbridge_core::device::{DeviceSettings, DeviceSpec, Directory, PointSettings, PointSpec};
-use fieldbridge_core::{ConnectionId, DeviceId, PointId, Value, ValueKind, normalize};
+use fieldbridge_core::{ConnectionId, DeviceId, PointId, Quality, Value, ValueKind, normalize};
 
 const DEVICES: usize = 100;
 const POINTS: usize = 10;
@@ -66,9 +69,9 @@ async fn drain(mut sub: Subscription, delay_every: Option<usize>) -> (u64, Subsc
 
 async fn run(slow_sink: bool) {
     let dir = directory();
-    let ids: Vec<(DeviceId, PointId)> = dir
+    let devices: Vec<(DeviceId, Vec<PointId>)> = dir
         .devices()
-        .flat_map(|d| d.points.keys().map(|p| (d.id.clone(), p.clone())))
+        .map(|d| (d.id.clone(), d.points.keys().cloned().collect()))
         .collect();
     let bus = Bus::new(4096);
     let fast = tokio::spawn(drain(bus.subscribe("fast"), None));
@@ -76,9 +79,13 @@ async fn run(slow_sink: bool) {
     let (events, engine) = normalize::spawn(dir, bus);
     let cpu0 = cpu_time();
     let t0 = Instant::now();
-    for i in 0..READINGS {
-        let (d, p) = &ids[i % ids.len()];
-        events.reading(d, p, Value::Int(i as i64)).await;
+    for poll in 0..READINGS / POINTS {
+        let (device, points) = &devices[poll % devices.len()];
+        let samples = points
+            .iter()
+            .map(|p| sample(p, Value::Int(poll as i64), Quality::Good))
+            .collect();
+        events.readings(device, samples).await;
     }
     drop(events);
     let stats = engine.await.expect("engine");
@@ -86,19 +93,20 @@ async fn run(slow_sink: bool) {
     let elapsed = t0.elapsed();
     let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
     println!(
-        "{} sink(s): {READINGS} readings over {} points in {:.2?}: {:.0} readings/s, {} CPU per reading; fast sink got {received}",
+        "{} sink(s): {READINGS} readings over {} points in {:.2?}: {:.0} readings/s, {} CPU per reading; fast sink got {received} updates",
         if slow_sink { "fast + slow" } else { "one fast" },
-        ids.len(),
+        DEVICES * POINTS,
         elapsed,
         READINGS as f64 / elapsed.as_secs_f64(),
         cpu.map_or("n/a".into(), |c| format!("{:.2?}", c / READINGS as u32)),
     );
     assert_eq!(stats.published as usize, READINGS);
+    assert_eq!(stats.updates as usize, READINGS / POINTS);
     if let Some(slow) = slow {
         let (got, sub) = slow.await.expect("slow sink");
         let s = sub.stats();
         println!(
-            "  slow sink: received {got}, coalesced {} (newest value per point kept), dropped {}",
+            "  slow sink: received {got} updates, coalesced {} readings (newest per point kept), dropped {}",
             s.coalesced, s.dropped
         );
     }

@@ -2,8 +2,9 @@
 //!
 //! An adapter owns its transport loop: it connects, polls or receives,
 //! reconnects with backoff, and reports raw readings and status through an
-//! [`EventSender`]. Core normalizes what it reports and fans it out; the
-//! adapter never sees a sink.
+//! [`EventSender`]: what it read at once (one poll, frame or message) as one
+//! [`EventSender::readings`] batch of [`sample`]s. Core normalizes what it
+//! reports and fans it out; the adapter never sees a sink.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +16,21 @@ use tokio_util::sync::CancellationToken;
 use crate::command::Command;
 use crate::event::{DeviceEvent, DeviceStatus, EventKind};
 use crate::id::{DeviceId, PointId};
-use crate::value::{Quality, Reading, Value};
+use crate::value::{Quality, Reading, Sample, Value};
+
+/// A raw sample of `point` read just now, for [`EventSender::readings`]. A
+/// device that says when it measured sets the sample's `at` to that instead.
+pub fn sample(point: &PointId, value: Value, quality: Quality) -> Sample {
+    Sample {
+        at: SystemTime::now(),
+        reading: Reading {
+            point: point.clone(),
+            value,
+            unit: None,
+            quality,
+        },
+    }
+}
 
 /// A boxed future returned by [`Adapter::run`].
 pub type AdapterFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -55,29 +70,18 @@ impl EventSender {
         Self { tx }
     }
 
-    /// Reports a raw value read from the device, with good quality.
-    pub async fn reading(&self, device: &DeviceId, point: &PointId, value: Value) {
-        self.reading_with_quality(device, point, value, Quality::Good)
-            .await;
-    }
-
-    /// Reports a raw value with an explicit quality.
-    pub async fn reading_with_quality(
-        &self,
-        device: &DeviceId,
-        point: &PointId,
-        value: Value,
-        quality: Quality,
-    ) {
+    /// Reports what was read together from one device (one poll, one frame,
+    /// one message). Core normalizes it as one update: points that did not
+    /// change ride along with those that did. Nothing is sent for an empty
+    /// batch.
+    pub async fn readings(&self, device: &DeviceId, readings: Vec<Sample>) {
+        if readings.is_empty() {
+            return;
+        }
         self.send(DeviceEvent {
             device: device.clone(),
             at: SystemTime::now(),
-            kind: EventKind::Reading(Reading {
-                point: point.clone(),
-                value,
-                unit: None,
-                quality,
-            }),
+            kind: EventKind::Readings(readings),
         })
         .await;
     }

@@ -1,10 +1,12 @@
 //! The event bus: fan-out from core to every sink, bounded, never blocking.
 //!
 //! Each sink has its own mailbox: a bounded queue, and behind it an overflow
-//! that keeps only the newest event per point (and per device status). A
-//! sink that falls behind therefore costs memory proportional to the number
-//! of points, never to time, and field polling never waits on it. What the
-//! overflow replaces is counted and logged once per lag episode.
+//! that keeps one pending update per device: a new readings event of a
+//! device merges into it, the newest sample per point winning, and a status
+//! change replaces the device's pending status. A sink that falls behind
+//! therefore costs memory proportional to the number of points, never to
+//! time, and field polling never waits on it. What the overflow replaces is
+//! counted and logged once per lag episode.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,13 +14,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::event::{DeviceEvent, EventKind};
-use crate::id::{DeviceId, PointId};
+use crate::id::DeviceId;
 
 /// Events a sink's mailbox queues in order before it starts coalescing.
 pub const DEFAULT_QUEUE: usize = 4096;
 
-/// Overflow keys kept at most (one per point and per device status); far
-/// above any real configuration, there only to bound a misbehaving adapter.
+/// Overflow entries kept at most (one per point with a pending sample and
+/// per device with a pending status); far above any real configuration,
+/// there only to bound a misbehaving publisher.
 const MAX_OVERFLOW_KEYS: usize = 1 << 20;
 
 /// Publishes events to every subscribed sink. Dropping it closes the bus:
@@ -38,9 +41,11 @@ pub struct Subscription {
 /// Counters of one sink's mailbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MailboxStats {
-    /// Events replaced by a newer one for the same point while the sink lagged.
+    /// Samples replaced by a newer one of the same point, and statuses by a
+    /// newer one of the same device, while the sink lagged.
     pub coalesced: u64,
-    /// Events dropped because the overflow was full (a misbehaving adapter).
+    /// Samples and statuses dropped because the overflow was full (a
+    /// misbehaving publisher).
     pub dropped: u64,
 }
 
@@ -64,16 +69,28 @@ struct MailboxState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Reading(DeviceId, PointId),
+    Readings(DeviceId),
     Status(DeviceId),
 }
 
-/// Newest event per key, in the order keys were last written.
+/// What putting an event into the overflow did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Put {
+    /// Samples or statuses that replaced a pending one.
+    replaced: u64,
+    /// Samples or statuses left out because the overflow was full.
+    dropped: u64,
+}
+
+/// The newest pending update per device (readings and status apart), in the
+/// order they were last written.
 #[derive(Debug, Default)]
 struct Overflow {
     order: BTreeMap<u64, Key>,
     entries: HashMap<Key, (u64, DeviceEvent)>,
     next_seq: u64,
+    /// Samples and statuses pending, bounded by [`MAX_OVERFLOW_KEYS`].
+    len: usize,
 }
 
 impl Overflow {
@@ -81,32 +98,81 @@ impl Overflow {
         self.entries.is_empty()
     }
 
-    /// Inserts; returns whether an older event for the same key was replaced,
-    /// or `None` if the overflow is full.
-    fn put(&mut self, key: Key, event: DeviceEvent) -> Option<bool> {
+    /// Merges `event` into the pending update of its device.
+    fn put(&mut self, event: DeviceEvent) -> Put {
+        let key = match &event.kind {
+            EventKind::Readings(_) => Key::Readings(event.device.clone()),
+            EventKind::Status(_) => Key::Status(event.device.clone()),
+        };
+        let mut put = Put::default();
         let seq = self.next_seq;
-        self.next_seq += 1;
-        let replaced = match self.entries.get_mut(&key) {
-            Some(entry) => {
-                self.order.remove(&entry.0);
-                *entry = (seq, event);
-                true
+        match self.entries.get_mut(&key) {
+            Some((old_seq, pending)) => {
+                match (&mut pending.kind, event.kind) {
+                    (EventKind::Readings(pending_samples), EventKind::Readings(samples)) => {
+                        for sample in samples {
+                            match pending_samples
+                                .iter_mut()
+                                .find(|p| p.reading.point == sample.reading.point)
+                            {
+                                Some(slot) => {
+                                    *slot = sample;
+                                    put.replaced += 1;
+                                }
+                                None if self.len >= MAX_OVERFLOW_KEYS => put.dropped += 1,
+                                None => {
+                                    pending_samples.push(sample);
+                                    self.len += 1;
+                                }
+                            }
+                        }
+                    }
+                    (kind, new) => {
+                        *kind = new;
+                        put.replaced += 1;
+                    }
+                }
+                pending.at = event.at;
+                self.order.remove(old_seq);
+                *old_seq = seq;
             }
             None => {
-                if self.entries.len() >= MAX_OVERFLOW_KEYS {
-                    return None;
+                let mut event = event;
+                let size = match &mut event.kind {
+                    EventKind::Readings(samples) => {
+                        let room = MAX_OVERFLOW_KEYS.saturating_sub(self.len);
+                        if samples.len() > room {
+                            put.dropped += (samples.len() - room) as u64;
+                            samples.truncate(room);
+                        }
+                        samples.len()
+                    }
+                    EventKind::Status(_) if self.len >= MAX_OVERFLOW_KEYS => {
+                        put.dropped += 1;
+                        0
+                    }
+                    EventKind::Status(_) => 1,
+                };
+                if size == 0 {
+                    return put;
                 }
+                self.len += size;
                 self.entries.insert(key.clone(), (seq, event));
-                false
             }
-        };
+        }
+        self.next_seq += 1;
         self.order.insert(seq, key);
-        Some(replaced)
+        put
     }
 
     fn pop(&mut self) -> Option<DeviceEvent> {
         let (_, key) = self.order.pop_first()?;
-        self.entries.remove(&key).map(|(_, e)| e)
+        let (_, event) = self.entries.remove(&key)?;
+        self.len -= match &event.kind {
+            EventKind::Readings(samples) => samples.len(),
+            EventKind::Status(_) => 1,
+        };
+        Some(event)
     }
 }
 
@@ -180,25 +246,19 @@ impl Mailbox {
                     "sink is falling behind; keeping only the newest value per point until it catches up"
                 );
             }
-            let key = match &event.kind {
-                EventKind::Reading(r) => Key::Reading(event.device.clone(), r.point.clone()),
-                EventKind::Status(_) => Key::Status(event.device.clone()),
-            };
-            match st.overflow.put(key, event) {
-                Some(true) => {
-                    st.stats.coalesced += 1;
-                    st.coalesced_this_episode += 1;
-                }
-                Some(false) => {}
-                None => {
-                    st.stats.dropped += 1;
-                    if st.stats.dropped.is_power_of_two() {
-                        tracing::error!(
-                            sink = %self.sink,
-                            dropped = st.stats.dropped,
-                            "sink overflow is full; dropping events"
-                        );
-                    }
+            let put = st.overflow.put(event);
+            st.stats.coalesced += put.replaced;
+            st.coalesced_this_episode += put.replaced;
+            if put.dropped > 0 {
+                let before = st.stats.dropped;
+                st.stats.dropped += put.dropped;
+                // Logged at 1, 2, 4, 8... dropped: loud, never a flood.
+                if before.checked_ilog2() != st.stats.dropped.checked_ilog2() {
+                    tracing::error!(
+                        sink = %self.sink,
+                        dropped = st.stats.dropped,
+                        "sink overflow is full; dropping readings"
+                    );
                 }
             }
         }
@@ -266,35 +326,61 @@ mod tests {
 
     use super::*;
     use crate::event::DeviceStatus;
-    use crate::value::{Quality, Reading, Value};
+    use crate::id::PointId;
+    use crate::value::{Quality, Reading, Sample, Value};
 
-    fn reading(device: &str, point: &str, v: i64) -> DeviceEvent {
+    /// An update of `device` with `points` read as `(point, value)`.
+    fn update(device: &str, points: &[(&str, i64)]) -> DeviceEvent {
         DeviceEvent {
             device: DeviceId::new(device).unwrap(),
             at: SystemTime::UNIX_EPOCH,
-            kind: EventKind::Reading(Reading {
-                point: PointId::new(point).unwrap(),
-                value: Value::Int(v),
-                unit: None,
-                quality: Quality::Good,
-            }),
+            kind: EventKind::Readings(
+                points
+                    .iter()
+                    .map(|(point, v)| Sample {
+                        at: SystemTime::UNIX_EPOCH,
+                        reading: Reading {
+                            point: PointId::new(point).unwrap(),
+                            value: Value::Int(*v),
+                            unit: None,
+                            quality: Quality::Good,
+                        },
+                    })
+                    .collect(),
+            ),
         }
     }
 
-    fn int(e: &DeviceEvent) -> (String, i64) {
+    fn reading(device: &str, point: &str, v: i64) -> DeviceEvent {
+        update(device, &[(point, v)])
+    }
+
+    fn status(device: &str, status: DeviceStatus) -> DeviceEvent {
+        DeviceEvent {
+            device: DeviceId::new(device).unwrap(),
+            at: SystemTime::UNIX_EPOCH,
+            kind: EventKind::Status(status),
+        }
+    }
+
+    /// An event as `device: point=value ...` (or `device: <status>`).
+    fn show(e: &DeviceEvent) -> String {
         match &e.kind {
-            EventKind::Reading(r) => match r.value {
-                Value::Int(i) => (r.point.to_string(), i),
-                _ => unreachable!(),
-            },
-            EventKind::Status(_) => ("status".into(), -1),
+            EventKind::Readings(samples) => {
+                let points: Vec<String> = samples
+                    .iter()
+                    .map(|s| format!("{}={}", s.reading.point, s.reading.value))
+                    .collect();
+                format!("{}: {}", e.device, points.join(" "))
+            }
+            EventKind::Status(s) => format!("{}: {s}", e.device),
         }
     }
 
-    fn drain(sub: &mut Subscription) -> Vec<(String, i64)> {
+    fn drain(sub: &mut Subscription) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(Some(e)) = sub.try_recv() {
-            out.push(int(&e));
+            out.push(show(&e));
         }
         out
     }
@@ -306,33 +392,73 @@ mod tests {
         for i in 0..5 {
             bus.publish(reading("d", "p", i));
         }
-        let got: Vec<i64> = drain(&mut sub).into_iter().map(|(_, v)| v).collect();
-        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            drain(&mut sub),
+            ["d: p=0", "d: p=1", "d: p=2", "d: p=3", "d: p=4"]
+        );
         assert_eq!(sub.stats(), MailboxStats::default());
     }
 
     #[test]
-    fn a_lagging_sink_keeps_the_newest_value_per_point_and_counts_the_rest() {
+    fn a_lagging_sink_gets_one_update_per_device_with_the_newest_sample_per_point() {
         let bus = Bus::new(2);
         let mut sub = bus.subscribe("slow");
-        // Two fit the queue; then a, b, a, a overflow: a is replaced twice.
-        bus.publish(reading("d", "a", 1));
-        bus.publish(reading("d", "b", 1));
-        bus.publish(reading("d", "a", 2));
-        bus.publish(reading("d", "b", 2));
-        bus.publish(reading("d", "a", 3));
-        bus.publish(reading("d", "a", 4));
-        let got = drain(&mut sub);
+        // Two fit the queue; the rest overflow and merge per device.
+        bus.publish(update("d", &[("a", 1), ("b", 1)]));
+        bus.publish(update("e", &[("a", 1)]));
+        bus.publish(update("d", &[("a", 2), ("b", 2)]));
+        bus.publish(update("e", &[("a", 2)]));
+        bus.publish(update("d", &[("a", 3), ("c", 3)]));
+        bus.publish(update("d", &[("a", 4)]));
         assert_eq!(
-            got,
-            vec![
-                ("a".into(), 1),
-                ("b".into(), 1),
-                ("b".into(), 2),
-                ("a".into(), 4)
+            drain(&mut sub),
+            [
+                "d: a=1 b=1",
+                "e: a=1",
+                // e was last written before d: it comes first.
+                "e: a=2",
+                "d: a=4 b=2 c=3",
             ]
         );
-        assert_eq!(sub.stats().coalesced, 2);
+        // a of d was replaced twice; nothing else was.
+        assert_eq!(
+            sub.stats(),
+            MailboxStats {
+                coalesced: 2,
+                dropped: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_lagging_sink_keeps_the_newest_status_apart_from_readings() {
+        let bus = Bus::new(1);
+        let mut sub = bus.subscribe("slow");
+        bus.publish(reading("d", "a", 1));
+        bus.publish(status("d", DeviceStatus::Stale));
+        bus.publish(reading("d", "a", 2));
+        bus.publish(status("d", DeviceStatus::Online));
+        assert_eq!(drain(&mut sub), ["d: a=1", "d: a=2", "d: online"]);
+        assert_eq!(sub.stats().coalesced, 1);
+    }
+
+    #[test]
+    fn a_full_overflow_drops_and_counts_new_points_but_still_replaces_pending_ones() {
+        let bus = Bus::new(1);
+        let mut sub = bus.subscribe("slow");
+        bus.publish(reading("d", "queued", 0));
+        {
+            // Fill the overflow without a million publishes.
+            let mut st = lock(&sub.mailbox.state);
+            st.overflow.len = MAX_OVERFLOW_KEYS - 1;
+        }
+        bus.publish(update("d", &[("a", 1), ("b", 1)]));
+        bus.publish(update("d", &[("a", 2), ("c", 2)]));
+        bus.publish(status("e", DeviceStatus::Online));
+        let stats = sub.stats();
+        assert_eq!((stats.coalesced, stats.dropped), (1, 3));
+        assert_eq!(drain(&mut sub), ["d: queued=0", "d: a=2"]);
+        assert!(lock(&sub.mailbox.state).overflow.is_empty());
     }
 
     #[test]
@@ -342,9 +468,9 @@ mod tests {
         let mut fast = bus.subscribe("fast");
         for i in 0..3 {
             bus.publish(reading("d", "p", i));
-            assert_eq!(drain(&mut fast), vec![("p".into(), i)]);
+            assert_eq!(drain(&mut fast), [format!("d: p={i}")]);
         }
-        assert_eq!(drain(&mut slow), vec![("p".into(), 0), ("p".into(), 2)]);
+        assert_eq!(drain(&mut slow), ["d: p=0", "d: p=2"]);
         assert_eq!(fast.stats().coalesced, 0);
         assert_eq!(slow.stats().coalesced, 1);
     }
@@ -353,11 +479,7 @@ mod tests {
     async fn closing_the_bus_ends_subscriptions_after_draining() {
         let bus = Bus::new(4);
         let mut sub = bus.subscribe("t");
-        bus.publish(DeviceEvent {
-            device: DeviceId::new("d").unwrap(),
-            at: SystemTime::UNIX_EPOCH,
-            kind: EventKind::Status(DeviceStatus::Online),
-        });
+        bus.publish(status("d", DeviceStatus::Online));
         drop(bus);
         let within = std::time::Duration::from_secs(5);
         let next = tokio::time::timeout(within, sub.recv());
@@ -395,7 +517,7 @@ mod tests {
             "publish wakes the waiting receiver"
         );
         match recv.as_mut().poll(&mut cx) {
-            Poll::Ready(Some(e)) => assert_eq!(int(&e), ("p".into(), 7)),
+            Poll::Ready(Some(e)) => assert_eq!(show(&e), "d: p=7"),
             other => panic!("woken but not ready: {other:?}"),
         }
     }

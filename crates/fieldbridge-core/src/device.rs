@@ -15,6 +15,11 @@ use crate::value::{Unit, ValueKind};
 /// Staleness when a device has no poll period (push devices such as MQTT).
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
 
+/// How long an online device may publish nothing when none of its points
+/// sets `max_interval`: then its latest readings are repeated, so that a
+/// subscriber can tell a quiet device from a lost one.
+pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
 /// Settings under `devices.<id>` that every device has. Adapters add their
 /// own keys (a Modbus `unit`, an MQTT `topic`) beside these.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -44,7 +49,7 @@ pub struct DeviceSettings {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistorySettings {
-    /// At most this many items (one per published reading).
+    /// At most this many items (one per published update of the device).
     #[serde(default)]
     pub max_items: Option<u64>,
     /// Items older than this are dropped.
@@ -71,15 +76,19 @@ pub struct PointSettings {
     #[serde(default)]
     pub offset: Option<f64>,
     /// Publish only when the value moved by more than this since the last
-    /// published one.
+    /// published one (or its quality changed). Without a deadband, any
+    /// change is published and an unchanged value is not. Points of the
+    /// device read at the same time ride along with a change.
     #[serde(default)]
     pub deadband: Option<f64>,
-    /// Publish at most once per this interval (the newest value wins).
+    /// Publish changes at most once per this interval: a change that comes
+    /// sooner is held (the newest wins) and published when it has passed.
     #[serde(default, deserialize_with = "duration::optional")]
     #[schemars(schema_with = "duration::optional_schema")]
     pub min_interval: Option<Duration>,
-    /// Republish the last value after this long without a publish, so that
-    /// subscribers see the point is alive even when it does not change.
+    /// Repeat the device's latest readings after this long without a publish,
+    /// so that subscribers see it is alive even when nothing changes. The
+    /// device uses the shortest of its points' (default: 10 minutes).
     #[serde(default, deserialize_with = "duration::optional")]
     #[schemars(schema_with = "duration::optional_schema")]
     pub max_interval: Option<Duration>,
@@ -129,6 +138,17 @@ impl DeviceSpec {
             .stale_after
             .or(self.settings.poll.map(|p| p * 3))
             .unwrap_or(DEFAULT_STALE_AFTER)
+    }
+
+    /// How long the device, while online, goes without publishing before its
+    /// latest readings are repeated: the shortest `max_interval` of its
+    /// points, or [`DEFAULT_MAX_INTERVAL`].
+    pub fn max_interval(&self) -> Duration {
+        self.points
+            .values()
+            .filter_map(|p| p.settings.max_interval)
+            .min()
+            .unwrap_or(DEFAULT_MAX_INTERVAL)
     }
 }
 

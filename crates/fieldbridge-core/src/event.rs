@@ -1,17 +1,25 @@
 //! What flows on the bus: readings and device status changes.
+//!
+//! What a device was read at once travels as one event: an adapter reports
+//! everything one poll, frame or message read together, and core forwards
+//! one update per device, so that a sink sees "this device changed" rather
+//! than a stream of unrelated points.
 
 use std::fmt;
 use std::time::SystemTime;
 
 use crate::id::DeviceId;
-use crate::value::Reading;
+use crate::value::Sample;
 
 /// One thing that happened to one device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceEvent {
     /// The device it happened to.
     pub device: DeviceId,
-    /// When it happened (for readings: when the value was read).
+    /// When it happened. For readings from an adapter: when they were
+    /// reported; for an update core makes on its own (a heartbeat, readings
+    /// released after `min_interval`): when it made it. Each sample keeps
+    /// its own time.
     pub at: SystemTime,
     /// What happened.
     pub kind: EventKind,
@@ -20,8 +28,11 @@ pub struct DeviceEvent {
 /// The two kinds of device event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
-    /// A point has a (new) value.
-    Reading(Reading),
+    /// Readings of the device taken together. From an adapter: everything
+    /// one poll, frame or message read. On the bus: what normalization let
+    /// through for one device update (a heartbeat repeats every point's
+    /// latest sample).
+    Readings(Vec<Sample>),
     /// The device's reachability changed.
     Status(DeviceStatus),
 }

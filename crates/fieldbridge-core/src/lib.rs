@@ -1,10 +1,11 @@
 //! fieldbridge's core: the device model, the event bus, normalization, command
 //! routing and the simulator.
 //!
-//! Data flows one way: an [`adapter::Adapter`] reports raw readings and
-//! status through an [`adapter::EventSender`]; the [`normalize`] engine
-//! applies each point's scale, offset, deadband and rate limits, tracks each
-//! device's staleness, and publishes [`event::DeviceEvent`]s on the
+//! Data flows one way: an [`adapter::Adapter`] reports status, and what it
+//! read of a device at once as one batch of raw readings, through an
+//! [`adapter::EventSender`]; the [`normalize`] engine applies each point's
+//! scale, offset, deadband and rate limits, tracks each device's staleness,
+//! and publishes one [`event::DeviceEvent`] per device update on the
 //! [`bus::Bus`]; sinks (the XMPP component) read their own
 //! [`bus::Subscription`]. Commands flow back through the
 //! [`command::CommandRouter`] to the adapter owning the device.

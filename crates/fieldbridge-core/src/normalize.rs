@@ -1,12 +1,20 @@
 //! Normalization: from what an adapter read to what sinks publish.
 //!
-//! One task owns the state of every point and device. Per point it applies
-//! `scale` and `offset`, suppresses changes within the `deadband`, holds back
-//! readings that come faster than `min_interval` (the newest wins and is
-//! published when the interval has passed) and republishes after
-//! `max_interval` of silence. Per device it turns status into what users
-//! see: online on a fresh reading, stale after `stale_after` without one,
-//! offline when the adapter says the device cannot be reached.
+//! One task owns the state of every point and device. An adapter's event
+//! carries what it read of one device at once; the engine normalizes each
+//! sample (`scale`, `offset`, unit) and decides per point whether it is
+//! *due*: it has never been published, its quality changed, or its value
+//! moved beyond the `deadband` (any change without one). A due point
+//! faster than its `min_interval` is held instead (the newest wins) and
+//! released on a tick when the interval has passed. When anything is due,
+//! the event goes on the bus as one update with every sample except held
+//! ones, so that unchanged points read in the same poll refresh their time;
+//! when nothing is, nothing is published. A device that published nothing
+//! for its max interval repeats its latest samples (a heartbeat).
+//!
+//! Per device it turns status into what users see: online on a fresh
+//! reading, stale after `stale_after` without one, offline when the adapter
+//! says the device cannot be reached.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,25 +29,33 @@ use crate::bus::Bus;
 use crate::device::{DeviceSpec, Directory, PointSpec};
 use crate::event::{DeviceEvent, DeviceStatus, EventKind};
 use crate::id::{DeviceId, PointId};
-use crate::value::{Quality, Reading, Value};
+use crate::value::{Quality, Reading, Sample, Value};
+
+pub use crate::device::DEFAULT_MAX_INTERVAL;
 
 /// Raw events queued from adapters to the engine.
 const INPUT_QUEUE: usize = 4096;
 /// How often timers (staleness, heartbeats, held readings) are checked.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Counters the engine returns when it stops.
+/// Counters the engine returns when it stops. Samples are single readings of
+/// one point; updates are the bus events that carry them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NormalizeStats {
-    /// Raw readings received from adapters.
+    /// Samples received from adapters.
     pub received: u64,
-    /// Readings published on the bus (including heartbeats).
+    /// Samples published on the bus (including heartbeats and unchanged
+    /// points riding along with a change).
     pub published: u64,
-    /// Readings within the deadband, not published.
+    /// Readings updates published on the bus (one per device and input
+    /// event with something due, heartbeat or release of held samples).
+    pub updates: u64,
+    /// Samples not published because they did not move beyond the deadband
+    /// (without one: did not change) and nothing else of their event was due.
     pub within_deadband: u64,
-    /// Readings replaced by a newer one during `min_interval`.
+    /// Held samples replaced by a newer one during `min_interval`.
     pub rate_limited: u64,
-    /// Events for devices or points that are not configured.
+    /// Samples and status events for devices or points that are not configured.
     pub unknown: u64,
     /// Values that are not finite numbers (NaN, infinity).
     pub invalid: u64,
@@ -57,20 +73,55 @@ pub fn spawn(directory: Arc<Directory>, bus: Bus) -> (EventSender, JoinHandle<No
 #[derive(Debug)]
 struct PointState {
     spec: PointSpec,
-    /// Last value published, with its quality and when it was published.
-    published: Option<(Value, Quality, Instant)>,
-    /// Newest normalized reading received, published or not.
-    latest: Option<(Reading, SystemTime)>,
-    /// A reading held back by `min_interval`.
-    held: Option<(Reading, SystemTime)>,
+    /// What deadband and quality changes compare against: the value and
+    /// quality last published as due (not as a ride-along or heartbeat).
+    baseline: Option<(Value, Quality)>,
+    /// When the point was last published as due; `min_interval` counts from it.
+    due_published_at: Option<Instant>,
+    /// Newest normalized sample received, published or not.
+    latest: Option<Sample>,
+    /// A sample held back by `min_interval`.
+    held: Option<Sample>,
+}
+
+impl PointState {
+    /// True when `reading` is worth publishing on its own.
+    fn is_due(&self, reading: &Reading) -> bool {
+        match &self.baseline {
+            None => true,
+            Some((value, quality)) => {
+                quality != &reading.quality
+                    || moved(self.spec.settings.deadband, value, &reading.value)
+            }
+        }
+    }
+
+    /// True while `min_interval` since the last due publish has not passed.
+    fn too_soon(&self, now: Instant) -> bool {
+        match (self.spec.settings.min_interval, self.due_published_at) {
+            (Some(min), Some(at)) => now.duration_since(at) < min,
+            _ => false,
+        }
+    }
+
+    /// Records `sample` as published because it was due.
+    fn mark_due_published(&mut self, sample: &Sample, now: Instant) {
+        self.baseline = Some((sample.reading.value.clone(), sample.reading.quality.clone()));
+        self.due_published_at = Some(now);
+    }
 }
 
 #[derive(Debug)]
 struct DeviceState {
     stale_after: Duration,
+    max_interval: Duration,
     status: Option<DeviceStatus>,
     last_fresh: Option<Instant>,
+    /// When readings of the device were last published; heartbeats count from it.
+    last_published: Option<Instant>,
     points: HashMap<PointId, PointState>,
+    /// Point ids in configuration order, so that heartbeats list them stably.
+    order: Vec<PointId>,
 }
 
 impl DeviceState {
@@ -83,7 +134,8 @@ impl DeviceState {
                     p.id.clone(),
                     PointState {
                         spec: p.clone(),
-                        published: None,
+                        baseline: None,
+                        due_published_at: None,
                         latest: None,
                         held: None,
                     },
@@ -92,10 +144,42 @@ impl DeviceState {
             .collect();
         DeviceState {
             stale_after: d.stale_after(),
+            max_interval: d.max_interval(),
             status: None,
             last_fresh: None,
+            last_published: None,
             points,
+            order: d.points.keys().cloned().collect(),
         }
+    }
+
+    /// Takes the held samples whose `min_interval` has passed (all of them
+    /// when `all`), marking them published.
+    fn release_held(&mut self, now: Instant, all: bool) -> Vec<Sample> {
+        let mut released = Vec::new();
+        for id in &self.order {
+            let Some(p) = self.points.get_mut(id) else {
+                continue;
+            };
+            if p.held.is_none() || (!all && p.too_soon(now)) {
+                continue;
+            }
+            if let Some(sample) = p.held.take() {
+                p.mark_due_published(&sample, now);
+                released.push(sample);
+            }
+        }
+        released
+    }
+
+    /// Every point's latest sample except held ones, for a heartbeat.
+    fn heartbeat(&self) -> Vec<Sample> {
+        self.order
+            .iter()
+            .filter_map(|id| self.points.get(id))
+            .filter(|p| p.held.is_none())
+            .filter_map(|p| p.latest.clone())
+            .collect()
     }
 }
 
@@ -137,7 +221,7 @@ impl Engine {
             }
         }
         // Publish what min_interval was holding back: nothing is lost on stop.
-        self.flush_held(Instant::now(), true);
+        self.release_held(Instant::now(), true);
         self.stats
     }
 
@@ -151,7 +235,7 @@ impl Engine {
         }
         match kind {
             EventKind::Status(status) => self.on_status(&device, status, at, now),
-            EventKind::Reading(reading) => self.on_reading(&device, reading, at, now),
+            EventKind::Readings(samples) => self.on_readings(&device, samples, at, now),
         }
     }
 
@@ -197,69 +281,80 @@ impl Engine {
         self.set_status(device, status, at);
     }
 
-    fn on_reading(&mut self, device: &DeviceId, raw: Reading, at: SystemTime, now: Instant) {
-        self.stats.received += 1;
+    fn on_readings(&mut self, device: &DeviceId, raw: Vec<Sample>, at: SystemTime, now: Instant) {
+        self.stats.received += raw.len() as u64;
         let Some(state) = self.devices.get_mut(device) else {
-            self.warn_unknown(device, None);
+            for _ in &raw {
+                self.warn_unknown(device, None);
+            }
             return;
         };
-        let Some(point) = state.points.get_mut(&raw.point) else {
-            let p = raw.point.clone();
-            self.warn_unknown(device, Some(&p));
-            return;
-        };
-        let Some(reading) = normalize(&point.spec, raw) else {
-            self.stats.invalid += 1;
-            tracing::warn!(device = %device, point = %point.spec.id, "value is not a finite number; ignored");
-            return;
-        };
-        let fresh = reading.quality.is_good();
-        point.latest = Some((reading.clone(), at));
+        let mut unknown = Vec::new();
+        let mut invalid = Vec::new();
+        // What goes out if anything is due: every sample not held, in the
+        // order read.
+        let mut update = Vec::with_capacity(raw.len());
+        let mut any_due = false;
+        let mut fresh = false;
+        for Sample {
+            at: read_at,
+            reading,
+        } in raw
+        {
+            let Some(point) = state.points.get_mut(&reading.point) else {
+                unknown.push(reading.point);
+                continue;
+            };
+            let Some(reading) = normalize(&point.spec, reading) else {
+                invalid.push(point.spec.id.clone());
+                continue;
+            };
+            fresh |= reading.quality.is_good();
+            let sample = Sample {
+                at: read_at,
+                reading,
+            };
+            point.latest = Some(sample.clone());
+            if !point.is_due(&sample.reading) {
+                // Back within the deadband: a change held earlier is void.
+                point.held = None;
+                update.push(sample);
+            } else if point.too_soon(now) {
+                if point.held.replace(sample).is_some() {
+                    self.stats.rate_limited += 1;
+                }
+            } else {
+                point.held = None;
+                point.mark_due_published(&sample, now);
+                any_due = true;
+                update.push(sample);
+            }
+        }
         let came_back = fresh && state.status != Some(DeviceStatus::Online);
         if fresh {
             state.last_fresh = Some(now);
         }
-        // The reading goes first, so that the "online" status that follows
-        // can already show it.
-        self.offer(device, reading, at, now);
+        if any_due {
+            self.publish_readings(device, update, at, now);
+        } else {
+            self.stats.within_deadband += update.len() as u64;
+        }
+        for point in unknown {
+            self.warn_unknown(device, Some(&point));
+        }
+        for point in invalid {
+            self.stats.invalid += 1;
+            tracing::warn!(device = %device, point = %point, "value is not a finite number; ignored");
+        }
+        // The readings go first, so that the "online" status that follows
+        // can already show them.
         if came_back {
             self.set_status(device, DeviceStatus::Online, at);
         }
     }
 
-    /// Applies deadband and min_interval, then publishes.
-    fn offer(&mut self, device: &DeviceId, reading: Reading, at: SystemTime, now: Instant) {
-        let Some(point) = self
-            .devices
-            .get_mut(device)
-            .and_then(|d| d.points.get_mut(&reading.point))
-        else {
-            return;
-        };
-        if let Some((last, last_quality, published_at)) = &point.published {
-            if last_quality == &reading.quality
-                && within_deadband(point.spec.settings.deadband, last, &reading.value)
-            {
-                self.stats.within_deadband += 1;
-                point.held = None;
-                return;
-            }
-            if let Some(min) = point.spec.settings.min_interval
-                && now.duration_since(*published_at) < min
-            {
-                if point.held.replace((reading, at)).is_some() {
-                    self.stats.rate_limited += 1;
-                }
-                return;
-            }
-        }
-        point.held = None;
-        self.publish_now(device, reading, at, now);
-    }
-
     fn on_tick(&mut self, now: Instant) {
         let mut stale = Vec::new();
-        let mut heartbeats = Vec::new();
         for (id, d) in &self.devices {
             if d.status == Some(DeviceStatus::Online)
                 && d.last_fresh
@@ -267,60 +362,63 @@ impl Engine {
             {
                 stale.push(id.clone());
             }
-            if d.status != Some(DeviceStatus::Online) {
-                continue;
-            }
-            for p in d.points.values() {
-                if let (Some(max), Some((_, _, published_at)), Some((latest, at))) =
-                    (p.spec.settings.max_interval, &p.published, &p.latest)
-                    && p.held.is_none()
-                    && now.duration_since(*published_at) >= max
-                {
-                    heartbeats.push((id.clone(), latest.clone(), *at));
-                }
-            }
         }
         for id in stale {
             self.set_status(&id, DeviceStatus::Stale, SystemTime::now());
         }
-        for (device, reading, at) in heartbeats {
-            self.publish_now(&device, reading, at, now);
-        }
-        self.flush_held(now, false);
-    }
-
-    fn flush_held(&mut self, now: Instant, all: bool) {
-        let mut due = Vec::new();
+        // Releasing held samples publishes, which a heartbeat then need not.
+        self.release_held(now, false);
+        let mut heartbeats = Vec::new();
         for (id, d) in &mut self.devices {
-            for p in d.points.values_mut() {
-                let ready = match (&p.held, &p.published, p.spec.settings.min_interval) {
-                    (Some(_), Some((_, _, t)), Some(min)) => all || now.duration_since(*t) >= min,
-                    (Some(_), _, _) => true,
-                    _ => false,
-                };
-                if ready && let Some((reading, at)) = p.held.take() {
-                    due.push((id.clone(), reading, at));
-                }
+            if d.status == Some(DeviceStatus::Online)
+                && d.last_published
+                    .is_some_and(|t| now.duration_since(t) >= d.max_interval)
+            {
+                // Counts as published even if every point is held: those
+                // come out on their own when their interval has passed.
+                d.last_published = Some(now);
+                heartbeats.push((id.clone(), d.heartbeat()));
             }
         }
-        for (device, reading, at) in due {
-            self.publish_now(&device, reading, at, now);
+        for (device, samples) in heartbeats {
+            self.publish_readings(&device, samples, SystemTime::now(), now);
         }
     }
 
-    fn publish_now(&mut self, device: &DeviceId, reading: Reading, at: SystemTime, now: Instant) {
-        if let Some(p) = self
-            .devices
-            .get_mut(device)
-            .and_then(|d| d.points.get_mut(&reading.point))
-        {
-            p.published = Some((reading.value.clone(), reading.quality.clone(), now));
+    /// Publishes, one update per device, the held samples whose
+    /// `min_interval` has passed (every held sample when `all`).
+    fn release_held(&mut self, now: Instant, all: bool) {
+        let mut released = Vec::new();
+        for (id, d) in &mut self.devices {
+            let samples = d.release_held(now, all);
+            if !samples.is_empty() {
+                released.push((id.clone(), samples));
+            }
         }
-        self.stats.published += 1;
+        for (device, samples) in released {
+            self.publish_readings(&device, samples, SystemTime::now(), now);
+        }
+    }
+
+    fn publish_readings(
+        &mut self,
+        device: &DeviceId,
+        samples: Vec<Sample>,
+        at: SystemTime,
+        now: Instant,
+    ) {
+        if samples.is_empty() {
+            return;
+        }
+        if let Some(d) = self.devices.get_mut(device) {
+            d.last_published = Some(now);
+        }
+        self.stats.published += samples.len() as u64;
+        self.stats.updates += 1;
         self.bus.publish(DeviceEvent {
             device: device.clone(),
             at,
-            kind: EventKind::Reading(reading),
+            kind: EventKind::Readings(samples),
         });
     }
 }
@@ -354,17 +452,17 @@ fn scaled(x: f64, scale: Option<f64>, offset: Option<f64>) -> Option<Value> {
     y.is_finite().then_some(Value::Float(y))
 }
 
-/// True when `new` is not worth publishing after `last`. Without a deadband
-/// every reading is published; with one, numbers must move by more than it
-/// and other values must change.
-fn within_deadband(deadband: Option<f64>, last: &Value, new: &Value) -> bool {
-    let Some(band) = deadband else {
-        return false;
-    };
-    match (last.as_f64(), new.as_f64(), last, new) {
-        (_, _, Value::Bool(a), Value::Bool(b)) => a == b,
-        (Some(a), Some(b), _, _) => (a - b).abs() <= band,
-        _ => last == new,
+/// True when `new` is worth publishing after `last`: numbers must move by
+/// more than the deadband, other values (and numbers without a deadband)
+/// must change.
+fn moved(deadband: Option<f64>, last: &Value, new: &Value) -> bool {
+    match (deadband, last, new) {
+        (_, Value::Bool(a), Value::Bool(b)) => a != b,
+        (Some(band), _, _) => match (last.as_f64(), new.as_f64()) {
+            (Some(a), Some(b)) => (a - b).abs() > band,
+            _ => last != new,
+        },
+        (None, _, _) => last != new,
     }
 }
 

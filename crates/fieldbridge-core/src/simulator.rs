@@ -15,13 +15,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::adapter::{Adapter, AdapterContext, AdapterFuture};
+use crate::adapter::{Adapter, AdapterContext, AdapterFuture, sample};
 use crate::command::{Action, Command};
 use crate::device::{AdapterDevice, PointSource};
 use crate::duration;
 use crate::event::DeviceStatus;
 use crate::id::{ConnectionId, DeviceId, PointId};
-use crate::value::{Value, ValueKind};
+use crate::value::{Quality, Sample, Value, ValueKind};
 
 /// Poll period of a simulated device without `poll`.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
@@ -277,31 +277,21 @@ async fn poll_device(d: &mut SimDevice, since_start: Duration, ctx: &AdapterCont
         .unwrap_or_default()
         .as_secs_f64();
     let period = d.period.as_secs_f64();
-    for (id, p) in d.points.iter_mut() {
-        let value = p.value_at(t, period);
-        send_reading(ctx, &d.id, id, value, at).await;
-    }
+    // One poll reads every point at once: one event, one time.
+    let samples = d
+        .points
+        .iter_mut()
+        .map(|(id, p)| good_sample(id, p.value_at(t, period), at))
+        .collect();
+    ctx.events.readings(&d.id, samples).await;
 }
 
-async fn send_reading(
-    ctx: &AdapterContext,
-    device: &DeviceId,
-    point: &PointId,
-    value: Value,
-    at: SystemTime,
-) {
-    ctx.events
-        .send(crate::event::DeviceEvent {
-            device: device.clone(),
-            at,
-            kind: crate::event::EventKind::Reading(crate::value::Reading {
-                point: point.clone(),
-                value,
-                unit: None,
-                quality: crate::value::Quality::Good,
-            }),
-        })
-        .await;
+/// A good sample read at `at`: the time the wave's value is computed for.
+fn good_sample(point: &PointId, value: Value, at: SystemTime) -> Sample {
+    Sample {
+        at,
+        ..sample(point, value, Quality::Good)
+    }
 }
 
 async fn handle_command(devices: &mut [SimDevice], command: Command, ctx: &AdapterContext) {
@@ -340,7 +330,9 @@ async fn handle_command(devices: &mut [SimDevice], command: Command, ctx: &Adapt
     };
     // Published at once, so that subscribers see the effect of a write
     // without waiting for the next poll.
-    send_reading(ctx, &device, &point, value.clone(), at).await;
+    ctx.events
+        .readings(&device, vec![good_sample(&point, value.clone(), at)])
+        .await;
     let _ = reply.send(Ok(value));
 }
 

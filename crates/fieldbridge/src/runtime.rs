@@ -137,6 +137,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         Ok(Ok(stats)) => tracing::info!(
             received = stats.received,
             published = stats.published,
+            updates = stats.updates,
             within_deadband = stats.within_deadband,
             rate_limited = stats.rate_limited,
             unknown = stats.unknown,

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
+use crate::adapter::sample;
 use crate::bus::Subscription;
 use crate::device::{DeviceSettings, DeviceSpec, PointSettings};
 use crate::id::ConnectionId;
@@ -17,9 +18,10 @@ fn point(id: &str, kind: ValueKind, settings: PointSettings) -> PointSpec {
     }
 }
 
-fn directory(points: Vec<PointSpec>) -> Arc<Directory> {
-    Arc::new(Directory::new([DeviceSpec {
-        id: DeviceId::new("dev").unwrap(),
+/// A device polled every [`POLL`], stale after three polls.
+fn device(id: &str, points: Vec<PointSpec>) -> DeviceSpec {
+    DeviceSpec {
+        id: DeviceId::new(id).unwrap(),
         settings: DeviceSettings {
             name: None,
             connection: ConnectionId::new("c").unwrap(),
@@ -31,7 +33,11 @@ fn directory(points: Vec<PointSpec>) -> Arc<Directory> {
             .into_iter()
             .map(|p| (p.id.clone(), p))
             .collect::<BTreeMap<_, _>>(),
-    }]))
+    }
+}
+
+fn directory(points: Vec<PointSpec>) -> Arc<Directory> {
+    Arc::new(Directory::new([device("dev", points)]))
 }
 
 struct Rig {
@@ -43,9 +49,13 @@ struct Rig {
 
 impl Rig {
     fn new(points: Vec<PointSpec>) -> Self {
+        Self::with(directory(points))
+    }
+
+    fn with(directory: Arc<Directory>) -> Self {
         let bus = Bus::new(1024);
         let sub = bus.subscribe("test");
-        let (tx, task) = spawn(directory(points), bus);
+        let (tx, task) = spawn(directory, bus);
         Self {
             tx,
             sub,
@@ -54,20 +64,54 @@ impl Rig {
         }
     }
 
+    /// One poll of `dev` that read only `point`, handled before this returns.
     async fn read(&self, point: &str, v: Value) {
+        self.poll(&[(point, v)]).await;
+    }
+
+    /// One poll of `dev` that read every `(point, value)` together.
+    async fn poll(&self, points: &[(&str, Value)]) {
+        self.poll_device("dev", points).await;
+    }
+
+    /// One poll of `dev` whose samples all say they were read `at`.
+    async fn poll_at(&self, points: &[(&str, Value)], at: SystemTime) {
+        let samples = points
+            .iter()
+            .map(|(p, v)| Sample {
+                at,
+                ..sample(&PointId::new(p).unwrap(), v.clone(), Quality::Good)
+            })
+            .collect();
+        self.tx.readings(&self.dev, samples).await;
+        settled(&self.tx).await;
+    }
+
+    async fn poll_device(&self, device: &str, points: &[(&str, Value)]) {
+        let samples = points
+            .iter()
+            .map(|(p, v)| sample(&PointId::new(p).unwrap(), v.clone(), Quality::Good))
+            .collect();
         self.tx
-            .reading(&self.dev, &PointId::new(point).unwrap(), v)
+            .readings(&DeviceId::new(device).unwrap(), samples)
             .await;
+        // Handled now, before the test moves the clock.
+        settled(&self.tx).await;
     }
 
     /// Everything published so far, once the engine has processed what was sent.
-    async fn published(&mut self) -> Vec<EventKind> {
+    async fn published(&mut self) -> Vec<DeviceEvent> {
         settled(&self.tx).await;
         let mut out = Vec::new();
         while let Some(Some(e)) = self.sub.try_recv() {
-            out.push(e.kind);
+            out.push(e);
         }
         out
+    }
+
+    /// What was published so far, as kinds.
+    async fn kinds(&mut self) -> Vec<EventKind> {
+        self.published().await.into_iter().map(|e| e.kind).collect()
     }
 
     async fn stop(self) -> (NormalizeStats, Vec<EventKind>) {
@@ -81,20 +125,25 @@ impl Rig {
     }
 }
 
-/// Waits until the engine has taken every event sent to it. These tests
-/// run on tokio's current-thread runtime, where the engine handles an
-/// event in the same poll that takes it off its queue: once the queue is
-/// empty, everything sent has been handled and what it published is on
-/// the bus. (Yielding does not advance the paused clock.)
+/// Waits until the engine has taken every event sent to it and has run
+/// whatever timer fired. These tests run on tokio's current-thread runtime,
+/// where the engine handles an event in the same poll that takes it off its
+/// queue: once the queue is empty, everything sent has been handled and
+/// what it published is on the bus. A timer fired by `advance` wakes the
+/// engine, but this task may be polled first: the first yield lets the
+/// engine run. (Yielding does not advance the paused clock.)
 async fn settled(tx: &EventSender) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while tx.queued() > 0 {
+    loop {
+        tokio::task::yield_now().await;
+        if tx.queued() == 0 {
+            return;
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "the engine left {} events unread for 10 s",
             tx.queued()
         );
-        tokio::task::yield_now().await;
     }
 }
 
@@ -120,13 +169,31 @@ async fn stopped(task: JoinHandle<NormalizeStats>) -> NormalizeStats {
         .unwrap()
 }
 
+/// Each readings update as `point=value` strings, in order.
+fn updates(events: &[EventKind]) -> Vec<Vec<String>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Readings(samples) => Some(
+                samples
+                    .iter()
+                    .map(|s| format!("{}={}", s.reading.point, s.reading.value))
+                    .collect(),
+            ),
+            EventKind::Status(_) => None,
+        })
+        .collect()
+}
+
+/// Every published value, over all updates.
 fn values(events: &[EventKind]) -> Vec<Value> {
     events
         .iter()
         .filter_map(|e| match e {
-            EventKind::Reading(r) => Some(r.value.clone()),
+            EventKind::Readings(samples) => Some(samples.iter().map(|s| s.reading.value.clone())),
             EventKind::Status(_) => None,
         })
+        .flatten()
         .collect()
 }
 
@@ -135,9 +202,13 @@ fn statuses(events: &[EventKind]) -> Vec<DeviceStatus> {
         .iter()
         .filter_map(|e| match e {
             EventKind::Status(s) => Some(s.clone()),
-            EventKind::Reading(_) => None,
+            EventKind::Readings(_) => None,
         })
         .collect()
+}
+
+fn plain(id: &str) -> PointSpec {
+    point(id, ValueKind::Int, PointSettings::default())
 }
 
 #[tokio::test(start_paused = true)]
@@ -153,19 +224,76 @@ async fn scale_offset_and_unit_are_applied() {
         },
     )]);
     rig.read("t", Value::Int(615)).await;
-    let got = rig.published().await;
-    let reading = got
-        .iter()
-        .find_map(|e| match e {
-            EventKind::Reading(r) => Some(r.clone()),
-            EventKind::Status(_) => None,
-        })
-        .expect("a reading");
-    assert_eq!(reading.value.to_string(), "21.5");
-    assert_eq!(reading.unit, Some(Unit("°C".into())));
-    // The reading comes before the status it causes.
-    assert!(matches!(got[0], EventKind::Reading(_)));
+    let got = rig.kinds().await;
+    let EventKind::Readings(samples) = &got[0] else {
+        panic!("the reading comes before the status it causes: {got:?}");
+    };
+    assert_eq!(samples[0].reading.value.to_string(), "21.5");
+    assert_eq!(samples[0].reading.unit, Some(Unit("°C".into())));
     assert_eq!(statuses(&got), vec![DeviceStatus::Online]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_is_published_as_one_update_with_its_read_times() {
+    let mut rig = Rig::new(vec![plain("a"), plain("b"), plain("c")]);
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+    let samples = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Sample {
+            at: at + Duration::from_secs(i as u64),
+            ..sample(&PointId::new(p).unwrap(), Value::Int(1), Quality::Good)
+        })
+        .collect();
+    rig.tx.readings(&rig.dev, samples).await;
+    let got = rig.published().await;
+    assert_eq!(got.len(), 2, "one update, then online: {got:?}");
+    let EventKind::Readings(samples) = &got[0].kind else {
+        panic!("readings first: {got:?}");
+    };
+    assert_eq!(got[0].device, rig.dev);
+    let times: Vec<SystemTime> = samples.iter().map(|s| s.at).collect();
+    assert_eq!(
+        times,
+        [at, at + Duration::from_secs(1), at + Duration::from_secs(2)],
+        "each sample keeps its own time"
+    );
+    let (stats, _) = rig.stop().await;
+    assert_eq!((stats.received, stats.published, stats.updates), (3, 3, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unchanged_points_ride_along_with_a_change_and_nothing_is_published_without_one() {
+    let mut rig = Rig::new(vec![plain("a"), plain("b"), plain("c")]);
+    let poll = |b: i64| {
+        [
+            ("a", Value::Int(1)),
+            ("b", Value::Int(b)),
+            ("c", Value::Int(3)),
+        ]
+    };
+    rig.poll(&poll(2)).await;
+    tokio::time::advance(POLL).await;
+    // Only b changed: one update, a and c refreshed with it.
+    rig.poll(&poll(5)).await;
+    tokio::time::advance(POLL).await;
+    // Nothing changed: nothing published.
+    rig.poll(&poll(5)).await;
+    let got = rig.kinds().await;
+    assert_eq!(
+        updates(&got),
+        [["a=1", "b=2", "c=3"], ["a=1", "b=5", "c=3"]]
+    );
+    let (stats, _) = rig.stop().await;
+    assert_eq!(
+        (
+            stats.received,
+            stats.published,
+            stats.updates,
+            stats.within_deadband
+        ),
+        (9, 6, 2, 3)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -181,17 +309,14 @@ async fn deadband_publishes_only_larger_changes_and_quality_changes() {
     for v in [20.0, 20.3, 20.5, 20.6, 19.9] {
         rig.read("t", Value::Float(v)).await;
     }
+    let bad = Quality::Bad {
+        reason: "sensor open".into(),
+    };
+    let t = PointId::new("t").unwrap();
     rig.tx
-        .reading_with_quality(
-            &rig.dev,
-            &PointId::new("t").unwrap(),
-            Value::Float(19.9),
-            Quality::Bad {
-                reason: "sensor open".into(),
-            },
-        )
+        .readings(&rig.dev, vec![sample(&t, Value::Float(19.9), bad)])
         .await;
-    let got = values(&rig.published().await);
+    let got = values(&rig.kinds().await);
     assert_eq!(
         got,
         vec![
@@ -206,12 +331,42 @@ async fn deadband_publishes_only_larger_changes_and_quality_changes() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_deadband_every_reading_is_published() {
-    let mut rig = Rig::new(vec![point("t", ValueKind::Int, PointSettings::default())]);
-    for _ in 0..3 {
-        rig.read("t", Value::Int(1)).await;
+async fn a_ride_along_does_not_move_the_deadband_baseline() {
+    let banded = point(
+        "t",
+        ValueKind::Float,
+        PointSettings {
+            deadband: Some(1.0),
+            ..Default::default()
+        },
+    );
+    let mut rig = Rig::new(vec![banded, plain("n")]);
+    rig.poll(&[("t", Value::Float(10.0)), ("n", Value::Int(0))])
+        .await;
+    // n changes; t rides along at 10.6, within the band of 10.
+    rig.poll(&[("t", Value::Float(10.6)), ("n", Value::Int(1))])
+        .await;
+    // 11.2 is within the band of 10.6, but not of 10, the last due value.
+    rig.poll(&[("t", Value::Float(11.2)), ("n", Value::Int(1))])
+        .await;
+    assert_eq!(
+        updates(&rig.kinds().await),
+        [["t=10", "n=0"], ["t=10.6", "n=1"], ["t=11.2", "n=1"]]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_deadband_only_changes_are_published() {
+    let mut rig = Rig::new(vec![plain("t")]);
+    for v in [1, 1, 1, 2, 2, 1] {
+        rig.read("t", Value::Int(v)).await;
     }
-    assert_eq!(values(&rig.published().await).len(), 3);
+    assert_eq!(
+        values(&rig.kinds().await),
+        [Value::Int(1), Value::Int(2), Value::Int(1)]
+    );
+    let (stats, _) = rig.stop().await;
+    assert_eq!((stats.updates, stats.within_deadband), (3, 3));
 }
 
 #[tokio::test(start_paused = true)]
@@ -227,13 +382,73 @@ async fn min_interval_holds_the_newest_and_publishes_it_when_due() {
     rig.read("t", Value::Int(1)).await;
     rig.read("t", Value::Int(2)).await;
     rig.read("t", Value::Int(3)).await;
-    assert_eq!(values(&rig.published().await), vec![Value::Int(1)]);
+    assert_eq!(values(&rig.kinds().await), vec![Value::Int(1)]);
     tokio::time::advance(Duration::from_secs(9)).await;
-    assert_eq!(values(&rig.published().await), vec![]);
+    assert_eq!(values(&rig.kinds().await), vec![]);
     tokio::time::advance(Duration::from_millis(1200)).await;
-    assert_eq!(values(&rig.published().await), vec![Value::Int(3)]);
+    assert_eq!(values(&rig.kinds().await), vec![Value::Int(3)]);
     let (stats, _) = rig.stop().await;
     assert_eq!(stats.rate_limited, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_samples_are_released_in_one_update_per_device() {
+    let limited = |id: &str| {
+        point(
+            id,
+            ValueKind::Int,
+            PointSettings {
+                min_interval: Some(Duration::from_secs(10)),
+                ..Default::default()
+            },
+        )
+    };
+    let dir = Arc::new(Directory::new([
+        device("dev", vec![limited("a"), limited("b"), plain("c")]),
+        device("dev2", vec![limited("a")]),
+    ]));
+    let mut rig = Rig::with(dir);
+    let first = [
+        ("a", Value::Int(1)),
+        ("b", Value::Int(1)),
+        ("c", Value::Int(1)),
+    ];
+    rig.poll(&first).await;
+    rig.poll_device("dev2", &[("a", Value::Int(1))]).await;
+    tokio::time::advance(POLL).await;
+    // a and b changed too soon: held. c did not change: nothing is due.
+    rig.poll(&[
+        ("a", Value::Int(2)),
+        ("b", Value::Int(2)),
+        ("c", Value::Int(1)),
+    ])
+    .await;
+    rig.poll_device("dev2", &[("a", Value::Int(2))]).await;
+    assert_eq!(updates(&rig.kinds().await).len(), 2, "the first polls only");
+    tokio::time::advance(Duration::from_millis(9200)).await;
+    let mut released: Vec<(String, Vec<String>)> = rig
+        .published()
+        .await
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::Readings(_)))
+        .map(|e| {
+            let samples = updates(std::slice::from_ref(&e.kind)).concat();
+            (e.device.to_string(), samples)
+        })
+        .collect();
+    released.sort();
+    assert_eq!(
+        released,
+        [
+            (
+                "dev".to_string(),
+                vec!["a=2".to_string(), "b=2".to_string()]
+            ),
+            ("dev2".to_string(), vec!["a=2".to_string()]),
+        ]
+    );
+    let (stats, _) = rig.stop().await;
+    assert_eq!((stats.updates, stats.published), (4, 7));
 }
 
 #[tokio::test(start_paused = true)]
@@ -253,65 +468,171 @@ async fn a_held_reading_is_published_on_stop() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn max_interval_republishes_an_unchanged_value() {
-    let mut rig = Rig::new(vec![point(
-        "t",
-        ValueKind::Int,
-        PointSettings {
-            deadband: Some(1.0),
-            max_interval: Some(Duration::from_secs(5)),
-            ..Default::default()
-        },
-    )]);
-    rig.read("t", Value::Int(7)).await;
-    assert_eq!(values(&rig.published().await), vec![Value::Int(7)]);
-    // Readings within the deadband keep the device fresh but publish nothing...
+async fn a_heartbeat_repeats_every_latest_sample_after_the_shortest_max_interval() {
+    let mut rig = Rig::new(vec![
+        point(
+            "t",
+            ValueKind::Int,
+            PointSettings {
+                deadband: Some(1.0),
+                max_interval: Some(Duration::from_secs(5)),
+                ..Default::default()
+            },
+        ),
+        point(
+            "u",
+            ValueKind::Int,
+            PointSettings {
+                max_interval: Some(Duration::from_secs(60)),
+                ..Default::default()
+            },
+        ),
+    ]);
+    rig.poll(&[("t", Value::Int(7)), ("u", Value::Int(0))])
+        .await;
+    assert_eq!(updates(&rig.kinds().await), [["t=7", "u=0"]]);
+    // Unchanged readings keep the device fresh but publish nothing...
+    let unchanged = [("t", Value::Int(7)), ("u", Value::Int(0))];
+    let read_at = |i: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(i);
+    for i in 1..=4 {
+        tokio::time::advance(POLL).await;
+        rig.poll_at(&unchanged, read_at(i)).await;
+    }
+    assert_eq!(updates(&rig.kinds().await), Vec::<Vec<String>>::new());
+    // ...until 5 s (t's max_interval) have passed since the last publish:
+    // then the whole device, as last read.
+    tokio::time::advance(Duration::from_millis(1100)).await;
+    let got = rig.kinds().await;
+    assert_eq!(updates(&got), [["t=7", "u=0"]]);
+    let EventKind::Readings(samples) = &got[0] else {
+        unreachable!()
+    };
+    assert!(samples.iter().all(|s| s.at == read_at(4)), "{samples:?}");
+    // The next heartbeat counts from this one.
+    for i in 5..=8 {
+        rig.poll_at(&unchanged, read_at(i)).await;
+        tokio::time::advance(POLL).await;
+    }
+    assert_eq!(updates(&rig.kinds().await), Vec::<Vec<String>>::new());
+    let (stats, _) = rig.stop().await;
+    assert_eq!((stats.updates, stats.published), (2, 4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_max_interval_a_device_repeats_itself_every_ten_minutes() {
+    let mut spec = device("dev", vec![plain("t")]);
+    spec.settings.stale_after = Some(Duration::from_secs(3600));
+    let mut rig = Rig::with(Arc::new(Directory::new([spec])));
+    rig.read("t", Value::Int(1)).await;
+    assert_eq!(values(&rig.kinds().await), [Value::Int(1)]);
+    tokio::time::advance(DEFAULT_MAX_INTERVAL - Duration::from_secs(1)).await;
+    assert_eq!(values(&rig.kinds().await), []);
+    tokio::time::advance(Duration::from_millis(1100)).await;
+    assert_eq!(values(&rig.kinds().await), [Value::Int(1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_leaves_held_samples_to_their_own_interval() {
+    let mut rig = Rig::new(vec![
+        point(
+            "fast",
+            ValueKind::Int,
+            PointSettings {
+                max_interval: Some(Duration::from_secs(5)),
+                ..Default::default()
+            },
+        ),
+        point(
+            "slow",
+            ValueKind::Int,
+            PointSettings {
+                min_interval: Some(Duration::from_secs(60)),
+                ..Default::default()
+            },
+        ),
+    ]);
+    rig.poll(&[("fast", Value::Int(1)), ("slow", Value::Int(1))])
+        .await;
+    tokio::time::advance(POLL).await;
+    // slow changed too soon: held; fast did not change.
+    rig.poll(&[("fast", Value::Int(1)), ("slow", Value::Int(2))])
+        .await;
     for _ in 0..4 {
         tokio::time::advance(POLL).await;
-        rig.read("t", Value::Int(7)).await;
+        rig.poll(&[("fast", Value::Int(1)), ("slow", Value::Int(2))])
+            .await;
     }
-    assert_eq!(values(&rig.published().await), vec![]);
-    // ...until max_interval has passed since the last publish.
-    tokio::time::advance(Duration::from_millis(1100)).await;
-    rig.read("t", Value::Int(7)).await;
-    assert_eq!(values(&rig.published().await), vec![Value::Int(7)]);
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert_eq!(
+        updates(&rig.kinds().await),
+        vec![vec!["fast=1", "slow=1"], vec!["fast=1"]]
+    );
+    let (_, rest) = rig.stop().await;
+    assert_eq!(updates(&rest), [["slow=2"]]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_device_turns_stale_and_a_failing_one_offline() {
-    let mut rig = Rig::new(vec![point("t", ValueKind::Int, PointSettings::default())]);
+    let mut rig = Rig::new(vec![plain("t")]);
     rig.read("t", Value::Int(1)).await;
-    assert_eq!(statuses(&rig.published().await), vec![DeviceStatus::Online]);
+    assert_eq!(statuses(&rig.kinds().await), vec![DeviceStatus::Online]);
     // stale_after defaults to three poll periods.
     tokio::time::advance(POLL * 2).await;
-    assert_eq!(statuses(&rig.published().await), vec![]);
+    assert_eq!(statuses(&rig.kinds().await), vec![]);
     tokio::time::advance(POLL + Duration::from_millis(200)).await;
-    assert_eq!(statuses(&rig.published().await), vec![DeviceStatus::Stale]);
+    assert_eq!(statuses(&rig.kinds().await), vec![DeviceStatus::Stale]);
     let offline = DeviceStatus::Offline {
         reason: "connection refused".into(),
     };
     rig.tx.status(&rig.dev, offline.clone()).await;
     rig.tx.status(&rig.dev, offline.clone()).await;
-    assert_eq!(statuses(&rig.published().await), vec![offline]);
-    rig.read("t", Value::Int(2)).await;
-    assert_eq!(statuses(&rig.published().await), vec![DeviceStatus::Online]);
+    assert_eq!(statuses(&rig.kinds().await), vec![offline]);
+    // Back with an unchanged value: online, nothing to republish.
+    rig.read("t", Value::Int(1)).await;
+    assert_eq!(
+        rig.kinds().await,
+        vec![EventKind::Status(DeviceStatus::Online)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_quality_alone_does_not_bring_a_device_online() {
+    let mut rig = Rig::new(vec![plain("a"), plain("b")]);
+    let bad = Quality::Bad {
+        reason: "illegal data address".into(),
+    };
+    let (a, b) = (PointId::new("a").unwrap(), PointId::new("b").unwrap());
+    rig.tx
+        .readings(&rig.dev, vec![sample(&a, Value::Int(0), bad.clone())])
+        .await;
+    assert_eq!(statuses(&rig.kinds().await), vec![]);
+    rig.tx
+        .readings(
+            &rig.dev,
+            vec![
+                sample(&a, Value::Int(0), bad),
+                sample(&b, Value::Int(5), Quality::Good),
+            ],
+        )
+        .await;
+    let got = rig.kinds().await;
+    assert_eq!(updates(&got), [["a=0", "b=5"]]);
+    assert_eq!(statuses(&got), vec![DeviceStatus::Online]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn unknown_points_and_non_finite_values_are_counted_not_published() {
     let mut rig = Rig::new(vec![point("t", ValueKind::Float, PointSettings::default())]);
-    rig.read("nope", Value::Int(1)).await;
-    rig.read("t", Value::Float(f64::NAN)).await;
-    rig.tx
-        .reading(
-            &DeviceId::new("ghost").unwrap(),
-            &PointId::new("t").unwrap(),
-            Value::Int(1),
-        )
+    rig.poll(&[("nope", Value::Int(1)), ("t", Value::Float(f64::NAN))])
         .await;
-    assert_eq!(rig.published().await, vec![]);
+    rig.poll_device("ghost", &[("t", Value::Int(1))]).await;
+    assert_eq!(rig.kinds().await, vec![]);
+    // What is known and valid in the same poll still goes through.
+    rig.poll(&[("nope", Value::Int(2)), ("t", Value::Float(1.5))])
+        .await;
+    assert_eq!(updates(&rig.kinds().await), [["t=1.5"]]);
     let (stats, _) = rig.stop().await;
-    assert_eq!((stats.unknown, stats.invalid, stats.received), (2, 1, 3));
+    assert_eq!((stats.unknown, stats.invalid, stats.received), (3, 1, 5));
 }
 
 #[tokio::test(start_paused = true)]
@@ -327,13 +648,15 @@ async fn a_device_added_at_run_time_is_normalized_like_a_configured_one() {
     let th1 = DeviceId::new("th-1").unwrap();
     let t = PointId::new("t").unwrap();
     // Unknown until added.
-    tx.reading(&th1, &t, Value::Float(1.0)).await;
+    tx.readings(&th1, vec![sample(&t, Value::Float(1.0), Quality::Good)])
+        .await;
     // The engine sees the first reading before the device exists.
     settled(&tx).await;
     let mut template = (**dir.device("dev").unwrap()).clone();
     template.id = th1.clone();
     dir.insert(template).unwrap();
-    tx.reading(&th1, &t, Value::Float(2.0)).await;
+    tx.readings(&th1, vec![sample(&t, Value::Float(2.0), Quality::Good)])
+        .await;
     drop(tx);
     let stats = stopped(task).await;
     let mut got = Vec::new();

@@ -88,7 +88,8 @@ impl Rig {
             .expect("adapter running")
     }
 
-    async fn next_reading(&mut self) -> (String, Value, SystemTime) {
+    /// The samples of the next readings event, as `(point, value, read at)`.
+    async fn next_readings(&mut self) -> Vec<(String, Value, SystemTime)> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             assert!(
@@ -96,10 +97,20 @@ impl Rig {
                 "only status events for 30 s, no reading"
             );
             let e = self.next().await;
-            if let EventKind::Reading(r) = e.kind {
-                return (r.point.to_string(), r.value, e.at);
+            if let EventKind::Readings(samples) = e.kind {
+                return samples
+                    .into_iter()
+                    .map(|s| (s.reading.point.to_string(), s.reading.value, s.at))
+                    .collect();
             }
         }
+    }
+
+    /// The value of the next readings event of a one-point device.
+    async fn next_value(&mut self) -> Value {
+        let mut samples = self.next_readings().await;
+        assert_eq!(samples.len(), 1, "one point, one sample: {samples:?}");
+        samples.remove(0).1
     }
 
     async fn command(&self, point: &str, action: Action) -> Result<Value, String> {
@@ -147,20 +158,26 @@ async fn sine_and_ramp_follow_their_formula_at_the_reading_time() {
         Duration::from_millis(10),
     );
     for _ in 0..10 {
-        let (point, value, at) = rig.next_reading().await;
-        let Value::Float(v) = value else {
-            panic!("float expected")
-        };
-        let t = unix(at);
-        // As documented: anchored to the Unix epoch, a 7 s period; the
-        // sine is centred on 25 with an amplitude of 5, the ramp rises
-        // from 0 to 70. Written out here, not taken from the simulator.
-        let phase = (t % 7.0) / 7.0;
-        let want = match point.as_str() {
-            "s" => 25.0 + 5.0 * (2.0 * std::f64::consts::PI * phase).sin(),
-            _ => 70.0 * phase,
-        };
-        assert!((v - want).abs() < 1e-9, "{point}: {v} != {want}");
+        let samples = rig.next_readings().await;
+        // One poll, one event with every point, read at the same time.
+        let points: Vec<&str> = samples.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(points, ["r", "s"]);
+        assert_eq!(samples[0].2, samples[1].2);
+        for (point, value, at) in samples {
+            let Value::Float(v) = value else {
+                panic!("float expected")
+            };
+            let t = unix(at);
+            // As documented: anchored to the Unix epoch, a 7 s period; the
+            // sine is centred on 25 with an amplitude of 5, the ramp rises
+            // from 0 to 70. Written out here, not taken from the simulator.
+            let phase = (t % 7.0) / 7.0;
+            let want = match point.as_str() {
+                "s" => 25.0 + 5.0 * (2.0 * std::f64::consts::PI * phase).sin(),
+                _ => 70.0 * phase,
+            };
+            assert!((v - want).abs() < 1e-9, "{point}: {v} != {want}");
+        }
     }
     rig.stop().await;
 }
@@ -174,8 +191,7 @@ async fn random_walk_stays_in_range_and_moves() {
     );
     let mut seen = Vec::new();
     for _ in 0..200 {
-        let (_, value, _) = rig.next_reading().await;
-        let Value::Float(v) = value else {
+        let Value::Float(v) = rig.next_value().await else {
             panic!("float expected")
         };
         assert!((1.0..=2.0).contains(&v), "{v}");
@@ -200,14 +216,14 @@ async fn a_write_is_published_at_once_and_reported_from_then_on() {
         )],
         Duration::from_secs(1),
     );
-    assert_eq!(rig.next_reading().await.1, Value::Float(65.0));
+    assert_eq!(rig.next_value().await, Value::Float(65.0));
     assert_eq!(
         rig.command("sp", Action::Write(Value::Float(70.5))).await,
         Ok(Value::Float(70.5))
     );
-    assert_eq!(rig.next_reading().await.1, Value::Float(70.5));
+    assert_eq!(rig.next_value().await, Value::Float(70.5));
     // The next poll reports the written value, as does a read-now.
-    assert_eq!(rig.next_reading().await.1, Value::Float(70.5));
+    assert_eq!(rig.next_value().await, Value::Float(70.5));
     assert_eq!(
         rig.command("sp", Action::Read).await,
         Ok(Value::Float(70.5))
@@ -243,7 +259,7 @@ async fn scheduled_outages_take_the_device_offline_and_back() {
                 assert!(reason.starts_with("scheduled outage"), "{reason}");
                 timeline.push(("offline", offset));
             }
-            EventKind::Reading(_) if timeline.last().is_none_or(|(s, _)| *s == "offline") => {
+            EventKind::Readings(_) if timeline.last().is_none_or(|(s, _)| *s == "offline") => {
                 timeline.push(("reading", offset));
             }
             _ => {}
