@@ -231,8 +231,8 @@ async fn run(addr: std::net::SocketAddr, points: Vec<(String, ModbusPoint)>) -> 
         let counted = counted.clone();
         tokio::spawn(async move {
             while let Some(e) = sub.recv().await {
-                if matches!(e.kind, EventKind::Reading(_)) {
-                    counted.fetch_add(1, Ordering::Relaxed);
+                if let EventKind::Readings(samples) = e.kind {
+                    counted.fetch_add(samples.len() as u64, Ordering::Relaxed);
                 }
             }
         })

@@ -20,12 +20,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture};
+use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture, sample};
 use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::normalize::normalize;
 use fieldbridge_core::{
     Action, Command, ConnectionId, DeviceId, DeviceSpec, DeviceStatus, EventSender, PointId,
-    PointSpec, Quality, Reading, Value,
+    PointSpec, Quality, Reading, Sample, Value,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -345,6 +345,8 @@ impl Lane {
         };
         let due = d.next_due;
         let mut failure = None;
+        // Everything this cycle read, reported as one event.
+        let mut readings = Vec::new();
         let mut r = 0;
         while r < d.reads.len() {
             let read = d.reads[r].clone();
@@ -352,7 +354,7 @@ impl Lane {
             stats.count(&outcome);
             match outcome {
                 Ok(response) => {
-                    stats.bad_values += deliver(connection, events, d, &read, &response).await;
+                    stats.bad_values += deliver(connection, d, &read, &response, &mut readings);
                 }
                 Err(CallError::Exception(code)) if read.points.len() > 1 => {
                     tracing::warn!(
@@ -372,7 +374,13 @@ impl Lane {
                     let reason =
                         format!("modbus exception: {code} ({} {})", read.table, read.address);
                     for &p in &read.points {
-                        mark_bad(connection, events, &d.id, &mut d.points[p], reason.clone()).await;
+                        mark_bad(
+                            connection,
+                            &d.id,
+                            &mut d.points[p],
+                            reason.clone(),
+                            &mut readings,
+                        );
                     }
                 }
                 Err(e) => {
@@ -384,6 +392,8 @@ impl Lane {
             }
             r += 1;
         }
+        // What was read before a failure is still news.
+        events.readings(&d.id, readings).await;
         let now = Instant::now();
         stats.cycles += 1;
         match failure {
@@ -465,7 +475,9 @@ impl Lane {
         let outcome = link.call(d.unit, request(&read)).await;
         stats.count(&outcome);
         let response = outcome.map_err(|e| format!("reading {}: {e}", d.points[p].id))?;
-        stats.bad_values += deliver(connection, events, d, &read, &response).await;
+        let mut readings = Vec::new();
+        stats.bad_values += deliver(connection, d, &read, &response, &mut readings);
+        events.readings(&d.id, readings).await;
         let point = &d.points[p];
         match (&point.bad, &point.last) {
             (None, Some(v)) => Ok(normalized(&point.spec, v.clone())),
@@ -599,14 +611,14 @@ pub(crate) fn request(read: &Read) -> Request<'static> {
     }
 }
 
-/// Decodes a read's answer into its points' readings; how many could not
-/// be decoded.
-async fn deliver(
+/// Decodes a read's answer into its points' samples, added to `readings`;
+/// how many could not be decoded.
+fn deliver(
     connection: &ConnectionId,
-    events: &EventSender,
     d: &mut Device,
     read: &Read,
     response: &Response,
+    readings: &mut Vec<Sample>,
 ) -> u64 {
     let mut bad = 0;
     for &pi in &read.points {
@@ -639,25 +651,25 @@ async fn deliver(
                     tracing::info!(connection = %connection, device = %d.id, point = %p.id, "point reads again");
                 }
                 p.last = Some(v.clone());
-                events.reading(&d.id, &p.id, v).await;
+                readings.push(sample(&p.id, v, Quality::Good));
             }
             Err(reason) => {
                 bad += 1;
-                mark_bad(connection, events, &d.id, p, reason).await;
+                mark_bad(connection, &d.id, p, reason, readings);
             }
         }
     }
     bad
 }
 
-/// Marks a point bad: logged and reported once per cause, with its last
-/// known value (a point never read has none to report).
-async fn mark_bad(
+/// Marks a point bad: logged and reported (added to `readings`) once per
+/// cause, with its last known value (a point never read has none to report).
+fn mark_bad(
     connection: &ConnectionId,
-    events: &EventSender,
     device: &DeviceId,
     p: &mut Point,
     reason: String,
+    readings: &mut Vec<Sample>,
 ) {
     if p.bad.as_ref() == Some(&reason) {
         return;
@@ -665,8 +677,6 @@ async fn mark_bad(
     tracing::warn!(connection = %connection, device = %device, point = %p.id, error = %reason, "point bad");
     p.bad = Some(reason.clone());
     if let Some(last) = &p.last {
-        events
-            .reading_with_quality(device, &p.id, last.clone(), Quality::Bad { reason })
-            .await;
+        readings.push(sample(&p.id, last.clone(), Quality::Bad { reason }));
     }
 }

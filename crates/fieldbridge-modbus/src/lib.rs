@@ -8,8 +8,9 @@
 //!
 //! Data flows: scheduler → read plan of a device → tokio-modbus request
 //! (always under a timeout) → registers → [`codec::Codec::decode`] → raw
-//! value (not scaled: core applies `scale`/`offset`) → core's
-//! `EventSender`. Status goes the same way: online after a good cycle,
+//! value (not scaled: core applies `scale`/`offset`) → one
+//! `EventSender::readings` event per poll cycle with every point it read
+//! (a point whose read failed with its bad quality). Status goes the same way: online after a good cycle,
 //! offline (with the reason) after `offline_after` failed cycles. Commands
 //! from core come back in on the adapter's inbox and are written with FC
 //! 5, 6, 15 or 16, read back, and the new value published at once.

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use common::*;
-use fieldbridge_core::{CommandError, DeviceStatus, PointSettings, Quality, Value};
+use fieldbridge_core::{CommandError, DeviceStatus, EventKind, PointSettings, Quality, Value};
 use fieldbridge_modbus::Transport;
 use fieldbridge_modbus::config::{
     DataType, EnumMap, ModbusDevice, ModbusRtuConnection, ModbusTcpConnection, Order, Parity, Table,
@@ -334,6 +334,52 @@ async fn tcp_a_scattered_40_point_map_costs_six_requests_per_cycle() {
 }
 
 #[tokio::test]
+async fn tcp_one_poll_cycle_is_one_event_with_every_point() {
+    let bank = Bank::with_units(&[1]);
+    bank.regs(1, |r| {
+        r.put(Table::Holding, 0, &[7]);
+        r.put(Table::Input, 100, &[8]);
+        r.coils.insert(5, true);
+    });
+    let server = TcpServer::start(bank.clone()).await;
+    let mut rig = Rig::start(
+        tcp(&server, Duration::from_secs(1)),
+        vec![TestDevice {
+            id: "plc",
+            config: ModbusDevice::default(),
+            // One cycle only, then none for an hour.
+            poll: Duration::from_secs(3600),
+            // Three tables: three requests in one cycle.
+            points: vec![
+                point("h", at(Table::Holding, 0), plain()),
+                point("i", at(Table::Input, 100), plain()),
+                point("c", at(Table::Coil, 5), plain()),
+            ],
+        }],
+    );
+    let (device, kind) = rig.next().await;
+    assert_eq!(device, "plc");
+    let mut got: Vec<(String, Value)> = readings(kind)
+        .into_iter()
+        .map(|r| (r.point.to_string(), r.value))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("c".to_owned(), Value::Bool(true)),
+            ("h".to_owned(), Value::Int(7)),
+            ("i".to_owned(), Value::Int(8)),
+        ]
+    );
+    assert_eq!(
+        bank.log().len(),
+        3,
+        "one cycle: the event came after its three requests"
+    );
+}
+
+#[tokio::test]
 async fn tcp_an_exception_marks_only_the_refused_point_bad() {
     let bank = Bank::with_units(&[1]);
     bank.regs(1, |r| r.put(Table::Holding, 0, &[10, 11, 12]));
@@ -354,6 +400,9 @@ async fn tcp_an_exception_marks_only_the_refused_point_bad() {
     );
     let got = rig.latest_good("plc", &["a", "b", "c"]).await;
     assert_eq!(got["b"], Value::Int(11));
+    // Online follows the first readings; from then on it must not change.
+    rig.status_where("plc", |s| *s == DeviceStatus::Online)
+        .await;
     // Register 1 fails; its neighbours change value.
     bank.with(|s| s.faulty.insert((1, Table::Holding, 1)));
     bank.regs(1, |r| r.put(Table::Holding, 0, &[20, 21, 22]));
@@ -365,16 +414,24 @@ async fn tcp_an_exception_marks_only_the_refused_point_bad() {
             Instant::now() < deadline,
             "within {WAIT:?}: b bad {bad:?}, fresh neighbours {fresh:?}"
         );
-        match rig.next().await {
-            (_, fieldbridge_core::EventKind::Reading(r)) => match (r.point.as_str(), &r.quality) {
-                ("b", Quality::Bad { reason }) => bad = Some(reason.clone()),
+        let readings = match rig.next().await {
+            (_, EventKind::Readings(samples)) => samples,
+            (_, EventKind::Status(s)) => panic!("status changed to {s}"),
+        };
+        let points: Vec<&str> = readings.iter().map(|s| s.reading.point.as_str()).collect();
+        for r in readings.iter().map(|s| &s.reading) {
+            match (r.point.as_str(), &r.quality) {
+                ("b", Quality::Bad { reason }) => {
+                    // Reported with what else the same cycle read.
+                    assert_eq!(points, ["a", "b", "c"]);
+                    bad = Some(reason.clone());
+                }
                 ("b", Quality::Good) => {}
                 (p, Quality::Good) if r.value != Value::Int(10) && r.value != Value::Int(12) => {
-                    fresh.insert(p.to_owned(), r.value);
+                    fresh.insert(p.to_owned(), r.value.clone());
                 }
                 _ => {}
-            },
-            (_, fieldbridge_core::EventKind::Status(s)) => panic!("status changed to {s}"),
+            }
         }
     }
     let bad = bad.unwrap();
@@ -465,21 +522,26 @@ async fn a_late_reply_is_never_the_next_answer(transport: Transport, bank: Bank)
         .await;
     let before = bank.log().len();
     bank.with(|s| s.late = Some((1, Duration::from_millis(300), 0xDEAD)));
-    let mut good_after = 0;
-    let deadline = Instant::now() + WAIT;
-    while good_after < 10 {
-        assert!(
-            Instant::now() < deadline,
-            "only {good_after} good readings after the late reply within {WAIT:?}"
-        );
-        if let (_, fieldbridge_core::EventKind::Reading(r)) = rig.next().await {
+    // The value changes ten times from now on: each new value must arrive
+    // as itself (core publishes only changes), never as the late reply.
+    for want in 1..=10u16 {
+        bank.regs(1, |r| r.put(Table::Holding, 0, &[want]));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{want} was not read within {WAIT:?} after the late reply"
+            );
+            let (_, kind) = rig.next().await;
+            let a = readings(kind).into_iter().find(|r| r.point.as_str() == "a");
+            let Some(a) = a else { continue };
             assert_ne!(
-                r.value,
+                a.value,
                 Value::Int(0xDEAD),
                 "the late reply was taken as an answer"
             );
-            if r.quality.is_good() && bank.with(|s| s.late.is_none()) {
-                good_after += 1;
+            if a.quality.is_good() && a.value == Value::Int(i64::from(want)) {
+                break;
             }
         }
     }

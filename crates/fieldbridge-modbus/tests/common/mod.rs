@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)] // test fixtures: a failure should stop the test loudly
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,8 +18,9 @@ use fieldbridge_core::adapter::{Adapter, AdapterContext};
 use fieldbridge_core::bus::{Bus, Subscription};
 use fieldbridge_core::device::{AdapterDevice, PointSource};
 use fieldbridge_core::{
-    CommandRouter, CommandRoutes, ConnectionId, DeviceId, DeviceSettings, DeviceSpec, DeviceStatus,
-    Directory, EventKind, PointId, PointSettings, PointSpec, Quality, Value, normalize,
+    CommandRouter, CommandRoutes, ConnectionId, DeviceEvent, DeviceId, DeviceSettings, DeviceSpec,
+    DeviceStatus, Directory, EventKind, PointId, PointSettings, PointSpec, Quality, Reading, Value,
+    normalize,
 };
 use fieldbridge_modbus::config::{ModbusDevice, ModbusPoint, Table};
 use fieldbridge_modbus::{ModbusAdapter, Transport};
@@ -417,6 +418,10 @@ pub struct Rig {
     pub sub: Subscription,
     pub router: CommandRouter,
     shutdown: CancellationToken,
+    /// Readings events a status wait passed, for the reading waits that
+    /// follow: core publishes an unchanged value only once, so a reading
+    /// passed over would not come again.
+    passed: VecDeque<DeviceEvent>,
 }
 
 impl Rig {
@@ -480,15 +485,24 @@ impl Rig {
             sub,
             router: routes.into_router(directory, Duration::from_secs(10)),
             shutdown,
+            passed: VecDeque::new(),
         }
+    }
+
+    /// The next event (readings a status wait passed first), within `left`.
+    async fn recv(&mut self, left: Duration) -> Option<DeviceEvent> {
+        if let Some(e) = self.passed.pop_front() {
+            return Some(e);
+        }
+        tokio::time::timeout(left, self.sub.recv())
+            .await
+            .ok()
+            .map(|e| e.expect("bus open"))
     }
 
     /// The next event: (device, kind).
     pub async fn next(&mut self) -> (String, EventKind) {
-        let e = tokio::time::timeout(WAIT, self.sub.recv())
-            .await
-            .expect("an event in time")
-            .expect("bus open");
+        let e = self.recv(WAIT).await.expect("an event in time");
         (e.device.to_string(), e.kind)
     }
 
@@ -503,28 +517,28 @@ impl Rig {
         let mut last = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let event = tokio::time::timeout(left, self.sub.recv())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "no matching reading of {device}.{point} within {WAIT:?}; \
-                         the last one: {last:?}"
-                    )
-                })
-                .expect("bus open");
-            if let EventKind::Reading(r) = event.kind
-                && event.device.as_str() == device
-                && r.point.as_str() == point
-            {
-                if f(&r.value, &r.quality) {
-                    return (r.value, r.quality);
+            let event = self.recv(left).await.unwrap_or_else(|| {
+                panic!(
+                    "no matching reading of {device}.{point} within {WAIT:?}; \
+                     the last one: {last:?}"
+                )
+            });
+            if event.device.as_str() != device {
+                continue;
+            }
+            for r in readings(event.kind) {
+                if r.point.as_str() == point {
+                    if f(&r.value, &r.quality) {
+                        return (r.value, r.quality);
+                    }
+                    last = Some((r.value, r.quality));
                 }
-                last = Some((r.value, r.quality));
             }
         }
     }
 
-    /// Waits for a status of `device` that satisfies `f`.
+    /// Waits for a status of `device` that satisfies `f`. The readings it
+    /// passes are kept for the reading waits that follow.
     pub async fn status_where(
         &mut self,
         device: &str,
@@ -540,13 +554,15 @@ impl Rig {
                     panic!("no matching status of {device} within {WAIT:?}; saw {seen:?}")
                 })
                 .expect("bus open");
-            if let EventKind::Status(s) = event.kind
-                && event.device.as_str() == device
-            {
-                if f(&s) {
-                    return s;
+            match event.kind {
+                EventKind::Status(s) if event.device.as_str() == device => {
+                    if f(&s) {
+                        return s;
+                    }
+                    seen.push(s);
                 }
-                seen.push(s);
+                EventKind::Status(_) => {}
+                EventKind::Readings(_) => self.passed.push_back(event),
             }
         }
     }
@@ -568,18 +584,16 @@ impl Rig {
                 return seen;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let event = tokio::time::timeout(left, self.sub.recv())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "no good reading of {device}.{missing:?} within {WAIT:?}; \
-                         good: {seen:?}, last bad: {bad:?}"
-                    )
-                })
-                .expect("bus open");
-            if let EventKind::Reading(r) = event.kind
-                && event.device.as_str() == device
-            {
+            let event = self.recv(left).await.unwrap_or_else(|| {
+                panic!(
+                    "no good reading of {device}.{missing:?} within {WAIT:?}; \
+                     good: {seen:?}, last bad: {bad:?}"
+                )
+            });
+            if event.device.as_str() != device {
+                continue;
+            }
+            for r in readings(event.kind) {
                 if r.quality == Quality::Good {
                     seen.insert(r.point.to_string(), r.value);
                 } else {
@@ -587,6 +601,14 @@ impl Rig {
                 }
             }
         }
+    }
+}
+
+/// The readings an event carries (none for a status).
+pub fn readings(kind: EventKind) -> Vec<Reading> {
+    match kind {
+        EventKind::Readings(samples) => samples.into_iter().map(|s| s.reading).collect(),
+        EventKind::Status(_) => Vec::new(),
     }
 }
 
