@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture};
+use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture, sample};
 use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::{
-    Action, Command, ConnectionId, DeviceId, DeviceStatus, PointId, Quality, Value,
+    Action, Command, ConnectionId, DeviceId, DeviceStatus, PointId, Quality, Sample, Value,
 };
 use futures::StreamExt;
 use regex::Regex;
@@ -303,11 +303,15 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                         {
                             d.awaiting = None;
                             let reason = "no answer to the poll request".to_owned();
-                            for (point, value) in &d.last {
-                                ctx.events
-                                    .reading_with_quality(&d.id, point, value.clone(), Quality::Bad { reason: reason.clone() })
-                                    .await;
-                            }
+                            let at = SystemTime::now();
+                            let unanswered = d
+                                .last
+                                .iter()
+                                .map(|(point, value)| {
+                                    sample_at(point, value.clone(), Quality::Bad { reason: reason.clone() }, at)
+                                })
+                                .collect();
+                            ctx.events.readings(&d.id, unanswered).await;
                             problems.report(d.id.as_str(), "no answer to the poll request", "timeout");
                         }
                         if d.next_request <= now
@@ -378,6 +382,8 @@ async fn dispatch(
                 continue;
             }
         };
+        // One frame, one event: every value of it, read at the same time.
+        let mut samples = Vec::new();
         let mut any = false;
         for (point_id, point) in &d.points {
             let Some(raw) = record.field(point) else {
@@ -387,37 +393,29 @@ async fn dispatch(
             match convert(raw, point.kind) {
                 Ok(value) => {
                     d.last.insert(point_id.clone(), value.clone());
-                    ctx.events
-                        .send(fieldbridge_core::DeviceEvent {
-                            device: d.id.clone(),
-                            at,
-                            kind: fieldbridge_core::EventKind::Reading(fieldbridge_core::Reading {
-                                point: point_id.clone(),
-                                value,
-                                unit: None,
-                                quality: Quality::Good,
-                            }),
-                        })
-                        .await;
+                    samples.push(sample_at(point_id, value, Quality::Good, at));
                 }
                 Err(e) => {
                     problems.report(d.id.as_str(), &format!("bad value for {point_id}"), &e);
                     if let Some(last) = d.last.get(point_id) {
-                        ctx.events
-                            .reading_with_quality(
-                                &d.id,
-                                point_id,
-                                last.clone(),
-                                Quality::Bad { reason: e },
-                            )
-                            .await;
+                        let bad = Quality::Bad { reason: e };
+                        samples.push(sample_at(point_id, last.clone(), bad, at));
                     }
                 }
             }
         }
+        ctx.events.readings(&d.id, samples).await;
         if any {
             d.awaiting = None;
         }
+    }
+}
+
+/// A sample of `point` received `at` (when its frame arrived).
+fn sample_at(point: &PointId, value: Value, quality: Quality, at: SystemTime) -> Sample {
+    Sample {
+        at,
+        ..sample(point, value, quality)
     }
 }
 

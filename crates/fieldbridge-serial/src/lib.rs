@@ -4,7 +4,8 @@
 //! Bytes from the port are cut into frames by [`framing`] (which never ends
 //! the stream on bad data), each frame is parsed by the device's
 //! [`format`] (key=value, JSON, CSV, regex or [`nmea`]), and each point's
-//! field becomes a raw reading for core to normalize.
+//! field becomes a raw reading: one frame, one event of all its readings,
+//! for core to normalize.
 
 pub mod adapter;
 pub mod config;

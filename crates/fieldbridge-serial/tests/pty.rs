@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use fieldbridge_core::adapter::{Adapter, AdapterContext};
 use fieldbridge_core::bus::{Bus, Subscription};
@@ -258,7 +258,8 @@ impl Rig {
             .kind
     }
 
-    async fn next_reading(&mut self) -> (Value, Quality) {
+    /// The samples of the next readings event: (point, value, quality, read at).
+    async fn next_readings(&mut self) -> Vec<(String, Value, Quality, SystemTime)> {
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut seen = Vec::new();
         loop {
@@ -267,10 +268,26 @@ impl Rig {
                 "no reading within {WAIT:?}, only {seen:?}"
             );
             match self.next().await {
-                EventKind::Reading(r) => return (r.value, r.quality),
+                EventKind::Readings(samples) => {
+                    return samples
+                        .into_iter()
+                        .map(|s| {
+                            let r = s.reading;
+                            (r.point.to_string(), r.value, r.quality, s.at)
+                        })
+                        .collect();
+                }
                 other => seen.push(other),
             }
         }
+    }
+
+    /// The only sample of the next readings event of a one-point device.
+    async fn next_reading(&mut self) -> (Value, Quality) {
+        let mut samples = self.next_readings().await;
+        assert_eq!(samples.len(), 1, "one point, one sample: {samples:?}");
+        let (_, value, quality, _) = samples.remove(0);
+        (value, quality)
     }
 
     async fn next_status(&mut self) -> DeviceStatus {
@@ -339,6 +356,53 @@ async fn every_good_line_arrives_through_garbage_noise_and_split_writes() {
         ]
     );
     assert_eq!(rig.next_reading().await, (Value::Float(3.0), Quality::Good));
+}
+
+#[tokio::test]
+async fn one_line_is_one_event_with_all_its_values() {
+    let pty = PtyPair::start().await;
+    let mut rig = start(
+        pty.dev(),
+        device(FormatKind::KeyValue),
+        vec![
+            ("t", key("T"), false),
+            ("h", key("H"), false),
+            ("r", key("R"), false),
+        ],
+        Duration::from_secs(1),
+    );
+    pty.wait_open().await;
+    pty.write(b"T=21.5;H=40;R=banana\n");
+    let first = rig.next_readings().await;
+    let got: Vec<(&str, &Value, &Quality)> = first
+        .iter()
+        .map(|(p, v, q, _)| (p.as_str(), v, q))
+        .collect();
+    // R has no value yet to report as bad: only the good ones.
+    assert_eq!(
+        got,
+        [
+            ("h", &Value::Float(40.0), &Quality::Good),
+            ("t", &Value::Float(21.5), &Quality::Good),
+        ]
+    );
+    assert_eq!(first[0].3, first[1].3, "read together, at one time");
+    pty.write(b"T=22;H=40;R=0\n");
+    let second: Vec<(String, Value)> = rig
+        .next_readings()
+        .await
+        .into_iter()
+        .map(|(p, v, _, _)| (p, v))
+        .collect();
+    // H did not change, but was read with T and R: it comes along.
+    assert_eq!(
+        second,
+        [
+            ("h".to_owned(), Value::Float(40.0)),
+            ("r".to_owned(), Value::Float(0.0)),
+            ("t".to_owned(), Value::Float(22.0)),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -521,7 +585,9 @@ async fn an_unplugged_port_takes_the_device_offline_and_it_returns_by_itself() {
     loop {
         pty.write(b"T=2\n");
         match tokio::time::timeout(Duration::from_millis(500), rig.sub.recv()).await {
-            Ok(Some(e)) if matches!(&e.kind, EventKind::Reading(r) if r.value == Value::Float(2.0)) =>
+            Ok(Some(e))
+                if matches!(&e.kind, EventKind::Readings(samples)
+                    if samples.iter().any(|s| s.reading.value == Value::Float(2.0))) =>
             {
                 break;
             }
