@@ -18,7 +18,7 @@ use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::files;
 use fieldbridge_core::{
     Action, Command, ConnectionId, DeviceEvent, DeviceId, DeviceSpec, DeviceStatus, Directory,
-    EventKind, PointId, Quality, Reading, Value,
+    EventKind, PointId, Quality, Reading, Sample, Value,
 };
 use rumqttc::QoS;
 use tokio::sync::oneshot;
@@ -773,6 +773,9 @@ impl Router {
         })
     }
 
+    /// Reads `pids` from the payload as samples of `device`, each at the
+    /// payload's timestamp if it has one (else `now`), into the message's one
+    /// readings event for the device.
     fn points(
         &mut self,
         rule: usize,
@@ -796,6 +799,7 @@ impl Router {
                 Err(f) => note_failure(&self.stats, state, device, None, f.cause, &f.message),
             }
         }
+        let mut samples = Vec::with_capacity(pids.len());
         for pid in pids {
             let Some(point) = r.points.get(pid) else {
                 continue;
@@ -830,11 +834,26 @@ impl Router {
                     }
                 }
             };
-            events.push(DeviceEvent {
+            samples.push(Sample { at, reading });
+        }
+        if samples.is_empty() {
+            return;
+        }
+        // One message, one event per device: a device this message already
+        // reached through another route gets these samples in that event.
+        let existing = events
+            .iter_mut()
+            .find(|e| e.device == *device && matches!(e.kind, EventKind::Readings(_)));
+        match existing {
+            Some(DeviceEvent {
+                kind: EventKind::Readings(already),
+                ..
+            }) => already.extend(samples),
+            _ => events.push(DeviceEvent {
                 device: device.clone(),
-                at,
-                kind: EventKind::Reading(reading),
-            });
+                at: now,
+                kind: EventKind::Readings(samples),
+            }),
         }
     }
 

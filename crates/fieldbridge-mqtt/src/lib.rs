@@ -10,7 +10,8 @@
 //! availability topics, and command topics for writes.
 //!
 //! Data flows: broker → rumqttc event loop → topic routing → payload
-//! extraction per point → raw readings and status on core's
+//! extraction per point → one event of raw readings per device and message
+//! (each at the payload's timestamp, if it has one) and status on core's
 //! [`fieldbridge_core::EventSender`] (core applies scale, offset and
 //! deadband). Writes flow back: core's [`fieldbridge_core::Command`] →
 //! a publish on the point's `command_topic` → answered when the broker

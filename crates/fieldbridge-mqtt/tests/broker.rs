@@ -7,7 +7,9 @@
 mod common;
 
 use common::{BrokerOptions, Mosquitto, Rig, connection, device, device_with};
-use fieldbridge_core::{CommandError, DeviceStatus, PointId, PointSettings, Quality, Value};
+use fieldbridge_core::{
+    CommandError, DeviceStatus, EventKind, PointId, PointSettings, Quality, Value,
+};
 use fieldbridge_mqtt::config::MqttPoint;
 use fieldbridge_mqtt::payload::Cause;
 use serde_json::json;
@@ -147,6 +149,54 @@ async fn wildcard_and_template_devices_reach_the_bus_normalized_once() {
         .await;
     assert!(rig.directory.device("th-3").is_none());
     assert_eq!(rig.directory.len(), 4, "plug, kitchen, th-1, th-2");
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_tasmota_energy_message_reaches_the_bus_as_one_update() {
+    let broker = Mosquitto::start(BrokerOptions::default()).await;
+    let meter = device(
+        "meter",
+        json!({ "topic": "tele/meter/SENSOR", "timestamp": "/Time" }),
+        &[
+            ("power", json!({ "json": "/ENERGY/Power" })),
+            ("voltage", json!({ "json": "/ENERGY/Voltage" })),
+            ("current", json!({ "json": "/ENERGY/Current" })),
+        ],
+        &[],
+    );
+    let mut rig = Rig::start(connection(&broker.url(), json!({})), vec![meter]);
+    subscribed(&rig, 1).await;
+    broker
+        .publish(
+            "tele/meter/SENSOR",
+            br#"{"Time":"2024-05-01T12:00:00","ENERGY":{"Power":460,"Voltage":230,"Current":2.0}}"#,
+            1,
+            false,
+        )
+        .await;
+    let event = rig.next().await;
+    assert_eq!(event.device.as_str(), "meter");
+    let EventKind::Readings(samples) = event.kind else {
+        panic!("the readings come first: {event:?}");
+    };
+    let got: Vec<(&str, &Value)> = samples
+        .iter()
+        .map(|s| (s.reading.point.as_str(), &s.reading.value))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("current", &Value::Float(2.0)),
+            ("power", &Value::Float(460.0)),
+            ("voltage", &Value::Float(230.0)),
+        ]
+    );
+    let stamp = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_714_564_800);
+    assert!(
+        samples.iter().all(|s| s.at == stamp),
+        "each sample at the payload's Time"
+    );
     rig.stop().await;
 }
 

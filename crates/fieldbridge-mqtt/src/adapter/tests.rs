@@ -130,16 +130,24 @@ type Seen = (String, String, Value, bool);
 fn readings(events: &[DeviceEvent]) -> Vec<Seen> {
     events
         .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Reading(r) => Some((
+        .flat_map(|e| samples(e).iter().map(move |s| (e, &s.reading)))
+        .map(|(e, r)| {
+            (
                 e.device.to_string(),
                 r.point.to_string(),
                 r.value.clone(),
                 r.quality.is_good(),
-            )),
-            EventKind::Status(_) => None,
+            )
         })
         .collect()
+}
+
+/// The samples of a readings event (none for a status).
+fn samples(e: &DeviceEvent) -> &[Sample] {
+    match &e.kind {
+        EventKind::Readings(samples) => samples,
+        EventKind::Status(_) => &[],
+    }
 }
 
 fn statuses(events: &[DeviceEvent]) -> Vec<(String, DeviceStatus)> {
@@ -147,7 +155,7 @@ fn statuses(events: &[DeviceEvent]) -> Vec<(String, DeviceStatus)> {
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::Status(s) => Some((e.device.to_string(), s.clone())),
-            EventKind::Reading(_) => None,
+            EventKind::Readings(_) => None,
         })
         .collect()
 }
@@ -191,8 +199,9 @@ fn a_tasmota_message_gives_readings_stamped_with_its_time() {
             r("plug", "voltage", Value::Int(230), true),
         ]
     );
+    assert_eq!(events.len(), 1, "one message, one event: {events:?}");
     let stamp = UNIX_EPOCH + Duration::from_secs(1_714_564_800);
-    assert!(events.iter().all(|e| e.at == stamp));
+    assert!(samples(&events[0]).iter().all(|s| s.at == stamp));
     let (events, _) = router.on_message("stat/plug/POWER", b"OFF", SystemTime::now());
     assert_eq!(
         readings(&events),
@@ -203,6 +212,61 @@ fn a_tasmota_message_gives_readings_stamped_with_its_time() {
     assert_eq!(
         (stats.messages(), stats.readings(), stats.unmatched()),
         (3, 3, 1)
+    );
+}
+
+#[test]
+fn a_message_with_three_points_is_one_event_with_three_samples() {
+    let meter = device(
+        "meter",
+        json!({ "topic": "tele/meter/SENSOR" }),
+        &[
+            ("power", json!({ "json": "/ENERGY/Power" })),
+            ("voltage", json!({ "json": "/ENERGY/Voltage" })),
+            ("current", json!({ "json": "/ENERGY/Current" })),
+        ],
+    );
+    let (mut router, _, _) = router(vec![meter]);
+    let now = SystemTime::now();
+    let payload = br#"{"ENERGY":{"Power":460,"Voltage":230,"Current":2.0}}"#;
+    let (events, _) = router.on_message("tele/meter/SENSOR", payload, now);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].device.as_str(), "meter");
+    assert_eq!(
+        readings(&events),
+        [
+            r("meter", "current", Value::Float(2.0), true),
+            r("meter", "power", Value::Float(460.0), true),
+            r("meter", "voltage", Value::Float(230.0), true),
+        ]
+    );
+    // Without a timestamp in the payload, every sample was read on arrival.
+    assert!(samples(&events[0]).iter().all(|s| s.at == now));
+}
+
+#[test]
+fn one_message_reaching_a_device_through_two_routes_is_still_one_event() {
+    // The device topic, and a point naming the same topic as its own: two
+    // routes that one message matches.
+    let dual = device(
+        "dual",
+        json!({ "topic": "dual/state" }),
+        &[
+            ("a", json!({ "json": "/a" })),
+            ("b", json!({ "topic": "dual/state", "json": "/b" })),
+        ],
+    );
+    let (mut router, _, _) = router(vec![dual]);
+    let (events, _) = router.on_message("dual/state", br#"{"a":1,"b":2}"#, SystemTime::now());
+    assert_eq!(events.len(), 1, "{events:?}");
+    let mut got = readings(&events);
+    got.sort_by(|x, y| x.1.cmp(&y.1));
+    assert_eq!(
+        got,
+        [
+            r("dual", "a", Value::Float(1.0), true),
+            r("dual", "b", Value::Float(2.0), true),
+        ]
     );
 }
 
@@ -268,11 +332,11 @@ fn bad_payloads_keep_the_last_value_with_bad_quality_and_are_counted_per_cause()
     }
     // The bad reading says why.
     let (events, _) = router.on_message("tele/plug/SENSOR", br#"{"ENERGY":{"Voltage":1}}"#, now);
-    match &events[0].kind {
-        EventKind::Reading(Reading {
+    match &samples(&events[0])[0].reading {
+        Reading {
             quality: Quality::Bad { reason },
             ..
-        }) => {
+        } => {
             assert_eq!(reason, "no field /ENERGY/Power")
         }
         other => panic!("{other:?}"),
@@ -356,12 +420,10 @@ fn readings_of_a_device_said_offline_are_uncertain_until_it_is_back() {
         br#"{"ENERGY":{"Power":1,"Voltage":2}}"#,
         now,
     );
-    let qualities: Vec<(String, Quality)> = events
+    assert_eq!(events.len(), 1, "one message, one event: {events:?}");
+    let qualities: Vec<(String, Quality)> = samples(&events[0])
         .iter()
-        .map(|e| match &e.kind {
-            EventKind::Reading(r) => (r.point.to_string(), r.quality.clone()),
-            other => panic!("a reading expected: {other:?}"),
-        })
+        .map(|s| (s.reading.point.to_string(), s.reading.quality.clone()))
         .collect();
     assert_eq!(
         qualities,

@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test binary uses part of it
 #![allow(clippy::unwrap_used, clippy::expect_used)] // fixtures: fail loudly
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use fieldbridge_core::bus::{Bus, Subscription};
 use fieldbridge_core::device::{AdapterDevice, PointSource};
 use fieldbridge_core::{
     CommandRouter, CommandRoutes, ConnectionId, DeviceEvent, DeviceId, DeviceSettings, DeviceSpec,
-    DeviceStatus, Directory, EventKind, PointId, PointSettings, PointSpec, Quality, Value,
+    DeviceStatus, Directory, EventKind, PointId, PointSettings, PointSpec, Quality, Sample, Value,
     normalize,
 };
 use fieldbridge_mqtt::MqttAdapter;
@@ -467,6 +467,9 @@ pub struct Rig {
     pub directory: Arc<Directory>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
+    /// Samples of an event a reading wait took, not yet waited for: one
+    /// message is one event, and a test may wait for its points one by one.
+    unread: VecDeque<(DeviceId, Sample)>,
 }
 
 impl Rig {
@@ -519,6 +522,7 @@ impl Rig {
             directory,
             shutdown,
             task: Some(task),
+            unread: VecDeque::new(),
         }
     }
 
@@ -547,7 +551,7 @@ impl Rig {
         (value, quality)
     }
 
-    /// Like [`Rig::reading`], with the reading's time.
+    /// Like [`Rig::reading`], with the time the sample says it was read.
     pub async fn reading_at(
         &mut self,
         device: &str,
@@ -555,22 +559,27 @@ impl Rig {
     ) -> (Value, Quality, std::time::SystemTime) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            while let Some((d, s)) = self.unread.pop_front() {
+                if d.as_str() == device && s.reading.point.as_str() == point {
+                    return (s.reading.value, s.reading.quality, s.at);
+                }
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "no reading of {device}.{point} within {WAIT:?}"
             );
             let e = self.next().await;
-            if let EventKind::Reading(r) = e.kind
-                && e.device.as_str() == device
-                && r.point.as_str() == point
-            {
-                return (r.value, r.quality, e.at);
+            if let EventKind::Readings(samples) = e.kind {
+                self.unread
+                    .extend(samples.into_iter().map(|s| (e.device.clone(), s)));
             }
         }
     }
 
-    /// Waits for a status of `device`.
+    /// Waits for a status of `device` (samples not waited for yet came
+    /// before it: they are passed over too).
     pub async fn status(&mut self, device: &str) -> DeviceStatus {
+        self.unread.clear();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             assert!(
