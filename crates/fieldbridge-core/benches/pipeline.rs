@@ -93,7 +93,7 @@ async fn run(slow_sink: bool) {
     let elapsed = t0.elapsed();
     let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
     println!(
-        "{} sink(s): {READINGS} readings over {} points in {:.2?}: {:.0} readings/s, {} CPU per reading; fast sink got {received} updates",
+        "{} sink(s): {READINGS} readings over {} points in {:.2?}: {:.0} readings/s, {} CPU per reading; fast sink got {received} events",
         if slow_sink { "fast + slow" } else { "one fast" },
         DEVICES * POINTS,
         elapsed,
@@ -106,7 +106,7 @@ async fn run(slow_sink: bool) {
         let (got, sub) = slow.await.expect("slow sink");
         let s = sub.stats();
         println!(
-            "  slow sink: received {got} updates, coalesced {} readings (newest per point kept), dropped {}",
+            "  slow sink: received {got} events, coalesced {} readings (newest per point kept), dropped {}",
             s.coalesced, s.dropped
         );
     }
