@@ -1,25 +1,83 @@
-//! What fieldbridge keeps on disk beyond a restart: the item history of
-//! every pubsub node, in one embedded [redb](https://docs.rs/redb) database
-//! in the state directory.
+//! Everything fieldbridge keeps beyond a restart, typed, in one embedded
+//! [redb](https://docs.rs/redb) database: `<state dir>/state.redb`.
 //!
-//! Each node is a table of `item id → payload`. Item ids are the reading
-//! time in microseconds, strictly increasing per node, so the table order
-//! is publication order: "the last n", "everything after the item I have"
-//! and "this item" are range reads. Appends come in batches (one
-//! transaction for many items) so that a fast device costs one disk commit
-//! per batch, not per reading; each batch also trims its nodes to their
-//! [`Limits`].
+//! The store owns two things:
 //!
-//! The payload is opaque here (the XMPP crate stores the item's XML).
+//! - the **item history** of every pubsub node: each item is a
+//!   [`Snapshot`], the device's whole state when it was published (its
+//!   [`Sample`]s, not XML: stanzas are built when sent);
+//! - the **subscriptions**: who subscribed to which device's presence and
+//!   to which pubsub node.
+//!
+//! ## How data flows
+//!
+//! At start the gateway opens the store ([`Store::open`], which also
+//! upgrades what the previous version left), reads the subscriptions once
+//! ([`Store::subscriptions`]) and resumes each node from its last item
+//! ([`Store::last`]). While running, it collects published items and
+//! subscription changes in memory and hands them, in batches, to
+//! [`Store::commit`] on a blocking task, never on the event loop: one
+//! transaction, one disk sync, for a whole batch of items *and* the
+//! subscription changes made meanwhile, so they cannot disagree after a
+//! crash. Subscribers that missed items, and requests for older ones, are
+//! range reads ([`Store::after`], [`Store::before`], [`Store::get`]).
+//!
+//! ## Tables
+//!
+//! - `items:<node>`: item id (`u64`) → record (bytes, see [`codec`]). Item
+//!   ids are microseconds since the epoch, strictly increasing per node, so
+//!   table order is publication order.
+//! - `fieldbridge:subscriptions`: `(kind, node, jid) → ()`, one key per
+//!   subscription.
+//! - `fieldbridge:meta`: `"schema" → u64`, the layout version of the file.
+//!
+//! Every name holds a `:`, which a node id (`[a-z0-9._-]`) never does, so
+//! none can collide with the previous version's tables, which were named by
+//! the bare node id; [`Store::open`] moves those into `items:<node>`.
+//!
+//! ## Durability
+//!
+//! Every commit is durable when it returns (redb's default: it syncs the
+//! file). A sync costs ~0.1 ms on a fast disk and milliseconds on an SD
+//! card, which is why the gateway batches, off the event loop: one commit
+//! for whatever accumulated meanwhile, items and subscription changes.
 
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition,
+};
+
+pub mod codec;
+mod error;
+mod subscriptions;
+mod upgrade;
+
+pub use error::StoreError;
+pub use fieldbridge_core::Sample;
+pub use subscriptions::{Change, SubscriptionKind, Subscriptions};
+pub use upgrade::{IMPORTED_SUFFIX, LEGACY_FILE, LEGACY_SUBSCRIPTIONS};
 
 /// The database file in the state directory.
-pub const FILE: &str = "history.redb";
+pub const FILE: &str = "state.redb";
+
+/// One published item: the device's whole state when it was published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The item id: microseconds since the Unix epoch, strictly increasing
+    /// per node (the XMPP side nudges equal times apart).
+    pub id: u64,
+    /// The XEP-0323 sequence number the item was published with.
+    pub seqnr: u64,
+    /// Every point of the device, each with the time it was read at.
+    pub samples: Vec<Sample>,
+}
 
 /// How much history a node keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,57 +89,96 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 1,000 items and a week: a few hundred kilobytes per device, enough
-    /// for a subscriber to catch up after a long outage.
+    /// 10,000 items and 7 days.
+    ///
+    /// An item is a device's whole state, published when something changed
+    /// (at most once a poll) and at least every 10 minutes. A device polled
+    /// every 5 s whose values keep moving publishes 17,280 items a day, so
+    /// 10,000 items are its last ~14 hours; a quiet one (heartbeats only,
+    /// 1,008 a week) keeps its full week, and so does one that changes
+    /// about once a minute. Either way a subscriber can
+    /// catch up after a long outage.
+    ///
+    /// Cost on disk, measured (`cargo bench -p fieldbridge-store`): a
+    /// 10-point snapshot (point names of ~10 characters, units, mostly
+    /// floats) is a ~240-byte record (see [`codec`]). In the file an item
+    /// takes ~630-670 bytes: redb's B-tree leaf pages are about half full
+    /// when filled by appends (~455 bytes an item), and the file keeps the
+    /// pages that trimming frees for reuse. A device with a full history is
+    /// therefore ~6.5 MB: 10 devices ~65 MB, 100 devices ~0.65 GB of SD
+    /// card. Lower `devices.<id>.history.max_items` for a card that is small.
     fn default() -> Self {
         Self {
-            max_items: 1000,
+            max_items: 10_000,
             max_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
 
-/// One stored item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    /// Its id: microseconds since the Unix epoch, unique and increasing per node.
-    pub id: u64,
-    /// What was published.
-    pub payload: String,
+type Records<'a> = TableDefinition<'a, u64, &'static [u8]>;
+
+/// The table of a node's items.
+fn items_table(node: &str) -> String {
+    format!("items:{node}")
 }
 
-/// A failure of the history database, with the file it concerns.
-#[derive(Debug, thiserror::Error)]
-#[error("history database {path}: {source}")]
-pub struct StoreError {
-    path: PathBuf,
-    #[source]
-    source: redb::Error,
-}
-
-/// The history of every node.
+/// The state of every node and subscriber: see the crate documentation.
+///
+/// `Send + Sync`: share it in an `Arc`; reads run in parallel, commits one
+/// at a time (redb serializes write transactions).
 #[derive(Debug)]
-pub struct History {
+pub struct Store {
     db: Database,
     path: PathBuf,
+    /// Nodes with an unreadable record already logged: one warning per
+    /// node, not one per read of a damaged range.
+    warned: Mutex<HashSet<String>>,
 }
 
-fn table(node: &str) -> TableDefinition<'_, u64, &'static str> {
-    TableDefinition::new(node)
-}
-
-impl History {
-    /// Opens (or creates) the history in `dir`.
+impl Store {
+    /// Opens (or creates) the state in `dir`, upgrading what an older
+    /// version left there (see *Upgrade* below).
     ///
-    /// The file is readable by the gateway's user only (mode 0600: it holds
-    /// every reading); one left readable by others by an older version is
-    /// made so.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// `dir` is created readable by the gateway's user only (0700) if it
+    /// does not exist; the file is 0600 (it holds every reading and every
+    /// subscriber), and one left readable by others is made so.
+    ///
+    /// `legacy` turns one node's old XML items `(id, payload)`, oldest
+    /// first, into snapshots: this crate does not read XML. What it returns
+    /// is stored as it is (ids included), untrimmed: the node's next commit
+    /// trims it to its limits.
+    ///
+    /// # Upgrade
+    ///
+    /// - If `state.redb` does not exist but the previous version's
+    ///   `history.redb` does, it is renamed to `state.redb`.
+    /// - Every table of the previous version (`item id → XML`, named by the
+    ///   node id) is read, converted by `legacy`, written to
+    ///   `items:<node>` and deleted.
+    /// - The previous version's `subscriptions.json`, if there is one, is
+    ///   imported.
+    ///
+    /// All of it in one write transaction: a crash leaves the old state or
+    /// the new one. After the commit `subscriptions.json` is renamed to
+    /// `subscriptions.json.imported`, kept as a backup (the store no longer
+    /// reads it, and nothing deletes it); should the process die between
+    /// the commit and the rename, the next open imports it again, which
+    /// changes nothing, as nothing was committed in between. Opening an
+    /// upgraded store again changes nothing. A damaged `subscriptions.json` is an error naming
+    /// it, and nothing is upgraded until it is repaired or moved away.
+    #[expect(
+        clippy::type_complexity,
+        reason = "the agreed signature; a named alias would hide what `legacy` is given"
+    )]
+    pub fn open(
+        dir: &Path,
+        legacy: &mut dyn FnMut(&str, Vec<(u64, String)>) -> Vec<Snapshot>,
+    ) -> Result<Store, StoreError> {
+        fieldbridge_core::files::create_private_dir(dir)
+            .map_err(StoreError::io("create the state directory", dir))?;
         let path = dir.join(FILE);
-        let fail = |e: redb::Error| StoreError {
-            path: path.clone(),
-            source: e,
-        };
+        upgrade::adopt_legacy_file(dir, &path)?;
+        let fail = |e: std::io::Error| StoreError::db(&path, e);
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -89,67 +186,121 @@ impl History {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| fail(e.into()))?;
-        let mode = file
-            .metadata()
-            .map_err(|e| fail(e.into()))?
-            .permissions()
-            .mode();
+            .map_err(fail)?;
+        let mode = file.metadata().map_err(fail)?.permissions().mode();
         if mode & 0o077 != 0 {
             file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7700))
-                .map_err(|e| fail(e.into()))?;
+                .map_err(fail)?;
         }
         let db = Database::builder()
             .create_file(file)
-            .map_err(|e| fail(e.into()))?;
-        Ok(Self { db, path })
+            .map_err(|e| StoreError::db(&path, e))?;
+        let store = Store {
+            db,
+            path,
+            warned: Mutex::new(HashSet::new()),
+        };
+        upgrade::run(&store, dir, legacy)?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn error(&self, e: impl Into<redb::Error>) -> StoreError {
-        StoreError {
-            path: self.path.clone(),
-            source: e.into(),
-        }
+        StoreError::db(&self.path, e)
     }
 
-    /// Stores `items` (node, item) in one transaction and trims every node
-    /// it touched to `limits(node)`, as of `now`.
-    pub fn append(
+    /// Every subscription (read once, at start).
+    pub fn subscriptions(&self) -> Result<Subscriptions, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = match txn.open_table(subscriptions::TABLE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Subscriptions::default()),
+            Err(e) => return Err(self.error(e)),
+        };
+        let mut subs = Subscriptions::default();
+        let mut unknown = 0u64;
+        for entry in table.iter().map_err(|e| self.error(e))? {
+            let (key, ()) = entry
+                .map_err(|e| self.error(e))
+                .map(|(k, v)| (k, v.value()))?;
+            let (code, node, jid) = key.value();
+            match SubscriptionKind::from_code(code) {
+                Some(kind) => {
+                    subs.of_kind(kind)
+                        .entry(node.to_owned())
+                        .or_default()
+                        .insert(jid.to_owned());
+                }
+                None => unknown += 1,
+            }
+        }
+        if unknown > 0 {
+            tracing::warn!(
+                path = %self.path.display(),
+                count = unknown,
+                "subscriptions of a kind this version does not know (a newer version wrote them); ignored"
+            );
+        }
+        Ok(subs)
+    }
+
+    /// Stores `items` (node, snapshot) and applies `changes` (in order) in
+    /// ONE transaction, then trims every node that got items to
+    /// `limits(node)` as of `now`, in the same transaction.
+    ///
+    /// Nothing to do is no transaction at all.
+    pub fn commit(
         &self,
-        items: &[(String, Item)],
+        items: &[(String, Snapshot)],
+        changes: &[Change],
         limits: impl Fn(&str) -> Limits,
         now: SystemTime,
     ) -> Result<(), StoreError> {
-        if items.is_empty() {
+        if items.is_empty() && changes.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
-        let mut touched: Vec<&str> = Vec::new();
-        for (node, item) in items {
-            let mut t = txn.open_table(table(node)).map_err(|e| self.error(e))?;
-            t.insert(item.id, item.payload.as_str())
-                .map_err(|e| self.error(e))?;
-            if !touched.contains(&node.as_str()) {
-                touched.push(node);
-            }
+        // Per node, in the order given: one table open per node, not per item.
+        let mut order: Vec<(&str, Vec<&Snapshot>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (node, snapshot) in items {
+            let i = *index.entry(node.as_str()).or_insert_with(|| {
+                order.push((node.as_str(), Vec::new()));
+                order.len() - 1
+            });
+            order[i].1.push(snapshot);
         }
-        let now_micros = micros(now);
-        for node in touched {
-            let limit = limits(node);
-            let oldest_kept = now_micros
-                .saturating_sub(u64::try_from(limit.max_age.as_micros()).unwrap_or(u64::MAX));
-            let mut t = txn.open_table(table(node)).map_err(|e| self.error(e))?;
-            loop {
-                let len = t.len().map_err(|e| self.error(e))?;
-                let first = t
-                    .first()
-                    .map_err(|e| self.error(e))?
-                    .map(|(k, _)| k.value());
-                match first {
-                    Some(id) if len > limit.max_items || id < oldest_kept => {
-                        t.pop_first().map_err(|e| self.error(e))?;
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let mut buf = Vec::with_capacity(512);
+        for (node, snapshots) in order {
+            let name = items_table(node);
+            let mut t = txn
+                .open_table(Records::new(&name))
+                .map_err(|e| self.error(e))?;
+            for s in snapshots {
+                buf.clear();
+                codec::encode(s, &mut buf);
+                t.insert(s.id, buf.as_slice()).map_err(|e| self.error(e))?;
+            }
+            trim(&mut t, limits(node), now).map_err(|e| self.error(e))?;
+        }
+        if !changes.is_empty() {
+            let mut t = txn
+                .open_table(subscriptions::TABLE)
+                .map_err(|e| self.error(e))?;
+            for change in changes {
+                match change {
+                    Change::Subscribe { kind, node, jid } => {
+                        t.insert((kind.code(), node.as_str(), jid.as_str()), ())
+                            .map_err(|e| self.error(e))?;
                     }
-                    _ => break,
+                    Change::Unsubscribe { kind, node, jid } => {
+                        t.remove((kind.code(), node.as_str(), jid.as_str()))
+                            .map_err(|e| self.error(e))?;
+                    }
                 }
             }
         }
@@ -159,30 +310,60 @@ impl History {
     fn read<T>(
         &self,
         node: &str,
-        f: impl FnOnce(redb::ReadOnlyTable<u64, &'static str>) -> Result<T, redb::StorageError>,
+        f: impl FnOnce(&ReadOnlyTable<u64, &'static [u8]>) -> Result<T, redb::StorageError>,
     ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
-        match txn.open_table(table(node)) {
-            Ok(t) => f(t).map(Some).map_err(|e| self.error(e)),
+        let name = items_table(node);
+        match txn.open_table(Records::new(&name)) {
+            Ok(t) => f(&t).map(Some).map_err(|e| self.error(e)),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(self.error(e)),
         }
     }
 
+    /// The record of item `id` of `node`, decoded; `None` if it cannot be
+    /// (logged once per node, so that one damaged record neither fails a
+    /// whole range read nor floods the log).
+    fn decoded(&self, node: &str, id: u64, bytes: &[u8]) -> Option<Snapshot> {
+        match codec::decode(id, bytes) {
+            Ok(s) => Some(s),
+            Err(error) => {
+                let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+                if warned.insert(node.to_owned()) {
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        node,
+                        item = id,
+                        %error,
+                        "unreadable item in the history, skipped (further ones of this node are skipped silently)"
+                    );
+                }
+                None
+            }
+        }
+    }
+
     /// The newest `n` items of `node`, oldest first.
-    pub fn last(&self, node: &str, n: usize) -> Result<Vec<Item>, StoreError> {
+    pub fn last(&self, node: &str, n: usize) -> Result<Vec<Snapshot>, StoreError> {
         self.before(node, u64::MAX, n)
     }
 
     /// The newest `n` items of `node` published before `id`, oldest first.
-    pub fn before(&self, node: &str, id: u64, n: usize) -> Result<Vec<Item>, StoreError> {
+    pub fn before(&self, node: &str, id: u64, n: usize) -> Result<Vec<Snapshot>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let items = self.read(node, |t| {
-            let mut out = t
-                .range(..id)?
-                .rev()
-                .take(n)
-                .map(|r| r.map(|(k, v)| item(k.value(), v.value())))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::with_capacity(n.min(1024));
+            for entry in t.range(..id)?.rev() {
+                let (k, v) = entry?;
+                if let Some(s) = self.decoded(node, k.value(), v.value()) {
+                    out.push(s);
+                    if out.len() == n {
+                        break;
+                    }
+                }
+            }
             out.reverse();
             Ok(out)
         })?;
@@ -190,33 +371,64 @@ impl History {
     }
 
     /// The items of `node` published after `id`, oldest first, at most `max`.
-    pub fn after(&self, node: &str, id: u64, max: usize) -> Result<Vec<Item>, StoreError> {
+    pub fn after(&self, node: &str, id: u64, max: usize) -> Result<Vec<Snapshot>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let items = self.read(node, |t| {
-            t.range(id.saturating_add(1)..)?
-                .take(max)
-                .map(|r| r.map(|(k, v)| item(k.value(), v.value())))
-                .collect::<Result<Vec<_>, _>>()
+            let mut out = Vec::with_capacity(max.min(1024));
+            for entry in t.range::<u64>((Bound::Excluded(id), Bound::Unbounded))? {
+                let (k, v) = entry?;
+                if let Some(s) = self.decoded(node, k.value(), v.value()) {
+                    out.push(s);
+                    if out.len() == max {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
         })?;
         Ok(items.unwrap_or_default())
     }
 
-    /// One item of `node` by id.
-    pub fn get(&self, node: &str, id: u64) -> Result<Option<Item>, StoreError> {
+    /// One item of `node` by id (`None` if there is none, or it cannot be
+    /// read: logged).
+    pub fn get(&self, node: &str, id: u64) -> Result<Option<Snapshot>, StoreError> {
         Ok(self
-            .read(node, |t| Ok(t.get(id)?.map(|v| item(id, v.value()))))?
+            .read(node, |t| {
+                Ok(t.get(id)?.and_then(|v| self.decoded(node, id, v.value())))
+            })?
             .flatten())
     }
 
-    /// How many items `node` holds.
+    /// How many items `node` holds (unreadable ones included).
     pub fn len(&self, node: &str) -> Result<u64, StoreError> {
         Ok(self.read(node, |t| t.len())?.unwrap_or(0))
     }
 }
 
-fn item(id: u64, payload: &str) -> Item {
-    Item {
-        id,
-        payload: payload.to_owned(),
+/// Drops the oldest items of `t` beyond `limits.max_items` and those older
+/// than `limits.max_age` before `now`.
+fn trim(
+    t: &mut Table<u64, &'static [u8]>,
+    limits: Limits,
+    now: SystemTime,
+) -> Result<(), redb::StorageError> {
+    let max_age = u64::try_from(limits.max_age.as_micros()).unwrap_or(u64::MAX);
+    let oldest_kept = micros(now).saturating_sub(max_age);
+    let mut excess = t.len()?.saturating_sub(limits.max_items);
+    // One pop at a time: measured faster here than `retain_in` or
+    // `extract_from_if` over the range (8.5 against 12-13 ms for a
+    // 1000-item commit to full nodes, `cargo bench`).
+    loop {
+        let first = t.first()?.map(|(k, _)| k.value());
+        match first {
+            Some(id) if excess > 0 || id < oldest_kept => {
+                t.pop_first()?;
+                excess = excess.saturating_sub(1);
+            }
+            _ => return Ok(()),
+        }
     }
 }
 
@@ -228,130 +440,4 @@ pub fn micros(t: SystemTime) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    fn batch(node: &str, ids: impl IntoIterator<Item = u64>) -> Vec<(String, Item)> {
-        ids.into_iter()
-            .map(|id| (node.to_owned(), item(id, &format!("p{id}"))))
-            .collect()
-    }
-
-    const NOW: u64 = 1_800_000_000_000_000;
-
-    fn now() -> SystemTime {
-        UNIX_EPOCH + Duration::from_micros(NOW)
-    }
-
-    fn mode(path: &Path) -> u32 {
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-    }
-
-    #[test]
-    fn the_database_is_readable_by_its_owner_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let h = History::open(dir.path()).unwrap();
-        h.append(&batch("boiler", [NOW]), |_| Limits::default(), now())
-            .unwrap();
-        drop(h);
-        assert_eq!(mode(&dir.path().join(FILE)), 0o600);
-        // One an older version left 0644 is closed, and still opens.
-        std::fs::set_permissions(
-            dir.path().join(FILE),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
-        let h = History::open(dir.path()).unwrap();
-        assert_eq!(mode(&dir.path().join(FILE)), 0o600);
-        assert_eq!(h.last("boiler", 5).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn reads_the_last_items_after_an_id_and_by_id_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let h = History::open(dir.path()).unwrap();
-        assert_eq!(
-            h.last("boiler", 5).unwrap(),
-            vec![],
-            "unknown node is empty"
-        );
-        h.append(
-            &batch("boiler", (1..=10).map(|i| NOW - 100 + i)),
-            |_| Limits::default(),
-            now(),
-        )
-        .unwrap();
-        h.append(&batch("other", [NOW]), |_| Limits::default(), now())
-            .unwrap();
-        let last: Vec<u64> = h.last("boiler", 3).unwrap().iter().map(|i| i.id).collect();
-        assert_eq!(last, [NOW - 92, NOW - 91, NOW - 90]);
-        let before: Vec<u64> = h
-            .before("boiler", NOW - 95, 2)
-            .unwrap()
-            .iter()
-            .map(|i| i.id)
-            .collect();
-        assert_eq!(before, [NOW - 97, NOW - 96]);
-        let after: Vec<u64> = h
-            .after("boiler", NOW - 95, 100)
-            .unwrap()
-            .iter()
-            .map(|i| i.id)
-            .collect();
-        assert_eq!(after, (6..=10).map(|i| NOW - 100 + i).collect::<Vec<_>>());
-        assert_eq!(h.after("boiler", NOW - 95, 2).unwrap().len(), 2);
-        assert_eq!(
-            h.get("boiler", NOW - 97).unwrap().map(|i| i.payload),
-            Some(format!("p{}", NOW - 97))
-        );
-        assert_eq!(h.get("boiler", 7).unwrap(), None);
-        assert_eq!(h.len("other").unwrap(), 1);
-    }
-
-    #[test]
-    fn trims_to_the_count_and_age_limits() {
-        let dir = tempfile::tempdir().unwrap();
-        let h = History::open(dir.path()).unwrap();
-        let limits = |node: &str| Limits {
-            max_items: if node == "small" { 3 } else { 1000 },
-            max_age: Duration::from_secs(60),
-        };
-        h.append(&batch("small", (0..10).map(|i| NOW - i)), limits, now())
-            .unwrap();
-        let kept: Vec<u64> = h.last("small", 100).unwrap().iter().map(|i| i.id).collect();
-        assert_eq!(kept, [NOW - 2, NOW - 1, NOW], "the newest three");
-
-        let old = NOW - 61_000_000;
-        h.append(&batch("aged", [old, old + 1, NOW - 1, NOW]), limits, now())
-            .unwrap();
-        let kept: Vec<u64> = h.last("aged", 100).unwrap().iter().map(|i| i.id).collect();
-        assert_eq!(kept, [NOW - 1, NOW], "older than a minute dropped");
-    }
-
-    #[test]
-    fn survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let h = History::open(dir.path()).unwrap();
-            h.append(
-                &batch("boiler", [NOW - 1, NOW]),
-                |_| Limits::default(),
-                now(),
-            )
-            .unwrap();
-        }
-        let h = History::open(dir.path()).unwrap();
-        assert_eq!(h.len("boiler").unwrap(), 2);
-    }
-
-    #[test]
-    fn a_damaged_file_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(FILE), b"not a database at all, just text").unwrap();
-        let e = History::open(dir.path()).unwrap_err().to_string();
-        assert!(e.starts_with("history database "), "{e}");
-        assert!(e.contains(FILE), "{e}");
-    }
-}
+mod tests;
