@@ -10,6 +10,9 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// A commit of subscription changes only.
+const NO_ITEMS: &[(String, Snapshot)] = &[];
+
 use fieldbridge_core::process::cpu_time;
 use fieldbridge_core::{PointId, Quality, Reading, Unit, Value};
 use fieldbridge_store::{Change, Limits, Sample, Snapshot, Store, SubscriptionKind, codec, micros};
@@ -277,7 +280,7 @@ fn subscription_bench() {
     let now = SystemTime::now();
     let ((), wall, _) = timed(|| {
         store
-            .commit(&[], &existing, |_| Limits::default(), now)
+            .commit(NO_ITEMS, &existing, |_| Limits::default(), now)
             .expect("commit")
     });
     println!("{EXISTING} subscriptions in one commit: {}", per(wall, 1));
@@ -285,7 +288,7 @@ fn subscription_bench() {
     let ((), wall, cpu) = timed(|| {
         for i in EXISTING..EXISTING + ONE_BY_ONE {
             store
-                .commit(&[], &[change(i)], |_| Limits::default(), now)
+                .commit(NO_ITEMS, &[change(i)], |_| Limits::default(), now)
                 .expect("commit");
         }
     });
@@ -320,7 +323,7 @@ fn main() {
         let s = snapshot(micros(SystemTime::now()), 1);
         store
             .commit(
-                &[("device-0".into(), s.clone())],
+                &[("device-0".to_owned(), s.clone())],
                 &[],
                 |_| Limits::default(),
                 SystemTime::now(),

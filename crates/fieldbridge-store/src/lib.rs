@@ -253,9 +253,9 @@ impl Store {
     /// `limits(node)` as of `now`, in the same transaction.
     ///
     /// Nothing to do is no transaction at all.
-    pub fn commit(
+    pub fn commit<N: AsRef<str>, S: std::borrow::Borrow<Snapshot>>(
         &self,
-        items: &[(String, Snapshot)],
+        items: &[(N, S)],
         changes: &[Change],
         limits: impl Fn(&str) -> Limits,
         now: SystemTime,
@@ -267,11 +267,12 @@ impl Store {
         let mut order: Vec<(&str, Vec<&Snapshot>)> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for (node, snapshot) in items {
-            let i = *index.entry(node.as_str()).or_insert_with(|| {
-                order.push((node.as_str(), Vec::new()));
+            let node = node.as_ref();
+            let i = *index.entry(node).or_insert_with(|| {
+                order.push((node, Vec::new()));
                 order.len() - 1
             });
-            order[i].1.push(snapshot);
+            order[i].1.push(snapshot.borrow());
         }
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         let mut buf = Vec::with_capacity(512);

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+/// A commit of subscription changes only.
+const NO_ITEMS: &[(String, Snapshot)] = &[];
+
 use fieldbridge_core::{PointId, Quality, Reading, Unit, Value};
 
 use super::*;
@@ -241,7 +244,7 @@ fn subscription_changes_are_applied_in_order_with_the_items() {
     let s = open(dir.path());
     assert_eq!(s.subscriptions().unwrap(), Subscriptions::default());
     s.commit(
-        &[],
+        NO_ITEMS,
         &[
             sub(Presence, "boiler", "alice@example.org"),
             sub(Presence, "boiler", "bob@example.org"),
@@ -395,6 +398,6 @@ fn nothing_to_commit_is_no_transaction() {
     // With a write transaction open elsewhere, a commit that had to write
     // would wait for ever; one with nothing to write returns.
     let txn = s.db.begin_write().unwrap();
-    s.commit(&[], &[], default_limits, now()).unwrap();
+    s.commit(NO_ITEMS, &[], default_limits, now()).unwrap();
     drop(txn);
 }

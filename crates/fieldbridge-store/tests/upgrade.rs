@@ -157,7 +157,7 @@ fn the_previous_versions_state_is_upgraded_once() {
     let now = UNIX_EPOCH + Duration::from_micros(next);
     store
         .commit(
-            &[("boiler".into(), fake(next, "seqnr='6'"))],
+            &[("boiler".to_owned(), fake(next, "seqnr='6'"))],
             &[Change::Unsubscribe {
                 kind: SubscriptionKind::Presence,
                 node: "boiler".into(),

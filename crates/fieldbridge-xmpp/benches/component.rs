@@ -1,7 +1,7 @@
 //! CPU cost of the XMPP side per reading: what the component does for each
-//! bus event (the pubsub item in the XEP-0323 shape, one notification per
-//! subscriber, the history write in batches, the XML serialization the
-//! stream would do), without the network. DESIGN.md wants the gateway far
+//! device update on the bus (the device's state as one pubsub item in the
+//! XEP-0323 shape, serialized once and addressed to each subscriber, the
+//! store write in batches), without the network. DESIGN.md wants the gateway far
 //! from being the bottleneck: Prosody routes about 20k events/s to one
 //! subscriber on this kind of machine. Run with
 //! `cargo bench -p fieldbridge-xmpp --bench component`.
@@ -13,17 +13,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use fieldbridge_core::{
     ConnectionId, DeviceEvent, DeviceId, DeviceSettings, DeviceSpec, DeviceStatus, Directory,
-    EventKind, PointId, PointSettings, PointSpec, Quality, Reading, Unit, Value, ValueKind,
+    EventKind, PointId, PointSettings, PointSpec, Quality, Reading, Sample, Unit, Value, ValueKind,
 };
 use fieldbridge_xmpp::AccessConfig;
 use fieldbridge_xmpp::access::Access;
-use fieldbridge_xmpp::gateway::{Gateway, history};
-use fieldbridge_xmpp::state::Store;
+use fieldbridge_xmpp::gateway::{Gateway, history, items};
 use minidom::Element;
 
 const DEVICES: usize = 100;
 const POINTS: usize = 10;
-const READINGS: usize = 200_000;
+/// Device updates (one poll of one device: POINTS readings each).
+const UPDATES: usize = 20_000;
+const READINGS: usize = UPDATES * POINTS;
 
 fn directory() -> Arc<Directory> {
     Arc::new(Directory::new((0..DEVICES).map(|d| {
@@ -70,14 +71,8 @@ fn run(subscribers: usize) {
         read: vec!["example.org".into()],
         control: vec![],
     });
-    let mut gw = Gateway::new(
-        "gw.example.org",
-        "bench",
-        directory(),
-        access,
-        Store::new(dir.path()),
-    )
-    .expect("gateway");
+    let mut gw =
+        Gateway::new("gw.example.org", "bench", directory(), access, dir.path()).expect("gateway");
     let now = tokio::time::Instant::now();
     gw.on_connected(now);
     for d in 0..DEVICES {
@@ -101,54 +96,66 @@ fn run(subscribers: usize) {
             now,
         );
     }
-    let ids: Vec<(DeviceId, PointId)> = (0..DEVICES)
-        .flat_map(|d| {
-            (0..POINTS).map(move |p| {
-                (
-                    DeviceId::new(&format!("dev{d}")).expect("id"),
-                    PointId::new(&format!("p{p}")).expect("id"),
-                )
-            })
-        })
+    let devices: Vec<DeviceId> = (0..DEVICES)
+        .map(|d| DeviceId::new(&format!("dev{d}")).expect("id"))
+        .collect();
+    let points: Vec<PointId> = (0..POINTS)
+        .map(|p| PointId::new(&format!("p{p}")).expect("id"))
         .collect();
     let (cpu0, t0) = (cpu_time(), Instant::now());
-    let mut stanzas = 0usize;
+    let mut messages = 0usize;
     let mut bytes = 0usize;
-    for i in 0..READINGS {
-        let (device, point) = &ids[i % ids.len()];
-        let out = gw.on_event(
-            DeviceEvent {
-                device: device.clone(),
-                at: SystemTime::now(),
-                kind: EventKind::Reading(Reading {
+    let mut out = Vec::new();
+    for i in 0..UPDATES {
+        let at = SystemTime::now();
+        let samples = points
+            .iter()
+            .enumerate()
+            .map(|(p, point)| Sample {
+                at,
+                reading: Reading {
                     point: point.clone(),
-                    value: Value::Float(i as f64 * 0.1),
+                    value: Value::Float((i * POINTS + p) as f64 * 0.1),
                     unit: Some(Unit("°C".into())),
                     quality: Quality::Good,
-                }),
+                },
+            })
+            .collect();
+        gw.on_event(
+            DeviceEvent {
+                device: devices[i % DEVICES].clone(),
+                at,
+                kind: EventKind::Readings(samples),
             },
             now,
         );
-        stanzas += out.len();
-        bytes += out.iter().map(|e| String::from(e).len()).sum::<usize>();
-        if gw.unsaved() >= history::BATCH {
-            gw.take_history()
-                .expect("a batch")
-                .write()
-                .expect("written");
+        gw.publish_due(now + items::ITEM_WINDOW);
+        out.clear();
+        for n in gw.take_notifications() {
+            messages += n.len();
+            n.write_to(&mut out);
+        }
+        bytes += out.len();
+        if gw.unsaved() >= history::BATCH
+            && let Some(w) = gw.take_writes()
+        {
+            let r = w.write();
+            gw.written(r);
         }
     }
-    if let Some(batch) = gw.take_history() {
-        batch.write().expect("written");
+    if let Some(w) = gw.take_writes() {
+        let r = w.write();
+        gw.written(r);
     }
     let wall = t0.elapsed();
     let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
+    let delivered = READINGS * subscribers;
     println!(
-        "{subscribers} subscriber(s) per node: {READINGS} readings in {wall:.2?}: {:.0} readings/s, {} CPU per reading (history included), {:.1} stanzas and {:.0} bytes of XML per reading",
+        "{subscribers} subscriber(s) per node, {POINTS}-point devices: {READINGS} readings in {wall:.2?}: {:.0} readings/s, {} CPU per delivered reading (store included), {:.2} messages per update, {:.0} bytes of XML per delivered reading",
         READINGS as f64 / wall.as_secs_f64(),
-        cpu.map_or("n/a".into(), |c| format!("{:.2?}", c / READINGS as u32)),
-        stanzas as f64 / READINGS as f64,
-        bytes as f64 / READINGS as f64,
+        cpu.map_or("n/a".into(), |c| format!("{:.2?}", c / delivered as u32)),
+        messages as f64 / UPDATES as f64,
+        bytes as f64 / delivered as f64,
     );
 }
 

@@ -174,23 +174,24 @@ pub fn status(
     out
 }
 
-/// The `history` reply: `(timestamp, value)` pairs, oldest first, as
+/// The `history` reply: samples, oldest first, as
 /// `2026-11-25 14:03:07  21.5 °C` lines (UTC).
-pub fn history(point: &PointSpec, values: &[(String, String)]) -> String {
+pub fn history(point: &PointSpec, values: &[Sample]) -> String {
     if values.is_empty() {
         return format!("{}: no history yet", point.id);
     }
     let mut out = format!("{} (UTC):", point.id);
-    for (at, value) in values {
+    for s in values {
         // 2026-11-25T14:03:07.123Z → 2026-11-25 14:03:07
-        let shown = at.get(..19).unwrap_or(at).replace('T', " ");
-        let unit = point
-            .settings
+        let at = crate::sensordata::timestamp(s.at);
+        let shown = at.get(..19).unwrap_or(&at).replace('T', " ");
+        let unit = s
+            .reading
             .unit
             .as_ref()
             .map(|u| format!(" {u}"))
             .unwrap_or_default();
-        let _ = write!(out, "\n{shown}  {value}{unit}");
+        let _ = write!(out, "\n{shown}  {}{unit}", s.reading.value);
     }
     out
 }

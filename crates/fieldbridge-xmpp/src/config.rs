@@ -1,6 +1,7 @@
 //! The `xmpp:` section of `gateway.yaml`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -30,6 +31,21 @@ pub struct XmppConfig {
     /// Who may see and control devices.
     #[serde(default)]
     pub access: AccessConfig,
+    /// How often a device's status text may change with its values
+    /// (default 60s). A client shows the text beside the contact, and a
+    /// phone is woken for each change: values that change every poll must
+    /// not wake it every poll. Online, stale and offline are sent at once.
+    #[serde(default, deserialize_with = "fieldbridge_core::duration::optional")]
+    #[schemars(schema_with = "fieldbridge_core::duration::optional_schema")]
+    pub status_interval: Option<Duration>,
+}
+
+impl XmppConfig {
+    /// [`XmppConfig::status_interval`], or its default.
+    pub fn status_interval(&self) -> Duration {
+        self.status_interval
+            .unwrap_or(crate::gateway::STATUS_INTERVAL)
+    }
 }
 
 fn default_server() -> String {
@@ -114,6 +130,7 @@ mod tests {
                 read: read.iter().map(|s| s.to_string()).collect(),
                 control: control.iter().map(|s| s.to_string()).collect(),
             },
+            status_interval: None,
         }
     }
 

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use xmpp_parsers::component::Handshake;
 
 use crate::XmppError;
+use crate::gateway::Notification;
 use crate::reader::{Incoming, StanzaReader};
 use crate::xml::{NS_COMPONENT, NS_STREAMS};
 
@@ -66,12 +67,22 @@ impl Stream {
         }
     }
 
-    /// Sends `stanzas` with one write (in steps, each bounded by
-    /// [`WRITE_TIMEOUT`]).
-    pub async fn send(&mut self, stanzas: &[Element]) -> std::io::Result<()> {
+    /// Sends `stanzas` and `notifications` with one write (in steps, each
+    /// bounded by [`WRITE_TIMEOUT`]).
+    pub async fn send(
+        &mut self,
+        stanzas: &[Element],
+        notifications: &[Notification],
+    ) -> std::io::Result<()> {
         self.out.clear();
         for el in stanzas {
             el.write_to(&mut self.out).map_err(std::io::Error::other)?;
+        }
+        for n in notifications {
+            n.write_to(&mut self.out);
+        }
+        if self.out.is_empty() {
+            return Ok(());
         }
         for step in self.out.chunks(WRITE_STEP) {
             stalled(self.io.write_all(step)).await?;
@@ -81,7 +92,7 @@ impl Stream {
 
     /// Sends `stanzas`, then closes the stream.
     pub async fn close(&mut self, stanzas: &[Element]) -> std::io::Result<()> {
-        self.send(stanzas).await?;
+        self.send(stanzas, &[]).await?;
         stalled(self.io.write_all(b"</stream:stream>")).await?;
         stalled(self.io.shutdown()).await
     }
@@ -152,7 +163,7 @@ async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, XmppE
     };
     // The digest is never logged: it is enough to guess a weak secret.
     let handshake: Element = Handshake::from_stream_id_and_password(stream_id, secret).into();
-    stream.send(&[handshake]).await.map_err(io)?;
+    stream.send(&[handshake], &[]).await.map_err(io)?;
     match stream.next().await.map_err(unreadable)? {
         Incoming::Stanza(el) if el.name() == "handshake" => Ok(stream),
         Incoming::Stanza(el) if is_stream_error(&el) => Err(stream_error(&el, domain)),

@@ -1,16 +1,18 @@
 //! The component's behaviour, free of I/O: inbound stanzas and bus events
 //! in, stanzas to send out. The connection loop only moves elements (and
-//! runs the [`Job`]s and history writes handed to it), so everything here is
+//! runs the [`Job`]s and store writes handed to it), so everything here is
 //! tested without a server.
 //!
-//! Here: presence, pubsub and service discovery. Beside it: messages
-//! (chat commands), commands (XEP-0050), iot (XEP-0323/0325), entity (the
-//! small XEPs and caps), history (kept items, catching up after an outage)
-//! and jobs (work that waits for an adapter).
+//! Here: presence, pubsub and service discovery. Beside it: items (a
+//! device's state as pubsub items, sent once serialized), messages (chat
+//! commands), commands (XEP-0050), iot (XEP-0323/0325), entity (the small
+//! XEPs and caps), history (kept items, catching up after an outage) and
+//! jobs (work that waits for an adapter).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use fieldbridge_core::{
     DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Sample,
@@ -22,18 +24,21 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use crate::access::Access;
 use crate::flood::{self, SenderLimits, Verdict};
 use crate::reader::Refusal;
-use crate::sensordata;
-use crate::state::{Store, Subscriptions};
 use crate::xml::{
     NS_COMPONENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_PUBSUB, NS_PUBSUB_ERRORS,
-    NS_PUBSUB_EVENT, NS_SENSORDATA, NS_STANZAS, child, element, iq_error, iq_result, set, stanza,
-    text, with,
+    NS_SENSORDATA, NS_STANZAS, child, element, iq_error, iq_result, set, stanza, text, with,
 };
-use fieldbridge_store::{History, Item, Limits};
+use fieldbridge_store::{Change, Limits, Snapshot, Store, SubscriptionKind, Subscriptions};
 
-/// An online device's status text is refreshed at most this often, so that
-/// fast-changing values do not flood every subscriber's client.
-pub const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
+use history::Query;
+pub use history::{Found, StoreRead, StoreWrite};
+pub use items::Notification;
+
+/// How often an online device's status text may change with its values by
+/// default (`xmpp.status_interval`): a phone that shows a contact's status
+/// is woken for each change, so fast-changing values must not wake it
+/// every few seconds. Status changes (online, stale, offline) go at once.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// After a status change, the status text is completed this soon: a device
 /// that comes online with one message of several readings shows them all.
@@ -48,7 +53,9 @@ pub struct Stats {
     pub forbidden: u64,
     /// IQ requests answered with `service-unavailable` or a similar error.
     pub unsupported: u64,
-    /// Pubsub notifications sent.
+    /// Items published (one per device update).
+    pub items: u64,
+    /// Pubsub notifications sent (one per item and subscriber).
     pub notifications: u64,
     /// Chat commands answered.
     pub chat_commands: u64,
@@ -61,10 +68,15 @@ pub struct Stats {
 #[derive(Debug, Default)]
 struct Live {
     status: Option<DeviceStatus>,
+    /// Every point's newest sample: the device's state.
     latest: BTreeMap<PointId, Sample>,
-    last_item: Option<(String, Element)>,
-    last_item_micros: u64,
+    /// The newest item: the state as last published.
+    last_item: Option<Arc<Snapshot>>,
+    /// The item sequence number (XEP-0323 `seqnr`) of the next item.
     seqnr: u64,
+    /// Readings came since the last item; it follows within
+    /// [`items::ITEM_WINDOW`] of the first of them.
+    pending: bool,
     /// The newest item sent to the node's subscribers: after a reconnect,
     /// everything newer is sent from the history.
     last_sent: u64,
@@ -72,7 +84,7 @@ struct Live {
     sent_at: Option<Instant>,
     /// The last presence went out for a status change, perhaps before the
     /// rest of that message's readings: the text may follow after
-    /// [`STATUS_SETTLE`] instead of [`PRESENCE_REFRESH`].
+    /// [`STATUS_SETTLE`] instead of the status interval.
     sent_for_status: bool,
 }
 
@@ -85,7 +97,6 @@ pub struct Gateway {
     resource: String,
     directory: Arc<Directory>,
     access: Access,
-    store: Store,
     subs: Subscriptions,
     live: HashMap<DeviceId, Live>,
     stats: Stats,
@@ -98,12 +109,23 @@ pub struct Gateway {
     logged_senders: HashSet<BareJid>,
     /// Adapter work asked for since the connection loop last took it.
     jobs: Vec<Job>,
-    /// Every published item, kept per node.
-    history: Arc<History>,
+    /// Items and subscriptions, kept across restarts.
+    store: Arc<Store>,
     /// History bounds per node.
     limits: Arc<HashMap<String, Limits>>,
-    /// Items published but not yet written to the history.
-    unsaved: Vec<(String, Item)>,
+    /// Items published but not yet handed to the store writer.
+    unsaved: Vec<(String, Arc<Snapshot>)>,
+    /// Items handed to the store writer and not yet confirmed written:
+    /// still served from here meanwhile.
+    writing: Vec<(String, Arc<Snapshot>)>,
+    /// Subscription changes not yet handed to the store writer.
+    changes: Vec<Change>,
+    /// Devices with readings waiting for their item, oldest first.
+    pending: VecDeque<(Instant, DeviceId)>,
+    /// Notifications ready to send: each item serialized once.
+    notifications: Vec<Notification>,
+    /// Store reads asked for since the connection loop last took them.
+    reads: Vec<StoreRead>,
     /// Whether the server link is up: notifications are only produced
     /// while it is; the history fills the gap after a reconnect.
     connected: bool,
@@ -115,6 +137,8 @@ pub struct Gateway {
     sessions: u64,
     /// Stanzas that follow an IQ's reply (readout values), sent after it.
     follow_ups: Vec<Element>,
+    /// How often a status text may change with the values.
+    status_interval: Duration,
 }
 
 /// Why an inbound stanza could not be handled, for logs.
@@ -122,23 +146,33 @@ fn sender(el: &Element) -> Option<Jid> {
     el.attr("from").and_then(|f| Jid::new(f).ok())
 }
 
+/// One kind of subscription, by node.
+fn of_kind(
+    subs: &mut Subscriptions,
+    kind: SubscriptionKind,
+) -> &mut BTreeMap<String, BTreeSet<String>> {
+    match kind {
+        SubscriptionKind::Presence => &mut subs.presence,
+        SubscriptionKind::Pubsub => &mut subs.pubsub,
+    }
+}
+
 impl Gateway {
-    /// The gateway for `domain`, with subscriptions loaded from `store`.
+    /// The gateway for `domain`, with subscriptions and items loaded from
+    /// the store in `state_dir` (upgrading what an older version left).
     pub fn new(
         domain: &str,
         gateway_id: &str,
         directory: Arc<Directory>,
         access: Access,
-        store: Store,
+        state_dir: &Path,
     ) -> std::io::Result<Self> {
-        // Fail at start, not at the first subscription, if the state
-        // directory cannot be created.
-        store.create_dir()?;
-        let subs = store.load()?;
+        let store =
+            Arc::new(Store::open(state_dir, &mut history::upgrade).map_err(std::io::Error::other)?);
         // Subscriptions to devices not configured now are kept: a device
         // that an adapter creates at run time (an MQTT template) is back
         // with its first message, and its subscribers with it.
-        let history = Arc::new(History::open(store.dir()).map_err(std::io::Error::other)?);
+        let subs = store.subscriptions().map_err(std::io::Error::other)?;
         let limits = directory
             .devices()
             .map(|d| (d.id.to_string(), history::limits(d)))
@@ -151,7 +185,7 @@ impl Gateway {
         for d in directory.devices() {
             live.insert(
                 d.id.clone(),
-                history::resume(&history, d.id.as_str()).map_err(std::io::Error::other)?,
+                history::resume(&store, d.id.as_str()).map_err(std::io::Error::other)?,
             );
         }
         Ok(Self {
@@ -160,7 +194,6 @@ impl Gateway {
             resource: gateway_id.to_owned(),
             directory,
             access,
-            store,
             subs,
             live,
             stats: Stats::default(),
@@ -168,15 +201,26 @@ impl Gateway {
             senders: SenderLimits::default(),
             logged_senders: HashSet::new(),
             jobs: Vec::new(),
-            history,
+            store,
             limits: Arc::new(limits),
             unsaved: Vec::new(),
+            writing: Vec::new(),
+            changes: Vec::new(),
+            pending: VecDeque::new(),
+            notifications: Vec::new(),
+            reads: Vec::new(),
             connected: false,
             started: SystemTime::now(),
             caps,
             sessions: 0,
             follow_ups: Vec::new(),
+            status_interval: STATUS_INTERVAL,
         })
+    }
+
+    /// Sets how often a status text may change with the values.
+    pub fn set_status_interval(&mut self, interval: Duration) {
+        self.status_interval = interval;
     }
 
     /// Counters so far.
@@ -201,15 +245,36 @@ impl Gateway {
         format!("{device}@{}/{}", self.domain, self.resource)
     }
 
-    /// Writes subscriptions to the state directory now.
-    pub fn save_state(&self) -> std::io::Result<()> {
-        self.store.save(&self.subs)
+    /// Adds a subscription; false if it existed. It reaches the store with
+    /// the next write of the connection loop, off the event loop.
+    fn subscribe(&mut self, kind: SubscriptionKind, node: &str, jid: &str) -> bool {
+        let added = of_kind(&mut self.subs, kind)
+            .entry(node.to_owned())
+            .or_default()
+            .insert(jid.to_owned());
+        if added {
+            self.changes.push(Change::Subscribe {
+                kind,
+                node: node.to_owned(),
+                jid: jid.to_owned(),
+            });
+        }
+        added
     }
 
-    fn save(&self) {
-        if let Err(e) = self.store.save(&self.subs) {
-            tracing::error!(error = %e, "cannot save subscriptions; they will be lost on restart");
+    /// Removes a subscription; false if there was none.
+    fn unsubscribe(&mut self, kind: SubscriptionKind, node: &str, jid: &str) -> bool {
+        let removed = of_kind(&mut self.subs, kind)
+            .get_mut(node)
+            .is_some_and(|s| s.remove(jid));
+        if removed {
+            self.changes.push(Change::Unsubscribe {
+                kind,
+                node: node.to_owned(),
+                jid: jid.to_owned(),
+            });
         }
+        removed
     }
 
     // ----- bus events -------------------------------------------------
@@ -220,7 +285,7 @@ impl Gateway {
         let Some(spec) = self.directory.device(device.as_str()).cloned() else {
             return false;
         };
-        let live = match history::resume(&self.history, device.as_str()) {
+        let live = match history::resume(&self.store, device.as_str()) {
             Ok(live) => live,
             Err(e) => {
                 tracing::error!(device = %device, error = %e, "cannot read the history");
@@ -234,10 +299,13 @@ impl Gateway {
         true
     }
 
-    /// A reading or status change: pubsub notifications and presence.
+    /// Readings or a status change. Readings update the device's state,
+    /// whose item follows within [`items::ITEM_WINDOW`] (see
+    /// [`Gateway::publish_due`]), so that what arrives together goes out
+    /// as one item; a status change goes to presence subscribers at once.
     pub fn on_event(&mut self, event: DeviceEvent, now: Instant) -> Vec<Element> {
         let mut out = Vec::new();
-        let device = event.device.clone();
+        let device = event.device;
         if !self.live.contains_key(&device) && !self.adopt(&device) {
             return out;
         }
@@ -245,41 +313,16 @@ impl Gateway {
             return out;
         };
         match event.kind {
-            EventKind::Reading(reading) => {
-                let micros = event
-                    .at
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_micros() as u64)
-                    .unwrap_or_default();
-                // Item ids are the reading time in microseconds, nudged to
-                // stay strictly increasing per node: stable, ordered, unique.
-                let micros = micros.max(live.last_item_micros + 1);
-                live.last_item_micros = micros;
-                live.seqnr += 1;
-                let id = history::item_id(micros);
-                let payload =
-                    sensordata::fields(live.seqnr, device.as_str(), event.at, &[&reading]);
-                live.latest.insert(
-                    reading.point.clone(),
-                    Sample {
-                        at: event.at,
-                        reading,
-                    },
-                );
-                live.last_item = Some((id.clone(), payload.clone()));
-                self.unsaved.push((
-                    device.to_string(),
-                    Item {
-                        id: micros,
-                        payload: String::from(&payload),
-                    },
-                ));
-                if self.connected {
-                    live.last_sent = micros;
-                    for jid in self.subs.pubsub.get(device.as_str()).into_iter().flatten() {
-                        out.push(self.notification(jid, device.as_str(), &id, payload.clone()));
-                        self.stats.notifications += 1;
-                    }
+            EventKind::Readings(samples) => {
+                if samples.is_empty() {
+                    return out;
+                }
+                for s in samples {
+                    live.latest.insert(s.reading.point.clone(), s);
+                }
+                if !live.pending {
+                    live.pending = true;
+                    self.pending.push_back((now, device.clone()));
                 }
                 if self.text_refresh_due(&device, now) {
                     out.extend(self.broadcast_presence(&device, now));
@@ -317,7 +360,7 @@ impl Gateway {
         live.status == Some(DeviceStatus::Online)
             && live.sent_at.is_none_or(|t| {
                 let waited = now.duration_since(t);
-                waited >= PRESENCE_REFRESH || (live.sent_for_status && waited >= STATUS_SETTLE)
+                waited >= self.status_interval || (live.sent_for_status && waited >= STATUS_SETTLE)
             })
             && live.sent_text.as_deref() != Some(&self.status_text(device.as_str()))
     }
@@ -338,8 +381,8 @@ impl Gateway {
     /// duplicate.
     pub fn on_connected(&mut self, now: Instant) -> Vec<Element> {
         self.connected = true;
-        let mut out = self.all_presences(now);
-        out.extend(self.missed_items());
+        let out = self.all_presences(now);
+        self.read_missed();
         out
     }
 
@@ -420,16 +463,6 @@ impl Gateway {
             p.append_child(c.clone());
         }
         p
-    }
-
-    fn notification(&self, to: &str, node: &str, id: &str, payload: Element) -> Element {
-        let item = child(with(element("item", NS_PUBSUB_EVENT), "id", id), payload);
-        let items = child(with(element("items", NS_PUBSUB_EVENT), "node", node), item);
-        let event = child(element("event", NS_PUBSUB_EVENT), items);
-        child(
-            with(stanza("message", &self.domain, to), "type", "headline"),
-            event,
-        )
     }
 
     // ----- inbound stanzas -------------------------------------------
@@ -687,6 +720,14 @@ impl Gateway {
             }
             ("get", "query", NS_DISCO_INFO) => self.disco_info(el, payload.attr("node")),
             ("get", "query", NS_DISCO_ITEMS) => self.disco_items(el, payload.attr("node")),
+            ("get", "pubsub", NS_PUBSUB)
+                if payload
+                    .children()
+                    .next()
+                    .is_some_and(|a| a.name() == "items") =>
+            {
+                return self.get_items(el, payload);
+            }
             (_, "pubsub", NS_PUBSUB) => self.pubsub(el, kind, payload, from),
             _ => self.unsupported(el),
         })
@@ -809,12 +850,7 @@ impl Gateway {
                     }
                     return reply;
                 }
-                self.subs
-                    .pubsub
-                    .entry(node.to_string())
-                    .or_default()
-                    .insert(jid.clone());
-                self.save();
+                self.subscribe(SubscriptionKind::Pubsub, node.as_str(), &jid);
                 tracing::info!(jid = %jid, device = %node, "pubsub subscription");
                 let mut sub = with(element("subscription", NS_PUBSUB), "node", node.as_str());
                 set(&mut sub, "jid", jid.clone());
@@ -830,12 +866,7 @@ impl Gateway {
                     // Nobody unsubscribes someone else (XEP-0060 §6.2.3.3).
                     return Self::pubsub_error(el, "modify", "bad-request", "invalid-jid");
                 }
-                let removed = self
-                    .subs
-                    .pubsub
-                    .get_mut(node.as_str())
-                    .is_some_and(|s| s.remove(jid));
-                if !removed {
+                if !self.unsubscribe(SubscriptionKind::Pubsub, node.as_str(), jid) {
                     return Self::pubsub_error(
                         el,
                         "cancel",
@@ -843,106 +874,7 @@ impl Gateway {
                         "not-subscribed",
                     );
                 }
-                self.save();
                 iq_result(el, None)
-            }
-            ("get", "items") => {
-                let Some(node) = known else {
-                    return iq_error(el, "cancel", "item-not-found", None);
-                };
-                let mut items = with(element("items", NS_PUBSUB), "node", node.as_str());
-                let wanted: Vec<&str> = action
-                    .children()
-                    .filter(|c| c.name() == "item")
-                    .filter_map(|c| c.attr("id"))
-                    .collect();
-                // "What did I miss?": result set management (XEP-0059) with
-                // <after> the last item id the subscriber has, or <before>
-                // (empty: the last page) to page backwards.
-                let rsm = payload.get_child("set", NS_RSM);
-                let bound = |name: &str| {
-                    rsm.and_then(|r| r.get_child(name, NS_RSM)).map(|b| {
-                        let t = b.text();
-                        if t.is_empty() && name == "before" {
-                            Ok(None)
-                        } else {
-                            t.parse::<u64>().map(Some)
-                        }
-                    })
-                };
-                let (Ok(after), Ok(before)) = (
-                    bound("after").transpose().map(Option::flatten),
-                    bound("before").transpose().map(Option::flatten),
-                ) else {
-                    return iq_error(
-                        el,
-                        "modify",
-                        "bad-request",
-                        Some("<after> and <before> take an item id of this service"),
-                    );
-                };
-                let found = if let Some(rsm) = rsm {
-                    let max = rsm
-                        .get_child("max", NS_RSM)
-                        .and_then(|m| m.text().parse::<usize>().ok())
-                        .unwrap_or(MAX_ITEMS_REPLY)
-                        .min(MAX_ITEMS_REPLY);
-                    self.page(node.as_str(), after, before, max)
-                } else if wanted.is_empty() {
-                    // Newest first is what max_items asks for; sent oldest
-                    // first, in publication order (XEP-0060 §6.5.7).
-                    let max = action
-                        .attr("max_items")
-                        .and_then(|m| m.parse::<usize>().ok())
-                        .unwrap_or(MAX_ITEMS_REPLY)
-                        .min(MAX_ITEMS_REPLY);
-                    self.page(node.as_str(), None, None, max)
-                } else {
-                    wanted
-                        .iter()
-                        .filter_map(|id| id.parse::<u64>().ok())
-                        .map(|id| self.item(node.as_str(), id))
-                        .filter_map(Result::transpose)
-                        .collect()
-                };
-                match found {
-                    Ok(found) => {
-                        for item in &found {
-                            if let Some(payload) = history::parse(item) {
-                                items.append_child(child(
-                                    with(
-                                        element("item", NS_PUBSUB),
-                                        "id",
-                                        history::item_id(item.id),
-                                    ),
-                                    payload,
-                                ));
-                            }
-                        }
-                        let mut reply = child(element("pubsub", NS_PUBSUB), items);
-                        if rsm.is_some() {
-                            let mut set = element("set", NS_RSM);
-                            if let (Some(first), Some(last)) = (found.first(), found.last()) {
-                                set.append_child(text("first", NS_RSM, history::item_id(first.id)));
-                                set.append_child(text("last", NS_RSM, history::item_id(last.id)));
-                            }
-                            match self.item_count(node.as_str()) {
-                                Ok(n) => {
-                                    set.append_child(text("count", NS_RSM, n.to_string()));
-                                }
-                                Err(e) => {
-                                    tracing::warn!(device = %node, error = %e, "cannot count the history")
-                                }
-                            }
-                            reply.append_child(set);
-                        }
-                        iq_result(el, Some(reply))
-                    }
-                    Err(e) => {
-                        tracing::error!(device = %node, error = %e, "cannot read the history");
-                        iq_error(el, "wait", "internal-server-error", None)
-                    }
-                }
             }
             ("get", "affiliations") => {
                 // Everyone who may read is a member of every node's
@@ -1005,15 +937,87 @@ impl Gateway {
         }
     }
 
-    /// After a successful pubsub subscribe: the last published item.
-    pub fn last_item_for(&self, request: &Element) -> Option<Element> {
-        let action = request
-            .get_child("pubsub", NS_PUBSUB)?
-            .get_child("subscribe", NS_PUBSUB)?;
-        let node = action.attr("node")?;
-        let jid = action.attr("jid")?;
-        let (id, payload) = self.live.get(node)?.last_item.clone()?;
-        Some(self.notification(jid, node, &id, payload))
+    /// A pubsub items request: answered once the store was read (see
+    /// [`Gateway::read_done`]); `Some` only for a request that is refused.
+    fn get_items(&mut self, el: &Element, payload: &Element) -> Option<Element> {
+        let Some(action) = payload.get_child("items", NS_PUBSUB) else {
+            return Some(iq_error(el, "modify", "bad-request", None));
+        };
+        let Some(node) = action
+            .attr("node")
+            .and_then(|n| self.directory.device(n))
+            .map(|d| d.id.clone())
+        else {
+            return Some(iq_error(el, "cancel", "item-not-found", None));
+        };
+        let wanted: Vec<&str> = action
+            .children()
+            .filter(|c| c.name() == "item")
+            .filter_map(|c| c.attr("id"))
+            .collect();
+        // "What did I miss?": result set management (XEP-0059) with
+        // <after> the last item id the subscriber has, or <before>
+        // (empty: the last page) to page backwards.
+        let rsm = payload.get_child("set", NS_RSM);
+        let bound = |name: &str| {
+            rsm.and_then(|r| r.get_child(name, NS_RSM)).map(|b| {
+                let t = b.text();
+                if t.is_empty() && name == "before" {
+                    Ok(None)
+                } else {
+                    t.parse::<u64>().map(Some)
+                }
+            })
+        };
+        let (Ok(after), Ok(before)) = (
+            bound("after").transpose().map(Option::flatten),
+            bound("before").transpose().map(Option::flatten),
+        ) else {
+            return Some(iq_error(
+                el,
+                "modify",
+                "bad-request",
+                Some("<after> and <before> take an item id of this service"),
+            ));
+        };
+        let query = if let Some(rsm) = rsm {
+            let max = rsm
+                .get_child("max", NS_RSM)
+                .and_then(|m| m.text().parse::<usize>().ok())
+                .unwrap_or(MAX_ITEMS_REPLY)
+                .min(MAX_ITEMS_REPLY);
+            Query::Page { after, before, max }
+        } else if wanted.is_empty() {
+            // Newest first is what max_items asks for; sent oldest
+            // first, in publication order (XEP-0060 §6.5.7).
+            let max = action
+                .attr("max_items")
+                .and_then(|m| m.parse::<usize>().ok())
+                .unwrap_or(MAX_ITEMS_REPLY)
+                .min(MAX_ITEMS_REPLY);
+            Query::Page {
+                after: None,
+                before: None,
+                max,
+            }
+        } else {
+            Query::Ids(
+                wanted
+                    .iter()
+                    .filter_map(|id| id.parse::<u64>().ok())
+                    .collect(),
+            )
+        };
+        let rsm = rsm.is_some();
+        self.read(
+            node.as_str(),
+            query,
+            history::Then::Items {
+                request: el.clone(),
+                rsm,
+            },
+        );
+        None
     }
 
     fn on_presence(&mut self, el: &Element) -> Vec<Element> {
@@ -1098,14 +1102,7 @@ impl Gateway {
                     p.append_child(error);
                     return vec![p];
                 }
-                let added = self
-                    .subs
-                    .presence
-                    .entry(device.clone())
-                    .or_default()
-                    .insert(bare.to_string());
-                if added {
-                    self.save();
+                if self.subscribe(SubscriptionKind::Presence, &device, &bare.to_string()) {
                     tracing::info!(jid = %bare, device = %device, "presence subscription");
                 }
                 vec![
@@ -1118,14 +1115,7 @@ impl Gateway {
                 ]
             }
             "unsubscribe" => {
-                if self
-                    .subs
-                    .presence
-                    .get_mut(&device)
-                    .is_some_and(|s| s.remove(&bare.to_string()))
-                {
-                    self.save();
-                }
+                self.unsubscribe(SubscriptionKind::Presence, &device, &bare.to_string());
                 vec![with(
                     stanza("presence", &device_jid, &bare.to_string()),
                     "type",
@@ -1239,6 +1229,7 @@ mod commands;
 mod entity;
 pub mod history;
 mod iot;
+pub mod items;
 mod jobs;
 mod messages;
 

@@ -11,11 +11,14 @@
 //! Data flow:
 //!
 //! ```text
-//!  bus (DeviceEvent) ──▶ Gateway::on_event ──▶ presence, pubsub notifications ─┐
-//!  server (Element)  ──▶ Gateway::on_stanza ─▶ replies ─────────────────────────┼─▶ server
+//!  bus (DeviceEvent) ──▶ Gateway::on_event ──▶ device state, presence ────────┐
+//!  item window       ──▶ Gateway::publish_due ─▶ one item per device update ────┤
+//!                          (serialized once) ─▶ notifications to subscribers ───┼─▶ server
+//!  server (Element)  ──▶ Gateway::on_stanza ─▶ replies ─────────────────────────┤
 //!  1 s tick          ──▶ Gateway::tick ──────▶ rate-limited status texts, ping ─┤
 //!  chat, ad-hoc ──▶ Gateway::take_jobs ──▶ CommandRouter ──▶ adapter ──▶ reply ─┤
-//!  250 ms flush      ──▶ Gateway::take_history ─▶ history database (redb) ──────┘
+//!  item requests ──▶ Gateway::take_reads ──▶ store (blocking pool) ──▶ reply ───┘
+//!  250 ms flush  ──▶ Gateway::take_writes ─▶ store (blocking pool): items, subscriptions
 //! ```
 //!
 //! While the link is down, nothing is sent but everything is kept: after a
@@ -31,9 +34,9 @@
 //! counted, answered with an error when it is a request, and otherwise
 //! dropped.
 //!
-//! Who may do what is [`access`]; subscriptions survive restarts in
-//! [`state`]; pubsub items carry XEP-0323 [`sensordata`]; messages to a
-//! device are commands in words ([`chat`]).
+//! Who may do what is [`access`]; subscriptions and items survive restarts
+//! in `fieldbridge_store`; pubsub items carry XEP-0323 [`sensordata`];
+//! messages to a device are commands in words ([`chat`]).
 
 pub mod access;
 pub mod chat;
@@ -43,7 +46,6 @@ pub mod flood;
 pub mod gateway;
 pub mod reader;
 pub mod sensordata;
-pub mod state;
 pub mod xml;
 
 use std::future::Future;
@@ -54,13 +56,13 @@ use std::time::Duration;
 
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
 use minidom::Element;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 pub use config::{AccessConfig, XmppConfig};
 
 use crate::connection::Stream;
-use crate::gateway::{Gateway, Job, JobOutcome};
+use crate::gateway::{Found, Gateway, Job, JobOutcome, Notification, StoreRead};
 use crate::reader::Incoming;
 
 /// What the component needs besides the bus.
@@ -162,8 +164,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How long the goodbye may take when stopping.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often published items are written to the history (or sooner, when
-/// a batch is full): one disk commit per batch, not per reading.
+/// How often published items and subscription changes are written to the
+/// store (or sooner, when a batch is full or a subscription changed): one
+/// disk commit per batch, not per reading.
 const HISTORY_FLUSH: Duration = Duration::from_millis(250);
 /// Periodic work (presence text refresh, keepalive).
 const TICK: Duration = Duration::from_secs(1);
@@ -224,17 +227,18 @@ impl Link {
         self.retry_at = Instant::now() + delay;
     }
 
-    /// Sends `out`; on a write error or a stuck server the connection is
-    /// dropped (what could not be sent is lost: presence is re-sent on
-    /// reconnect, notifications resume with the next reading).
-    async fn send(&mut self, out: Vec<Element>) {
-        if out.is_empty() {
+    /// Sends `out` and the notifications, with one write; on a write
+    /// error or a stuck server the connection is dropped (what could not be
+    /// sent is lost: presence is re-sent on reconnect, items from the
+    /// history).
+    async fn send(&mut self, out: Vec<Element>, notifications: Vec<Notification>) {
+        if out.is_empty() && notifications.is_empty() {
             return;
         }
         let Some(c) = &mut self.stream else {
             return;
         };
-        let error = match c.stream.send(&out).await {
+        let error = match c.stream.send(&out, &notifications).await {
             Ok(()) => return,
             Err(e) => e,
         };
@@ -262,7 +266,6 @@ pub async fn run(
         state_dir,
         gateway_id,
     } = options;
-    let store = state::Store::new(&state_dir);
     let state_error = |source| XmppError::State {
         dir: state_dir.clone(),
         source,
@@ -272,9 +275,10 @@ pub async fn run(
         &gateway_id,
         directory,
         access::Access::new(&config.access),
-        store,
+        &state_dir,
     )
     .map_err(state_error)?;
+    gw.set_status_interval(config.status_interval());
 
     let mut link = Link {
         stream: None,
@@ -291,6 +295,9 @@ pub async fn run(
     let mut jobs: JoinSet<(Job, JobOutcome)> = JoinSet::new();
     let mut flush = tokio::time::interval(HISTORY_FLUSH);
     flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // One store write at a time, off the runtime; reads beside it.
+    let mut writing: Option<JoinHandle<Result<usize, fieldbridge_store::StoreError>>> = None;
+    let mut reads: JoinSet<(StoreRead, Found)> = JoinSet::new();
 
     loop {
         if link.stream.is_none() && gw.is_connected() {
@@ -299,17 +306,59 @@ pub async fn run(
         for job in gw.take_jobs(gateway::MAX_RUNNING_JOBS.saturating_sub(jobs.len())) {
             jobs.spawn(job.run(commands.clone()));
         }
+        for read in gw.take_reads() {
+            reads.spawn_blocking(move || {
+                let found = read.run();
+                (read, found)
+            });
+        }
+        if writing.is_none()
+            && (gw.unsaved() >= gateway::history::BATCH || gw.subscriptions_changed())
+        {
+            writing = start_write(&mut gw);
+        }
         let idle = link.stream.is_none() && link.connecting.is_none();
+        let publish_at = gw.next_publish();
+        // A store that cannot keep up holds back intake, not memory.
+        let intake = gw.unwritten() < gateway::history::MAX_UNWRITTEN;
         tokio::select! {
-            event = events.recv() => match event {
+            event = events.recv(), if intake => match event {
                 Some(e) => {
-                    let out = gw.on_event(e, Instant::now());
-                    link.send(out).await;
-                    if gw.unsaved() >= gateway::history::BATCH {
-                        save_history(&mut gw).await;
+                    let now = Instant::now();
+                    let mut out = gw.on_event(e, now);
+                    // Take what else is ready: one write for all of it.
+                    for _ in 0..MAX_EVENTS_AT_ONCE {
+                        match events.try_recv() {
+                            Some(Some(e)) => out.extend(gw.on_event(e, now)),
+                            _ => break,
+                        }
                     }
+                    link.send(out, gw.take_notifications()).await;
                 }
                 None => break,
+            },
+            _ = sleep_until_some(publish_at) => {
+                gw.publish_due(Instant::now());
+                link.send(Vec::new(), gw.take_notifications()).await;
+            },
+            done = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
+                writing = None;
+                match done {
+                    Ok(result) => gw.written(result),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the store writer failed");
+                        gw.written(Ok(0));
+                    }
+                }
+            },
+            Some(done) = reads.join_next(), if !reads.is_empty() => {
+                match done {
+                    Ok((read, found)) => {
+                        let out = gw.read_done(read, found);
+                        link.send(out, gw.take_notifications()).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "a store read failed"),
+                }
             },
             _ = tokio::time::sleep_until(link.retry_at), if idle => {
                 link.connecting = Some(Box::pin(connection::connect(
@@ -327,7 +376,7 @@ pub async fn run(
                         let now = Instant::now();
                         link.stream = Some(Connected { stream: s, since: now, last_rx: now, last_ping: now, pings: 0 });
                         let out = gw.on_connected(now);
-                        link.send(out).await;
+                        link.send(out, gw.take_notifications()).await;
                     }
                     Err(e) => {
                         let delay = link.backoff.delay();
@@ -348,11 +397,11 @@ pub async fn run(
                     }
                     Ok(Incoming::Stanza(el)) => {
                         let out = gw.on_stanza(&el);
-                        link.send(out).await;
+                        link.send(out, Vec::new()).await;
                     }
                     Ok(Incoming::Refused { stanza, why }) => {
                         let out = gw.refused(&stanza, why);
-                        link.send(out).await;
+                        link.send(out, Vec::new()).await;
                     }
                     Ok(Incoming::Header(_)) => {}
                     Ok(Incoming::Footer) => {
@@ -369,12 +418,12 @@ pub async fn run(
                 match done {
                     Ok((job, outcome)) => {
                         let replies = gw.job_done(job, outcome);
-                        link.send(replies).await;
+                        link.send(replies, Vec::new()).await;
                     }
                     Err(e) => tracing::error!(error = %e, "an adapter job failed"),
                 }
             },
-            _ = flush.tick() => save_history(&mut gw).await,
+            _ = flush.tick(), if writing.is_none() => writing = start_write(&mut gw),
             _ = tick.tick() => {
                 let now = Instant::now();
                 let mut out = gw.tick(now);
@@ -388,7 +437,7 @@ pub async fn run(
                     tracing::warn!(silent_for = ?connection::DEAD_AFTER, "no answer from the XMPP server; reconnecting");
                     link.disconnect();
                 }
-                link.send(out).await;
+                link.send(out, Vec::new()).await;
             }
         }
     }
@@ -404,9 +453,22 @@ pub async fn run(
         subscriptions_refused = stats.subscriptions_refused,
         "XMPP component stopping"
     );
-    save_history(&mut gw).await;
-    let saved = gw.save_state();
+    gw.publish_all();
+    let last_items = gw.take_notifications();
+    if let Some(w) = writing.take() {
+        gw.written(w.await.unwrap_or(Ok(0)));
+    }
+    let saved = match gw.take_writes() {
+        Some(w) => match tokio::task::spawn_blocking(move || w.write()).await {
+            Ok(r) => r.map(drop).map_err(std::io::Error::other),
+            Err(e) => Err(std::io::Error::other(e)),
+        },
+        None => Ok(()),
+    };
     if let Some(mut c) = link.stream.take() {
+        if let Err(e) = c.stream.send(&[], &last_items).await {
+            tracing::warn!(error = %XmppError::Io(e), "could not send the last items");
+        }
         let last_words = gw.goodbye();
         let goodbye = c.stream.close(&last_words);
         match tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await {
@@ -420,17 +482,23 @@ pub async fn run(
     saved.map_err(state_error)
 }
 
-/// Writes what was published since the last call to the history, off the
-/// async runtime. A failure is logged; those items are then only in what
-/// subscribers already received.
-async fn save_history(gw: &mut Gateway) {
-    let Some(batch) = gw.take_history() else {
-        return;
-    };
-    match tokio::task::spawn_blocking(move || batch.write()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the history"),
-        Err(e) => tracing::error!(error = %e, "the history writer failed"),
+/// Bus events handled before their output is written: enough to make one
+/// write of a burst, few enough that replies to stanzas never wait long.
+const MAX_EVENTS_AT_ONCE: usize = 256;
+
+/// Starts writing what waits for the store, off the async runtime.
+fn start_write(
+    gw: &mut Gateway,
+) -> Option<JoinHandle<Result<usize, fieldbridge_store::StoreError>>> {
+    let batch = gw.take_writes()?;
+    Some(tokio::task::spawn_blocking(move || batch.write()))
+}
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

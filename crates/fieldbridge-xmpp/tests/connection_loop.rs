@@ -162,6 +162,7 @@ fn start(
                 read: vec!["localhost".into()],
                 control: vec![],
             },
+            status_interval: None,
         },
         secret: "s3cret".into(),
         state_dir: state.path().to_owned(),
@@ -198,8 +199,8 @@ async fn a_refused_login_is_retried_and_stopping_never_waits_for_the_server() {
         .unwrap();
     assert!(result.is_ok(), "{result:?}");
     assert!(
-        state.path().join("subscriptions.json").exists(),
-        "state saved"
+        state.path().join(fieldbridge_store::FILE).exists(),
+        "the store is in the state directory"
     );
 }
 

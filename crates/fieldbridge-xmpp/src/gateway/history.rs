@@ -1,14 +1,18 @@
-//! The gateway's side of the item history: what is published is kept (in
-//! batches, by the connection loop), what subscribers missed while the link
-//! was down is sent when it returns, and requests for older items are
-//! served from it.
+//! The gateway's side of the store: published items and subscription
+//! changes are written in batches by the connection loop, off the event
+//! loop; reads for item requests, chat `history`, historical readouts and
+//! the catch-up after an outage run there too ([`StoreRead`]), and are
+//! completed here with what is not written yet.
+//!
+//! The store keeps typed snapshots (a device's whole state per item), never
+//! XML: stanzas are built when sent.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fieldbridge_core::DeviceSpec;
-use fieldbridge_store::{History, Item, Limits, StoreError, micros};
+use fieldbridge_core::{DeviceSpec, PointId, Quality, Reading, Sample, Unit, Value};
+use fieldbridge_store::{Change, Limits, Snapshot, Store, StoreError, micros};
 use minidom::Element;
 
 use super::{Gateway, Live};
@@ -22,8 +26,14 @@ pub const REPLAY_MARGIN: Duration = Duration::from_secs(5);
 /// Items of a device searched for a chat `history` of one of its points.
 pub const SCAN: usize = 1000;
 
-/// Items written to the history in one transaction at most.
+/// Items waiting for the store at most before a write starts at once.
 pub const BATCH: usize = 512;
+
+/// Items published and not yet written, at most: past it the connection
+/// loop takes no more bus events until the store has caught up (the bus
+/// then keeps the newest value per point), so a slow disk costs neither
+/// unbounded memory nor more than this many items to a crash.
+pub const MAX_UNWRITTEN: usize = 4096;
 
 /// A device's history bounds, from `devices.<id>.history`.
 pub(super) fn limits(spec: &DeviceSpec) -> Limits {
@@ -35,40 +45,150 @@ pub(super) fn limits(spec: &DeviceSpec) -> Limits {
     }
 }
 
-/// A device's live state as the history left it: its last item, its item
-/// sequence, and nothing left to send.
+/// A device's live state as the store left it: its last item, its state
+/// (each value with the time it was read, so nothing old passes for new),
+/// its item sequence, and nothing left to send.
 ///
-/// The sequence goes on [`BATCH`] past the last stored item: at most that
-/// many items wait to be written at any time, so numbers sent to
-/// subscribers just before a crash are never used again.
-pub(super) fn resume(history: &History, node: &str) -> Result<Live, StoreError> {
+/// The sequence goes on past the last stored item by more than can wait to
+/// be written at any time (a node has at most [`MAX_UNWRITTEN`] + 1 items
+/// unwritten: intake stops at the limit, and a device has at most one item
+/// pending), so numbers sent to subscribers just before a crash are never
+/// used again.
+pub(super) fn resume(store: &Store, node: &str) -> Result<Live, StoreError> {
     let mut live = Live::default();
-    if let Some(item) = history.last(node, 1)?.pop()
-        && let Some(payload) = parse(&item)
-    {
-        live.seqnr = payload
-            .attr("seqnr")
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-            .saturating_add(BATCH as u64);
-        live.last_item_micros = item.id;
+    if let Some(item) = store.last(node, 1)?.pop() {
+        live.seqnr = item.seqnr.saturating_add(MAX_UNWRITTEN as u64 + 1);
         live.last_sent = item.id;
-        live.last_item = Some((item_id(item.id), payload));
+        live.latest = item
+            .samples
+            .iter()
+            .map(|s| (s.reading.point.clone(), s.clone()))
+            .collect();
+        live.last_item = Some(Arc::new(item));
     }
     Ok(live)
 }
 
-/// A stored payload as an element; `None` (logged) if it cannot be read.
-/// Read with the stream's own limits, so that every payload that could be
-/// published can be read back.
-pub(super) fn parse(item: &Item) -> Option<Element> {
-    match crate::reader::parse_element(&item.payload) {
-        Some(e) if e.ns() == NS_SENSORDATA => Some(e),
-        Some(_) | None => {
-            tracing::warn!(item = item.id, "unreadable item in the history; skipped");
-            None
+/// The items of an older version (one reading per item, as XEP-0323 XML)
+/// as snapshots: each item becomes the device's whole state as it stood
+/// after that reading, so that a subscriber that asks for old items gets
+/// what a new one would have shown. Unreadable items are skipped (logged).
+pub(super) fn upgrade(node: &str, items: Vec<(u64, String)>) -> Vec<Snapshot> {
+    let mut state: BTreeMap<PointId, Sample> = BTreeMap::new();
+    let mut out = Vec::with_capacity(items.len());
+    let mut skipped = 0usize;
+    for (id, payload) in items {
+        let Some(fields) =
+            crate::reader::parse_element(&payload).filter(|e| e.ns() == NS_SENSORDATA)
+        else {
+            skipped += 1;
+            continue;
+        };
+        let seqnr = fields
+            .attr("seqnr")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let samples = legacy_samples(&fields, UNIX_EPOCH + Duration::from_micros(id));
+        if samples.is_empty() {
+            skipped += 1;
+            continue;
+        }
+        for s in samples {
+            state.insert(s.reading.point.clone(), s);
+        }
+        out.push(Snapshot {
+            id,
+            seqnr,
+            samples: state.values().cloned().collect(),
+        });
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            device = node,
+            skipped,
+            "items of the previous version that could not be read were left out"
+        );
+    }
+    tracing::info!(
+        device = node,
+        items = out.len(),
+        "history of the previous version upgraded"
+    );
+    out
+}
+
+/// The readings in an old item's `<fields>`, read at its timestamp (or,
+/// without a readable one, at the item's own time).
+fn legacy_samples(fields: &Element, item_time: SystemTime) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for node in fields.children().filter(|c| c.name() == "node") {
+        for ts in node.children().filter(|c| c.name() == "timestamp") {
+            let at = ts
+                .attr("value")
+                .and_then(parse_timestamp)
+                .unwrap_or(item_time);
+            for f in ts.children() {
+                let (Some(name), Some(text)) = (f.attr("name"), f.attr("value")) else {
+                    continue;
+                };
+                let Ok(point) = PointId::new(name) else {
+                    continue;
+                };
+                let value = match f.name() {
+                    "boolean" => Value::Bool(text == "true"),
+                    "numeric" => match text.parse::<i64>() {
+                        Ok(i) => Value::Int(i),
+                        Err(_) => match text.parse::<f64>() {
+                            Ok(x) if x.is_finite() => Value::Float(x),
+                            _ => continue,
+                        },
+                    },
+                    _ => Value::Text(text.to_owned()),
+                };
+                let quality = if f.attr("invalid") == Some("true") {
+                    Quality::Bad {
+                        reason: "marked invalid".to_owned(),
+                    }
+                } else if f.attr("questionable") == Some("true") {
+                    Quality::Uncertain
+                } else {
+                    Quality::Good
+                };
+                out.push(Sample {
+                    at,
+                    reading: Reading {
+                        point,
+                        value,
+                        unit: f.attr("unit").map(|u| Unit(u.to_owned())),
+                        quality,
+                    },
+                });
+            }
         }
     }
+    out
+}
+
+/// `2026-11-25T05:00:00.123Z` (what [`crate::sensordata::timestamp`]
+/// writes) back to a time; `None` for anything else.
+fn parse_timestamp(t: &str) -> Option<SystemTime> {
+    let b = t.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[10] != b'T' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let millis = ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000 + ms).max(0);
+    Some(UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).ok()?))
 }
 
 /// The id of an item as XMPP sees it: fixed width, so that ids sort as
@@ -77,22 +197,114 @@ pub fn item_id(micros: u64) -> String {
     format!("{micros:016}")
 }
 
-/// Items on their way to the history database, written off the async
-/// runtime by the connection loop.
+/// Items and subscription changes on their way to the store, written off
+/// the async runtime by the connection loop.
 #[derive(Debug)]
-pub struct HistoryWrite {
-    history: Arc<History>,
+pub struct StoreWrite {
+    store: Arc<Store>,
     limits: Arc<HashMap<String, Limits>>,
-    items: Vec<(String, Item)>,
+    items: Vec<(String, Arc<Snapshot>)>,
+    changes: Vec<Change>,
 }
 
-impl HistoryWrite {
-    /// Writes the batch (blocking: call it from `spawn_blocking`).
+impl StoreWrite {
+    /// Writes the batch in one transaction (blocking: call it from
+    /// `spawn_blocking`); the number of items written.
     pub fn write(self) -> Result<usize, StoreError> {
         let limits = |node: &str| self.limits.get(node).copied().unwrap_or_default();
-        self.history
-            .append(&self.items, limits, SystemTime::now())
+        self.store
+            .commit(&self.items, &self.changes, limits, SystemTime::now())
             .map(|()| self.items.len())
+    }
+}
+
+/// Which items a read asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Query {
+    /// At most `max` of those newer than `after` and older than `before`:
+    /// the oldest of them when `after` is given ("what came after X"),
+    /// else the newest ("the last N"); oldest first.
+    Page {
+        after: Option<u64>,
+        before: Option<u64>,
+        max: usize,
+    },
+    /// These items, by id, in the order asked.
+    Ids(Vec<u64>),
+}
+
+/// What a finished read is for.
+#[derive(Debug, Clone)]
+pub(super) enum Then {
+    /// A pubsub items request: the IQ result.
+    Items { request: Element, rsm: bool },
+    /// A chat `history`: the reply message, addressed and threaded.
+    ChatHistory {
+        reply: Element,
+        point: PointId,
+        count: usize,
+    },
+    /// A XEP-0323 historical readout: a `fields` message.
+    Historical {
+        to: String,
+        seqnr: String,
+        points: Vec<PointId>,
+        done: bool,
+    },
+    /// After a reconnect: the items the node's subscribers missed.
+    Missed,
+}
+
+/// A read of the store, run off the event loop by the connection loop and
+/// completed by [`Gateway::read_done`].
+#[derive(Debug)]
+pub struct StoreRead {
+    store: Arc<Store>,
+    node: String,
+    query: Query,
+    then: Then,
+}
+
+/// What a [`StoreRead`] found.
+#[derive(Debug)]
+pub struct Found {
+    items: Result<Vec<Snapshot>, StoreError>,
+    /// Items the node holds in the store.
+    stored: u64,
+}
+
+impl StoreRead {
+    /// Reads (blocking: call it from `spawn_blocking`).
+    pub fn run(&self) -> Found {
+        let store = &self.store;
+        let node = self.node.as_str();
+        let items = match &self.query {
+            Query::Page {
+                after: Some(after),
+                before,
+                max,
+            } => store.after(node, *after, *max).map(|items| {
+                items
+                    .into_iter()
+                    .take_while(|i| before.is_none_or(|b| i.id < b))
+                    .collect()
+            }),
+            Query::Page {
+                after: None,
+                before,
+                max,
+            } => store.before(node, before.unwrap_or(u64::MAX), *max),
+            Query::Ids(ids) => ids
+                .iter()
+                .filter_map(|id| store.get(node, *id).transpose())
+                .collect(),
+        };
+        let stored = if matches!(self.then, Then::Items { rsm: true, .. }) {
+            store.len(node).unwrap_or(0)
+        } else {
+            0
+        };
+        Found { items, stored }
     }
 }
 
@@ -108,17 +320,29 @@ impl Gateway {
         }
     }
 
-    /// Items published and not yet written, for the connection loop to
-    /// write; `None` when there are none.
-    pub fn take_history(&mut self) -> Option<HistoryWrite> {
-        if self.unsaved.is_empty() {
+    /// What waits to be written, for the connection loop to write; `None`
+    /// when nothing does or a write is still under way (one at a time, so
+    /// that the store sees changes in order).
+    pub fn take_writes(&mut self) -> Option<StoreWrite> {
+        if !self.writing.is_empty() || (self.unsaved.is_empty() && self.changes.is_empty()) {
             return None;
         }
-        Some(HistoryWrite {
-            history: self.history.clone(),
+        self.writing = std::mem::take(&mut self.unsaved);
+        Some(StoreWrite {
+            store: self.store.clone(),
             limits: self.limits.clone(),
-            items: std::mem::take(&mut self.unsaved),
+            items: self.writing.clone(),
+            changes: std::mem::take(&mut self.changes),
         })
+    }
+
+    /// The write handed out by [`Gateway::take_writes`] ended. A failure is
+    /// logged; its items are then only in what subscribers received.
+    pub fn written(&mut self, result: Result<usize, StoreError>) {
+        if let Err(e) = result {
+            tracing::error!(error = %e, items = self.writing.len(), "cannot write to the store; these items and subscription changes are lost on restart");
+        }
+        self.writing.clear();
     }
 
     /// Whether notifications are being sent (the link is up).
@@ -126,148 +350,306 @@ impl Gateway {
         self.connected
     }
 
-    /// How many published items wait to be written.
+    /// Whether subscriptions changed since the last write: they are
+    /// written at once, so that a subscriber is not lost to a crash.
+    pub fn subscriptions_changed(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// How many published items and subscription changes wait for the store.
     pub fn unsaved(&self) -> usize {
-        self.unsaved.len()
+        self.unsaved.len() + self.changes.len()
     }
 
-    /// One page of `node`'s items, oldest first: at most `max` of those
-    /// newer than `after` and older than `before`; the oldest of them when
-    /// `after` is given ("what came after X"), else the newest ("the last
-    /// N"). Stored items and those not yet written alike: the unwritten are
-    /// all newer than the stored.
-    pub(super) fn page(
-        &self,
-        node: &str,
-        after: Option<u64>,
-        before: Option<u64>,
-        max: usize,
-    ) -> Result<Vec<Item>, StoreError> {
-        let upper = before.unwrap_or(u64::MAX);
-        let unsaved = self
-            .unsaved
+    /// Published items not yet in the store (waiting, or being written).
+    pub fn unwritten(&self) -> usize {
+        self.unsaved.len() + self.writing.len()
+    }
+
+    /// Reads asked for since the connection loop last took them.
+    pub fn take_reads(&mut self) -> Vec<StoreRead> {
+        std::mem::take(&mut self.reads)
+    }
+
+    /// Asks for a read of `node`'s items; [`Gateway::read_done`] answers.
+    pub(super) fn read(&mut self, node: &str, query: Query, then: Then) {
+        self.reads.push(StoreRead {
+            store: self.store.clone(),
+            node: node.to_owned(),
+            query,
+            then,
+        });
+    }
+
+    /// Items of `node` not in the store yet (all newer than the stored).
+    fn unwritten_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Arc<Snapshot>> + 'a {
+        self.writing
             .iter()
-            .filter(|(n, i)| n == node && i.id < upper && after.is_none_or(|a| i.id > a))
-            .map(|(_, i)| i);
-        match after {
-            Some(after) => {
-                let mut items: Vec<Item> = self
-                    .history
-                    .after(node, after, max)?
-                    .into_iter()
-                    .take_while(|i| i.id < upper)
-                    .collect();
-                let room = max.saturating_sub(items.len());
-                items.extend(unsaved.take(room).cloned());
-                Ok(items)
+            .chain(&self.unsaved)
+            .filter(move |(n, _)| n == node)
+            .map(|(_, s)| s)
+    }
+
+    /// What a read found, completed with what is not written yet: the
+    /// answer it was for.
+    pub fn read_done(&mut self, read: StoreRead, found: Found) -> Vec<Element> {
+        let StoreRead {
+            node, query, then, ..
+        } = read;
+        let stored = match found.items {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(device = %node, error = %e, "cannot read the history");
+                return self.read_failed(then);
             }
-            None => {
-                let unsaved: Vec<&Item> = unsaved.collect();
-                let newest = &unsaved[unsaved.len().saturating_sub(max)..];
-                let room = max.saturating_sub(newest.len());
-                let mut items = if room > 0 {
-                    self.history.before(node, upper, room)?
+        };
+        let newest_stored = stored.last().map_or(0, |s| s.id);
+        let mut items: Vec<Arc<Snapshot>> = stored.into_iter().map(Arc::new).collect();
+        let mut unwritten = 0u64;
+        match &query {
+            Query::Page { after, before, max } => {
+                for s in self.unwritten_of(&node) {
+                    unwritten += 1;
+                    if s.id > newest_stored
+                        && after.is_none_or(|a| s.id > a)
+                        && before.is_none_or(|b| s.id < b)
+                    {
+                        items.push(s.clone());
+                    }
+                }
+                items.sort_by_key(|s| s.id);
+                items.dedup_by_key(|s| s.id);
+                if after.is_some() {
+                    items.truncate(*max);
                 } else {
-                    Vec::new()
+                    let skip = items.len().saturating_sub(*max);
+                    items.drain(..skip);
+                }
+            }
+            Query::Ids(ids) => {
+                for id in ids {
+                    if !items.iter().any(|s| s.id == *id)
+                        && let Some(s) = self.unwritten_of(&node).find(|s| s.id == *id)
+                    {
+                        items.push(s.clone());
+                    }
+                }
+            }
+        }
+        let count = found.stored + unwritten;
+        match then {
+            Then::Items { request, rsm } => {
+                vec![self.items_reply(&request, &node, &items, rsm.then_some(count))]
+            }
+            Then::ChatHistory {
+                reply,
+                point,
+                count,
+            } => {
+                let values = point_history(&items, &point, count);
+                let spec = self.directory.device(&node).cloned();
+                let text = match spec.as_ref().and_then(|s| s.points.get(&point)) {
+                    Some(p) => crate::chat::history(p, &values),
+                    None => format!("{point}: no history yet"),
                 };
-                items.extend(newest.iter().map(|i| (*i).clone()));
-                Ok(items)
+                vec![super::messages::with_body(reply, text)]
+            }
+            Then::Historical {
+                to,
+                seqnr,
+                points,
+                done,
+            } => vec![self.historical_done(&node, &to, &seqnr, &points, done, &items)],
+            Then::Missed => {
+                self.send_missed(&node, &items);
+                Vec::new()
             }
         }
     }
 
-    /// How many items `node` has, stored or not yet written.
-    pub(super) fn item_count(&self, node: &str) -> Result<u64, StoreError> {
-        let unsaved = self.unsaved.iter().filter(|(n, _)| n == node).count();
-        Ok(self.history.len(node)? + unsaved as u64)
-    }
-
-    /// One item of `node` by id.
-    pub(super) fn item(&self, node: &str, id: u64) -> Result<Option<Item>, StoreError> {
-        if let Some((_, i)) = self.unsaved.iter().find(|(n, i)| n == node && i.id == id) {
-            return Ok(Some(i.clone()));
+    /// The answer when the store could not be read.
+    fn read_failed(&mut self, then: Then) -> Vec<Element> {
+        match then {
+            Then::Items { request, .. } => vec![crate::xml::iq_error(
+                &request,
+                "wait",
+                "internal-server-error",
+                None,
+            )],
+            Then::ChatHistory { reply, .. } => vec![super::messages::with_body(
+                reply,
+                "The history cannot be read right now.".to_owned(),
+            )],
+            Then::Historical { to, seqnr, .. } => {
+                let device = to.clone();
+                vec![self.historical_failed(&device, &to, &seqnr)]
+            }
+            Then::Missed => Vec::new(),
         }
-        self.history.get(node, id)
     }
 
-    /// The last `count` published values of one point, oldest first, as
-    /// (timestamp, value) text. Items hold one reading each; the newest
-    /// [`SCAN`] items of the device are searched.
-    pub(super) fn point_history(
-        &self,
-        node: &str,
-        point: &str,
-        count: usize,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut out: Vec<(String, String)> = self
-            .page(node, None, None, SCAN)?
-            .iter()
-            .rev()
-            .filter_map(parse)
-            .filter_map(|payload| {
-                let ts = payload
-                    .get_child("node", NS_SENSORDATA)?
-                    .get_child("timestamp", NS_SENSORDATA)?;
-                let field = ts.children().find(|f| f.attr("name") == Some(point))?;
-                let value = match (field.name(), field.attr("value")?) {
-                    ("boolean", "true") => "on".to_owned(),
-                    ("boolean", "false") => "off".to_owned(),
-                    (_, v) => v.to_owned(),
-                };
-                Some((ts.attr("value")?.to_owned(), value))
-            })
-            .take(count)
-            .collect();
-        out.reverse();
-        Ok(out)
-    }
-
-    /// Every node subscriber's missed items, oldest first.
-    pub(super) fn missed_items(&mut self) -> Vec<Element> {
-        let mut out = Vec::new();
-        let nodes: Vec<String> = self
+    /// After (re)connecting: a read of what each node's subscribers missed.
+    pub(super) fn read_missed(&mut self) {
+        let nodes: Vec<(String, u64, usize)> = self
             .subs
             .pubsub
             .iter()
             .filter(|(_, s)| !s.is_empty())
-            .map(|(n, _)| n.clone())
+            .filter_map(|(n, _)| {
+                let since = self.live.get(n.as_str())?.last_sent;
+                let max = self
+                    .limits
+                    .get(n)
+                    .map_or(Limits::default().max_items, |l| l.max_items);
+                Some((n.clone(), since, usize::try_from(max).unwrap_or(usize::MAX)))
+            })
             .collect();
-        for node in nodes {
-            let Some(since) = self.live.get(node.as_str()).map(|l| l.last_sent) else {
-                continue;
-            };
-            let max = self
-                .limits
-                .get(&node)
-                .map_or(Limits::default().max_items, |l| l.max_items);
-            let items = match self.page(
+        for (node, since, max) in nodes {
+            self.read(
                 &node,
-                Some(since),
-                None,
-                usize::try_from(max).unwrap_or(usize::MAX),
-            ) {
-                Ok(items) => items,
-                Err(e) => {
-                    tracing::error!(device = %node, error = %e, "cannot read the history; subscribers get only new items");
-                    continue;
-                }
-            };
-            let Some(newest) = items.last().map(|i| i.id) else {
-                continue;
-            };
-            let subscribers: Vec<String> = self.subs.pubsub[&node].iter().cloned().collect();
-            for item in &items {
-                let Some(payload) = parse(item) else { continue };
-                for jid in &subscribers {
-                    out.push(self.notification(jid, &node, &item_id(item.id), payload.clone()));
-                    self.stats.notifications += 1;
-                }
-            }
-            tracing::info!(device = %node, items = items.len(), subscribers = subscribers.len(), "sent items published while disconnected");
-            if let Some(live) = self.live.get_mut(node.as_str()) {
-                live.last_sent = newest;
-            }
+                Query::Page {
+                    after: Some(since),
+                    before: None,
+                    max,
+                },
+                Then::Missed,
+            );
         }
-        out
+    }
+
+    /// Sends `items`, oldest first, to every subscriber of `node` that has
+    /// not had them; ids are stable, so a subscriber that already has one
+    /// can drop the duplicate.
+    fn send_missed(&mut self, node: &str, items: &[Arc<Snapshot>]) {
+        let Some(since) = self.live.get(node).map(|l| l.last_sent) else {
+            return;
+        };
+        let items: Vec<&Arc<Snapshot>> = items.iter().filter(|s| s.id > since).collect();
+        let Some(newest) = items.last().map(|s| s.id) else {
+            return;
+        };
+        if !self.connected {
+            return;
+        }
+        let mut subscribers = 0;
+        for item in &items {
+            subscribers = self.notify(node, item);
+        }
+        tracing::info!(device = %node, items = items.len(), subscribers, "sent items published while disconnected");
+        if let Some(live) = self.live.get_mut(node) {
+            live.last_sent = live.last_sent.max(newest);
+        }
+    }
+}
+
+/// The last `count` distinct values of `point` in `items`, oldest first: a
+/// snapshot repeats the values that did not change, so one reading shows
+/// once however many items carry it.
+fn point_history(items: &[Arc<Snapshot>], point: &PointId, count: usize) -> Vec<Sample> {
+    let mut out: Vec<Sample> = Vec::new();
+    for s in items.iter().rev() {
+        let Some(sample) = s.samples.iter().find(|x| &x.reading.point == point) else {
+            continue;
+        };
+        if out.last().is_some_and(|last| last.at == sample.at) {
+            continue;
+        }
+        out.push(sample.clone());
+        if out.len() == count {
+            break;
+        }
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_read_back_what_was_written() {
+        for ms in [0u64, 951_782_400_000, 1_795_582_800_123, 4_102_444_800_999] {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(
+                parse_timestamp(&crate::sensordata::timestamp(t)),
+                Some(t),
+                "{ms}"
+            );
+        }
+        assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(parse_timestamp("2026-11-25 05:00:00.123Z"), None);
+    }
+
+    #[test]
+    fn old_items_become_the_state_after_each_reading() {
+        let item = |seqnr: u32, point: &str, field: &str| {
+            format!(
+                "<fields xmlns='urn:xmpp:iot:sensordata' done='true' seqnr='{seqnr}'><node nodeId='boiler'>\
+<timestamp value='2026-11-25T05:00:0{seqnr}.000Z'>{field}</timestamp></node></fields>"
+            )
+            .replace("POINT", point)
+        };
+        let items = vec![
+            (
+                1,
+                item(
+                    1,
+                    "temperature",
+                    "<numeric automaticReadout='true' momentary='true' name='POINT' unit='°C' value='21.5'/>",
+                ),
+            ),
+            (2, "not xml".to_owned()),
+            (
+                3,
+                item(
+                    3,
+                    "pump",
+                    "<boolean automaticReadout='true' invalid='true' momentary='true' name='POINT' value='true'/>",
+                ),
+            ),
+            (
+                4,
+                item(
+                    4,
+                    "temperature",
+                    "<numeric automaticReadout='true' momentary='true' name='POINT' unit='°C' value='22'/>",
+                ),
+            ),
+        ];
+        let snapshots = upgrade("boiler", items);
+        type View = (u64, u64, Vec<(String, String)>);
+        let view: Vec<View> = snapshots
+            .iter()
+            .map(|s| {
+                (
+                    s.id,
+                    s.seqnr,
+                    s.samples
+                        .iter()
+                        .map(|x| (x.reading.point.to_string(), x.reading.value.to_string()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let pair = |p: &str, v: &str| (p.to_owned(), v.to_owned());
+        assert_eq!(
+            view,
+            vec![
+                (1, 1, vec![pair("temperature", "21.5")]),
+                (3, 3, vec![pair("pump", "on"), pair("temperature", "21.5")]),
+                (4, 4, vec![pair("pump", "on"), pair("temperature", "22")]),
+            ]
+        );
+        let pump = &snapshots[1].samples[0];
+        assert!(!pump.reading.quality.is_good());
+        assert_eq!(
+            crate::sensordata::timestamp(pump.at),
+            "2026-11-25T05:00:03.000Z"
+        );
+        assert_eq!(
+            snapshots[2].samples[1].reading.unit,
+            Some(Unit("°C".into()))
+        );
     }
 }

@@ -4,17 +4,20 @@
 //! adapter, historical ones from the history) and control (XEP-0325: a
 //! `set` IQ writes writable points).
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Quality, Reading};
+use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Quality, Reading, Sample};
+use fieldbridge_store::Snapshot;
 use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
 use super::Gateway;
-use super::history::parse;
+use super::history::{Query, Then};
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::messages::parse_write;
-use crate::sensordata;
+use crate::sensordata::{self, FieldType};
 use crate::xml::{NS_SENSORDATA, element, iq_error, iq_result, set, stanza, with};
 
 /// XEP-0325.
@@ -69,8 +72,21 @@ impl Gateway {
         let accepted = with(element("accepted", NS_SENSORDATA), "seqnr", seqnr.clone());
         let mut out = vec![iq_result(el, Some(accepted))];
         if historical {
-            let fields = self.historical_fields(spec, &points, &seqnr, !momentary);
-            out.push(self.readout_message(spec.id.as_str(), from, fields));
+            // Sent when the store was read (Gateway::read_done).
+            self.read(
+                spec.id.as_str(),
+                Query::Page {
+                    after: None,
+                    before: None,
+                    max: MAX_HISTORICAL,
+                },
+                Then::Historical {
+                    to: from.to_owned(),
+                    seqnr: seqnr.clone(),
+                    points: points.clone(),
+                    done: !momentary,
+                },
+            );
         }
         if momentary {
             let job = Job {
@@ -92,58 +108,38 @@ impl Gateway {
         out
     }
 
-    /// Stored values of `points`, oldest first, as one `fields` element.
-    fn historical_fields(
+    /// A historical readout once the store was read: the stored values
+    /// of `points`, oldest first, each reading once (an item repeats the
+    /// values that did not change).
+    pub(super) fn historical_done(
         &self,
-        spec: &DeviceSpec,
-        points: &[PointId],
+        device: &str,
+        to: &str,
         seqnr: &str,
+        points: &[PointId],
         done: bool,
+        items: &[Arc<Snapshot>],
     ) -> Element {
-        let mut node = with(element("node", NS_SENSORDATA), "nodeId", spec.id.as_str());
-        let items = self
-            .page(spec.id.as_str(), None, None, MAX_HISTORICAL)
-            .unwrap_or_else(|e| {
-                tracing::error!(device = %spec.id, error = %e, "cannot read the history");
-                Vec::new()
-            });
-        for stored in items.iter().filter_map(parse) {
-            let Some(ts) = stored
-                .get_child("node", NS_SENSORDATA)
-                .and_then(|n| n.get_child("timestamp", NS_SENSORDATA))
-            else {
-                continue;
-            };
-            let mut kept = with(
-                element("timestamp", NS_SENSORDATA),
-                "value",
-                ts.attr("value").unwrap_or_default(),
-            );
-            for f in ts.children().filter(|f| {
-                f.attr("name")
-                    .is_some_and(|n| points.iter().any(|p| p.as_str() == n))
-            }) {
-                // The stored field, marked historical instead of momentary.
-                let mut h = element(f.name(), NS_SENSORDATA);
-                for attr in ["name", "value", "unit", "invalid", "questionable"] {
-                    if let Some(v) = f.attr(attr) {
-                        set(&mut h, attr, v);
-                    }
-                }
-                set(&mut h, "historicalOther", "true");
-                set(&mut h, "automaticReadout", "true");
-                kept.append_child(h);
-            }
-            if kept.children().next().is_some() {
-                node.append_child(kept);
-            }
+        let mut seen = HashSet::new();
+        let samples = items
+            .iter()
+            .flat_map(|i| &i.samples)
+            .filter(|s| points.contains(&s.reading.point))
+            .filter(|s| seen.insert((s.reading.point.clone(), s.at)));
+        let fields = sensordata::fields(seqnr, device, samples, FieldType::Historical, done);
+        match crate::reader::parse_element(&fields) {
+            Some(fields) => self.readout_message(device, to, fields),
+            None => self.historical_failed(device, to, seqnr),
         }
-        let mut fields = with(element("fields", NS_SENSORDATA), "seqnr", seqnr);
-        if done {
-            set(&mut fields, "done", "true");
-        }
-        fields.append_child(node);
-        fields
+    }
+
+    /// A historical readout that could not be read.
+    pub(super) fn historical_failed(&self, device: &str, to: &str, seqnr: &str) -> Element {
+        self.readout_message(
+            device,
+            to,
+            failure(seqnr, device, "The history cannot be read right now."),
+        )
     }
 
     fn readout_message(&self, device: &str, to: &str, payload: Element) -> Element {
@@ -167,29 +163,39 @@ impl Gateway {
         let spec = self.directory.device(device.as_str());
         let mut readings = Vec::new();
         let mut errors = Vec::new();
+        let now = SystemTime::now();
         for (point, r) in values {
             match r {
-                Ok(value) => readings.push(Reading {
-                    unit: spec
-                        .and_then(|s| s.points.get(&point))
-                        .and_then(|p| p.settings.unit.clone()),
-                    point,
-                    value,
-                    quality: Quality::Good,
+                Ok(value) => readings.push(Sample {
+                    at: now,
+                    reading: Reading {
+                        unit: spec
+                            .and_then(|s| s.points.get(&point))
+                            .and_then(|p| p.settings.unit.clone()),
+                        point,
+                        value,
+                        quality: Quality::Good,
+                    },
                 }),
                 Err(e) => errors.push(format!("{point}: {e}")),
             }
         }
-        let refs: Vec<&Reading> = readings.iter().collect();
-        let mut fields = sensordata::fields(0, device.as_str(), SystemTime::now(), &refs);
-        set(&mut fields, "seqnr", seqnr);
+        let fields = |done| {
+            let text = sensordata::fields(
+                seqnr,
+                device.as_str(),
+                &readings,
+                FieldType::Momentary,
+                done,
+            );
+            crate::reader::parse_element(&text)
+        };
         let mut out = Vec::new();
         if errors.is_empty() {
-            out.push(self.readout_message(device.as_str(), to, fields));
+            out.extend(fields(true).map(|f| self.readout_message(device.as_str(), to, f)));
         } else {
             if !readings.is_empty() {
-                set(&mut fields, "done", "false");
-                out.push(self.readout_message(device.as_str(), to, fields));
+                out.extend(fields(false).map(|f| self.readout_message(device.as_str(), to, f)));
             }
             out.push(self.readout_message(
                 device.as_str(),

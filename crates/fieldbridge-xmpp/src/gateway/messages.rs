@@ -8,6 +8,7 @@ use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Value};
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
+use super::history::{Query, SCAN, Then};
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::{Gateway, sender};
 use crate::chat::{self, ChatCommand};
@@ -78,13 +79,24 @@ impl Gateway {
                 None => unknown_point(&spec, point),
             },
             ChatCommand::History { point, count } => match spec.points.get(point) {
-                Some(p) => match self.point_history(device.as_str(), point, count) {
-                    Ok(values) => chat::history(p, &values),
-                    Err(e) => {
-                        tracing::error!(device = %device, error = %e, "cannot read the history");
-                        "The history cannot be read right now.".to_owned()
-                    }
-                },
+                Some(p) => {
+                    // Answered once the store was read (Gateway::read_done);
+                    // a snapshot repeats unchanged values, so read enough.
+                    self.read(
+                        device.as_str(),
+                        Query::Page {
+                            after: None,
+                            before: None,
+                            max: SCAN,
+                        },
+                        Then::ChatHistory {
+                            reply,
+                            point: p.id.clone(),
+                            count,
+                        },
+                    );
+                    return Vec::new();
+                }
                 None => unknown_point(&spec, point),
             },
             ChatCommand::Set { point, value } => {
