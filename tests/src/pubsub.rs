@@ -53,6 +53,49 @@ pub async fn subscribe(user: &mut XmppUser, node: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The fields of an item (`<item><fields>`): every point of the device's
+/// state, whatever time each was read at.
+pub fn fields_of(item: &Element) -> Vec<Field> {
+    item.get_child("fields", NS_SENSORDATA)
+        .and_then(|f| f.get_child("node", NS_SENSORDATA))
+        .map(|n| {
+            n.children()
+                .filter(|ts| ts.name() == "timestamp")
+                .flat_map(|ts| ts.children().map(field))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The node's last item (`max_items='1'`), once the device has published
+/// one, within `within`: its fields.
+pub async fn last_item(
+    user: &mut XmppUser,
+    node: &str,
+    within: Duration,
+) -> anyhow::Result<Vec<Field>> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let items = el("items", NS_PUBSUB, &[("node", node), ("max_items", "1")]);
+        let answer = user
+            .iq(
+                COMPONENT,
+                "get",
+                with_child(el("pubsub", NS_PUBSUB, &[]), items),
+            )
+            .await?;
+        if let Some(item) = items_of(&answer).first() {
+            return Ok(fields_of(item));
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no item of {node} within {within:?}"
+        );
+        // Polled, as a client would: nothing to await but the next request.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// One field of a notification, as a subscriber reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
@@ -68,7 +111,8 @@ pub struct Field {
     pub invalid: bool,
 }
 
-/// Waits for the next notification from `node` and returns its fields.
+/// Waits for the next notification from `node` and returns its fields
+/// (every point of the device's state, whatever time each was read at).
 pub async fn next_fields(
     user: &mut XmppUser,
     node: &str,
@@ -88,10 +132,7 @@ pub async fn next_fields(
         .get_child("event", NS_EVENT)
         .and_then(|e| e.get_child("items", NS_EVENT))
         .and_then(|i| i.get_child("item", NS_EVENT))
-        .and_then(|i| i.get_child("fields", NS_SENSORDATA))
-        .and_then(|f| f.get_child("node", NS_SENSORDATA))
-        .and_then(|n| n.get_child("timestamp", NS_SENSORDATA))
-        .map(|ts| ts.children().map(field).collect())
+        .map(fields_of)
         .unwrap_or_default();
     anyhow::ensure!(!fields.is_empty(), "no fields in {}", xml(&m));
     Ok(fields)

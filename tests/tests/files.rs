@@ -130,7 +130,7 @@ async fn the_state_directory_and_its_files_are_private_to_the_gateway() {
     let mut alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
         .await
         .unwrap();
-    // A subscriber is what the gateway saves in subscriptions.json.
+    // A subscriber is what the gateway saves in its store.
     alice
         .subscribe_presence("boiler@gw.localhost")
         .await
@@ -152,7 +152,7 @@ async fn the_state_directory_and_its_files_are_private_to_the_gateway() {
         "{} is {state_mode:03o}, not 700",
         state.display()
     );
-    for file in ["subscriptions.json", "history.redb"] {
+    for file in ["state.redb"] {
         let path = state.join(file);
         let file_mode = mode(&path);
         assert_eq!(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use fieldbridge_e2e::client::{XmppUser, el, is_presence, status_text, with_child, xml};
 use fieldbridge_e2e::gateway::{Gateway, Setup};
 use fieldbridge_e2e::modbus::{Bank, ModbusServer, Seen};
-use fieldbridge_e2e::pubsub::{Field, next_fields, subscribe};
+use fieldbridge_e2e::pubsub::{self, Field, next_fields, subscribe};
 use fieldbridge_e2e::server::{Server, ServerKind};
 use minidom::Element;
 use tokio::time::Instant;
@@ -449,30 +449,6 @@ fn tcp_connection(id: &str, modbus: &ModbusServer) -> String {
     )
 }
 
-/// Reads notifications of `node` until every point of `cases` has a value;
-/// returns the first one of each, by point.
-async fn first_values(user: &mut XmppUser, node: &str, cases: &[Case]) -> BTreeMap<String, Field> {
-    let deadline = Instant::now() + WAIT;
-    let mut seen = BTreeMap::new();
-    while seen.len() < cases.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let fields = next_fields(user, node, left).await.unwrap_or_else(|e| {
-            panic!(
-                "{e}\npoints seen so far: {:?}",
-                seen.keys().collect::<Vec<_>>()
-            )
-        });
-        for f in fields {
-            assert!(
-                cases.iter().any(|c| c.point == f.name),
-                "a point that is not configured: {f:?}"
-            );
-            seen.entry(f.name.clone()).or_insert(f);
-        }
-    }
-    seen
-}
-
 /// Reads notifications of `node` until every point shows its value of
 /// round `to`; each value seen meanwhile must be the one of round `to - 1`
 /// or of round `to` (never anything else).
@@ -508,15 +484,25 @@ async fn wait_for_round(user: &mut XmppUser, node: &str, cases: &[Case], to: usi
 
 /// Both rounds of `cases` from the bank to a subscriber of `node`.
 async fn check_rounds(user: &mut XmppUser, bank: &Bank, node: &str, cases: &[Case]) {
-    subscribe(user, node).await.unwrap();
-    // The bank held round 0 before the gateway started: the first value of
-    // every point is round 0's.
-    let first = first_values(user, node, cases).await;
+    // The bank held round 0 before the gateway started. A client that
+    // comes once the device has been polled learns the whole state from
+    // the last item alone: with `max_items=1`, and on subscribing.
     let expected: BTreeMap<String, Field> = cases
         .iter()
         .map(|c| (c.point.to_owned(), c.rounds[0].1.clone()))
         .collect();
-    assert_eq!(first, expected);
+    let by_point = |fields: Vec<Field>| -> BTreeMap<String, Field> {
+        fields.into_iter().map(|f| (f.name.clone(), f)).collect()
+    };
+    let last = pubsub::last_item(user, node, WAIT).await.unwrap();
+    assert_eq!(by_point(last), expected, "max_items=1 is the whole state");
+    subscribe(user, node).await.unwrap();
+    let on_subscribe = next_fields(user, node, WAIT).await.unwrap();
+    assert_eq!(
+        by_point(on_subscribe),
+        expected,
+        "the item sent on subscribe is the whole state"
+    );
     // The device's values change: every point follows.
     for c in cases {
         c.rounds[1].0.load(bank);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use fieldbridge_e2e::client::{NS_CLIENT, XmppUser, el, is_presence, show, status_text, xml};
 use fieldbridge_e2e::gateway::{Gateway, Setup};
 use fieldbridge_e2e::mosquitto::{Message, Mosquitto};
-use fieldbridge_e2e::pubsub::{Field, next_fields, subscribe};
+use fieldbridge_e2e::pubsub::{self, Field, next_fields, subscribe};
 use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
 use tokio::time::Instant;
@@ -89,18 +89,28 @@ async fn publish_retained(broker: &Mosquitto, topic: &str, payload: &str) {
         .unwrap();
 }
 
-/// Reads notifications of `node` until one carries `point`; returns it.
-async fn next_value(user: &mut XmppUser, node: &str, point: &str) -> Field {
+/// Reads notifications of `node` until one carries `point`; returns its
+/// fields (the device's whole state).
+async fn next_state(user: &mut XmppUser, node: &str, point: &str) -> Vec<Field> {
     let deadline = Instant::now() + WAIT;
     loop {
         let within = deadline.saturating_duration_since(Instant::now());
         let fields = next_fields(user, node, within)
             .await
             .unwrap_or_else(|e| panic!("no {node}.{point}: {e}"));
-        if let Some(f) = fields.into_iter().find(|f| f.name == point) {
-            return f;
+        if fields.iter().any(|f| f.name == point) {
+            return fields;
         }
     }
+}
+
+/// Reads notifications of `node` until one carries `point`; returns it.
+async fn next_value(user: &mut XmppUser, node: &str, point: &str) -> Field {
+    let state = next_state(user, node, point).await;
+    state
+        .into_iter()
+        .find(|f| f.name == point)
+        .expect("carried")
 }
 
 fn numeric(name: &str, value: &str, unit: &str) -> Field {
@@ -214,16 +224,14 @@ async fn fixed_wildcard_and_template_devices_reach_an_xmpp_subscriber(kind: Serv
         r#"{"Time":"2026-11-25T12:00:00","ENERGY":{"Power":42.5,"Voltage":229.5,"Today":0.5},"POWER":"ON"}"#,
     )
     .await;
-    assert_eq!(
-        next_value(&mut r.alice, "kitchen-plug", "power").await,
-        numeric("power", "42.5", "W")
+    // One message, one item: every value it carried, together.
+    let state = next_state(&mut r.alice, "kitchen-plug", "power").await;
+    assert!(state.contains(&numeric("power", "42.5", "W")), "{state:?}");
+    assert!(
+        state.contains(&numeric("voltage", "229.5", "V")),
+        "{state:?}"
     );
-    assert_eq!(
-        next_value(&mut r.alice, "kitchen-plug", "voltage").await,
-        numeric("voltage", "229.5", "V")
-    );
-    // Available, its status text made of this message's readings (the
-    // text is refreshed at most every 10 s, so it may hold the first only).
+    // Available, its status text made of this message's readings.
     let readings = ["power 42.5 W", "voltage 229.5 V"];
     let online = r
         .alice
@@ -509,7 +517,46 @@ command_topic: cmnd/kitchen/LIMIT\n        payload: '{\"PowerLimit\": {value}}'\
     r.alice.close().await;
 }
 
+/// A Tasmota plug with three values in one message.
+const PLUG3_DEVICE: &str = "  kitchen-plug:\n    name: Kitchen plug\n    connection: broker\n    \
+topic: tele/kitchen/SENSOR\n    points:\n      \
+power: { json: /ENERGY/Power, unit: W }\n      voltage: { json: /ENERGY/Voltage, unit: V }\n      \
+current: { json: /ENERGY/Current, unit: A }\n";
+
+async fn a_late_subscriber_learns_every_value_of_a_message_from_the_last_item(kind: ServerKind) {
+    let broker = Mosquitto::start().await.unwrap();
+    let mut r = start(kind, broker, PLUG3_DEVICE, &["tele/kitchen/SENSOR"]).await;
+    publish(
+        &r.broker,
+        "tele/kitchen/SENSOR",
+        r#"{"Time":"2026-11-25T12:00:00","ENERGY":{"Power":42.5,"Voltage":229.5,"Current":0.19}}"#,
+    )
+    .await;
+    let want = [
+        numeric("current", "0.19", "A"),
+        numeric("power", "42.5", "W"),
+        numeric("voltage", "229.5", "V"),
+    ];
+    let sorted = |mut f: Vec<Field>| {
+        f.sort_by(|a, b| a.name.cmp(&b.name));
+        f
+    };
+    // Asked for afterwards, the last item holds all three...
+    let last = pubsub::last_item(&mut r.alice, "kitchen-plug", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sorted(last), want, "max_items=1");
+    // ... and so does the item a new subscriber gets at once.
+    subscribe(&mut r.alice, "kitchen-plug").await.unwrap();
+    let on_subscribe = next_fields(&mut r.alice, "kitchen-plug", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sorted(on_subscribe), want, "the item sent on subscribe");
+    r.alice.close().await;
+}
+
 fieldbridge_e2e::on_every_server!(
+    a_late_subscriber_learns_every_value_of_a_message_from_the_last_item,
     fixed_wildcard_and_template_devices_reach_an_xmpp_subscriber,
     a_retained_last_will_drives_presence,
     bad_payloads_keep_the_last_value_marked_invalid,

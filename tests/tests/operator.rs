@@ -116,7 +116,7 @@ async fn sigint_stops_the_gateway_as_sigterm_does(kind: ServerKind) {
         "{}",
         xml(&bye)
     );
-    assert!(gateway.state_dir().join("subscriptions.json").exists());
+    assert!(gateway.state_dir().join("state.redb").exists());
     alice.close().await;
 }
 

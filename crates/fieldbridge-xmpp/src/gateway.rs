@@ -74,9 +74,9 @@ struct Live {
     last_item: Option<Arc<Snapshot>>,
     /// The item sequence number (XEP-0323 `seqnr`) of the next item.
     seqnr: u64,
-    /// Readings came since the last item; it follows within
-    /// [`items::ITEM_WINDOW`] of the first of them.
-    pending: bool,
+    /// Readings came since the last item, the first of them then; the
+    /// item follows within [`items::ITEM_WINDOW`].
+    pending_since: Option<Instant>,
     /// The newest item sent to the node's subscribers: after a reconnect,
     /// everything newer is sent from the history.
     last_sent: u64,
@@ -86,6 +86,22 @@ struct Live {
     /// rest of that message's readings: the text may follow after
     /// [`STATUS_SETTLE`] instead of the status interval.
     sent_for_status: bool,
+}
+
+impl Live {
+    /// Whether `point` has a reading that is not in the last item yet.
+    fn unpublished(&self, point: &PointId) -> bool {
+        let Some(latest) = self.latest.get(point) else {
+            return false;
+        };
+        let Some(item) = &self.last_item else {
+            return true;
+        };
+        // An item's samples are in point order (they come from `latest`).
+        item.samples
+            .binary_search_by(|s| s.reading.point.cmp(point))
+            .map_or(true, |i| item.samples[i].at != latest.at)
+    }
 }
 
 /// The component's state and logic.
@@ -317,11 +333,22 @@ impl Gateway {
                 if samples.is_empty() {
                     return out;
                 }
+                if live.pending_since.is_some()
+                    && samples.iter().any(|s| live.unpublished(&s.reading.point))
+                {
+                    // A second reading of a point whose first one still
+                    // waits for its item: that item goes now, so that the
+                    // window merges points, never loses a reading.
+                    self.publish(device.as_str());
+                }
+                let Some(live) = self.live.get_mut(&device) else {
+                    return out;
+                };
                 for s in samples {
                     live.latest.insert(s.reading.point.clone(), s);
                 }
-                if !live.pending {
-                    live.pending = true;
+                if live.pending_since.is_none() {
+                    live.pending_since = Some(now);
                     self.pending.push_back((now, device.clone()));
                 }
                 if self.text_refresh_due(&device, now) {

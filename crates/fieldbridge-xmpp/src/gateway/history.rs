@@ -446,7 +446,20 @@ impl Gateway {
                 point,
                 count,
             } => {
-                let values = point_history(&items, &point, count);
+                let mut values = point_history(&items, &point, count);
+                // A value read in the last instants may still wait for its
+                // item: what `get` shows, `history` shows too.
+                if let Some(newest) = self
+                    .live
+                    .get(node.as_str())
+                    .and_then(|l| l.latest.get(&point))
+                    && values.last().is_none_or(|last| last.at < newest.at)
+                {
+                    values.push(newest.clone());
+                    if values.len() > count {
+                        values.remove(0);
+                    }
+                }
                 let spec = self.directory.device(&node).cloned();
                 let text = match spec.as_ref().and_then(|s| s.points.get(&point)) {
                     Some(p) => crate::chat::history(p, &values),

@@ -112,10 +112,17 @@ impl Gateway {
             if *since + ITEM_WINDOW > now {
                 break;
             }
-            let Some((_, device)) = self.pending.pop_front() else {
+            let Some((since, device)) = self.pending.pop_front() else {
                 break;
             };
-            self.publish(device.as_str());
+            // An entry whose item went out early (see `on_event`) is stale.
+            if self
+                .live
+                .get(&device)
+                .is_some_and(|l| l.pending_since == Some(since))
+            {
+                self.publish(device.as_str());
+            }
         }
     }
 
@@ -126,11 +133,11 @@ impl Gateway {
         }
     }
 
-    fn publish(&mut self, device: &str) {
+    pub(super) fn publish(&mut self, device: &str) {
         let Some(live) = self.live.get_mut(device) else {
             return;
         };
-        if !std::mem::take(&mut live.pending) {
+        if live.pending_since.take().is_none() {
             return;
         }
         // Ids are the publication time in microseconds, nudged to stay

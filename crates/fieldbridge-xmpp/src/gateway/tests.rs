@@ -2680,3 +2680,327 @@ fn answer_of(gw: &mut Gateway, payload: &str) -> Element {
     let out = ask(gw, &iq(ALICE, "boiler@gw.example.org", "get", payload));
     out.into_iter().next().expect("an answer")
 }
+
+// ----- an item is the device's whole state ------------------------------
+
+/// A device with three points, as a Modbus meter or a Tasmota plug.
+fn meter() -> Arc<Directory> {
+    let point = |id: &str, unit: Option<&str>| {
+        let id = PointId::new(id).unwrap();
+        let spec = PointSpec {
+            id: id.clone(),
+            kind: ValueKind::Float,
+            settings: PointSettings {
+                unit: unit.map(|u| Unit(u.into())),
+                ..Default::default()
+            },
+        };
+        (id, spec)
+    };
+    Arc::new(Directory::new([DeviceSpec {
+        id: DeviceId::new("meter").unwrap(),
+        settings: DeviceSettings {
+            name: None,
+            connection: ConnectionId::new("sim").unwrap(),
+            poll: None,
+            stale_after: None,
+            history: None,
+        },
+        points: BTreeMap::from([
+            point("current", Some("A")),
+            point("power", Some("W")),
+            point("voltage", Some("V")),
+        ]),
+    }]))
+}
+
+fn meter_gateway(dir: &std::path::Path) -> Gateway {
+    let access = Access::new(&AccessConfig {
+        read: vec!["example.org".into()],
+        control: vec![],
+    });
+    let mut gw = Gateway::new(DOMAIN, "test", meter(), access, dir).unwrap();
+    connect(&mut gw, Instant::now());
+    ask(
+        &mut gw,
+        &pubsub(
+            ALICE,
+            "set",
+            "<subscribe node='meter' jid='alice@example.org/phone'/>",
+        ),
+    );
+    gw
+}
+
+fn meter_readings(values: &[(&str, f64)], at: SystemTime) -> DeviceEvent {
+    let unit = |p: &str| match p {
+        "current" => "A",
+        "power" => "W",
+        _ => "V",
+    };
+    DeviceEvent {
+        device: DeviceId::new("meter").unwrap(),
+        at,
+        kind: EventKind::Readings(
+            values
+                .iter()
+                .map(|(p, v)| Sample {
+                    at,
+                    reading: Reading {
+                        point: PointId::new(p).unwrap(),
+                        value: Value::Float(*v),
+                        unit: Some(Unit(unit(p).into())),
+                        quality: Quality::Good,
+                    },
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Every (point, value) of a notification or items answer's first item,
+/// with the timestamp each is under.
+fn state_of(el: &Element) -> Vec<(String, String, String)> {
+    let item = first_item(el, NS_PUBSUB_EVENT)
+        .or_else(|| first_item(el, NS_PUBSUB))
+        .unwrap_or_else(|| panic!("no item in {}", crate::xml::to_string(el)));
+    let node = item
+        .get_child("fields", NS_SENSORDATA)
+        .and_then(|f| f.get_child("node", NS_SENSORDATA))
+        .unwrap();
+    node.children()
+        .flat_map(|ts| {
+            let at = ts.attr("value").unwrap_or_default().to_owned();
+            ts.children().map(move |f| {
+                (
+                    f.attr("name").unwrap_or_default().to_owned(),
+                    f.attr("value").unwrap_or_default().to_owned(),
+                    at.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn notifications(out: &[Element]) -> Vec<&Element> {
+    out.iter()
+        .filter(|e| e.name() == "message" && e.get_child("event", NS_PUBSUB_EVENT).is_some())
+        .collect()
+}
+
+#[test]
+fn readings_that_arrive_together_make_one_item_with_the_whole_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = meter_gateway(dir.path());
+    let t0 = Instant::now();
+    let read = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_582_800_000);
+    // One poll: every point at once.
+    gw.on_event(
+        meter_readings(
+            &[("current", 0.5), ("power", 115.0), ("voltage", 230.0)],
+            read,
+        ),
+        t0,
+    );
+    // Another message of the same device a moment later, another point.
+    let later = read + Duration::from_millis(20);
+    gw.on_event(meter_readings(&[("power", 116.0)], later), t0);
+    // That was a second reading of `power` before its item: the first
+    // item went out at once, with the first poll whole.
+    let first = sent(&mut gw);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let t = |ms: u64| crate::sensordata::timestamp(read + Duration::from_millis(ms));
+    let row = |p: &str, v: &str, ms: u64| (p.to_owned(), v.to_owned(), t(ms));
+    assert_eq!(
+        state_of(&first[0]),
+        [
+            row("current", "0.5", 0),
+            row("power", "115", 0),
+            row("voltage", "230", 0)
+        ]
+    );
+    // Within the window, a reading of another point joins the pending item.
+    gw.on_event(meter_readings(&[("current", 0.6)], later), t0);
+    gw.publish_due(t0 + items::ITEM_WINDOW / 2);
+    assert!(sent(&mut gw).is_empty(), "the window is not over");
+    assert_eq!(gw.next_publish(), Some(t0 + items::ITEM_WINDOW));
+    gw.publish_due(t0 + items::ITEM_WINDOW);
+    let second = sent(&mut gw);
+    assert_eq!(second.len(), 1, "one item for both");
+    // The whole state, each value under the time it was read at.
+    assert_eq!(
+        state_of(&second[0]),
+        [
+            row("voltage", "230", 0),
+            row("current", "0.6", 20),
+            row("power", "116", 20)
+        ]
+    );
+    assert_eq!(gw.stats().items, 2);
+
+    // A late subscriber gets the state at once, stamped with when it was
+    // published; and `max_items=1` is the same state.
+    let out = ask(
+        &mut gw,
+        &pubsub(
+            "bob@example.org/laptop",
+            "set",
+            "<subscribe node='meter' jid='bob@example.org/laptop'/>",
+        ),
+    );
+    let last = notifications(&out);
+    assert_eq!(last.len(), 1, "{out:?}");
+    assert_eq!(state_of(last[0]), state_of(&second[0]));
+    let delay = last[0]
+        .get_child("delay", items::NS_DELAY)
+        .expect("a delay stamp");
+    assert_eq!(delay.attr("from"), Some(DOMAIN));
+    let stamp = delay.attr("stamp").unwrap();
+    assert_eq!(stamp.len(), 24, "{stamp}");
+    let out = ask(
+        &mut gw,
+        &pubsub(ALICE, "get", "<items node='meter' max_items='1'/>"),
+    );
+    assert_eq!(state_of(&out[0]), state_of(&second[0]));
+}
+
+#[test]
+fn subscriptions_are_written_in_batches_and_survive_a_restart() {
+    let mut r = rig();
+    for i in 0..1000 {
+        let jid = format!("user{i}@example.org/r");
+        let out = ask(
+            &mut r.gw,
+            &pubsub(
+                &jid,
+                "set",
+                &format!("<subscribe node='boiler' jid='{jid}'/>"),
+            ),
+        );
+        assert_eq!(kind_of(&out[0]), Some("result"), "{out:?}");
+    }
+    assert!(r.gw.subscriptions_changed());
+    assert_eq!(r.gw.unsaved(), 1000, "nothing written on the event loop");
+    // One write takes them all.
+    let write = r.gw.take_writes().unwrap();
+    assert!(r.gw.take_writes().is_none(), "one write at a time");
+    let written = write.write();
+    assert!(written.is_ok(), "{written:?}");
+    r.gw.written(written);
+    assert!(!r.gw.subscriptions_changed());
+    let mut r = restart(r);
+    let out = feed(&mut r.gw, reading(30.0), Instant::now());
+    assert_eq!(notifications(&out).len(), 1000, "every subscriber kept");
+}
+
+#[test]
+fn the_state_of_the_previous_version_is_upgraded_with_its_subscribers_and_items() {
+    // A state directory as the previous version (1d394b4) wrote it: see
+    // crates/fieldbridge-store/tests/fixtures/v0-state/README.md.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fieldbridge-store/tests/fixtures/v0-state");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["history.redb", "subscriptions.json"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    let spec = |id: &str, points: &[&str]| DeviceSpec {
+        id: DeviceId::new(id).unwrap(),
+        settings: DeviceSettings {
+            name: None,
+            connection: ConnectionId::new("sim").unwrap(),
+            poll: None,
+            stale_after: None,
+            history: None,
+        },
+        points: points
+            .iter()
+            .map(|p| {
+                let id = PointId::new(p).unwrap();
+                (
+                    id.clone(),
+                    PointSpec {
+                        id,
+                        kind: ValueKind::Float,
+                        settings: PointSettings::default(),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let directory = Arc::new(Directory::new([
+        spec("boiler", &["pressure", "pump", "temperature"]),
+        spec("kitchen-plug", &["power", "state"]),
+    ]));
+    let access = Access::new(&AccessConfig {
+        read: vec!["example.org".into(), "example.net".into()],
+        control: vec![],
+    });
+    let mut gw = Gateway::new(DOMAIN, "test", directory, access, dir.path()).unwrap();
+    connect(&mut gw, Instant::now());
+    assert!(dir.path().join("subscriptions.json.imported").exists());
+    // The items, each now the device's state after that reading.
+    let out = ask(&mut gw, &pubsub(ALICE, "get", "<items node='boiler'/>"));
+    let items = out[0]
+        .get_child("pubsub", NS_PUBSUB)
+        .and_then(|p| p.get_child("items", NS_PUBSUB))
+        .unwrap();
+    let all: Vec<Vec<(String, String)>> = items
+        .children()
+        .map(|i| {
+            let wrapped = child(element("items", NS_PUBSUB), i.clone());
+            let mut x = element("pubsub", NS_PUBSUB);
+            x.append_child(wrapped);
+            let mut iq = element("iq", NS_COMPONENT);
+            iq.append_child(x);
+            state_of(&iq).into_iter().map(|(p, v, _)| (p, v)).collect()
+        })
+        .collect();
+    let pv = |p: &str, v: &str| (p.to_owned(), v.to_owned());
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(all[0], [pv("temperature", "21.5")]);
+    // Oldest reading first: the pump was read before the last temperature
+    // and the pressure.
+    assert_eq!(
+        all[4],
+        [
+            pv("pump", "true"),
+            pv("temperature", "22"),
+            pv("pressure", "3")
+        ]
+    );
+    // Its presence subscribers are answered as such, and its node
+    // subscribers get what is published next.
+    let out = ask(
+        &mut gw,
+        &presence("bob@example.org/x", "boiler@gw.example.org", "probe"),
+    );
+    assert_eq!(
+        kind_of(&out[0]),
+        Some("unavailable"),
+        "known, not unsubscribed"
+    );
+    assert_eq!(out[0].attr("from"), Some("boiler@gw.example.org/test"));
+    let mut next = reading(23.0);
+    if let EventKind::Readings(samples) = &mut next.kind {
+        samples[0].reading.unit = None;
+    }
+    let out = feed(&mut gw, next, Instant::now());
+    let to: BTreeSet<&str> = notifications(&out)
+        .iter()
+        .filter_map(|m| m.attr("to"))
+        .collect();
+    assert_eq!(
+        to,
+        BTreeSet::from(["alice@example.org/phone", "carol@example.net"])
+    );
+    // And the sequence goes on from the old one.
+    let seqnr: u64 = notifications(&out)[0]
+        .get_child("event", NS_PUBSUB_EVENT)
+        .and_then(|e| e.get_child("items", NS_PUBSUB_EVENT))
+        .and_then(|i| i.get_child("item", NS_PUBSUB_EVENT))
+        .and_then(|i| i.get_child("fields", NS_SENSORDATA))
+        .and_then(|f| f.attr("seqnr"))
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(seqnr > 5, "{seqnr}");
+}
