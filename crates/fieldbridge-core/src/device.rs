@@ -40,7 +40,7 @@ pub struct DeviceSettings {
     #[schemars(schema_with = "duration::optional_schema")]
     pub stale_after: Option<Duration>,
     /// How much of the device's published history is kept, for subscribers
-    /// that were away (defaults: 1000 items, 7 days).
+    /// that were away (defaults: 10,000 items, 7 days).
     #[serde(default)]
     pub history: Option<HistorySettings>,
 }
