@@ -80,6 +80,12 @@ struct Live {
     /// The newest item sent to the node's subscribers: after a reconnect,
     /// everything newer is sent from the history.
     last_sent: u64,
+    /// After a reconnect, until the missed items are read: they go out
+    /// when read, and items published meanwhile go out at once.
+    catching_up: bool,
+    /// The first item sent at once while catching up: the missed items
+    /// end before it.
+    first_live: Option<u64>,
     sent_text: Option<String>,
     sent_at: Option<Instant>,
     /// The last presence went out for a status change, perhaps before the

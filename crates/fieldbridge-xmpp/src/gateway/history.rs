@@ -251,8 +251,9 @@ pub(super) enum Then {
         points: Vec<PointId>,
         done: bool,
     },
-    /// After a reconnect: the items the node's subscribers missed.
-    Missed,
+    /// After a reconnect: the items the node's subscribers missed, those
+    /// published after `since`.
+    Missed { since: u64 },
 }
 
 /// A read of the store, run off the event loop by the connection loop and
@@ -400,7 +401,7 @@ impl Gateway {
             Ok(items) => items,
             Err(e) => {
                 tracing::error!(device = %node, error = %e, "cannot read the history");
-                return self.read_failed(then);
+                return self.read_failed(&node, then);
             }
         };
         let newest_stored = stored.last().map_or(0, |s| s.id);
@@ -473,15 +474,15 @@ impl Gateway {
                 points,
                 done,
             } => vec![self.historical_done(&node, &to, &seqnr, &points, done, &items)],
-            Then::Missed => {
-                self.send_missed(&node, &items);
+            Then::Missed { since } => {
+                self.send_missed(&node, since, &items);
                 Vec::new()
             }
         }
     }
 
     /// The answer when the store could not be read.
-    fn read_failed(&mut self, then: Then) -> Vec<Element> {
+    fn read_failed(&mut self, node: &str, then: Then) -> Vec<Element> {
         match then {
             Then::Items { request, .. } => vec![crate::xml::iq_error(
                 &request,
@@ -494,10 +495,15 @@ impl Gateway {
                 "The history cannot be read right now.".to_owned(),
             )],
             Then::Historical { to, seqnr, .. } => {
-                let device = to.clone();
-                vec![self.historical_failed(&device, &to, &seqnr)]
+                vec![self.historical_failed(node, &to, &seqnr)]
             }
-            Then::Missed => Vec::new(),
+            Then::Missed { .. } => {
+                if let Some(live) = self.live.get_mut(node) {
+                    live.first_live = None;
+                    live.catching_up = false;
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -518,6 +524,10 @@ impl Gateway {
             })
             .collect();
         for (node, since, max) in nodes {
+            if let Some(live) = self.live.get_mut(node.as_str()) {
+                live.catching_up = true;
+                live.first_live = None;
+            }
             self.read(
                 &node,
                 Query::Page {
@@ -525,30 +535,36 @@ impl Gateway {
                     before: None,
                     max,
                 },
-                Then::Missed,
+                Then::Missed { since },
             );
         }
     }
 
-    /// Sends `items`, oldest first, to every subscriber of `node` that has
-    /// not had them; ids are stable, so a subscriber that already has one
-    /// can drop the duplicate.
-    fn send_missed(&mut self, node: &str, items: &[Arc<Snapshot>]) {
-        let Some(since) = self.live.get(node).map(|l| l.last_sent) else {
+    /// Sends `items` published after `since`, oldest first, to every
+    /// subscriber of `node`: up to the first item sent live since the
+    /// reconnect (that one and those after it went out already). Ids are
+    /// stable, so a subscriber that already has one can drop the duplicate.
+    fn send_missed(&mut self, node: &str, since: u64, items: &[Arc<Snapshot>]) {
+        let Some(live) = self.live.get_mut(node) else {
             return;
         };
-        let items: Vec<&Arc<Snapshot>> = items.iter().filter(|s| s.id > since).collect();
-        let Some(newest) = items.last().map(|s| s.id) else {
-            return;
-        };
+        let upper = live.first_live.take().unwrap_or(u64::MAX);
+        live.catching_up = false;
         if !self.connected {
             return;
         }
+        let missed: Vec<&Arc<Snapshot>> = items
+            .iter()
+            .filter(|s| s.id > since && s.id < upper)
+            .collect();
+        let Some(newest) = missed.last().map(|s| s.id) else {
+            return;
+        };
         let mut subscribers = 0;
-        for item in &items {
+        for item in &missed {
             subscribers = self.notify(node, item);
         }
-        tracing::info!(device = %node, items = items.len(), subscribers, "sent items published while disconnected");
+        tracing::info!(device = %node, items = missed.len(), subscribers, "sent items published while disconnected");
         if let Some(live) = self.live.get_mut(node) {
             live.last_sent = live.last_sent.max(newest);
         }

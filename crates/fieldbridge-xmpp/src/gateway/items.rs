@@ -156,6 +156,9 @@ impl Gateway {
         if self.connected {
             if let Some(live) = self.live.get_mut(device) {
                 live.last_sent = id;
+                if live.catching_up && live.first_live.is_none() {
+                    live.first_live = Some(id);
+                }
             }
             self.notify(device, &item);
         }
