@@ -218,19 +218,35 @@ impl RawClient {
             }
             let n = tokio::time::timeout_at(deadline, self.fill())
                 .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "no {what} within {within:?}; got: {}",
-                        self.stanzas
-                            .queue
-                            .iter()
-                            .map(String::from)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                })??;
-            anyhow::ensure!(n > 0, "connection closed while waiting for {what}");
+                .map_err(|_| anyhow::anyhow!("no {what} within {within:?}; {}", self.got()))??;
+            anyhow::ensure!(
+                n > 0,
+                "connection closed while waiting for {what}; {}",
+                self.got()
+            );
         }
+    }
+
+    /// What arrived and was not taken, for failure messages: the last
+    /// stanzas (all of them, unless there are many) and the last text.
+    fn got(&self) -> String {
+        const SHOWN: usize = 20;
+        let queue = &self.stanzas.queue;
+        let skipped = queue.len().saturating_sub(SHOWN);
+        let stanzas: Vec<String> = queue.iter().skip(skipped).map(String::from).collect();
+        let tail: String = {
+            let chars: Vec<char> = self.seen.chars().collect();
+            chars[chars.len().saturating_sub(500)..].iter().collect()
+        };
+        let skipped = if skipped > 0 {
+            format!("{skipped} stanzas, then:\n")
+        } else {
+            String::new()
+        };
+        format!(
+            "got: {skipped}{}\n(the stream's last text: {tail})",
+            stanzas.join("\n")
+        )
     }
 
     /// Ends the XML view and hands over the socket, for a reader that

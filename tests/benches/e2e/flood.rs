@@ -115,6 +115,7 @@ pub struct Flood {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    drain: tokio::task::JoinHandle<()>,
 }
 
 /// No notification delivered for this long, with some in flight: the
@@ -150,8 +151,9 @@ pub async fn start(
         }
     };
     let (mut read, mut write) = stream.into_split();
-    // Whatever the server sends the component is read and dropped.
-    tokio::spawn(async move {
+    // Whatever the server sends the component is read and dropped, until
+    // the server closes the stream.
+    let drain = tokio::spawn(async move {
         let mut buf = vec![0u8; 1 << 16];
         while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {}
     });
@@ -194,19 +196,42 @@ pub async fn start(
                 sent_total.store(sent, Ordering::Relaxed);
             }
             let _ = write.write_all(b"</stream:stream>").await;
+            let _ = write.shutdown().await;
             Ok(())
         }
     });
-    Ok(Flood { stop, sent, task })
+    Ok(Flood {
+        stop,
+        sent,
+        task,
+        drain,
+    })
 }
 
 impl Flood {
-    /// Stops flooding; returns how many notifications were sent, or why
-    /// the flood failed.
-    pub async fn stop(self) -> anyhow::Result<u64> {
+    /// Stops flooding and closes the connection; returns how many
+    /// notifications were sent, or why the flood failed.
+    ///
+    /// The socket is closed for certain, not only the stream: ejabberd
+    /// accepts several connections for one component domain and shares
+    /// the domain's stanzas among them, so a connection left open would
+    /// take some of the next gateway's.
+    pub async fn stop(mut self) -> anyhow::Result<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        let flooded = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        if flooded.is_err() {
+            self.task.abort();
+        }
+        // The server closes its side on our end of stream; if it does not
+        // in time, dropping the read half closes the socket anyway.
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.drain)
             .await
+            .is_err()
+        {
+            self.drain.abort();
+            let _ = (&mut self.drain).await;
+        }
+        flooded
             .map_err(|_| anyhow::anyhow!("the baseline flood did not stop within 10 s"))???;
         Ok(self.sent.load(Ordering::Relaxed))
     }
