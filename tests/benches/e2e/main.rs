@@ -231,7 +231,13 @@ async fn many_users(server: &Server, args: &Args, report: &mut Report) {
         Ok(())
     };
     if let Err(e) = step().await {
-        report.failures.push(format!("{name} many users: {e:#}"));
+        // What the server said about it (it logs why it closed a session).
+        let log = server.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n    ");
+        report.failures.push(format!(
+            "{name} many users: {e:#}\n  {name}'s log, last lines:\n    {tail}"
+        ));
     }
 }
 
