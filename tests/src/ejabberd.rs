@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use crate::prosody::COMPONENT;
+use crate::server::Options;
 use crate::{
     free_port, output_within, require_tool, terminate, wait_exit, wait_for_port,
     wait_for_port_closed,
@@ -51,12 +52,18 @@ pub struct Ejabberd {
     /// Who runs ejabberdctl: `Some((uid, gid))` of the ejabberd user when
     /// the tests run as root.
     run_as: Option<(u32, u32)>,
+    options: Options,
     child: Option<Child>,
 }
 
 impl Ejabberd {
     /// Writes the config and starts ejabberd; returns when both ports listen.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&Options::default()).await
+    }
+
+    /// [`Ejabberd::start`] with `options`.
+    pub async fn start_with(options: &Options) -> anyhow::Result<Self> {
         require_tool("ejabberdctl", "ejabberd");
         let run_as = run_as()?;
         let dir = tempfile::tempdir()?;
@@ -67,6 +74,7 @@ impl Ejabberd {
             secret: format!("secret-{}", std::process::id()),
             dist_port: free_port(),
             run_as,
+            options: options.clone(),
             child: None,
         };
         let d = e.dir.path();
@@ -109,10 +117,27 @@ impl Ejabberd {
     }
 
     fn config(&self) -> String {
+        // In-band registration (XEP-0077) from anywhere (the listeners are
+        // on loopback), with no pause between two from one address.
+        let register = if self.options.in_band_registration {
+            "registration_timeout: infinity\n"
+        } else {
+            ""
+        };
+        let register_module = if self.options.in_band_registration {
+            "  mod_register: {ip_access: all, access: all}\n"
+        } else {
+            ""
+        };
+        let level = if self.options.info_log {
+            "info"
+        } else {
+            "debug"
+        };
         format!(
             r#"hosts:
   - localhost
-loglevel: debug
+loglevel: {level}
 log_rotate_count: 0
 certfiles: []
 listen:
@@ -128,7 +153,7 @@ listen:
         password: "{secret}"
 auth_method: internal
 auth_password_format: plain
-acl:
+{register}acl:
   local:
     user_regexp: ""
 access_rules:
@@ -138,7 +163,7 @@ modules:
   mod_disco: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
-"#,
+{register_module}"#,
             c2s = self.c2s_port,
             comp = self.component_port,
             secret = self.secret,
@@ -240,6 +265,13 @@ modules:
             anyhow::bail!("{e}; ejabberd log:\n{}", self.log());
         }
         Ok(())
+    }
+
+    /// The Erlang VM's process id (`beam.smp`, which does the work), while
+    /// it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref()?;
+        self.vm_pid()
     }
 
     /// Registers `user@localhost` with `password`.

@@ -103,6 +103,20 @@ impl Gateway {
         Ok(gw)
     }
 
+    /// The gateway's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Rewrites gateway.yaml with `edit`, for the next [`Gateway::restart`]
+    /// (the state stays).
+    pub fn edit_config(&self, edit: impl FnOnce(&str) -> String) -> anyhow::Result<()> {
+        let path = self.dir.path().join("gateway.yaml");
+        let yaml = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, edit(&yaml))?;
+        Ok(())
+    }
+
     /// Where the gateway keeps its state.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

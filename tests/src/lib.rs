@@ -7,9 +7,12 @@
 //! a fixed time in place of one.
 
 pub mod client;
+pub mod component;
+pub mod count;
 pub mod ejabberd;
 pub mod gateway;
 pub mod mosquitto;
+pub mod procfs;
 pub mod prosody;
 pub mod proxy;
 pub mod pty;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::server::Options;
 use crate::{
     free_port, output_within, require_tool, terminate, wait_exit, wait_for_port,
     wait_for_port_closed,
@@ -22,12 +23,18 @@ pub struct Prosody {
     pub component_port: u16,
     /// The component secret.
     pub secret: String,
+    options: Options,
     child: Option<Child>,
 }
 
 impl Prosody {
     /// Writes the config and starts Prosody; returns when both ports listen.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&Options::default()).await
+    }
+
+    /// [`Prosody::start`] with `options`.
+    pub async fn start_with(options: &Options) -> anyhow::Result<Self> {
         require_tool("prosody", "prosody");
         let dir = tempfile::tempdir()?;
         let mut p = Self {
@@ -35,6 +42,7 @@ impl Prosody {
             c2s_port: free_port(),
             component_port: free_port(),
             secret: format!("secret-{}", std::process::id()),
+            options: options.clone(),
             child: None,
         };
         std::fs::create_dir_all(p.dir.path().join("data"))?;
@@ -55,6 +63,18 @@ impl Prosody {
 
     fn config(&self) -> String {
         let d = self.dir.path().display();
+        // In-band registration (XEP-0077) from loopback, which Prosody's
+        // registration limits allow by default.
+        let (register, allow_registration) = if self.options.in_band_registration {
+            ("; \"register\"", "allow_registration = true\n")
+        } else {
+            ("", "")
+        };
+        let level = if self.options.info_log {
+            "info"
+        } else {
+            "debug"
+        };
         format!(
             r#"daemonize = false
 run_as_root = true
@@ -72,9 +92,9 @@ c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
 network_settings = {{ nagle = false }}
-log = {{ debug = "{d}/prosody.log" }}
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence" }}
-VirtualHost "localhost"
+log = {{ {level} = "{d}/prosody.log" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"{register} }}
+{allow_registration}VirtualHost "localhost"
 Component "{COMPONENT}"
     component_secret = "{secret}"
 "#,
@@ -99,6 +119,11 @@ Component "{COMPONENT}"
         ready
             .await
             .map_err(|e| anyhow::anyhow!("{e}; prosody log:\n{}", self.log()))
+    }
+
+    /// The Prosody process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Registers `user@localhost` with `password`.

@@ -114,6 +114,42 @@ fn base64(input: &[u8]) -> String {
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
     xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
 
+/// Creates the account `user@localhost` with `password` by in-band
+/// registration (XEP-0077) on the c2s `port`, as a new user's client
+/// would; the server must allow it (see
+/// [`crate::server::Options::in_band_registration`]). Fails unless the
+/// server answered with success within 10 s.
+pub async fn register(port: u16, user: &str, password: &str) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.set_nodelay(true)?;
+    let mut c = RawClient {
+        stream,
+        seen: String::new(),
+        stanzas: Stanzas::new(),
+    };
+    c.send(HEADER).await?;
+    let features = c.read_until("</stream:features>").await?;
+    anyhow::ensure!(
+        features.contains("http://jabber.org/features/iq-register"),
+        "the server offers no in-band registration: {features}"
+    );
+    let rest = std::mem::take(&mut c.seen);
+    c.stanzas.start(&rest);
+    c.send(&format!(
+        "<iq type='set' id='reg'><query xmlns='jabber:iq:register'>\
+         <username>{user}</username><password>{password}</password></query></iq>"
+    ))
+    .await?;
+    let answer = c.reply("reg").await?;
+    anyhow::ensure!(
+        answer.attr("type") == Some("result"),
+        "registering {user}: {}",
+        String::from(&answer)
+    );
+    c.send("</stream:stream>").await?;
+    Ok(())
+}
+
 impl RawClient {
     /// Logs in `user@localhost` with SASL PLAIN (the test Prosody allows it
     /// on loopback) and binds a resource.
@@ -150,38 +186,74 @@ impl RawClient {
     /// 10 s. (Unlike [`Self::read_until`], text that merely looks like it,
     /// elsewhere in another stanza, does not count.)
     pub async fn reply(&mut self, id: &str) -> anyhow::Result<Element> {
-        let within = Duration::from_secs(10);
-        let deadline = Instant::now() + within;
-        let is_reply = |e: &Element| {
+        self.reply_within(id, Duration::from_secs(10)).await
+    }
+
+    /// [`Self::reply`], waiting at most `within`.
+    pub async fn reply_within(&mut self, id: &str, within: Duration) -> anyhow::Result<Element> {
+        self.expect(&format!("the reply to iq {id}"), within, |e| {
             e.name() == "iq"
                 && e.attr("id") == Some(id)
                 && matches!(e.attr("type"), Some("result" | "error"))
-        };
+        })
+        .await
+    }
+
+    /// The first stanza received (after login) that `matches`, within
+    /// `within`; the others stay queued for later waits. `what` names it
+    /// in the error.
+    pub async fn expect(
+        &mut self,
+        what: &str,
+        within: Duration,
+        matches: impl Fn(&Element) -> bool,
+    ) -> anyhow::Result<Element> {
+        let deadline = Instant::now() + within;
         loop {
-            if let Some(i) = self.stanzas.queue.iter().position(is_reply) {
+            if let Some(i) = self.stanzas.queue.iter().position(&matches) {
                 return Ok(self.stanzas.queue.remove(i).expect("just found"));
             }
             if let Some(e) = &self.stanzas.error {
-                anyhow::bail!("the stream did not parse ({e}) before the reply to {id}");
+                anyhow::bail!("the stream did not parse ({e}) before {what}");
             }
             let n = tokio::time::timeout_at(deadline, self.fill())
                 .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "no reply to iq {id} within {within:?}; got: {}",
-                        self.stanzas
-                            .queue
-                            .iter()
-                            .map(String::from)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                })??;
+                .map_err(|_| anyhow::anyhow!("no {what} within {within:?}; {}", self.got()))??;
             anyhow::ensure!(
                 n > 0,
-                "connection closed while waiting for the reply to {id}"
+                "connection closed while waiting for {what}; {}",
+                self.got()
             );
         }
+    }
+
+    /// What arrived and was not taken, for failure messages: the last
+    /// stanzas (all of them, unless there are many) and the last text.
+    fn got(&self) -> String {
+        const SHOWN: usize = 20;
+        let queue = &self.stanzas.queue;
+        let skipped = queue.len().saturating_sub(SHOWN);
+        let stanzas: Vec<String> = queue.iter().skip(skipped).map(String::from).collect();
+        let tail: String = {
+            let chars: Vec<char> = self.seen.chars().collect();
+            chars[chars.len().saturating_sub(500)..].iter().collect()
+        };
+        let skipped = if skipped > 0 {
+            format!("{skipped} stanzas, then:\n")
+        } else {
+            String::new()
+        };
+        format!(
+            "got: {skipped}{}\n(the stream's last text: {tail})",
+            stanzas.join("\n")
+        )
+    }
+
+    /// Ends the XML view and hands over the socket, for a reader that
+    /// only counts what arrives (what was received and not yet taken by a
+    /// wait is dropped).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     /// Reads what the server sent next, into both views.

@@ -6,6 +6,18 @@ use crate::prosody::Prosody;
 
 pub use crate::prosody::COMPONENT;
 
+/// How a server is set up, beyond what every test needs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Lets clients create accounts in-band (XEP-0077, see
+    /// [`crate::raw::register`]): thousands of users in seconds, where one
+    /// `prosodyctl`/`ejabberdctl register` takes about a second each.
+    pub in_band_registration: bool,
+    /// Logs at `info` instead of `debug`: the tests read the stanza traces
+    /// of a debug log, which costs the server most of its CPU under load.
+    pub info_log: bool,
+}
+
 /// Which server to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerKind {
@@ -63,10 +75,24 @@ pub enum Server {
 impl Server {
     /// Starts a server of `kind`; returns when its ports listen.
     pub async fn start(kind: ServerKind) -> anyhow::Result<Self> {
+        Self::start_with(kind, &Options::default()).await
+    }
+
+    /// [`Server::start`] with `options`.
+    pub async fn start_with(kind: ServerKind, options: &Options) -> anyhow::Result<Self> {
         Ok(match kind {
-            ServerKind::Prosody => Server::Prosody(Prosody::start().await?),
-            ServerKind::Ejabberd => Server::Ejabberd(Ejabberd::start().await?),
+            ServerKind::Prosody => Server::Prosody(Prosody::start_with(options).await?),
+            ServerKind::Ejabberd => Server::Ejabberd(Ejabberd::start_with(options).await?),
         })
+    }
+
+    /// The id of the process that does the server's work (Prosody's Lua
+    /// process, ejabberd's Erlang VM), while it runs: for its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Server::Prosody(s) => s.pid(),
+            Server::Ejabberd(s) => s.pid(),
+        }
     }
 
     /// Which server this is.
