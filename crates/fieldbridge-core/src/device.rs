@@ -12,6 +12,10 @@ use crate::duration;
 use crate::id::{ConnectionId, DeviceId, PointId};
 use crate::value::{Unit, ValueKind};
 
+/// The most `decimals` a point may keep: f64 holds about 15 significant
+/// digits, and no sensor resolves a billionth.
+pub const MAX_DECIMALS: u8 = 9;
+
 /// Staleness when a device has no poll period (push devices such as MQTT).
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
 
@@ -75,6 +79,11 @@ pub struct PointSettings {
     /// Added to the raw value after `scale`.
     #[serde(default)]
     pub offset: Option<f64>,
+    /// Decimal places kept after `scale` and `offset` (0 to 9): the
+    /// sensor's real precision. What is published, shown and compared for
+    /// changes, so that noise below it neither shows nor wakes anyone.
+    #[serde(default)]
+    pub decimals: Option<u8>,
     /// Publish only when the value moved by more than this since the last
     /// published one (or its quality changed). Without a deadband, any
     /// change is published and an unchanged value is not. Points of the

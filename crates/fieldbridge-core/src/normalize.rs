@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::adapter::EventSender;
 use crate::bus::Bus;
-use crate::device::{DeviceSpec, Directory, PointSpec};
+use crate::device::{DeviceSpec, Directory, MAX_DECIMALS, PointSpec};
 use crate::event::{DeviceEvent, DeviceStatus, EventKind};
 use crate::id::{DeviceId, PointId};
 use crate::value::{Quality, Reading, Sample, Value};
@@ -438,6 +438,13 @@ pub fn normalize(spec: &PointSpec, raw: Reading) -> Option<Reading> {
         },
         Value::Float(f) => scaled(f, s.scale, s.offset)?,
         other => other,
+    };
+    let value = match (value, s.decimals) {
+        (Value::Float(x), Some(d)) => {
+            let factor = 10f64.powi(i32::from(d.min(MAX_DECIMALS)));
+            Value::Float((x * factor).round() / factor)
+        }
+        (v, _) => v,
     };
     Some(Reading {
         point: raw.point,

@@ -356,6 +356,9 @@ fn render_device(
                 let _ = write!(line, ", {name} {v}");
             }
         }
+        if let Some(d) = s.decimals {
+            let _ = write!(line, ", decimals {d}");
+        }
         for (name, v) in [
             ("min_interval", s.min_interval),
             ("max_interval", s.max_interval),

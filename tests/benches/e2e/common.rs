@@ -33,7 +33,8 @@ pub fn yaml_duration(d: Duration) -> String {
 /// each, read every `poll`, whose values change on every read: even points
 /// follow a sine and odd ones a ramp, both with a 10 s period (a reading
 /// every second moves a sine by up to a third of its range and a ramp by a
-/// tenth of it), so no deadband or change test holds any back.
+/// tenth of it), so no deadband or change test holds any back. Values
+/// keep two decimals, as a sensor's precision would be configured.
 pub fn devices_yaml(devices: usize, points: usize, poll: &str) -> String {
     let mut yaml = String::new();
     for d in 0..devices {
@@ -48,7 +49,7 @@ pub fn devices_yaml(devices: usize, points: usize, poll: &str) -> String {
                 ("ramp", "kWh")
             };
             yaml.push_str(&format!(
-                "      p{p}: {{ signal: {signal}, range: [0, 100], unit: \"{unit}\" }}\n"
+                "      p{p}: {{ signal: {signal}, range: [0, 100], unit: \"{unit}\", decimals: 2 }}\n"
             ));
         }
     }

@@ -668,3 +668,32 @@ async fn a_device_added_at_run_time_is_normalized_like_a_configured_one() {
     assert_eq!(statuses(&got), vec![DeviceStatus::Online]);
     assert_eq!(stats.unknown, 1);
 }
+
+#[test]
+fn decimals_round_what_is_published_and_compared() {
+    let mut spec = PointSpec {
+        id: PointId::new("t").unwrap(),
+        kind: ValueKind::Float,
+        settings: PointSettings {
+            scale: Some(0.1),
+            decimals: Some(1),
+            ..Default::default()
+        },
+    };
+    let raw = |v: Value| Reading {
+        point: PointId::new("t").unwrap(),
+        value: v,
+        unit: None,
+        quality: Quality::Good,
+    };
+    let value = |spec: &PointSpec, v| normalize(spec, raw(v)).unwrap().value;
+    assert_eq!(value(&spec, Value::Int(215)), Value::Float(21.5));
+    assert_eq!(value(&spec, Value::Float(214.96)), Value::Float(21.5));
+    assert_eq!(value(&spec, Value::Float(-0.04)), Value::Float(-0.0));
+    spec.settings.decimals = Some(0);
+    assert_eq!(value(&spec, Value::Float(214.96)), Value::Float(21.0));
+    // Whole numbers and other kinds are left alone.
+    spec.settings.scale = None;
+    assert_eq!(value(&spec, Value::Int(7)), Value::Int(7));
+    assert_eq!(value(&spec, Value::Bool(true)), Value::Bool(true));
+}

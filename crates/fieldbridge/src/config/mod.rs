@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fieldbridge_core::device::{AdapterDevice, PointSource};
+use fieldbridge_core::device::{AdapterDevice, MAX_DECIMALS, PointSource};
 use fieldbridge_core::files::{self, KIB, MIB};
 use fieldbridge_core::simulator::{SimulatorConnection, SimulatorDevice, SimulatorPoint};
 use fieldbridge_core::{
@@ -860,6 +860,7 @@ impl Loader<'_> {
             ("scale", s.scale.is_some()),
             ("offset", s.offset.is_some()),
             ("deadband", s.deadband.is_some()),
+            ("decimals", s.decimals.is_some()),
         ] {
             if set && !numeric {
                 let at = node.get(name).unwrap_or(node);
@@ -879,6 +880,17 @@ impl Loader<'_> {
                 &at.origin,
                 &join(path, "deadband"),
                 format!("deadband must be 0 or more, found {d}"),
+            );
+            ok = false;
+        }
+        if let Some(d) = s.decimals
+            && d > MAX_DECIMALS
+        {
+            let at = node.get("decimals").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                &join(path, "decimals"),
+                format!("decimals must be 0 to {MAX_DECIMALS}, found {d}"),
             );
             ok = false;
         }
