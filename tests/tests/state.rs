@@ -3,7 +3,7 @@
 //! XMPP clients: one item per poll when values change, none but the
 //! heartbeat when they do not, a thousand subscriptions made live and kept
 //! across a restart, and a state directory of the previous version taken
-//! over with its items.
+//! over with its items (served by id and as a XEP-0323 historical readout).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -314,6 +314,56 @@ async fn a_state_directory_of_the_previous_version_is_taken_over(kind: ServerKin
     assert!(
         seqnrs.windows(2).all(|w| w[0] < w[1]),
         "the sequence goes on: {seqnrs:?}"
+    );
+    // One item by its id, from the typed store.
+    let by_id = alice
+        .iq(
+            COMPONENT,
+            "get",
+            with_child(
+                el("pubsub", NS_PUBSUB, &[]),
+                with_child(
+                    el("items", NS_PUBSUB, &[("node", "boiler")]),
+                    el("item", NS_PUBSUB, &[("id", "1795582800123000")]),
+                ),
+            ),
+        )
+        .await
+        .unwrap();
+    let one = pubsub::items_of(&by_id);
+    assert_eq!(one.len(), 1, "{}", xml(&by_id));
+    assert_eq!(xml(&one[0]), xml(&items[0]));
+    // A XEP-0323 historical readout of the temperature: each stored
+    // reading once, the old ones first.
+    let req = el(
+        "req",
+        NS_SENSORDATA,
+        &[("seqnr", "9"), ("historicalOther", "true")],
+    );
+    let req = with_child(req, el("field", NS_SENSORDATA, &[("name", "temperature")]));
+    let accepted = alice.iq("boiler@gw.localhost", "get", req).await.unwrap();
+    assert_eq!(accepted.attr("type"), Some("result"), "{}", xml(&accepted));
+    let readout = alice
+        .expect("the historical values", WAIT, |e| {
+            e.name() == "message" && e.get_child("fields", NS_SENSORDATA).is_some()
+        })
+        .await
+        .unwrap();
+    let values: Vec<String> = readout
+        .get_child("fields", NS_SENSORDATA)
+        .and_then(|f| f.get_child("node", NS_SENSORDATA))
+        .map(|n| {
+            n.children()
+                .flat_map(|ts| ts.children())
+                .filter(|f| f.attr("historicalOther") == Some("true"))
+                .filter_map(|f| f.attr("value").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        values.starts_with(&["21.5", "21.7", "22"].map(str::to_owned)),
+        "{}",
+        xml(&readout)
     );
     alice.close().await;
     let log = gateway.log();

@@ -67,6 +67,11 @@ pub use upgrade::{IMPORTED_SUFFIX, LEGACY_FILE, LEGACY_SUBSCRIPTIONS};
 /// The database file in the state directory.
 pub const FILE: &str = "state.redb";
 
+/// Memory redb may use to cache pages (its default is 1 GiB, which a
+/// gateway on a Pi fills with its history). Reads are of the newest items
+/// and the kernel keeps the file's recent pages anyway.
+const CACHE: usize = 4 * 1024 * 1024;
+
 /// One published item: the device's whole state when it was published.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -193,6 +198,7 @@ impl Store {
                 .map_err(fail)?;
         }
         let db = Database::builder()
+            .set_cache_size(CACHE)
             .create_file(file)
             .map_err(|e| StoreError::db(&path, e))?;
         let store = Store {

@@ -21,6 +21,8 @@ usage: cargo bench --locked --bench e2e -- [options]
   --duration D       measurement window (default: 10s)
   --warmup D         before each window (default: 3s)
   --poll D           device poll period (default: 1s)
+  --decimals N|none  decimals kept per point, a sensor's precision (default: 2;
+                     none for a gateway older than the setting)
   --scale NxP        devices x points of scale and subscribe (default: 1000x10)
   --users N          c2s users of scale and subscribe (default: 1000)
   --in-flight N      notifications the baseline keeps in flight (default: 2000)
@@ -57,6 +59,8 @@ pub struct Args {
     pub duration: Duration,
     pub warmup: Duration,
     pub poll: Duration,
+    /// `decimals` of every simulated point, if any.
+    pub decimals: Option<u8>,
     pub scale_devices: usize,
     pub scale_points: usize,
     pub users: usize,
@@ -82,6 +86,7 @@ impl Default for Args {
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(3),
             poll: Duration::from_secs(1),
+            decimals: Some(2),
             scale_devices: 1000,
             scale_points: 10,
             users: 1000,
@@ -163,6 +168,16 @@ impl Args {
                 "--duration" => a.duration = duration(&value()?)?,
                 "--warmup" => a.warmup = duration(&value()?)?,
                 "--poll" => a.poll = duration(&value()?)?,
+                "--decimals" => {
+                    let v = value()?;
+                    a.decimals = match v.as_str() {
+                        "none" => None,
+                        n => Some(
+                            n.parse()
+                                .map_err(|_| format!("--decimals {n}: a number or none"))?,
+                        ),
+                    };
+                }
                 "--scale" => (a.scale_devices, a.scale_points) = pair(&value()?)?,
                 "--users" => {
                     a.users = value()?

@@ -34,8 +34,9 @@ pub fn yaml_duration(d: Duration) -> String {
 /// follow a sine and odd ones a ramp, both with a 10 s period (a reading
 /// every second moves a sine by up to a third of its range and a ramp by a
 /// tenth of it), so no deadband or change test holds any back. Values
-/// keep two decimals, as a sensor's precision would be configured.
-pub fn devices_yaml(devices: usize, points: usize, poll: &str) -> String {
+/// keep `decimals`, as a sensor's precision would be configured.
+pub fn devices_yaml(devices: usize, points: usize, poll: &str, decimals: Option<u8>) -> String {
+    let decimals = decimals.map_or(String::new(), |d| format!(", decimals: {d}"));
     let mut yaml = String::new();
     for d in 0..devices {
         yaml.push_str(&format!(
@@ -49,7 +50,7 @@ pub fn devices_yaml(devices: usize, points: usize, poll: &str) -> String {
                 ("ramp", "kWh")
             };
             yaml.push_str(&format!(
-                "      p{p}: {{ signal: {signal}, range: [0, 100], unit: \"{unit}\", decimals: 2 }}\n"
+                "      p{p}: {{ signal: {signal}, range: [0, 100], unit: \"{unit}\"{decimals} }}\n"
             ));
         }
     }

@@ -33,7 +33,7 @@ pub async fn run(
     devices: usize,
     points: usize,
 ) -> anyhow::Result<Outcome> {
-    let yaml = devices_yaml(devices, points, &yaml_duration(args.poll));
+    let yaml = devices_yaml(devices, points, &yaml_duration(args.poll), args.decimals);
     let gateway = start_gateway(server, &yaml).await?;
     let mut client = RawClient::login(server.c2s_port(), USER, PASSWORD).await?;
     let jid = format!("{USER}@localhost");

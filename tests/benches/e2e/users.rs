@@ -213,7 +213,7 @@ pub async fn subscribe(
 ) -> anyhow::Result<(Vec<RawClient>, SubscribeOutcome)> {
     let devices = args.scale_devices;
     let users = clients.len();
-    let yaml = devices_yaml(devices, args.scale_points, "1h");
+    let yaml = devices_yaml(devices, args.scale_points, "1h", args.decimals);
     let gateway = start_gateway(server, &yaml).await?;
     let pids = Pids {
         gateway: gateway.pid(),
@@ -276,7 +276,7 @@ pub async fn scale(
 ) -> anyhow::Result<ScaleOutcome> {
     let devices = args.scale_devices;
     let users = clients.len();
-    let quiet = devices_yaml(devices, args.scale_points, "1h");
+    let quiet = devices_yaml(devices, args.scale_points, "1h", args.decimals);
     let mut gateway = start_gateway(server, &quiet).await?;
     let pids = Pids {
         gateway: gateway.pid(),
