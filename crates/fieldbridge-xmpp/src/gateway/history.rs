@@ -454,7 +454,11 @@ impl Gateway {
                     .live
                     .get(node.as_str())
                     .and_then(|l| l.latest.get(&point))
-                    && values.last().is_none_or(|last| last.at < newest.at)
+                    && values.last().is_none_or(|last| {
+                        last.at < newest.at
+                            && (last.reading.value != newest.reading.value
+                                || last.reading.quality != newest.reading.quality)
+                    })
                 {
                     values.push(newest.clone());
                     if values.len() > count {
@@ -571,21 +575,27 @@ impl Gateway {
     }
 }
 
-/// The last `count` distinct values of `point` in `items`, oldest first: a
-/// snapshot repeats the values that did not change, so one reading shows
-/// once however many items carry it.
+/// The last `count` values of `point` in `items`, oldest first, each with
+/// the time it was first read: an item repeats the values that did not
+/// change (read again at every poll), and a person asking for a history
+/// wants the changes, not "off, off, off".
 fn point_history(items: &[Arc<Snapshot>], point: &PointId, count: usize) -> Vec<Sample> {
     let mut out: Vec<Sample> = Vec::new();
     for s in items.iter().rev() {
         let Some(sample) = s.samples.iter().find(|x| &x.reading.point == point) else {
             continue;
         };
-        if out.last().is_some_and(|last| last.at == sample.at) {
-            continue;
-        }
-        out.push(sample.clone());
-        if out.len() == count {
-            break;
+        let full = out.len() == count;
+        match out.last_mut() {
+            // The same value, read earlier: the run started then.
+            Some(last)
+                if last.reading.value == sample.reading.value
+                    && last.reading.quality == sample.reading.quality =>
+            {
+                *last = sample.clone();
+            }
+            _ if full => break,
+            _ => out.push(sample.clone()),
         }
     }
     out.reverse();

@@ -3040,3 +3040,37 @@ fn items_published_while_catching_up_go_out_at_once_and_the_missed_ones_still_co
     // Item 1 was published within REPLAY_MARGIN of the outage: again.
     assert_eq!(caught, ["1", "2", "3", "4"], "the missed ones, not 5 twice");
 }
+
+#[test]
+fn chat_history_shows_each_change_once_with_when_it_began() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = chat_gateway(dir.path());
+    let now = Instant::now();
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_582_800);
+    // Read every poll; an item carries the value each time.
+    for (s, v) in [
+        (0, 20.0),
+        (2, 20.0),
+        (4, 20.0),
+        (6, 21.5),
+        (8, 21.5),
+        (10, 20.0),
+    ] {
+        let mut e = reading(v);
+        set_read_at(&mut e, t0 + Duration::from_secs(s));
+        feed(&mut gw, e, now);
+    }
+    let body = body_of(&one_reply(&mut gw, ALICE, "history temperature 5"));
+    assert_eq!(
+        body,
+        "temperature (UTC):\n\
+         2026-11-25 05:00:00  20 °C\n\
+         2026-11-25 05:00:06  21.5 °C\n\
+         2026-11-25 05:00:10  20 °C"
+    );
+    let body = body_of(&one_reply(&mut gw, ALICE, "history temperature 2"));
+    assert!(
+        body.ends_with("05:00:06  21.5 °C\n2026-11-25 05:00:10  20 °C"),
+        "{body}"
+    );
+}
