@@ -109,11 +109,6 @@ pub(super) fn upgrade(node: &str, items: Vec<(u64, String)>) -> Vec<Snapshot> {
             "items of the previous version that could not be read were left out"
         );
     }
-    tracing::info!(
-        device = node,
-        items = out.len(),
-        "history of the previous version upgraded"
-    );
     out
 }
 
