@@ -2721,14 +2721,7 @@ fn meter_gateway(dir: &std::path::Path) -> Gateway {
     });
     let mut gw = Gateway::new(DOMAIN, "test", meter(), access, dir).unwrap();
     connect(&mut gw, Instant::now());
-    ask(
-        &mut gw,
-        &pubsub(
-            ALICE,
-            "set",
-            "<subscribe node='meter' jid='alice@example.org/phone'/>",
-        ),
-    );
+    subscribe_node(&mut gw, ALICE, "meter");
     gw
 }
 
@@ -2780,6 +2773,26 @@ fn state_of(el: &Element) -> Vec<(String, String, String)> {
             })
         })
         .collect()
+}
+
+/// `jid` subscribes itself to `node`; the answers.
+fn subscribe_node(gw: &mut Gateway, jid: &str, node: &str) -> Vec<Element> {
+    ask(
+        gw,
+        &pubsub(
+            jid,
+            "set",
+            &format!("<subscribe node='{node}' jid='{jid}'/>"),
+        ),
+    )
+}
+
+/// The XEP-0323 `seqnr` of a notification's item.
+fn seqnr_in(m: &Element) -> u64 {
+    first_item(m, NS_PUBSUB_EVENT)
+        .and_then(|i| i.get_child("fields", NS_SENSORDATA).cloned())
+        .and_then(|f| f.attr("seqnr").and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("no seqnr in {}", crate::xml::to_string(m)))
 }
 
 fn notifications(out: &[Element]) -> Vec<&Element> {
@@ -2840,14 +2853,7 @@ fn readings_that_arrive_together_make_one_item_with_the_whole_state() {
 
     // A late subscriber gets the state at once, stamped with when it was
     // published; and `max_items=1` is the same state.
-    let out = ask(
-        &mut gw,
-        &pubsub(
-            "bob@example.org/laptop",
-            "set",
-            "<subscribe node='meter' jid='bob@example.org/laptop'/>",
-        ),
-    );
+    let out = subscribe_node(&mut gw, "bob@example.org/laptop", "meter");
     let last = notifications(&out);
     assert_eq!(last.len(), 1, "{out:?}");
     assert_eq!(state_of(last[0]), state_of(&second[0]));
@@ -2868,15 +2874,7 @@ fn readings_that_arrive_together_make_one_item_with_the_whole_state() {
 fn subscriptions_are_written_in_batches_and_survive_a_restart() {
     let mut r = rig();
     for i in 0..1000 {
-        let jid = format!("user{i}@example.org/r");
-        let out = ask(
-            &mut r.gw,
-            &pubsub(
-                &jid,
-                "set",
-                &format!("<subscribe node='boiler' jid='{jid}'/>"),
-            ),
-        );
+        let out = subscribe_node(&mut r.gw, &format!("user{i}@example.org/r"), "boiler");
         assert_eq!(kind_of(&out[0]), Some("result"), "{out:?}");
     }
     assert!(r.gw.subscriptions_changed());
@@ -2994,14 +2992,7 @@ fn the_state_of_the_previous_version_is_upgraded_with_its_subscribers_and_items(
         BTreeSet::from(["alice@example.org/phone", "carol@example.net"])
     );
     // And the sequence goes on from the old one.
-    let seqnr: u64 = notifications(&out)[0]
-        .get_child("event", NS_PUBSUB_EVENT)
-        .and_then(|e| e.get_child("items", NS_PUBSUB_EVENT))
-        .and_then(|i| i.get_child("item", NS_PUBSUB_EVENT))
-        .and_then(|i| i.get_child("fields", NS_SENSORDATA))
-        .and_then(|f| f.attr("seqnr"))
-        .and_then(|s| s.parse().ok())
-        .unwrap();
+    let seqnr = seqnr_in(notifications(&out)[0]);
     assert!(seqnr > 5, "{seqnr}");
 }
 
@@ -3009,14 +3000,7 @@ fn the_state_of_the_previous_version_is_upgraded_with_its_subscribers_and_items(
 fn items_published_while_catching_up_go_out_at_once_and_the_missed_ones_still_come() {
     let mut r = rig();
     let now = Instant::now();
-    ask(
-        &mut r.gw,
-        &pubsub(
-            ALICE,
-            "set",
-            "<subscribe node='boiler' jid='alice@example.org/phone'/>",
-        ),
-    );
+    subscribe_node(&mut r.gw, ALICE, "boiler");
     feed(&mut r.gw, reading(1.0), now);
     r.gw.on_disconnected();
     for v in 2..=4 {
