@@ -163,10 +163,12 @@ impl Gateway {
         server.stop().await?;
         tokio::time::sleep(down).await;
         server.restart().await?;
+        // The gateway retries at least every 30 s (its backoff cap), and
+        // the server takes a moment to listen again.
         self.wait_log(
             "connected to the XMPP server",
             logins + 1,
-            Duration::from_secs(30),
+            Duration::from_secs(45),
         )
         .await
     }
