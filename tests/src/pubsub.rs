@@ -67,6 +67,24 @@ pub fn fields_of(item: &Element) -> Vec<Field> {
         .unwrap_or_default()
 }
 
+/// The answer to an items request for `node` (`attrs` beside `node`, e.g.
+/// `max_items`).
+pub async fn get_items(
+    user: &mut XmppUser,
+    node: &str,
+    attrs: &[(&str, &str)],
+) -> anyhow::Result<Element> {
+    let mut all = vec![("node", node)];
+    all.extend_from_slice(attrs);
+    let items = el("items", NS_PUBSUB, &all);
+    user.iq(
+        COMPONENT,
+        "get",
+        with_child(el("pubsub", NS_PUBSUB, &[]), items),
+    )
+    .await
+}
+
 /// The node's last item (`max_items='1'`), once the device has published
 /// one, within `within`: its fields.
 pub async fn last_item(
@@ -76,14 +94,7 @@ pub async fn last_item(
 ) -> anyhow::Result<Vec<Field>> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let items = el("items", NS_PUBSUB, &[("node", node), ("max_items", "1")]);
-        let answer = user
-            .iq(
-                COMPONENT,
-                "get",
-                with_child(el("pubsub", NS_PUBSUB, &[]), items),
-            )
-            .await?;
+        let answer = get_items(user, node, &[("max_items", "1")]).await?;
         if let Some(item) = items_of(&answer).first() {
             return Ok(fields_of(item));
         }

@@ -129,19 +129,7 @@ async fn presence_pubsub_and_reconnect(kind: ServerKind) {
         "{}",
         xml(&subscriptions)
     );
-    let last = alice
-        .iq(
-            COMPONENT,
-            "get",
-            with_child(
-                el("pubsub", pubsub::NS_PUBSUB, &[]),
-                el(
-                    "items",
-                    pubsub::NS_PUBSUB,
-                    &[("node", "boiler"), ("max_items", "1")],
-                ),
-            ),
-        )
+    let last = pubsub::get_items(&mut alice, "boiler", &[("max_items", "1")])
         .await
         .unwrap();
     let items = pubsub::items_of(&last);

@@ -281,17 +281,7 @@ async fn a_state_directory_of_the_previous_version_is_taken_over(kind: ServerKin
     let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
         .await
         .unwrap();
-    let answer = alice
-        .iq(
-            COMPONENT,
-            "get",
-            with_child(
-                el("pubsub", NS_PUBSUB, &[]),
-                el("items", NS_PUBSUB, &[("node", "boiler")]),
-            ),
-        )
-        .await
-        .unwrap();
+    let answer = pubsub::get_items(&mut alice, "boiler", &[]).await.unwrap();
     let items = pubsub::items_of(&answer);
     assert!(items.len() >= 5, "{}", xml(&answer));
     // The five old items first, oldest first, each the state after its

@@ -40,14 +40,6 @@ pub struct XmppConfig {
     pub status_interval: Option<Duration>,
 }
 
-impl XmppConfig {
-    /// [`XmppConfig::status_interval`], or its default.
-    pub fn status_interval(&self) -> Duration {
-        self.status_interval
-            .unwrap_or(crate::gateway::STATUS_INTERVAL)
-    }
-}
-
 fn default_server() -> String {
     "127.0.0.1:5347".to_owned()
 }
@@ -77,6 +69,12 @@ pub struct ConfigProblem {
 }
 
 impl XmppConfig {
+    /// [`XmppConfig::status_interval`], or its default.
+    pub fn status_interval(&self) -> Duration {
+        self.status_interval
+            .unwrap_or(crate::gateway::STATUS_INTERVAL)
+    }
+
     /// Checks what serde cannot: the domain, the server address, access
     /// entries. The secret is resolved and checked by the loader.
     pub fn problems(&self) -> Vec<ConfigProblem> {

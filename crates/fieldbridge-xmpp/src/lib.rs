@@ -452,6 +452,7 @@ pub async fn run(
         malformed = stats.malformed,
         forbidden = stats.forbidden,
         unsupported = stats.unsupported,
+        items = stats.items,
         notifications = stats.notifications,
         rate_limited = stats.rate_limited,
         subscriptions_refused = stats.subscriptions_refused,
