@@ -10,9 +10,9 @@ use fieldbridge_core::{DeviceId, DeviceSpec, DeviceStatus};
 use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
-use super::Gateway;
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::messages::parse_write;
+use super::{Gateway, presence};
 use crate::chat;
 use crate::xml::{NS_DISCO_ITEMS, element, iq_error, iq_result, set, text, with};
 
@@ -84,7 +84,7 @@ impl Gateway {
             // A reader (outsiders never get here) asking to write, at any
             // step of the command: XEP-0050 §4.4's `forbidden`, as a chat
             // `set` or a XEP-0325 `set` gets.
-            self.stats.forbidden += 1;
+            self.guard.counts.forbidden += 1;
             tracing::info!(jid = %who, device = %spec.id, "ad-hoc set refused: not in access.control");
             return Some(iq_error(
                 el,
@@ -157,8 +157,8 @@ impl Gateway {
     }
 
     fn new_session(&mut self) -> String {
-        self.sessions += 1;
-        format!("fb-{}", self.sessions)
+        self.commands.sessions += 1;
+        format!("fb-{}", self.commands.sessions)
     }
 
     /// The result of a finished ad-hoc job.
@@ -202,7 +202,7 @@ impl Gateway {
     }
 
     fn device_info(&self, el: &Element, spec: &DeviceSpec, session: &str) -> Element {
-        let live = self.live.get(&spec.id);
+        let live = self.devices.get(&spec.id);
         let status = match live.and_then(|l| l.status.as_ref()) {
             None => "waiting for the first reading".to_owned(),
             Some(DeviceStatus::Online) => "online".to_owned(),
@@ -214,7 +214,7 @@ impl Gateway {
             "jid-single",
             "jid",
             "Address",
-            &self.device_jid(spec.id.as_str()),
+            &self.me.device_jid(spec.id.as_str()),
         ));
         x.append_child(field("text-single", "status", "Status", &status));
         let now = SystemTime::now();
@@ -239,8 +239,9 @@ impl Gateway {
     fn list_devices(&self, el: &Element, session: &str) -> Element {
         let mut x = form("result", "Devices");
         for d in self.directory.devices() {
-            let status = self.status_text(d.id.as_str());
-            let state = match self.live.get(&d.id).and_then(|l| l.status.as_ref()) {
+            let device = self.devices.get(&d.id);
+            let status = device.map(presence::status_text).unwrap_or_default();
+            let state = match device.and_then(|l| l.status.as_ref()) {
                 Some(DeviceStatus::Online) => "online",
                 Some(DeviceStatus::Stale) => "stale",
                 Some(DeviceStatus::Offline { .. }) => "offline",
@@ -249,7 +250,11 @@ impl Gateway {
             x.append_child(field(
                 "text-single",
                 d.id.as_str(),
-                &format!("{} ({})", d.display_name(), self.device_jid(d.id.as_str())),
+                &format!(
+                    "{} ({})",
+                    d.display_name(),
+                    self.me.device_jid(d.id.as_str())
+                ),
                 &format!("{state}: {status}"),
             ));
         }

@@ -1,5 +1,6 @@
-//! What a device JID says about itself, so that any client can find out
-//! what it is and what it can do: service discovery (XEP-0030), entity
+//! Who we are, and what the service and each device JID say about
+//! themselves, so that any client can find out what they are and what
+//! they can do: service discovery (XEP-0030), entity
 //! capabilities in every presence (XEP-0115), software version (XEP-0092),
 //! last activity (XEP-0012: seconds since the device's last reading) and
 //! entity time (XEP-0202).
@@ -12,11 +13,48 @@ use xmpp_parsers::caps::{Caps, compute_disco, hash_caps};
 use xmpp_parsers::disco::{DiscoInfoResult, Identity};
 use xmpp_parsers::hashes::Algo;
 
-use super::Gateway;
+use super::{Gateway, NS_RSM, commands};
 use crate::sensordata;
 use crate::xml::{
-    NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, element, iq_error, iq_result, set, text, with,
+    NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_PUBSUB, element, iq_error, iq_result, set, text,
+    with,
 };
+
+/// The component's own identity: its domain (devices are
+/// `<id>@<domain>`), its name, the resource its devices speak from.
+#[derive(Debug)]
+pub(super) struct Entity {
+    pub(super) domain: String,
+    name: String,
+    /// The resource devices speak from: the gateway's id.
+    resource: String,
+    /// When the gateway started (last activity of silent devices, uptime).
+    started: SystemTime,
+}
+
+impl Entity {
+    pub(super) fn new(domain: &str, gateway_id: &str) -> Self {
+        Self {
+            domain: domain.to_owned(),
+            name: format!("fieldbridge {gateway_id}"),
+            resource: gateway_id.to_owned(),
+            started: SystemTime::now(),
+        }
+    }
+
+    /// A device's bare JID: what subscriptions are answered from.
+    pub(super) fn device_jid(&self, device: &str) -> String {
+        format!("{device}@{}", self.domain)
+    }
+
+    /// The device's full JID (`boiler@gw.example.org/<gateway id>`): what
+    /// its presence and messages come from. Clients such as Gajim apply
+    /// presence to resources only, so a device that spoke from its bare
+    /// JID stayed offline there. Subscription answers stay bare.
+    pub(super) fn device_full_jid(&self, device: &str) -> String {
+        format!("{device}@{}/{}", self.domain, self.resource)
+    }
+}
 
 /// XEP-0092.
 pub const NS_VERSION: &str = "jabber:iq:version";
@@ -95,9 +133,9 @@ impl Gateway {
                 // A device: since its last reading (or since the gateway
                 // started, if it never sent one); the service: its uptime.
                 let since = device
-                    .and_then(|d| self.live.get(&d.id))
+                    .and_then(|d| self.devices.get(&d.id))
                     .and_then(|l| l.latest.values().map(|s| s.at).max())
-                    .unwrap_or(self.started);
+                    .unwrap_or(self.me.started);
                 let seconds = SystemTime::now()
                     .duration_since(since)
                     .unwrap_or_default()
@@ -155,19 +193,15 @@ impl Gateway {
         x.append_child(field("pubsub#access_model", self.access.access_model()));
         x.append_child(field("pubsub#publish_model", "publishers"));
         x.append_child(field("pubsub#persist_items", "true"));
-        let limits = self
-            .limits
-            .get(spec.id.as_str())
-            .copied()
-            .unwrap_or_default();
+        let limits = self.nodes.limits(spec.id.as_str());
         x.append_child(field("pubsub#max_items", &limits.max_items.to_string()));
-        x.append_child(field("pubsub#owner", &self.domain));
+        x.append_child(field("pubsub#owner", &self.me.domain));
         x
     }
 
     /// `node#ver` of the caps a device advertises.
     fn caps_node(&self, spec: &DeviceSpec) -> Option<String> {
-        let ver = self.caps.get(&spec.id)?.attr("ver")?;
+        let ver = self.presence.caps(spec.id.as_str())?.attr("ver")?;
         Some(format!("{CAPS_NODE}#{ver}"))
     }
 
@@ -197,7 +231,7 @@ impl Gateway {
                 if payload.attr("node").is_some() {
                     return Some(iq_error(el, "cancel", "item-not-found", None));
                 }
-                let jid = self.device_jid(spec.id.as_str());
+                let jid = self.me.device_jid(spec.id.as_str());
                 let mut q = element("query", NS_DISCO_ITEMS);
                 for p in spec.points.values() {
                     let mut item = with(element("item", NS_DISCO_ITEMS), "jid", jid.clone());
@@ -213,5 +247,81 @@ impl Gateway {
             }
             _ => return None,
         })
+    }
+
+    /// disco#info of the service, or of one of its nodes.
+    pub(super) fn disco_info(&mut self, el: &Element, node: Option<&str>) -> Element {
+        let mut q = element("query", NS_DISCO_INFO);
+        let mut identity = with(element("identity", NS_DISCO_INFO), "category", "pubsub");
+        // A node's description (XEP-0128), after the features.
+        let mut meta_data = None;
+        match node {
+            None => {
+                set(&mut identity, "type", "service");
+                set(&mut identity, "name", self.me.name.clone());
+            }
+            Some(n) => {
+                let Some(spec) = self.directory.device(n).cloned() else {
+                    return iq_error(el, "cancel", "item-not-found", None);
+                };
+                set(&mut q, "node", n);
+                set(&mut identity, "type", "leaf");
+                set(&mut identity, "name", spec.display_name());
+                meta_data = Some(self.node_meta_data(&spec));
+            }
+        }
+        q.append_child(identity);
+        let features = [
+            NS_DISCO_INFO,
+            NS_DISCO_ITEMS,
+            NS_PING,
+            NS_VERSION,
+            NS_LAST,
+            NS_TIME,
+            commands::NS_COMMANDS,
+            NS_PUBSUB,
+            "http://jabber.org/protocol/pubsub#subscribe",
+            "http://jabber.org/protocol/pubsub#retrieve-items",
+            NS_RSM,
+            "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+            "http://jabber.org/protocol/pubsub#retrieve-affiliations",
+            "http://jabber.org/protocol/pubsub#last-published",
+            "http://jabber.org/protocol/pubsub#persistent-items",
+            "http://jabber.org/protocol/pubsub#meta-data",
+            if self.access.access_model() == "open" {
+                "http://jabber.org/protocol/pubsub#access-open"
+            } else {
+                "http://jabber.org/protocol/pubsub#access-whitelist"
+            },
+        ];
+        for f in features {
+            q.append_child(with(element("feature", NS_DISCO_INFO), "var", f));
+        }
+        if let Some(form) = meta_data {
+            q.append_child(form);
+        }
+        iq_result(el, Some(q))
+    }
+
+    /// disco#items of the service: its nodes, one per device.
+    pub(super) fn disco_items(&mut self, el: &Element, node: Option<&str>) -> Element {
+        let mut q = element("query", NS_DISCO_ITEMS);
+        match node {
+            None => {
+                for d in self.directory.devices() {
+                    let mut item = with(
+                        element("item", NS_DISCO_ITEMS),
+                        "jid",
+                        self.me.domain.clone(),
+                    );
+                    set(&mut item, "node", d.id.as_str());
+                    set(&mut item, "name", d.display_name());
+                    q.append_child(item);
+                }
+            }
+            Some(n) if self.directory.device(n).is_some() => set(&mut q, "node", n),
+            Some(_) => return iq_error(el, "cancel", "item-not-found", None),
+        }
+        iq_result(el, Some(q))
     }
 }

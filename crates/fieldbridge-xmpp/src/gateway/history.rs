@@ -12,10 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fieldbridge_core::{DeviceSpec, PointId, Quality, Reading, Sample, Unit, Value};
-use fieldbridge_store::{Change, Limits, Snapshot, Store, StoreError, micros};
+use fieldbridge_store::{Change, Limits, Snapshot, Store, StoreError, SubscriptionKind, micros};
 use minidom::Element;
 
-use super::{Gateway, Live};
+use super::entity::Entity;
+use super::items::{NodeState, Nodes, items_reply};
+use super::subscribers::Subscribers;
+use super::{DeviceState, Gateway};
 use crate::xml::NS_SENSORDATA;
 
 /// Items published this long before a disconnect are sent again after the
@@ -54,19 +57,20 @@ pub(super) fn limits(spec: &DeviceSpec) -> Limits {
 /// unwritten: intake stops at the limit, and a device has at most one item
 /// pending), so numbers sent to subscribers just before a crash are never
 /// used again.
-pub(super) fn resume(store: &Store, node: &str) -> Result<Live, StoreError> {
-    let mut live = Live::default();
+pub(super) fn resume(store: &Store, node: &str) -> Result<(NodeState, DeviceState), StoreError> {
+    let mut items = NodeState::default();
+    let mut state = DeviceState::default();
     if let Some(item) = store.last(node, 1)?.pop() {
-        live.seqnr = item.seqnr.saturating_add(MAX_UNWRITTEN as u64 + 1);
-        live.last_sent = item.id;
-        live.latest = item
+        items.seqnr = item.seqnr.saturating_add(MAX_UNWRITTEN as u64 + 1);
+        items.last_sent = item.id;
+        state.latest = item
             .samples
             .iter()
             .map(|s| (s.reading.point.clone(), s.clone()))
             .collect();
-        live.last_item = Some(Arc::new(item));
+        items.last_item = Some(Arc::new(item));
     }
-    Ok(live)
+    Ok((items, state))
 }
 
 /// The items of an older version (one reading per item, as XEP-0323 XML)
@@ -304,23 +308,23 @@ impl StoreRead {
     }
 }
 
-impl Gateway {
+impl Nodes {
     /// The link to the server is down: stop producing notifications (the
     /// history keeps what is published) and plan to resend what may have
     /// been in flight.
-    pub fn on_disconnected(&mut self) {
+    fn disconnected(&mut self) {
         self.connected = false;
         let rewind = micros(SystemTime::now() - REPLAY_MARGIN);
-        for live in self.live.values_mut() {
-            live.last_sent = live.last_sent.min(rewind);
+        for node in self.all_mut() {
+            node.last_sent = node.last_sent.min(rewind);
         }
     }
 
-    /// What waits to be written, for the connection loop to write; `None`
+    /// What waits to be written, with the subscription `changes`; `None`
     /// when nothing does or a write is still under way (one at a time, so
     /// that the store sees changes in order).
-    pub fn take_writes(&mut self) -> Option<StoreWrite> {
-        if !self.writing.is_empty() || (self.unsaved.is_empty() && self.changes.is_empty()) {
+    fn take_writes(&mut self, subscribers: &mut Subscribers) -> Option<StoreWrite> {
+        if !self.writing.is_empty() || (self.unsaved.is_empty() && subscribers.unsaved() == 0) {
             return None;
         }
         self.writing = std::mem::take(&mut self.unsaved);
@@ -328,43 +332,8 @@ impl Gateway {
             store: self.store.clone(),
             limits: self.limits.clone(),
             items: self.writing.clone(),
-            changes: std::mem::take(&mut self.changes),
+            changes: subscribers.take_changes(),
         })
-    }
-
-    /// The write handed out by [`Gateway::take_writes`] ended. A failure is
-    /// logged; its items are then only in what subscribers received.
-    pub fn written(&mut self, result: Result<usize, StoreError>) {
-        if let Err(e) = result {
-            tracing::error!(error = %e, items = self.writing.len(), "cannot write to the store; these items and subscription changes are lost on restart");
-        }
-        self.writing.clear();
-    }
-
-    /// Whether notifications are being sent (the link is up).
-    pub fn is_connected(&self) -> bool {
-        self.connected
-    }
-
-    /// Whether subscriptions changed since the last write: they are
-    /// written at once, so that a subscriber is not lost to a crash.
-    pub fn subscriptions_changed(&self) -> bool {
-        !self.changes.is_empty()
-    }
-
-    /// How many published items and subscription changes wait for the store.
-    pub fn unsaved(&self) -> usize {
-        self.unsaved.len() + self.changes.len()
-    }
-
-    /// Published items not yet in the store (waiting, or being written).
-    pub fn unwritten(&self) -> usize {
-        self.unsaved.len() + self.writing.len()
-    }
-
-    /// Reads asked for since the connection loop last took them.
-    pub fn take_reads(&mut self) -> Vec<StoreRead> {
-        std::mem::take(&mut self.reads)
     }
 
     /// Asks for a read of `node`'s items; [`Gateway::read_done`] answers.
@@ -386,25 +355,21 @@ impl Gateway {
             .map(|(_, s)| s)
     }
 
-    /// What a read found, completed with what is not written yet: the
-    /// answer it was for.
-    pub fn read_done(&mut self, read: StoreRead, found: Found) -> Vec<Element> {
-        let StoreRead {
-            node, query, then, ..
-        } = read;
-        let stored = match found.items {
-            Ok(items) => items,
-            Err(e) => {
-                tracing::error!(device = %node, error = %e, "cannot read the history");
-                return self.read_failed(&node, then);
-            }
-        };
+    /// `stored` completed with what is not written yet, as `query` asks;
+    /// and how many items the node has.
+    fn complete(
+        &self,
+        node: &str,
+        query: &Query,
+        stored: Vec<Snapshot>,
+        stored_count: u64,
+    ) -> (Vec<Arc<Snapshot>>, u64) {
         let newest_stored = stored.last().map_or(0, |s| s.id);
         let mut items: Vec<Arc<Snapshot>> = stored.into_iter().map(Arc::new).collect();
         let mut unwritten = 0u64;
-        match &query {
+        match query {
             Query::Page { after, before, max } => {
-                for s in self.unwritten_of(&node) {
+                for s in self.unwritten_of(node) {
                     unwritten += 1;
                     if s.id > newest_stored
                         && after.is_none_or(|a| s.id > a)
@@ -425,17 +390,149 @@ impl Gateway {
             Query::Ids(ids) => {
                 for id in ids {
                     if !items.iter().any(|s| s.id == *id)
-                        && let Some(s) = self.unwritten_of(&node).find(|s| s.id == *id)
+                        && let Some(s) = self.unwritten_of(node).find(|s| s.id == *id)
                     {
                         items.push(s.clone());
                     }
                 }
             }
         }
-        let count = found.stored + unwritten;
+        (items, stored_count + unwritten)
+    }
+
+    /// After (re)connecting: a read of what each node's subscribers missed.
+    pub(super) fn read_missed(&mut self, subscribers: &Subscribers) {
+        let nodes: Vec<(String, u64, usize)> = subscribers
+            .all(SubscriptionKind::Pubsub)
+            .filter(|(_, s)| !s.is_empty())
+            .filter_map(|(n, _)| {
+                let since = self.get(n.as_str())?.last_sent;
+                let max = self.limits(n).max_items;
+                Some((n.clone(), since, usize::try_from(max).unwrap_or(usize::MAX)))
+            })
+            .collect();
+        for (node, since, max) in nodes {
+            if let Some(n) = self.get_mut(node.as_str()) {
+                n.catching_up = true;
+                n.first_live = None;
+            }
+            self.read(
+                &node,
+                Query::Page {
+                    after: Some(since),
+                    before: None,
+                    max,
+                },
+                Then::Missed { since },
+            );
+        }
+    }
+
+    /// Sends `items` published after `since`, oldest first, to every
+    /// subscriber of `node`: up to the first item sent live since the
+    /// reconnect (that one and those after it went out already). Ids are
+    /// stable, so a subscriber that already has one can drop the duplicate.
+    fn send_missed(
+        &mut self,
+        me: &Entity,
+        node: &str,
+        since: u64,
+        items: &[Arc<Snapshot>],
+        subscribers: &Subscribers,
+    ) {
+        let Some(n) = self.get_mut(node) else {
+            return;
+        };
+        let upper = n.first_live.take().unwrap_or(u64::MAX);
+        n.catching_up = false;
+        if !self.connected {
+            return;
+        }
+        let missed: Vec<&Arc<Snapshot>> = items
+            .iter()
+            .filter(|s| s.id > since && s.id < upper)
+            .collect();
+        let Some(newest) = missed.last().map(|s| s.id) else {
+            return;
+        };
+        let mut sent_to = 0;
+        for item in &missed {
+            sent_to = self.notify(me, node, item, subscribers);
+        }
+        tracing::info!(device = %node, items = missed.len(), subscribers = sent_to, "sent items published while disconnected");
+        if let Some(n) = self.get_mut(node) {
+            n.last_sent = n.last_sent.max(newest);
+        }
+    }
+}
+
+impl Gateway {
+    /// The link to the server is down: stop producing notifications (the
+    /// history keeps what is published) and plan to resend what may have
+    /// been in flight.
+    pub fn on_disconnected(&mut self) {
+        self.nodes.disconnected();
+    }
+
+    /// What waits to be written, for the connection loop to write; `None`
+    /// when nothing does or a write is still under way (one at a time, so
+    /// that the store sees changes in order).
+    pub fn take_writes(&mut self) -> Option<StoreWrite> {
+        self.nodes.take_writes(&mut self.subscribers)
+    }
+
+    /// The write handed out by [`Gateway::take_writes`] ended. A failure is
+    /// logged; its items are then only in what subscribers received.
+    pub fn written(&mut self, result: Result<usize, StoreError>) {
+        if let Err(e) = result {
+            tracing::error!(error = %e, items = self.nodes.writing.len(), "cannot write to the store; these items and subscription changes are lost on restart");
+        }
+        self.nodes.writing.clear();
+    }
+
+    /// Whether notifications are being sent (the link is up).
+    pub fn is_connected(&self) -> bool {
+        self.nodes.connected
+    }
+
+    /// Whether subscriptions changed since the last write: they are
+    /// written at once, so that a subscriber is not lost to a crash.
+    pub fn subscriptions_changed(&self) -> bool {
+        self.subscribers.unsaved() > 0
+    }
+
+    /// How many published items and subscription changes wait for the store.
+    pub fn unsaved(&self) -> usize {
+        self.nodes.unsaved.len() + self.subscribers.unsaved()
+    }
+
+    /// Published items not yet in the store (waiting, or being written).
+    pub fn unwritten(&self) -> usize {
+        self.nodes.unsaved.len() + self.nodes.writing.len()
+    }
+
+    /// Reads asked for since the connection loop last took them.
+    pub fn take_reads(&mut self) -> Vec<StoreRead> {
+        std::mem::take(&mut self.nodes.reads)
+    }
+
+    /// What a read found, completed with what is not written yet: the
+    /// answer it was for.
+    pub fn read_done(&mut self, read: StoreRead, found: Found) -> Vec<Element> {
+        let StoreRead {
+            node, query, then, ..
+        } = read;
+        let stored = match found.items {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(device = %node, error = %e, "cannot read the history");
+                return self.read_failed(&node, then);
+            }
+        };
+        let (items, count) = self.nodes.complete(&node, &query, stored, found.stored);
         match then {
             Then::Items { request, rsm } => {
-                vec![self.items_reply(&request, &node, &items, rsm.then_some(count))]
+                vec![items_reply(&request, &node, &items, rsm.then_some(count))]
             }
             Then::ChatHistory {
                 reply,
@@ -446,9 +543,9 @@ impl Gateway {
                 // A value read in the last instants may still wait for its
                 // item: what `get` shows, `history` shows too.
                 if let Some(newest) = self
-                    .live
+                    .devices
                     .get(node.as_str())
-                    .and_then(|l| l.latest.get(&point))
+                    .and_then(|d| d.latest.get(&point))
                     && values.last().is_none_or(|last| {
                         last.at < newest.at
                             && (last.reading.value != newest.reading.value
@@ -474,7 +571,8 @@ impl Gateway {
                 done,
             } => vec![self.historical_done(&node, &to, &seqnr, &points, done, &items)],
             Then::Missed { since } => {
-                self.send_missed(&node, since, &items);
+                self.nodes
+                    .send_missed(&self.me, &node, since, &items, &self.subscribers);
                 Vec::new()
             }
         }
@@ -497,75 +595,12 @@ impl Gateway {
                 vec![self.historical_failed(node, &to, &seqnr)]
             }
             Then::Missed { .. } => {
-                if let Some(live) = self.live.get_mut(node) {
-                    live.first_live = None;
-                    live.catching_up = false;
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.first_live = None;
+                    n.catching_up = false;
                 }
                 Vec::new()
             }
-        }
-    }
-
-    /// After (re)connecting: a read of what each node's subscribers missed.
-    pub(super) fn read_missed(&mut self) {
-        let nodes: Vec<(String, u64, usize)> = self
-            .subs
-            .pubsub
-            .iter()
-            .filter(|(_, s)| !s.is_empty())
-            .filter_map(|(n, _)| {
-                let since = self.live.get(n.as_str())?.last_sent;
-                let max = self
-                    .limits
-                    .get(n)
-                    .map_or(Limits::default().max_items, |l| l.max_items);
-                Some((n.clone(), since, usize::try_from(max).unwrap_or(usize::MAX)))
-            })
-            .collect();
-        for (node, since, max) in nodes {
-            if let Some(live) = self.live.get_mut(node.as_str()) {
-                live.catching_up = true;
-                live.first_live = None;
-            }
-            self.read(
-                &node,
-                Query::Page {
-                    after: Some(since),
-                    before: None,
-                    max,
-                },
-                Then::Missed { since },
-            );
-        }
-    }
-
-    /// Sends `items` published after `since`, oldest first, to every
-    /// subscriber of `node`: up to the first item sent live since the
-    /// reconnect (that one and those after it went out already). Ids are
-    /// stable, so a subscriber that already has one can drop the duplicate.
-    fn send_missed(&mut self, node: &str, since: u64, items: &[Arc<Snapshot>]) {
-        let Some(live) = self.live.get_mut(node) else {
-            return;
-        };
-        let upper = live.first_live.take().unwrap_or(u64::MAX);
-        live.catching_up = false;
-        if !self.connected {
-            return;
-        }
-        let missed: Vec<&Arc<Snapshot>> = items
-            .iter()
-            .filter(|s| s.id > since && s.id < upper)
-            .collect();
-        let Some(newest) = missed.last().map(|s| s.id) else {
-            return;
-        };
-        let mut subscribers = 0;
-        for item in &missed {
-            subscribers = self.notify(node, item);
-        }
-        tracing::info!(device = %node, items = missed.len(), subscribers, "sent items published while disconnected");
-        if let Some(live) = self.live.get_mut(node) {
-            live.last_sent = live.last_sent.max(newest);
         }
     }
 }

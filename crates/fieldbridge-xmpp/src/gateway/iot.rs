@@ -73,7 +73,7 @@ impl Gateway {
         let mut out = vec![iq_result(el, Some(accepted))];
         if historical {
             // Sent when the store was read (Gateway::read_done).
-            self.read(
+            self.nodes.read(
                 spec.id.as_str(),
                 Query::Page {
                     after: None,
@@ -143,7 +143,7 @@ impl Gateway {
     }
 
     fn readout_message(&self, device: &str, to: &str, payload: Element) -> Element {
-        let mut m = stanza("message", &self.device_jid(device), to);
+        let mut m = stanza("message", &self.me.device_jid(device), to);
         m.append_child(payload);
         m
     }
@@ -216,7 +216,7 @@ impl Gateway {
         who: &BareJid,
     ) -> Option<Element> {
         if !self.access.may_control(who) {
-            self.stats.forbidden += 1;
+            self.guard.counts.forbidden += 1;
             tracing::info!(jid = %who, device = %spec.id, "control refused: not in access.control");
             return Some(iq_error(el, "auth", "forbidden", None));
         }

@@ -4,15 +4,19 @@
 //! gathers what arrives together. An item's payload is serialized once and
 //! written to each subscriber as is ([`Notification`]).
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fieldbridge_store::{Snapshot, micros};
+use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Sample};
+use fieldbridge_store::{Limits, Snapshot, Store, StoreError, SubscriptionKind, micros};
 use minidom::Element;
 use tokio::time::Instant;
 
-use super::history::item_id;
-use super::{Gateway, NS_RSM};
+use super::entity::Entity;
+use super::history::{self, StoreRead, item_id};
+use super::subscribers::Subscribers;
+use super::{DeviceState, Gateway, NS_RSM};
 use crate::sensordata::{self, FieldType, escape_into};
 use crate::xml::{NS_PUBSUB, NS_PUBSUB_EVENT, child, element, iq_result, set, stanza, text, with};
 
@@ -98,82 +102,231 @@ fn payload_element(device: &str, item: &Snapshot) -> Option<Element> {
     crate::reader::parse_element(&payload(device, item))
 }
 
-impl Gateway {
-    /// When the next item is due, if readings wait for one: the connection
-    /// loop calls [`Gateway::publish_due`] then.
-    pub fn next_publish(&self) -> Option<Instant> {
+/// The pubsub nodes, one per device: each one's items, published and on
+/// their way to the store and to subscribers.
+#[derive(Debug)]
+pub(super) struct Nodes {
+    nodes: HashMap<DeviceId, NodeState>,
+    /// Items and subscriptions, kept across restarts.
+    pub(super) store: Arc<Store>,
+    /// History bounds per node.
+    pub(super) limits: Arc<HashMap<String, Limits>>,
+    /// Items published but not yet handed to the store writer.
+    pub(super) unsaved: Vec<(String, Arc<Snapshot>)>,
+    /// Items handed to the store writer and not yet confirmed written:
+    /// still served from here meanwhile.
+    pub(super) writing: Vec<(String, Arc<Snapshot>)>,
+    /// Devices with readings waiting for their item, oldest first.
+    pending: VecDeque<(Instant, DeviceId)>,
+    /// Notifications ready to send: each item serialized once.
+    notifications: Vec<Notification>,
+    /// Store reads asked for since the connection loop last took them.
+    pub(super) reads: Vec<StoreRead>,
+    /// Whether the server link is up: notifications are only produced
+    /// while it is; the history fills the gap after a reconnect.
+    pub(super) connected: bool,
+    /// Items published (one per device update).
+    pub(super) published: u64,
+    /// Notifications produced (one per item and subscriber).
+    pub(super) notified: u64,
+}
+
+/// One node's items.
+#[derive(Debug, Default)]
+pub(super) struct NodeState {
+    /// The newest item: the state as last published.
+    pub(super) last_item: Option<Arc<Snapshot>>,
+    /// The item sequence number (XEP-0323 `seqnr`) of the last item.
+    pub(super) seqnr: u64,
+    /// Readings came since the last item, the first of them then; the
+    /// item follows within [`ITEM_WINDOW`].
+    pending_since: Option<Instant>,
+    /// The newest item sent to the node's subscribers: after a reconnect,
+    /// everything newer is sent from the history.
+    pub(super) last_sent: u64,
+    /// After a reconnect, until the missed items are read: they go out
+    /// when read, and items published meanwhile go out at once.
+    pub(super) catching_up: bool,
+    /// The first item sent at once while catching up: the missed items
+    /// end before it.
+    pub(super) first_live: Option<u64>,
+}
+
+impl NodeState {
+    /// Whether `point` has a reading in `state` that is not in the last
+    /// item yet.
+    fn unpublished(&self, state: &DeviceState, point: &PointId) -> bool {
+        let Some(latest) = state.latest.get(point) else {
+            return false;
+        };
+        let Some(item) = &self.last_item else {
+            return true;
+        };
+        // An item's samples are in point order (they come from `latest`).
+        item.samples
+            .binary_search_by(|s| s.reading.point.cmp(point))
+            .map_or(true, |i| item.samples[i].at != latest.at)
+    }
+}
+
+impl Nodes {
+    pub(super) fn new(store: Arc<Store>) -> Self {
+        Self {
+            nodes: HashMap::new(),
+            store,
+            limits: Arc::new(HashMap::new()),
+            unsaved: Vec::new(),
+            writing: Vec::new(),
+            pending: VecDeque::new(),
+            notifications: Vec::new(),
+            reads: Vec::new(),
+            connected: false,
+            published: 0,
+            notified: 0,
+        }
+    }
+
+    /// Takes on `spec`'s node as the store left it; the device's state
+    /// as its last item holds it.
+    pub(super) fn resume(&mut self, spec: &DeviceSpec) -> Result<DeviceState, StoreError> {
+        let (node, state) = history::resume(&self.store, spec.id.as_str())?;
+        self.nodes.insert(spec.id.clone(), node);
+        Arc::make_mut(&mut self.limits).insert(spec.id.to_string(), history::limits(spec));
+        Ok(state)
+    }
+
+    /// Takes on `spec`'s node with no history (the store could not be read).
+    pub(super) fn add_empty(&mut self, spec: &DeviceSpec) {
+        self.nodes.insert(spec.id.clone(), NodeState::default());
+        Arc::make_mut(&mut self.limits).insert(spec.id.to_string(), history::limits(spec));
+    }
+
+    /// One node's items.
+    pub(super) fn get(&self, node: &str) -> Option<&NodeState> {
+        self.nodes.get(node)
+    }
+
+    pub(super) fn get_mut(&mut self, node: &str) -> Option<&mut NodeState> {
+        self.nodes.get_mut(node)
+    }
+
+    /// Every node's items.
+    pub(super) fn all_mut(&mut self) -> impl Iterator<Item = &mut NodeState> {
+        self.nodes.values_mut()
+    }
+
+    /// A node's history bounds.
+    pub(super) fn limits(&self, node: &str) -> Limits {
+        self.limits.get(node).copied().unwrap_or_default()
+    }
+
+    /// Whether `samples` hold a second reading of a point whose first one
+    /// still waits for its item.
+    pub(super) fn has_unpublished(
+        &self,
+        device: &DeviceId,
+        state: &DeviceState,
+        samples: &[Sample],
+    ) -> bool {
+        self.nodes.get(device).is_some_and(|n| {
+            n.pending_since.is_some()
+                && samples
+                    .iter()
+                    .any(|s| n.unpublished(state, &s.reading.point))
+        })
+    }
+
+    /// Readings came for `device`: its item is due within the window.
+    pub(super) fn readings_came(&mut self, device: &DeviceId, now: Instant) {
+        if let Some(n) = self.nodes.get_mut(device)
+            && n.pending_since.is_none()
+        {
+            n.pending_since = Some(now);
+            self.pending.push_back((now, device.clone()));
+        }
+    }
+
+    /// When the next item is due, if readings wait for one.
+    pub(super) fn next_publish(&self) -> Option<Instant> {
         self.pending.front().map(|(since, _)| *since + ITEM_WINDOW)
     }
 
-    /// Publishes the items whose window has passed: each device's whole
-    /// state, to the store and (while connected) to its subscribers.
-    pub fn publish_due(&mut self, now: Instant) {
-        while let Some((since, _)) = self.pending.front() {
-            if *since + ITEM_WINDOW > now {
-                break;
+    /// The next device whose item is due by `now` (`None` when no more
+    /// are), or with `now` None the next waiting at all.
+    pub(super) fn next_due(&mut self, now: Option<Instant>) -> Option<DeviceId> {
+        loop {
+            let (since, _) = self.pending.front()?;
+            if now.is_some_and(|now| *since + ITEM_WINDOW > now) {
+                return None;
             }
-            let Some((since, device)) = self.pending.pop_front() else {
-                break;
-            };
+            let (since, device) = self.pending.pop_front()?;
             // An entry whose item went out early (see `on_event`) is stale.
             if self
-                .live
+                .nodes
                 .get(&device)
-                .is_some_and(|l| l.pending_since == Some(since))
+                .is_some_and(|n| n.pending_since == Some(since))
             {
-                self.publish(device.as_str());
+                return Some(device);
             }
         }
     }
 
-    /// Everything waiting, now (the gateway is stopping).
-    pub fn publish_all(&mut self) {
-        while let Some((_, device)) = self.pending.pop_front() {
-            self.publish(device.as_str());
-        }
-    }
-
-    pub(super) fn publish(&mut self, device: &str) {
-        let Some(live) = self.live.get_mut(device) else {
+    /// Publishes `device`'s state as an item, to the store and (while
+    /// connected) to its subscribers; nothing if no readings wait.
+    pub(super) fn publish(
+        &mut self,
+        me: &Entity,
+        device: &DeviceId,
+        state: &DeviceState,
+        subscribers: &Subscribers,
+    ) {
+        let Some(node) = self.nodes.get_mut(device) else {
             return;
         };
-        if live.pending_since.take().is_none() {
+        if node.pending_since.take().is_none() {
             return;
         }
         // Ids are the publication time in microseconds, nudged to stay
         // strictly increasing per node: stable, ordered, unique.
-        let last = live.last_item.as_ref().map_or(0, |i| i.id);
+        let last = node.last_item.as_ref().map_or(0, |i| i.id);
         let id = micros(SystemTime::now()).max(last + 1);
-        live.seqnr += 1;
+        node.seqnr += 1;
         let item = Arc::new(Snapshot {
             id,
-            seqnr: live.seqnr,
-            samples: live.latest.values().cloned().collect(),
+            seqnr: node.seqnr,
+            samples: state.latest.values().cloned().collect(),
         });
-        live.last_item = Some(item.clone());
-        self.stats.items += 1;
-        self.unsaved.push((device.to_owned(), item.clone()));
+        node.last_item = Some(item.clone());
+        self.published += 1;
+        self.unsaved.push((device.to_string(), item.clone()));
         if self.connected {
-            if let Some(live) = self.live.get_mut(device) {
-                live.last_sent = id;
-                if live.catching_up && live.first_live.is_none() {
-                    live.first_live = Some(id);
-                }
+            node.last_sent = id;
+            if node.catching_up && node.first_live.is_none() {
+                node.first_live = Some(id);
             }
-            self.notify(device, &item);
+            self.notify(me, device.as_str(), &item, subscribers);
         }
     }
 
     /// Queues `item` for every subscriber of `node`; how many there are.
-    pub(super) fn notify(&mut self, node: &str, item: &Snapshot) -> usize {
-        let to: Vec<String> = match self.subs.pubsub.get(node) {
-            Some(s) if !s.is_empty() => s.iter().cloned().collect(),
-            _ => return 0,
-        };
+    pub(super) fn notify(
+        &mut self,
+        me: &Entity,
+        node: &str,
+        item: &Snapshot,
+        subscribers: &Subscribers,
+    ) -> usize {
+        let to: Vec<String> = subscribers
+            .of(SubscriptionKind::Pubsub, node)
+            .cloned()
+            .collect();
+        if to.is_empty() {
+            return 0;
+        }
         let n = to.len();
-        self.stats.notifications += n as u64;
+        self.notified += n as u64;
         self.notifications.push(Notification {
-            from: self.domain.clone(),
+            from: me.domain.clone(),
             node: node.to_owned(),
             id: item_id(item.id),
             payload: payload(node, item).into(),
@@ -182,9 +335,43 @@ impl Gateway {
         n
     }
 
+    pub(super) fn take_notifications(&mut self) -> Vec<Notification> {
+        std::mem::take(&mut self.notifications)
+    }
+}
+
+impl Gateway {
+    /// When the next item is due, if readings wait for one: the connection
+    /// loop calls [`Gateway::publish_due`] then.
+    pub fn next_publish(&self) -> Option<Instant> {
+        self.nodes.next_publish()
+    }
+
+    /// Publishes the items whose window has passed: each device's whole
+    /// state, to the store and (while connected) to its subscribers.
+    pub fn publish_due(&mut self, now: Instant) {
+        while let Some(device) = self.nodes.next_due(Some(now)) {
+            self.publish(&device);
+        }
+    }
+
+    /// Everything waiting, now (the gateway is stopping).
+    pub fn publish_all(&mut self) {
+        while let Some(device) = self.nodes.next_due(None) {
+            self.publish(&device);
+        }
+    }
+
+    fn publish(&mut self, device: &DeviceId) {
+        if let Some(state) = self.devices.get(device) {
+            self.nodes
+                .publish(&self.me, device, state, &self.subscribers);
+        }
+    }
+
     /// Notifications ready to send, for the connection loop.
     pub fn take_notifications(&mut self) -> Vec<Notification> {
-        std::mem::take(&mut self.notifications)
+        self.nodes.take_notifications()
     }
 
     /// After a successful pubsub subscribe: the current state, the last
@@ -196,49 +383,49 @@ impl Gateway {
             .get_child("subscribe", NS_PUBSUB)?;
         let node = action.attr("node")?;
         let jid = action.attr("jid")?;
-        let item = self.live.get(node)?.last_item.clone()?;
+        let item = self.nodes.get(node)?.last_item.clone()?;
+        let domain = &self.me.domain;
         let entry = child(
             with(element("item", NS_PUBSUB_EVENT), "id", item_id(item.id)),
             payload_element(node, &item)?,
         );
         let items = child(with(element("items", NS_PUBSUB_EVENT), "node", node), entry);
-        let mut message = with(stanza("message", &self.domain, jid), "type", "headline");
+        let mut message = with(stanza("message", domain, jid), "type", "headline");
         message.append_child(child(element("event", NS_PUBSUB_EVENT), items));
-        let mut delay = with(element("delay", NS_DELAY), "from", self.domain.clone());
+        let mut delay = with(element("delay", NS_DELAY), "from", domain.clone());
         let published = UNIX_EPOCH + Duration::from_micros(item.id);
         set(&mut delay, "stamp", sensordata::timestamp(published));
         message.append_child(delay);
         Some(message)
     }
+}
 
-    /// The result of an items request: `items` oldest first, and with
-    /// `count` a XEP-0059 set (first, last, count).
-    pub(super) fn items_reply(
-        &self,
-        request: &Element,
-        node: &str,
-        items: &[Arc<Snapshot>],
-        count: Option<u64>,
-    ) -> Element {
-        let mut list = with(element("items", NS_PUBSUB), "node", node);
-        for item in items {
-            if let Some(p) = payload_element(node, item) {
-                list.append_child(child(
-                    with(element("item", NS_PUBSUB), "id", item_id(item.id)),
-                    p,
-                ));
-            }
+/// The result of an items request: `items` oldest first, and with
+/// `count` a XEP-0059 set (first, last, count).
+pub(super) fn items_reply(
+    request: &Element,
+    node: &str,
+    items: &[Arc<Snapshot>],
+    count: Option<u64>,
+) -> Element {
+    let mut list = with(element("items", NS_PUBSUB), "node", node);
+    for item in items {
+        if let Some(p) = payload_element(node, item) {
+            list.append_child(child(
+                with(element("item", NS_PUBSUB), "id", item_id(item.id)),
+                p,
+            ));
         }
-        let mut reply = child(element("pubsub", NS_PUBSUB), list);
-        if let Some(count) = count {
-            let mut rsm = element("set", NS_RSM);
-            if let (Some(first), Some(last)) = (items.first(), items.last()) {
-                rsm.append_child(text("first", NS_RSM, item_id(first.id)));
-                rsm.append_child(text("last", NS_RSM, item_id(last.id)));
-            }
-            rsm.append_child(text("count", NS_RSM, count.to_string()));
-            reply.append_child(rsm);
-        }
-        iq_result(request, Some(reply))
     }
+    let mut reply = child(element("pubsub", NS_PUBSUB), list);
+    if let Some(count) = count {
+        let mut rsm = element("set", NS_RSM);
+        if let (Some(first), Some(last)) = (items.first(), items.last()) {
+            rsm.append_child(text("first", NS_RSM, item_id(first.id)));
+            rsm.append_child(text("last", NS_RSM, item_id(last.id)));
+        }
+        rsm.append_child(text("count", NS_RSM, count.to_string()));
+        reply.append_child(rsm);
+    }
+    iq_result(request, Some(reply))
 }

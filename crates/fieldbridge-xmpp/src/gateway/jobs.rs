@@ -102,13 +102,26 @@ impl Job {
     }
 }
 
+/// Commands in progress: jobs waiting for their adapter, ad-hoc sessions.
+#[derive(Debug, Default)]
+pub(super) struct Commands {
+    /// Adapter work asked for since the connection loop last took it.
+    jobs: Vec<Job>,
+    /// Ad-hoc command sessions started (their ids).
+    pub(super) sessions: u64,
+    /// Stanzas that follow an IQ's reply (readout values), sent after it.
+    pub(super) follow_ups: Vec<Element>,
+    /// Chat commands answered.
+    pub(super) chat_commands: u64,
+}
+
 impl Gateway {
     /// Queues adapter work, or says why not.
     pub(super) fn queue_job(&mut self, job: Job) -> Result<(), String> {
-        if self.jobs.len() >= MAX_QUEUED_JOBS {
+        if self.commands.jobs.len() >= MAX_QUEUED_JOBS {
             return Err("Too many requests at once; try again in a moment.".to_owned());
         }
-        self.jobs.push(job);
+        self.commands.jobs.push(job);
         Ok(())
     }
 
@@ -116,8 +129,8 @@ impl Gateway {
     /// run (it bounds how many run at once; the rest wait here, and past
     /// [`MAX_QUEUED_JOBS`] new ones are refused as busy).
     pub fn take_jobs(&mut self, max: usize) -> Vec<Job> {
-        let n = max.min(self.jobs.len());
-        self.jobs.drain(..n).collect()
+        let n = max.min(self.commands.jobs.len());
+        self.commands.jobs.drain(..n).collect()
     }
 
     /// The answer to a job once its adapter has spoken.

@@ -10,7 +10,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use super::history::{Query, SCAN, Then};
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
-use super::{Gateway, sender};
+use super::{Gateway, Inbound};
 use crate::chat::{self, ChatCommand};
 use crate::xml::{NS_COMPONENT, element, set, stanza, text, with};
 
@@ -19,7 +19,8 @@ impl Gateway {
     /// Other messages (headline, groupchat, errors, unknown types, no body,
     /// to the service itself) are dropped without a reply, so that two
     /// automatons can never answer each other forever.
-    pub(super) fn on_message(&mut self, el: &Element) -> Vec<Element> {
+    pub(super) fn on_message(&mut self, inbound: &Inbound<'_>) -> Vec<Element> {
+        let el = inbound.el;
         let kind = el.attr("type").unwrap_or("normal");
         if kind != "chat" && kind != "normal" {
             return Vec::new();
@@ -32,35 +33,31 @@ impl Gateway {
             // Chat states, receipts, markers: nothing to answer.
             return Vec::new();
         };
-        let Some(from) = sender(el) else {
-            self.malformed(el, "message without a valid sender");
+        let Some(from) = &inbound.from else {
+            self.guard.malformed(el, "message without a valid sender");
             return Vec::new();
         };
-        let Some(device) = el
-            .attr("to")
-            .and_then(|t| Jid::new(t).ok())
-            .and_then(|t| t.node().map(|n| n.as_str().to_owned()))
-        else {
+        let Some(device) = inbound.device.as_deref() else {
             return Vec::new();
         };
         let bare = from.to_bare();
-        let exists = self.directory.device(&device).is_some();
+        let exists = self.directory.device(device).is_some();
         if !self.access.may_read(&bare) || !exists {
             // The same answer for "no such device" and "not yours": an
             // outsider learns nothing about which devices exist.
-            self.forbidden(&bare, "chat message refused");
+            self.guard.forbidden(&bare, "chat message refused");
             return vec![message_error(el, "auth", "forbidden")];
         }
-        self.stats.chat_commands += 1;
-        let reply = self.chat_reply_to(el, &device, &from);
+        self.commands.chat_commands += 1;
+        let reply = self.chat_reply_to(el, device, from);
         let may_control = self.access.may_control(&bare);
-        let Some(spec) = self.directory.device(&device).cloned() else {
+        let Some(spec) = self.directory.device(device).cloned() else {
             return Vec::new();
         };
         let answer = match chat::parse(&body) {
             ChatCommand::Help | ChatCommand::Unknown => chat::help(&spec, may_control),
             ChatCommand::Status => {
-                let live = self.live.get(device.as_str());
+                let live = self.devices.get(device);
                 chat::status(
                     &spec,
                     live.and_then(|l| l.status.as_ref()),
@@ -71,9 +68,7 @@ impl Gateway {
             ChatCommand::Get(point) => match spec.points.get(point) {
                 Some(p) => chat::point_line(
                     p,
-                    self.live
-                        .get(device.as_str())
-                        .and_then(|l| l.latest.get(point)),
+                    self.devices.get(device).and_then(|l| l.latest.get(point)),
                     SystemTime::now(),
                 ),
                 None => unknown_point(&spec, point),
@@ -82,8 +77,8 @@ impl Gateway {
                 Some(p) => {
                     // Answered once the store was read (Gateway::read_done);
                     // a snapshot repeats unchanged values, so read enough.
-                    self.read(
-                        device.as_str(),
+                    self.nodes.read(
+                        device,
                         Query::Page {
                             after: None,
                             before: None,
@@ -178,7 +173,11 @@ impl Gateway {
     fn chat_reply_to(&self, el: &Element, device: &str, from: &Jid) -> Element {
         let kind = el.attr("type").unwrap_or("normal");
         let mut reply = with(
-            stanza("message", &self.device_full_jid(device), &from.to_string()),
+            stanza(
+                "message",
+                &self.me.device_full_jid(device),
+                &from.to_string(),
+            ),
             "type",
             kind,
         );

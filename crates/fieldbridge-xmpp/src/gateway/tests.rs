@@ -9,7 +9,8 @@ use fieldbridge_core::{
 use super::jobs::JobAction;
 use super::*;
 use crate::AccessConfig;
-use crate::xml::{NS_DISCO_INFO, NS_PUBSUB_EVENT};
+use crate::xml::{NS_COMPONENT, NS_DISCO_INFO, NS_PUBSUB_EVENT, child, element, set};
+use fieldbridge_store::{Limits, SubscriptionKind};
 
 const DOMAIN: &str = "gw.example.org";
 const ALICE: &str = "alice@example.org/phone";
@@ -2439,16 +2440,10 @@ fn one_user_subscribes_a_few_resources_to_a_node_and_no_more() {
 fn a_device_takes_a_bounded_number_of_subscribers() {
     let mut r = rig();
     for i in 0..MAX_SUBSCRIBERS_PER_DEVICE {
-        r.gw.subs
-            .pubsub
-            .entry("boiler".into())
-            .or_default()
-            .insert(format!("u{i}@example.org"));
-        r.gw.subs
-            .presence
-            .entry("boiler".into())
-            .or_default()
-            .insert(format!("u{i}@example.org"));
+        let jid = format!("u{i}@example.org");
+        for kind in [SubscriptionKind::Pubsub, SubscriptionKind::Presence] {
+            r.gw.subscribers.subscribe(kind, "boiler", &jid);
+        }
     }
     let refused = subscribe_as(&mut r.gw, "carol@example.org/x").unwrap_err();
     assert!(refused.contains("limit of 1000 subscribers"), "{refused}");

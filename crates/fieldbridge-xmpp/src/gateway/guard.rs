@@ -1,0 +1,149 @@
+//! What is looked at at all, and how refusals are counted and logged: a
+//! stanza from our own domain or from a sender over its rate is dropped
+//! before any part sees it; malformed, forbidden and unsupported requests
+//! are counted, and logged loudly once per cause or sender, then quietly,
+//! so that a noisy peer cannot flood the log.
+
+use std::collections::HashSet;
+
+use minidom::Element;
+use tokio::time::Instant;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::flood::{self, SenderLimits, Verdict};
+use crate::xml::iq_error;
+
+/// Refused senders remembered for quiet logging, at most.
+const MAX_LOGGED_SENDERS: usize = 1000;
+
+/// Admission and refusals.
+#[derive(Debug, Default)]
+pub(super) struct Guard {
+    senders: SenderLimits,
+    /// Causes already logged at `info`.
+    logged_causes: HashSet<&'static str>,
+    /// Refused senders already logged at `info` (bounded).
+    logged_senders: HashSet<BareJid>,
+    pub(super) counts: Refusals,
+}
+
+/// What the guard counted.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Refusals {
+    pub(super) malformed: u64,
+    pub(super) forbidden: u64,
+    pub(super) unsupported: u64,
+    pub(super) rate_limited: u64,
+    pub(super) subscriptions_refused: u64,
+}
+
+/// The sender of a stanza, if it has a valid one.
+pub(super) fn sender(el: &Element) -> Option<Jid> {
+    el.attr("from").and_then(|f| Jid::new(f).ok())
+}
+
+/// An IQ get or set that can be answered (it has a sender and an id).
+pub(super) fn is_request(el: &Element) -> bool {
+    el.name() == "iq"
+        && matches!(el.attr("type"), Some("get" | "set"))
+        && el.attr("id").is_some_and(|id| !id.is_empty())
+        && sender(el).is_some()
+}
+
+impl Guard {
+    /// Whether a stanza is looked at at all: not from our own `domain` (we
+    /// never send requests to ourselves, so that is a bounce or a spoof,
+    /// and answering could start a loop), and its sender within its rate.
+    pub(super) fn admit(&mut self, el: &Element, from: Option<&Jid>, domain: &str) -> bool {
+        let Some(from) = from else {
+            return true;
+        };
+        if from.domain().as_str() == domain {
+            self.malformed(el, "stanza from our own domain");
+            return false;
+        }
+        match self.senders.check(&from.to_bare(), Instant::now()) {
+            Verdict::Allowed => true,
+            Verdict::FloodStarts => {
+                self.counts.rate_limited += 1;
+                tracing::info!(jid = %from.to_bare(), rate = flood::RATE, burst = flood::BURST, "sender over its rate limit: its stanzas are refused until it slows down");
+                false
+            }
+            Verdict::Refused => {
+                self.counts.rate_limited += 1;
+                false
+            }
+        }
+    }
+
+    /// The answer to a stanza that was not admitted: a request from over
+    /// the rate limit is told to wait (so that a client does not hang until
+    /// its own timeout); anything else is dropped.
+    pub(super) fn over_limit(el: &Element, from: Option<&Jid>, domain: &str) -> Vec<Element> {
+        let own = from.is_some_and(|f| f.domain().as_str() == domain);
+        if !own && is_request(el) {
+            return vec![iq_error(
+                el,
+                "wait",
+                "resource-constraint",
+                Some("too many requests; slow down"),
+            )];
+        }
+        Vec::new()
+    }
+
+    pub(super) fn malformed(&mut self, el: &Element, why: &'static str) {
+        self.counts.malformed += 1;
+        let jid = el.attr("from").unwrap_or("?");
+        if self.logged_causes.insert(why) {
+            tracing::info!(
+                jid,
+                error = why,
+                malformed = self.counts.malformed,
+                "malformed stanza dropped (further ones with this cause are logged at debug)"
+            );
+        } else {
+            tracing::debug!(
+                jid,
+                error = why,
+                malformed = self.counts.malformed,
+                "malformed stanza dropped"
+            );
+        }
+    }
+
+    /// A sender refused for what `access` says: counted, and logged at
+    /// `info` the first time for each sender (then at `debug`), so that an
+    /// operator sees who was refused without a flood filling the log.
+    pub(super) fn forbidden(&mut self, who: &BareJid, what: &'static str) {
+        self.counts.forbidden += 1;
+        if self.logged_senders.len() >= MAX_LOGGED_SENDERS {
+            self.logged_senders.clear();
+        }
+        if self.logged_senders.insert(who.clone()) {
+            tracing::info!(jid = %who, "{what} (further refusals of this sender are logged at debug)");
+        } else {
+            tracing::debug!(jid = %who, "{what}");
+        }
+    }
+
+    /// A request refused by a limit: logged once per cause at `info`.
+    pub(super) fn limit_reached(&mut self, jid: &str, cause: &'static str) {
+        self.counts.subscriptions_refused += 1;
+        if self.logged_causes.insert(cause) {
+            tracing::info!(
+                jid,
+                cause,
+                "subscription refused (further ones for this cause are logged at debug)"
+            );
+        } else {
+            tracing::debug!(jid, cause, "subscription refused");
+        }
+    }
+
+    /// An IQ this entity does not answer.
+    pub(super) fn unsupported(&mut self, el: &Element) -> Element {
+        self.counts.unsupported += 1;
+        iq_error(el, "cancel", "service-unavailable", None)
+    }
+}

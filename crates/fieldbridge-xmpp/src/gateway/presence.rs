@@ -1,0 +1,292 @@
+//! The presence book: each device's presence to its presence subscribers
+//! (available with its readings as status text, `xa` when stale,
+//! unavailable when offline), what it last said, and the answers to
+//! subscription requests and probes.
+//!
+//! Status changes go out at once; a text that changes only with the values
+//! goes out at most once per status interval, so that a phone showing the
+//! contact is not woken every few seconds.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fieldbridge_core::{DeviceId, DeviceSpec, DeviceStatus};
+use fieldbridge_store::SubscriptionKind;
+use minidom::Element;
+use tokio::time::Instant;
+
+use super::entity::{self, Entity};
+use super::subscribers::Subscribers;
+use super::{DeviceState, Gateway, Inbound, STATUS_SETTLE};
+use crate::xml::{NS_COMPONENT, NS_STANZAS, element, set, stanza, text, with};
+
+/// What each device last said, and how it says it.
+#[derive(Debug)]
+pub(super) struct PresenceBook {
+    said: HashMap<DeviceId, Said>,
+    /// Each device's entity capabilities element, sent in every presence.
+    caps: HashMap<DeviceId, Element>,
+    /// How often a status text may change with the values.
+    interval: Duration,
+}
+
+/// The last presence a device sent.
+#[derive(Debug, Default)]
+struct Said {
+    text: Option<String>,
+    at: Option<Instant>,
+    /// It went out for a status change, perhaps before the rest of that
+    /// message's readings: the text may follow after [`STATUS_SETTLE`]
+    /// instead of the status interval.
+    for_status: bool,
+}
+
+impl PresenceBook {
+    pub(super) fn new(interval: Duration) -> Self {
+        Self {
+            said: HashMap::new(),
+            caps: HashMap::new(),
+            interval,
+        }
+    }
+
+    pub(super) fn set_interval(&mut self, interval: Duration) {
+        self.interval = interval;
+    }
+
+    /// A device to speak for.
+    pub(super) fn add(&mut self, spec: &DeviceSpec) {
+        self.said.entry(spec.id.clone()).or_default();
+        self.caps.insert(spec.id.clone(), entity::device_caps(spec));
+    }
+
+    /// The `<c/>` a device advertises.
+    pub(super) fn caps(&self, device: &str) -> Option<&Element> {
+        self.caps.get(device)
+    }
+
+    /// The device's presence to every subscriber, noted as said.
+    pub(super) fn broadcast(
+        &mut self,
+        me: &Entity,
+        device: &DeviceId,
+        state: &DeviceState,
+        subscribers: &Subscribers,
+        now: Instant,
+    ) -> Vec<Element> {
+        let said = self.said.entry(device.clone()).or_default();
+        said.text = Some(status_text(state));
+        said.at = Some(now);
+        said.for_status = false;
+        subscribers
+            .of(SubscriptionKind::Presence, device.as_str())
+            .map(|to| self.presence(me, device.as_str(), state, to))
+            .collect()
+    }
+
+    /// A status change: to every subscriber at once.
+    pub(super) fn status_changed(
+        &mut self,
+        me: &Entity,
+        device: &DeviceId,
+        state: &DeviceState,
+        subscribers: &Subscribers,
+        now: Instant,
+    ) -> Vec<Element> {
+        let out = self.broadcast(me, device, state, subscribers, now);
+        if let Some(said) = self.said.get_mut(device) {
+            said.for_status = true;
+        }
+        out
+    }
+
+    /// The new status text of an online device, if it may go out now.
+    pub(super) fn refresh_if_due(
+        &mut self,
+        me: &Entity,
+        device: &DeviceId,
+        state: &DeviceState,
+        subscribers: &Subscribers,
+        now: Instant,
+    ) -> Vec<Element> {
+        if !self.text_refresh_due(device, state, now) {
+            return Vec::new();
+        }
+        self.broadcast(me, device, state, subscribers, now)
+    }
+
+    fn text_refresh_due(&self, device: &DeviceId, state: &DeviceState, now: Instant) -> bool {
+        let said = self.said.get(device);
+        // Cheap tests first: the text is built only when it could be sent.
+        state.status == Some(DeviceStatus::Online)
+            && said.and_then(|s| s.at).is_none_or(|t| {
+                let waited = now.duration_since(t);
+                waited >= self.interval
+                    || (said.is_some_and(|s| s.for_status) && waited >= STATUS_SETTLE)
+            })
+            && said.and_then(|s| s.text.as_deref()) != Some(&status_text(state))
+    }
+
+    /// The device's current presence, addressed to `to`.
+    pub(super) fn presence(
+        &self,
+        me: &Entity,
+        device: &str,
+        state: &DeviceState,
+        to: &str,
+    ) -> Element {
+        let mut p = stanza("presence", &me.device_full_jid(device), to);
+        match &state.status {
+            None | Some(DeviceStatus::Offline { .. }) => set(&mut p, "type", "unavailable"),
+            Some(DeviceStatus::Stale) => {
+                p.append_child(text("show", NS_COMPONENT, "xa"));
+            }
+            Some(DeviceStatus::Online) => {}
+        }
+        p.append_child(text("status", NS_COMPONENT, status_text(state)));
+        if let Some(c) = self.caps.get(device) {
+            p.append_child(c.clone());
+        }
+        p
+    }
+}
+
+/// The last word: every device unavailable to every subscriber.
+pub(super) fn goodbye(me: &Entity, subscribers: &Subscribers) -> Vec<Element> {
+    let mut out = Vec::new();
+    for (device, jids) in subscribers.all(SubscriptionKind::Presence) {
+        for to in jids {
+            let mut p = with(
+                stanza("presence", &me.device_full_jid(device), to),
+                "type",
+                "unavailable",
+            );
+            p.append_child(text("status", NS_COMPONENT, "gateway stopped"));
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Latest readings as people read them: `temperature 21.5 °C, pump on`.
+fn readings_text(state: &DeviceState) -> String {
+    state
+        .latest
+        .values()
+        .map(|s| &s.reading)
+        .map(|r| match &r.unit {
+            Some(u) => format!("{} {} {u}", r.point, r.value),
+            None => format!("{} {}", r.point, r.value),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The status text: the readings, or why there are none.
+pub(super) fn status_text(state: &DeviceState) -> String {
+    let readings = readings_text(state);
+    match &state.status {
+        None => "waiting for the first reading".to_owned(),
+        Some(DeviceStatus::Online) if readings.is_empty() => "online".to_owned(),
+        Some(DeviceStatus::Online) => readings,
+        Some(DeviceStatus::Stale) if readings.is_empty() => "no fresh readings".to_owned(),
+        Some(DeviceStatus::Stale) => format!("no fresh readings; last: {readings}"),
+        Some(DeviceStatus::Offline { reason }) => reason.clone(),
+    }
+}
+
+impl Gateway {
+    /// A presence to a device: subscribe, unsubscribe and probe are
+    /// answered; the rest (directed presence, errors) needs no answer.
+    pub(super) fn on_presence(&mut self, inbound: &Inbound<'_>) -> Vec<Element> {
+        let el = inbound.el;
+        let kind = el.attr("type").unwrap_or("available");
+        if !matches!(kind, "subscribe" | "unsubscribe" | "probe") {
+            // Directed presence, unsubscribed, errors: nothing to say back.
+            return Vec::new();
+        }
+        let Some(from) = &inbound.from else {
+            self.guard.malformed(el, "presence without a valid sender");
+            return Vec::new();
+        };
+        let bare = from.to_bare();
+        let Some(device) = inbound.device.as_deref() else {
+            return Vec::new();
+        };
+        let device_jid = self.me.device_jid(device);
+        let answer = |kind: &str, to: &str| with(stanza("presence", &device_jid, to), "type", kind);
+        let subscriber = bare.to_string();
+        let exists = self.directory.device(device).is_some();
+        if !exists
+            && kind == "probe"
+            && self.access.may_read(&bare)
+            && self
+                .subscribers
+                .has(SubscriptionKind::Presence, device, &subscriber)
+        {
+            // A subscriber's device made at run time, not seen since the
+            // gateway started: offline, not "unsubscribed" (which would
+            // remove it from the subscriber's roster).
+            let mut p = with(
+                stanza(
+                    "presence",
+                    &self.me.device_full_jid(device),
+                    &from.to_string(),
+                ),
+                "type",
+                "unavailable",
+            );
+            p.append_child(text(
+                "status",
+                NS_COMPONENT,
+                "not seen since the gateway started",
+            ));
+            return vec![p];
+        }
+        if !exists || !self.access.may_read(&bare) {
+            if kind == "unsubscribe" {
+                return Vec::new();
+            }
+            self.guard
+                .forbidden(&bare, "presence subscription or probe refused");
+            return vec![answer("unsubscribed", &subscriber)];
+        }
+        let empty = DeviceState::default();
+        let state = self.devices.get(device).unwrap_or(&empty);
+        match kind {
+            "subscribe" => {
+                let known = self
+                    .subscribers
+                    .has(SubscriptionKind::Presence, device, &subscriber);
+                if !known && let Some(limit) = self.subscribers.presence_limit(device) {
+                    self.guard.limit_reached(&subscriber, limit.cause());
+                    let mut p = answer("error", &from.to_string());
+                    let mut error = with(element("error", NS_COMPONENT), "type", "cancel");
+                    error.append_child(element("policy-violation", NS_STANZAS));
+                    error.append_child(text("text", NS_STANZAS, limit.to_string()));
+                    p.append_child(error);
+                    return vec![p];
+                }
+                if self
+                    .subscribers
+                    .subscribe(SubscriptionKind::Presence, device, &subscriber)
+                {
+                    tracing::info!(jid = %bare, device = %device, "presence subscription");
+                }
+                vec![
+                    answer("subscribed", &subscriber),
+                    self.presence.presence(&self.me, device, state, &subscriber),
+                ]
+            }
+            "unsubscribe" => {
+                self.subscribers
+                    .unsubscribe(SubscriptionKind::Presence, device, &subscriber);
+                vec![answer("unsubscribed", &subscriber)]
+            }
+            _ => vec![
+                self.presence
+                    .presence(&self.me, device, state, &from.to_string()),
+            ],
+        }
+    }
+}

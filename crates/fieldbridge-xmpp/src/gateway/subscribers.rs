@@ -1,0 +1,195 @@
+//! Who is subscribed to which device, by presence and by pubsub, within
+//! the limits that keep one user or one device from taking the gateway's
+//! memory; each change is kept until the store has it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fieldbridge_store::{Change, SubscriptionKind, Subscriptions};
+use xmpp_parsers::jid::BareJid;
+
+/// A node's subscriptions per user (bare JID): one per resource, and
+/// that many resources at most.
+pub const MAX_RESOURCES_PER_USER: usize = 4;
+
+/// Subscribers of one device, pubsub and presence each.
+pub const MAX_SUBSCRIBERS_PER_DEVICE: usize = 1000;
+
+/// Subscriptions of all kinds to all devices of the gateway.
+pub const MAX_SUBSCRIPTIONS: usize = 50_000;
+
+/// Every subscription, and the changes the store does not have yet.
+#[derive(Debug)]
+pub(super) struct Subscribers {
+    subs: Subscriptions,
+    /// Subscription changes not yet handed to the store writer.
+    changes: Vec<Change>,
+}
+
+/// Which subscription limit a request reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Limit {
+    Resources,
+    Device,
+    Gateway,
+}
+
+impl Limit {
+    /// The cause, for logs.
+    pub(super) fn cause(self) -> &'static str {
+        match self {
+            Limit::Resources => "resources per user",
+            Limit::Device => "subscribers per device",
+            Limit::Gateway => "subscriptions per gateway",
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Resources => write!(
+                f,
+                "at most {MAX_RESOURCES_PER_USER} resources of one user may subscribe to a node"
+            ),
+            Limit::Device => write!(
+                f,
+                "this device has its limit of {MAX_SUBSCRIBERS_PER_DEVICE} subscribers"
+            ),
+            Limit::Gateway => write!(
+                f,
+                "the gateway has its limit of {MAX_SUBSCRIPTIONS} subscriptions"
+            ),
+        }
+    }
+}
+
+impl Subscribers {
+    /// The subscriptions the store kept.
+    pub(super) fn new(subs: Subscriptions) -> Self {
+        Self {
+            subs,
+            changes: Vec::new(),
+        }
+    }
+
+    fn of_kind(&self, kind: SubscriptionKind) -> &BTreeMap<String, BTreeSet<String>> {
+        match kind {
+            SubscriptionKind::Presence => &self.subs.presence,
+            SubscriptionKind::Pubsub => &self.subs.pubsub,
+        }
+    }
+
+    fn of_kind_mut(&mut self, kind: SubscriptionKind) -> &mut BTreeMap<String, BTreeSet<String>> {
+        match kind {
+            SubscriptionKind::Presence => &mut self.subs.presence,
+            SubscriptionKind::Pubsub => &mut self.subs.pubsub,
+        }
+    }
+
+    /// The subscribers of `node`, in order.
+    pub(super) fn of(&self, kind: SubscriptionKind, node: &str) -> impl Iterator<Item = &String> {
+        self.of_kind(kind).get(node).into_iter().flatten()
+    }
+
+    /// Every node with its subscribers, in node order.
+    pub(super) fn all(
+        &self,
+        kind: SubscriptionKind,
+    ) -> impl Iterator<Item = (&String, &BTreeSet<String>)> {
+        self.of_kind(kind).iter()
+    }
+
+    /// Whether `jid` is subscribed to `node`.
+    pub(super) fn has(&self, kind: SubscriptionKind, node: &str, jid: &str) -> bool {
+        self.of_kind(kind)
+            .get(node)
+            .is_some_and(|s| s.contains(jid))
+    }
+
+    /// Adds a subscription; false if it existed. It reaches the store with
+    /// the next write of the connection loop, off the event loop.
+    pub(super) fn subscribe(&mut self, kind: SubscriptionKind, node: &str, jid: &str) -> bool {
+        let added = self
+            .of_kind_mut(kind)
+            .entry(node.to_owned())
+            .or_default()
+            .insert(jid.to_owned());
+        if added {
+            self.changes.push(Change::Subscribe {
+                kind,
+                node: node.to_owned(),
+                jid: jid.to_owned(),
+            });
+        }
+        added
+    }
+
+    /// Removes a subscription; false if there was none.
+    pub(super) fn unsubscribe(&mut self, kind: SubscriptionKind, node: &str, jid: &str) -> bool {
+        let removed = self
+            .of_kind_mut(kind)
+            .get_mut(node)
+            .is_some_and(|s| s.remove(jid));
+        if removed {
+            self.changes.push(Change::Unsubscribe {
+                kind,
+                node: node.to_owned(),
+                jid: jid.to_owned(),
+            });
+        }
+        removed
+    }
+
+    /// Changes for the store writer.
+    pub(super) fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// How many changes the store does not have yet.
+    pub(super) fn unsaved(&self) -> usize {
+        self.changes.len()
+    }
+
+    fn count(&self) -> usize {
+        self.subs
+            .pubsub
+            .values()
+            .chain(self.subs.presence.values())
+            .map(|s| s.len())
+            .sum()
+    }
+
+    /// The limit a new pubsub subscription of `user` to `node` would break.
+    pub(super) fn pubsub_limit(&self, node: &str, user: &BareJid) -> Option<Limit> {
+        let subscribers = self.subs.pubsub.get(node);
+        let user = user.to_string();
+        let resources = subscribers
+            .into_iter()
+            .flatten()
+            .filter(|j| {
+                j.strip_prefix(user.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .count();
+        if resources >= MAX_RESOURCES_PER_USER {
+            Some(Limit::Resources)
+        } else if subscribers.map_or(0, |s| s.len()) >= MAX_SUBSCRIBERS_PER_DEVICE {
+            Some(Limit::Device)
+        } else if self.count() >= MAX_SUBSCRIPTIONS {
+            Some(Limit::Gateway)
+        } else {
+            None
+        }
+    }
+
+    /// The limit a new presence subscription to `device` would break.
+    pub(super) fn presence_limit(&self, device: &str) -> Option<Limit> {
+        if self.subs.presence.get(device).map_or(0, |s| s.len()) >= MAX_SUBSCRIBERS_PER_DEVICE {
+            Some(Limit::Device)
+        } else if self.count() >= MAX_SUBSCRIPTIONS {
+            Some(Limit::Gateway)
+        } else {
+            None
+        }
+    }
+}
