@@ -32,6 +32,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::access::Access;
 use crate::reader::Refusal;
+use crate::xml::{DefinedCondition, ErrorType};
 use crate::xml::{NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_SENSORDATA, iq_error};
 use fieldbridge_store::Store;
 
@@ -323,8 +324,8 @@ impl Gateway {
         if is_request(stanza) {
             return vec![iq_error(
                 stanza,
-                "modify",
-                "policy-violation",
+                ErrorType::Modify,
+                DefinedCondition::PolicyViolation,
                 Some(why.as_str()),
             )];
         }
@@ -355,8 +356,8 @@ impl Gateway {
             self.guard.malformed(el, "iq without exactly one payload");
             return vec![iq_error(
                 el,
-                "modify",
-                "bad-request",
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
                 Some("an iq request carries exactly one payload"),
             )];
         };
@@ -364,7 +365,12 @@ impl Gateway {
         if !self.access.may_read(&bare) {
             self.guard
                 .forbidden(&bare, "request refused: not in access.read");
-            return vec![iq_error(el, "auth", "forbidden", None)];
+            return vec![iq_error(
+                el,
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+                None,
+            )];
         }
         let ns = payload.ns();
         let reply = match &inbound.device {
@@ -394,7 +400,12 @@ impl Gateway {
         from: &BareJid,
     ) -> Option<Element> {
         let Some(spec) = self.directory.device(device).cloned() else {
-            return Some(iq_error(el, "cancel", "item-not-found", None));
+            return Some(iq_error(
+                el,
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                None,
+            ));
         };
         let ns = payload.ns();
         match (kind, payload.name(), ns.as_str()) {

@@ -1,12 +1,17 @@
-//! Small helpers to build and read stanzas with minidom.
+//! Small helpers to build and read stanzas.
 //!
-//! Stanzas are built as plain elements rather than xmpp-parsers structs:
-//! several XEPs used here have no typed module (XEP-0050, XEP-0323) or
-//! private fields (pubsub), and a malformed inbound stanza must never fail
-//! a parse that takes the connection down with it.
+//! IQ replies and stanza errors are xmpp-parsers types ([`Iq`],
+//! [`StanzaError`]): a condition is a [`DefinedCondition`], never a
+//! string that could be misspelt. Payloads of the XEPs xmpp-parsers lacks
+//! (XEP-0050 sessions as used here, XEP-0323, XEP-0325) are plain minidom
+//! elements; inbound stanzas are read as elements too, so that a malformed
+//! one never fails a parse that takes the connection down with it.
 
 use minidom::Element;
 use minidom::rxml::{Namespace, NcName};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+pub use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 /// The stanza namespace of a XEP-0114 component stream.
 pub const NS_COMPONENT: &str = "jabber:component:accept";
@@ -66,35 +71,65 @@ pub fn stanza(name: &str, from: &str, to: &str) -> Element {
     with(with(element(name, NS_COMPONENT), "from", from), "to", to)
 }
 
+/// A stanza error, with an explanation for people when there is one (in
+/// English, and marked so).
+pub fn stanza_error(
+    kind: ErrorType,
+    condition: DefinedCondition,
+    explanation: Option<&str>,
+) -> StanzaError {
+    let mut error = StanzaError::new(kind, condition, "en", explanation.unwrap_or_default());
+    if explanation.is_none() {
+        error.texts.clear();
+    }
+    error
+}
+
 /// The error reply to an `iq` get/set.
 pub fn iq_error(
     request: &Element,
-    kind: &str,
-    condition: &str,
+    kind: ErrorType,
+    condition: DefinedCondition,
     explanation: Option<&str>,
 ) -> Element {
-    let mut error = with(element("error", NS_COMPONENT), "type", kind);
-    error.append_child(element(condition, NS_STANZAS));
-    if let Some(t) = explanation {
-        error.append_child(text("text", NS_STANZAS, t));
+    iq_error_with(request, stanza_error(kind, condition, explanation))
+}
+
+/// The error reply to an `iq` get/set, with an error built by the caller
+/// (e.g. carrying a XEP's own condition).
+pub fn iq_error_with(request: &Element, error: StanzaError) -> Element {
+    let (from, to, id) = reply_header(request);
+    Iq::Error {
+        from,
+        to,
+        id,
+        error,
+        payload: None,
     }
-    reply(request, "error", Some(error))
+    .into()
 }
 
 /// The result reply to an `iq` get/set.
 pub fn iq_result(request: &Element, payload: Option<Element>) -> Element {
-    reply(request, "result", payload)
+    let (from, to, id) = reply_header(request);
+    Iq::Result {
+        from,
+        to,
+        id,
+        payload,
+    }
+    .into()
 }
 
-fn reply(request: &Element, kind: &str, payload: Option<Element>) -> Element {
-    let from = request.attr("to").unwrap_or_default();
-    let to = request.attr("from").unwrap_or_default();
-    let mut iq = with(stanza("iq", from, to), "type", kind);
-    set(&mut iq, "id", request.attr("id").unwrap_or_default());
-    if let Some(p) = payload {
-        iq.append_child(p);
-    }
-    iq
+/// The reply's from, to and id: the request's to, from and id. The
+/// request's sender was checked before anything answers it.
+fn reply_header(request: &Element) -> (Option<Jid>, Option<Jid>, String) {
+    let jid = |name| request.attr(name).and_then(|j| Jid::new(j).ok());
+    (
+        jid("to"),
+        jid("from"),
+        request.attr("id").unwrap_or_default().to_owned(),
+    )
 }
 
 /// The element's child elements.
@@ -105,4 +140,44 @@ pub fn children(el: &Element) -> impl Iterator<Item = &Element> {
 /// Serializes for logs and tests.
 pub fn to_string(el: &Element) -> String {
     String::from(el)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Element {
+        let mut iq = with(
+            stanza("iq", "alice@example.org/x", "boiler@gw"),
+            "type",
+            "get",
+        );
+        set(&mut iq, "id", "q1");
+        iq
+    }
+
+    #[test]
+    fn an_error_reply_swaps_the_addresses_and_carries_condition_and_text() {
+        let reply = iq_error(
+            &request(),
+            ErrorType::Cancel,
+            DefinedCondition::ItemNotFound,
+            Some("no such point"),
+        );
+        assert_eq!(
+            to_string(&reply),
+            "<iq xmlns='jabber:component:accept' from='boiler@gw' id='q1' \
+             to='alice@example.org/x' type='error'><error type='cancel'><item-not-found \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>no such point</text>\
+             </error></iq>"
+        );
+        let bare = iq_error(
+            &request(),
+            ErrorType::Auth,
+            DefinedCondition::Forbidden,
+            None,
+        );
+        assert!(!to_string(&bare).contains("<text"), "{}", to_string(&bare));
+    }
 }

@@ -14,6 +14,7 @@ use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::messages::parse_write;
 use super::{Gateway, presence};
 use crate::chat;
+use crate::xml::{DefinedCondition, ErrorType};
 use crate::xml::{NS_DISCO_ITEMS, element, iq_error, iq_result, set, text, with};
 
 /// XEP-0050.
@@ -88,8 +89,8 @@ impl Gateway {
             tracing::info!(jid = %who, device = %spec.id, "ad-hoc set refused: not in access.control");
             return Some(iq_error(
                 el,
-                "auth",
-                "forbidden",
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
                 Some("You may not change this device (not in access.control)."),
             ));
         }
@@ -100,7 +101,12 @@ impl Gateway {
         {
             // Unknown, or not for this sender: the same answer, so that an
             // outsider learns nothing about what exists.
-            return Some(iq_error(el, "cancel", "item-not-found", None));
+            return Some(iq_error(
+                el,
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                None,
+            ));
         }
         let session = payload
             .attr("sessionid")
@@ -124,9 +130,14 @@ impl Gateway {
                         session,
                     },
                 };
-                self.queue_job(job)
-                    .err()
-                    .map(|busy| iq_error(el, "wait", "resource-constraint", Some(&busy)))
+                self.queue_job(job).err().map(|busy| {
+                    iq_error(
+                        el,
+                        ErrorType::Wait,
+                        DefinedCondition::ResourceConstraint,
+                        Some(&busy),
+                    )
+                })
             }
             ("set", Some(spec)) => match submitted {
                 None => Some(set_form(el, spec, &session)),
@@ -135,7 +146,14 @@ impl Gateway {
                     let value = field_value(form, "value").unwrap_or_default();
                     let (point, value) = match parse_write(spec, &point, &value) {
                         Ok(pv) => pv,
-                        Err(why) => return Some(iq_error(el, "modify", "bad-request", Some(&why))),
+                        Err(why) => {
+                            return Some(iq_error(
+                                el,
+                                ErrorType::Modify,
+                                DefinedCondition::BadRequest,
+                                Some(&why),
+                            ));
+                        }
                     };
                     tracing::info!(jid = %who, device = %spec.id, point = %point, value = %value, "write asked by ad-hoc command");
                     let job = Job {
@@ -147,12 +165,22 @@ impl Gateway {
                             session,
                         },
                     };
-                    self.queue_job(job)
-                        .err()
-                        .map(|busy| iq_error(el, "wait", "resource-constraint", Some(&busy)))
+                    self.queue_job(job).err().map(|busy| {
+                        iq_error(
+                            el,
+                            ErrorType::Wait,
+                            DefinedCondition::ResourceConstraint,
+                            Some(&busy),
+                        )
+                    })
                 }
             },
-            _ => Some(iq_error(el, "cancel", "item-not-found", None)),
+            _ => Some(iq_error(
+                el,
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                None,
+            )),
         }
     }
 

@@ -10,14 +10,16 @@ use std::time::SystemTime;
 use fieldbridge_core::DeviceSpec;
 use minidom::Element;
 use xmpp_parsers::caps::{Caps, compute_disco, hash_caps};
-use xmpp_parsers::disco::{DiscoInfoResult, Identity};
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
+use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item as DiscoItem};
 use xmpp_parsers::hashes::Algo;
+use xmpp_parsers::jid::Jid;
 
 use super::{Gateway, NS_RSM, commands};
 use crate::sensordata;
+use crate::xml::{DefinedCondition, ErrorType};
 use crate::xml::{
-    NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_PUBSUB, element, iq_error, iq_result, set, text,
-    with,
+    NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_PUBSUB, element, iq_error, iq_result, text, with,
 };
 
 /// The component's own identity: its domain (devices are
@@ -165,18 +167,7 @@ impl Gateway {
 
     /// A device node's meta-data (XEP-0060 §5.4, as a XEP-0128 form): what
     /// it is, what its items carry, who may read it, how much is kept.
-    pub(super) fn node_meta_data(&self, spec: &DeviceSpec) -> Element {
-        const NS_DATA: &str = "jabber:x:data";
-        let field = |var: &str, value: &str| {
-            let mut f = with(element("field", NS_DATA), "var", var);
-            f.append_child(text("value", NS_DATA, value));
-            f
-        };
-        let mut x = with(element("x", NS_DATA), "type", "result");
-        let mut form_type = field("FORM_TYPE", "http://jabber.org/protocol/pubsub#meta-data");
-        set(&mut form_type, "type", "hidden");
-        x.append_child(form_type);
-        x.append_child(field("pubsub#title", spec.display_name()));
+    pub(super) fn node_meta_data(&self, spec: &DeviceSpec) -> DataForm {
         let points: Vec<String> = spec
             .points
             .values()
@@ -185,18 +176,26 @@ impl Gateway {
                 None => p.id.to_string(),
             })
             .collect();
-        x.append_child(field(
-            "pubsub#description",
-            &format!("Readings of {}: {}", spec.display_name(), points.join(", ")),
-        ));
-        x.append_child(field("pubsub#type", crate::xml::NS_SENSORDATA));
-        x.append_child(field("pubsub#access_model", self.access.access_model()));
-        x.append_child(field("pubsub#publish_model", "publishers"));
-        x.append_child(field("pubsub#persist_items", "true"));
-        let limits = self.nodes.limits(spec.id.as_str());
-        x.append_child(field("pubsub#max_items", &limits.max_items.to_string()));
-        x.append_child(field("pubsub#owner", &self.me.domain));
-        x
+        let description = format!("Readings of {}: {}", spec.display_name(), points.join(", "));
+        let max_items = self.nodes.limits(spec.id.as_str()).max_items.to_string();
+        let fields = [
+            ("pubsub#title", spec.display_name()),
+            ("pubsub#description", &description),
+            ("pubsub#type", crate::xml::NS_SENSORDATA),
+            ("pubsub#access_model", self.access.access_model()),
+            ("pubsub#publish_model", "publishers"),
+            ("pubsub#persist_items", "true"),
+            ("pubsub#max_items", &max_items),
+            ("pubsub#owner", &self.me.domain),
+        ];
+        DataForm::new(
+            DataFormType::Result_,
+            "http://jabber.org/protocol/pubsub#meta-data",
+            fields
+                .into_iter()
+                .map(|(var, value)| Field::text_single(var, value))
+                .collect(),
+        )
     }
 
     /// `node#ver` of the caps a device advertises.
@@ -225,25 +224,44 @@ impl Gateway {
                     disco.node = Some(node.to_owned());
                     iq_result(el, Some(disco.into()))
                 }
-                Some(_) => iq_error(el, "cancel", "item-not-found", None),
+                Some(_) => iq_error(el, ErrorType::Cancel, DefinedCondition::ItemNotFound, None),
             },
             ("get", "query", NS_DISCO_ITEMS) => {
                 if payload.attr("node").is_some() {
-                    return Some(iq_error(el, "cancel", "item-not-found", None));
+                    return Some(iq_error(
+                        el,
+                        ErrorType::Cancel,
+                        DefinedCondition::ItemNotFound,
+                        None,
+                    ));
                 }
-                let jid = self.me.device_jid(spec.id.as_str());
-                let mut q = element("query", NS_DISCO_ITEMS);
-                for p in spec.points.values() {
-                    let mut item = with(element("item", NS_DISCO_ITEMS), "jid", jid.clone());
-                    set(&mut item, "node", p.id.as_str());
-                    let name = match &p.settings.unit {
-                        Some(u) => format!("{} ({u})", p.display_name()),
-                        None => p.display_name().to_owned(),
-                    };
-                    set(&mut item, "name", name);
-                    q.append_child(item);
-                }
-                iq_result(el, Some(q))
+                // Ids and the domain were checked at start: always a JID.
+                let Ok(jid) = Jid::new(&self.me.device_jid(spec.id.as_str())) else {
+                    return Some(iq_error(
+                        el,
+                        ErrorType::Cancel,
+                        DefinedCondition::InternalServerError,
+                        None,
+                    ));
+                };
+                let items = spec
+                    .points
+                    .values()
+                    .map(|p| DiscoItem {
+                        jid: jid.clone(),
+                        node: Some(p.id.to_string()),
+                        name: Some(match &p.settings.unit {
+                            Some(u) => format!("{} ({u})", p.display_name()),
+                            None => p.display_name().to_owned(),
+                        }),
+                    })
+                    .collect();
+                let result = DiscoItemsResult {
+                    node: None,
+                    items,
+                    rsm: None,
+                };
+                iq_result(el, Some(result.into()))
             }
             _ => return None,
         })
@@ -251,26 +269,23 @@ impl Gateway {
 
     /// disco#info of the service, or of one of its nodes.
     pub(super) fn disco_info(&mut self, el: &Element, node: Option<&str>) -> Element {
-        let mut q = element("query", NS_DISCO_INFO);
-        let mut identity = with(element("identity", NS_DISCO_INFO), "category", "pubsub");
-        // A node's description (XEP-0128), after the features.
-        let mut meta_data = None;
-        match node {
-            None => {
-                set(&mut identity, "type", "service");
-                set(&mut identity, "name", self.me.name.clone());
-            }
+        let (identity, extensions) = match node {
+            None => (
+                Identity::new("pubsub", "service", "", &self.me.name),
+                Vec::new(),
+            ),
             Some(n) => {
                 let Some(spec) = self.directory.device(n).cloned() else {
-                    return iq_error(el, "cancel", "item-not-found", None);
+                    return iq_error(el, ErrorType::Cancel, DefinedCondition::ItemNotFound, None);
                 };
-                set(&mut q, "node", n);
-                set(&mut identity, "type", "leaf");
-                set(&mut identity, "name", spec.display_name());
-                meta_data = Some(self.node_meta_data(&spec));
+                // A node's description (XEP-0128).
+                let meta_data = self.node_meta_data(&spec);
+                (
+                    Identity::new("pubsub", "leaf", "", spec.display_name()),
+                    vec![meta_data],
+                )
             }
-        }
-        q.append_child(identity);
+        };
         let features = [
             NS_DISCO_INFO,
             NS_DISCO_ITEMS,
@@ -294,34 +309,43 @@ impl Gateway {
                 "http://jabber.org/protocol/pubsub#access-whitelist"
             },
         ];
-        for f in features {
-            q.append_child(with(element("feature", NS_DISCO_INFO), "var", f));
-        }
-        if let Some(form) = meta_data {
-            q.append_child(form);
-        }
-        iq_result(el, Some(q))
+        let info = DiscoInfoResult {
+            node: node.map(str::to_owned),
+            identities: vec![Identity {
+                lang: None,
+                ..identity
+            }],
+            features: features.into_iter().map(str::to_owned).collect(),
+            extensions,
+        };
+        iq_result(el, Some(info.into()))
     }
 
     /// disco#items of the service: its nodes, one per device.
     pub(super) fn disco_items(&mut self, el: &Element, node: Option<&str>) -> Element {
-        let mut q = element("query", NS_DISCO_ITEMS);
-        match node {
-            None => {
-                for d in self.directory.devices() {
-                    let mut item = with(
-                        element("item", NS_DISCO_ITEMS),
-                        "jid",
-                        self.me.domain.clone(),
-                    );
-                    set(&mut item, "node", d.id.as_str());
-                    set(&mut item, "name", d.display_name());
-                    q.append_child(item);
-                }
+        let items = match node {
+            None => match Jid::new(&self.me.domain) {
+                Ok(service) => self
+                    .directory
+                    .devices()
+                    .map(|d| DiscoItem {
+                        jid: service.clone(),
+                        node: Some(d.id.to_string()),
+                        name: Some(d.display_name().to_owned()),
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
+            Some(n) if self.directory.device(n).is_some() => Vec::new(),
+            Some(_) => {
+                return iq_error(el, ErrorType::Cancel, DefinedCondition::ItemNotFound, None);
             }
-            Some(n) if self.directory.device(n).is_some() => set(&mut q, "node", n),
-            Some(_) => return iq_error(el, "cancel", "item-not-found", None),
-        }
-        iq_result(el, Some(q))
+        };
+        let result = DiscoItemsResult {
+            node: node.map(str::to_owned),
+            items,
+            rsm: None,
+        };
+        iq_result(el, Some(result.into()))
     }
 }

@@ -12,6 +12,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::flood::{self, SenderLimits, Verdict};
 use crate::xml::iq_error;
+use crate::xml::{DefinedCondition, ErrorType};
 
 /// Refused senders remembered for quiet logging, at most.
 const MAX_LOGGED_SENDERS: usize = 1000;
@@ -84,8 +85,8 @@ impl Guard {
         if !own && is_request(el) {
             return vec![iq_error(
                 el,
-                "wait",
-                "resource-constraint",
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
                 Some("too many requests; slow down"),
             )];
         }
@@ -144,6 +145,11 @@ impl Guard {
     /// An IQ this entity does not answer.
     pub(super) fn unsupported(&mut self, el: &Element) -> Element {
         self.counts.unsupported += 1;
-        iq_error(el, "cancel", "service-unavailable", None)
+        iq_error(
+            el,
+            ErrorType::Cancel,
+            DefinedCondition::ServiceUnavailable,
+            None,
+        )
     }
 }

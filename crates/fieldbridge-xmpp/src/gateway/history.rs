@@ -20,6 +20,7 @@ use super::items::{NodeState, Nodes, items_reply};
 use super::subscribers::Subscribers;
 use super::{DeviceState, Gateway};
 use crate::xml::NS_SENSORDATA;
+use crate::xml::{DefinedCondition, ErrorType};
 
 /// Items published this long before a disconnect are sent again after the
 /// reconnect: they may have been in flight when the link died.
@@ -583,8 +584,8 @@ impl Gateway {
         match then {
             Then::Items { request, .. } => vec![crate::xml::iq_error(
                 &request,
-                "wait",
-                "internal-server-error",
+                ErrorType::Wait,
+                DefinedCondition::InternalServerError,
                 None,
             )],
             Then::ChatHistory { reply, .. } => vec![super::messages::with_body(

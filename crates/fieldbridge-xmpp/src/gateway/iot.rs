@@ -18,6 +18,7 @@ use super::history::{Query, Then};
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::messages::parse_write;
 use crate::sensordata::{self, FieldType};
+use crate::xml::{DefinedCondition, ErrorType};
 use crate::xml::{NS_SENSORDATA, element, iq_error, iq_result, set, stanza, with};
 
 /// XEP-0325.
@@ -218,28 +219,40 @@ impl Gateway {
         if !self.access.may_control(who) {
             self.guard.counts.forbidden += 1;
             tracing::info!(jid = %who, device = %spec.id, "control refused: not in access.control");
-            return Some(iq_error(el, "auth", "forbidden", None));
+            return Some(iq_error(
+                el,
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+                None,
+            ));
         }
         let mut writes = Vec::new();
         for p in payload.children() {
             let (Some(name), Some(value)) = (p.attr("name"), p.attr("value")) else {
                 return Some(iq_error(
                     el,
-                    "modify",
-                    "bad-request",
+                    ErrorType::Modify,
+                    DefinedCondition::BadRequest,
                     Some("a parameter needs name and value"),
                 ));
             };
             match parse_write(spec, name, value) {
                 Ok(w) => writes.push(w),
-                Err(why) => return Some(iq_error(el, "modify", "bad-request", Some(&why))),
+                Err(why) => {
+                    return Some(iq_error(
+                        el,
+                        ErrorType::Modify,
+                        DefinedCondition::BadRequest,
+                        Some(&why),
+                    ));
+                }
             }
         }
         if writes.is_empty() {
             return Some(iq_error(
                 el,
-                "modify",
-                "bad-request",
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
                 Some("nothing to set"),
             ));
         }
@@ -249,9 +262,14 @@ impl Gateway {
             action: JobAction::WriteMany(writes),
             reply: Reply::Control(el.clone()),
         };
-        self.queue_job(job)
-            .err()
-            .map(|busy| iq_error(el, "wait", "resource-constraint", Some(&busy)))
+        self.queue_job(job).err().map(|busy| {
+            iq_error(
+                el,
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+                Some(&busy),
+            )
+        })
     }
 
     /// The control result: success, or the first failure in words.
@@ -268,8 +286,8 @@ impl Gateway {
         } else {
             iq_error(
                 request,
-                "wait",
-                "internal-server-error",
+                ErrorType::Wait,
+                DefinedCondition::InternalServerError,
                 Some(&failed.join("; ")),
             )
         }

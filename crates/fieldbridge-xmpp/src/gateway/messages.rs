@@ -12,7 +12,9 @@ use super::history::{Query, SCAN, Then};
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::{Gateway, Inbound};
 use crate::chat::{self, ChatCommand};
-use crate::xml::{NS_COMPONENT, element, set, stanza, text, with};
+use crate::xml::{
+    DefinedCondition, ErrorType, NS_COMPONENT, set, stanza, stanza_error, text, with,
+};
 
 impl Gateway {
     /// A chat or normal message to a device JID: a command in words.
@@ -46,7 +48,11 @@ impl Gateway {
             // The same answer for "no such device" and "not yours": an
             // outsider learns nothing about which devices exist.
             self.guard.forbidden(&bare, "chat message refused");
-            return vec![message_error(el, "auth", "forbidden")];
+            return vec![message_error(
+                el,
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+            )];
         }
         self.commands.chat_commands += 1;
         let reply = self.chat_reply_to(el, device, from);
@@ -219,7 +225,11 @@ pub(super) fn with_body(mut reply: Element, body: String) -> Element {
 }
 
 /// The error reply to a message (RFC 6120 §8.3).
-pub(super) fn message_error(request: &Element, kind: &str, condition: &str) -> Element {
+pub(super) fn message_error(
+    request: &Element,
+    kind: ErrorType,
+    condition: DefinedCondition,
+) -> Element {
     let mut m = with(
         stanza(
             "message",
@@ -232,8 +242,6 @@ pub(super) fn message_error(request: &Element, kind: &str, condition: &str) -> E
     if let Some(id) = request.attr("id") {
         set(&mut m, "id", id);
     }
-    let mut error = with(element("error", NS_COMPONENT), "type", kind);
-    error.append_child(element(condition, crate::xml::NS_STANZAS));
-    m.append_child(error);
+    m.append_child(stanza_error(kind, condition, None).into());
     m
 }

@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use super::entity::{self, Entity};
 use super::subscribers::Subscribers;
 use super::{DeviceState, Gateway, Inbound, STATUS_SETTLE};
-use crate::xml::{NS_COMPONENT, NS_STANZAS, element, set, stanza, text, with};
+use crate::xml::{DefinedCondition, ErrorType, stanza_error};
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::presence::{Presence, Show, Type};
 
 /// What each device last said, and how it says it.
 #[derive(Debug)]
@@ -135,20 +137,25 @@ impl PresenceBook {
         state: &DeviceState,
         to: &str,
     ) -> Element {
-        let mut p = stanza("presence", &me.device_full_jid(device), to);
-        match &state.status {
-            None | Some(DeviceStatus::Offline { .. }) => set(&mut p, "type", "unavailable"),
-            Some(DeviceStatus::Stale) => {
-                p.append_child(text("show", NS_COMPONENT, "xa"));
-            }
-            Some(DeviceStatus::Online) => {}
-        }
-        p.append_child(text("status", NS_COMPONENT, status_text(state)));
-        if let Some(c) = self.caps.get(device) {
-            p.append_child(c.clone());
-        }
-        p
+        let (kind, show) = match &state.status {
+            None | Some(DeviceStatus::Offline { .. }) => (Type::Unavailable, None),
+            Some(DeviceStatus::Stale) => (Type::None, Some(Show::Xa)),
+            Some(DeviceStatus::Online) => (Type::None, None),
+        };
+        let mut p = presence(kind, &me.device_full_jid(device), to);
+        p.show = show;
+        p.set_status("en", status_text(state));
+        p.payloads.extend(self.caps.get(device).cloned());
+        p.into()
     }
+}
+
+/// A presence from `from` to `to`: JIDs the gateway made or checked.
+fn presence(kind: Type, from: &str, to: &str) -> Presence {
+    let mut p = Presence::new(kind);
+    p.from = Jid::new(from).ok();
+    p.to = Jid::new(to).ok();
+    p
 }
 
 /// The last word: every device unavailable to every subscriber.
@@ -156,13 +163,9 @@ pub(super) fn goodbye(me: &Entity, subscribers: &Subscribers) -> Vec<Element> {
     let mut out = Vec::new();
     for (device, jids) in subscribers.all(SubscriptionKind::Presence) {
         for to in jids {
-            let mut p = with(
-                stanza("presence", &me.device_full_jid(device), to),
-                "type",
-                "unavailable",
-            );
-            p.append_child(text("status", NS_COMPONENT, "gateway stopped"));
-            out.push(p);
+            let mut p = presence(Type::Unavailable, &me.device_full_jid(device), to);
+            p.set_status("en", "gateway stopped");
+            out.push(p.into());
         }
     }
     out
@@ -214,7 +217,7 @@ impl Gateway {
             return Vec::new();
         };
         let device_jid = self.me.device_jid(device);
-        let answer = |kind: &str, to: &str| with(stanza("presence", &device_jid, to), "type", kind);
+        let answer = |kind, to: &str| presence(kind, &device_jid, to);
         let subscriber = bare.to_string();
         let exists = self.directory.device(device).is_some();
         if !exists
@@ -227,21 +230,13 @@ impl Gateway {
             // A subscriber's device made at run time, not seen since the
             // gateway started: offline, not "unsubscribed" (which would
             // remove it from the subscriber's roster).
-            let mut p = with(
-                stanza(
-                    "presence",
-                    &self.me.device_full_jid(device),
-                    &from.to_string(),
-                ),
-                "type",
-                "unavailable",
+            let mut p = presence(
+                Type::Unavailable,
+                &self.me.device_full_jid(device),
+                &from.to_string(),
             );
-            p.append_child(text(
-                "status",
-                NS_COMPONENT,
-                "not seen since the gateway started",
-            ));
-            return vec![p];
+            p.set_status("en", "not seen since the gateway started");
+            return vec![p.into()];
         }
         if !exists || !self.access.may_read(&bare) {
             if kind == "unsubscribe" {
@@ -249,7 +244,7 @@ impl Gateway {
             }
             self.guard
                 .forbidden(&bare, "presence subscription or probe refused");
-            return vec![answer("unsubscribed", &subscriber)];
+            return vec![answer(Type::Unsubscribed, &subscriber).into()];
         }
         let empty = DeviceState::default();
         let state = self.devices.get(device).unwrap_or(&empty);
@@ -260,12 +255,16 @@ impl Gateway {
                     .has(SubscriptionKind::Presence, device, &subscriber);
                 if !known && let Some(limit) = self.subscribers.presence_limit(device) {
                     self.guard.limit_reached(&subscriber, limit.cause());
-                    let mut p = answer("error", &from.to_string());
-                    let mut error = with(element("error", NS_COMPONENT), "type", "cancel");
-                    error.append_child(element("policy-violation", NS_STANZAS));
-                    error.append_child(text("text", NS_STANZAS, limit.to_string()));
-                    p.append_child(error);
-                    return vec![p];
+                    let mut p = answer(Type::Error, &from.to_string());
+                    p.payloads.push(
+                        stanza_error(
+                            ErrorType::Cancel,
+                            DefinedCondition::PolicyViolation,
+                            Some(&limit.to_string()),
+                        )
+                        .into(),
+                    );
+                    return vec![p.into()];
                 }
                 if self
                     .subscribers
@@ -274,14 +273,14 @@ impl Gateway {
                     tracing::info!(jid = %bare, device = %device, "presence subscription");
                 }
                 vec![
-                    answer("subscribed", &subscriber),
+                    answer(Type::Subscribed, &subscriber).into(),
                     self.presence.presence(&self.me, device, state, &subscriber),
                 ]
             }
             "unsubscribe" => {
                 self.subscribers
                     .unsubscribe(SubscriptionKind::Presence, device, &subscriber);
-                vec![answer("unsubscribed", &subscriber)]
+                vec![answer(Type::Unsubscribed, &subscriber).into()]
             }
             _ => vec![
                 self.presence

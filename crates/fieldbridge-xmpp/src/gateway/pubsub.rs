@@ -11,22 +11,22 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use super::history::{self, Query};
 use super::{Gateway, MAX_ITEMS_REPLY, NS_RSM};
 use crate::xml::{
-    NS_COMPONENT, NS_PUBSUB, NS_PUBSUB_ERRORS, NS_STANZAS, child, element, iq_error, iq_result,
-    set, text, with,
+    DefinedCondition, ErrorType, NS_PUBSUB, NS_PUBSUB_ERRORS, child, element, iq_error,
+    iq_error_with, iq_result, set, stanza_error, with,
 };
 
 impl Gateway {
-    pub(super) fn pubsub_error(
+    /// A pubsub error: a stanza error with XEP-0060's own condition.
+    fn pubsub_error(
         el: &Element,
-        kind: &str,
-        condition: &str,
-        pubsub_condition: &str,
+        kind: ErrorType,
+        condition: DefinedCondition,
+        pubsub_condition: Element,
+        explanation: Option<&str>,
     ) -> Element {
-        let mut reply = iq_error(el, kind, condition, None);
-        if let Some(error) = reply.get_child_mut("error", NS_COMPONENT) {
-            error.append_child(element(pubsub_condition, NS_PUBSUB_ERRORS));
-        }
-        reply
+        let mut error = stanza_error(kind, condition, explanation);
+        error.other = Some(pubsub_condition);
+        iq_error_with(el, error)
     }
 
     /// A pubsub request other than an items request.
@@ -38,7 +38,7 @@ impl Gateway {
         from: &BareJid,
     ) -> Element {
         let Some(action) = payload.children().next() else {
-            return iq_error(el, "modify", "bad-request", None);
+            return iq_error(el, ErrorType::Modify, DefinedCondition::BadRequest, None);
         };
         let node = action.attr("node");
         let known = node
@@ -47,13 +47,25 @@ impl Gateway {
         match (kind, action.name()) {
             ("set", "subscribe") => {
                 let Some(node) = known else {
-                    return iq_error(el, "cancel", "item-not-found", None);
+                    return iq_error(el, ErrorType::Cancel, DefinedCondition::ItemNotFound, None);
                 };
                 let Some(jid) = action.attr("jid").and_then(|j| Jid::new(j).ok()) else {
-                    return Self::pubsub_error(el, "modify", "bad-request", "jid-required");
+                    return Self::pubsub_error(
+                        el,
+                        ErrorType::Modify,
+                        DefinedCondition::BadRequest,
+                        element("jid-required", NS_PUBSUB_ERRORS),
+                        None,
+                    );
                 };
                 if &jid.to_bare() != from {
-                    return Self::pubsub_error(el, "modify", "bad-request", "invalid-jid");
+                    return Self::pubsub_error(
+                        el,
+                        ErrorType::Modify,
+                        DefinedCondition::BadRequest,
+                        element("invalid-jid", NS_PUBSUB_ERRORS),
+                        None,
+                    );
                 }
                 let jid = jid.to_string();
                 let known = self
@@ -61,16 +73,13 @@ impl Gateway {
                     .has(SubscriptionKind::Pubsub, node.as_str(), &jid);
                 if !known && let Some(limit) = self.subscribers.pubsub_limit(node.as_str(), from) {
                     self.guard.limit_reached(&jid, limit.cause());
-                    let mut reply = Self::pubsub_error(
+                    return Self::pubsub_error(
                         el,
-                        "cancel",
-                        "policy-violation",
-                        "too-many-subscriptions",
+                        ErrorType::Cancel,
+                        DefinedCondition::PolicyViolation,
+                        element("too-many-subscriptions", NS_PUBSUB_ERRORS),
+                        Some(&limit.to_string()),
                     );
-                    if let Some(error) = reply.get_child_mut("error", NS_COMPONENT) {
-                        error.append_child(text("text", NS_STANZAS, limit.to_string()));
-                    }
-                    return reply;
                 }
                 self.subscribers
                     .subscribe(SubscriptionKind::Pubsub, node.as_str(), &jid);
@@ -82,12 +91,18 @@ impl Gateway {
             }
             ("set", "unsubscribe") => {
                 let Some(node) = known else {
-                    return iq_error(el, "cancel", "item-not-found", None);
+                    return iq_error(el, ErrorType::Cancel, DefinedCondition::ItemNotFound, None);
                 };
                 let jid = action.attr("jid").unwrap_or_default();
                 if !Jid::new(jid).is_ok_and(|j| &j.to_bare() == from) {
                     // Nobody unsubscribes someone else (XEP-0060 §6.2.3.3).
-                    return Self::pubsub_error(el, "modify", "bad-request", "invalid-jid");
+                    return Self::pubsub_error(
+                        el,
+                        ErrorType::Modify,
+                        DefinedCondition::BadRequest,
+                        element("invalid-jid", NS_PUBSUB_ERRORS),
+                        None,
+                    );
                 }
                 if !self
                     .subscribers
@@ -95,9 +110,10 @@ impl Gateway {
                 {
                     return Self::pubsub_error(
                         el,
-                        "cancel",
-                        "unexpected-request",
-                        "not-subscribed",
+                        ErrorType::Cancel,
+                        DefinedCondition::UnexpectedRequest,
+                        element("not-subscribed", NS_PUBSUB_ERRORS),
+                        None,
                     );
                 }
                 iq_result(el, None)
@@ -150,15 +166,17 @@ impl Gateway {
                     "default" => "retrieve-default",
                     _ => "",
                 };
-                let mut reply = iq_error(el, "cancel", "feature-not-implemented", None);
-                if let Some(error) = reply.get_child_mut("error", NS_COMPONENT) {
-                    let mut unsupported = element("unsupported", NS_PUBSUB_ERRORS);
-                    if !feature.is_empty() {
-                        set(&mut unsupported, "feature", feature);
-                    }
-                    error.append_child(unsupported);
+                let mut unsupported = element("unsupported", NS_PUBSUB_ERRORS);
+                if !feature.is_empty() {
+                    set(&mut unsupported, "feature", feature);
                 }
-                reply
+                Self::pubsub_error(
+                    el,
+                    ErrorType::Cancel,
+                    DefinedCondition::FeatureNotImplemented,
+                    unsupported,
+                    None,
+                )
             }
         }
     }
@@ -167,14 +185,24 @@ impl Gateway {
     /// [`Gateway::read_done`]); `Some` only for a request that is refused.
     pub(super) fn get_items(&mut self, el: &Element, payload: &Element) -> Option<Element> {
         let Some(action) = payload.get_child("items", NS_PUBSUB) else {
-            return Some(iq_error(el, "modify", "bad-request", None));
+            return Some(iq_error(
+                el,
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                None,
+            ));
         };
         let Some(node) = action
             .attr("node")
             .and_then(|n| self.directory.device(n))
             .map(|d| d.id.clone())
         else {
-            return Some(iq_error(el, "cancel", "item-not-found", None));
+            return Some(iq_error(
+                el,
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                None,
+            ));
         };
         let wanted: Vec<&str> = action
             .children()
@@ -201,8 +229,8 @@ impl Gateway {
         ) else {
             return Some(iq_error(
                 el,
-                "modify",
-                "bad-request",
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
                 Some("<after> and <before> take an item id of this service"),
             ));
         };
