@@ -54,6 +54,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fieldbridge_core::backoff::Backoff;
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
 use minidom::Element;
 use tokio::task::{JoinHandle, JoinSet};
@@ -171,35 +172,6 @@ const HISTORY_FLUSH: Duration = Duration::from_millis(250);
 /// Periodic work (presence text refresh, keepalive).
 const TICK: Duration = Duration::from_secs(1);
 
-/// Capped exponential backoff with ±25 % jitter, so that many gateways
-/// restarted with their server do not reconnect in lockstep.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Self {
-            next: BACKOFF_START,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
-
-    /// The next wait: jittered, then capped, so that no wait is longer
-    /// than [`BACKOFF_CAP`] (a server back after an outage is found within
-    /// it).
-    fn delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(BACKOFF_CAP);
-        base.mul_f64(0.75 + rand::random::<f64>() * 0.5)
-            .min(BACKOFF_CAP)
-    }
-}
-
 type Connecting = Pin<Box<dyn Future<Output = Result<Stream, XmppError>> + Send>>;
 
 /// The connection as the loop sees it.
@@ -226,7 +198,7 @@ impl Link {
         {
             self.backoff.reset();
         }
-        let delay = self.backoff.delay();
+        let delay = self.backoff.next_delay();
         tracing::debug!(retry_in = ?delay, "reconnecting later");
         self.retry_at = Instant::now() + delay;
     }
@@ -288,7 +260,7 @@ pub async fn run(
         stream: None,
         connecting: None,
         retry_at: Instant::now(),
-        backoff: Backoff::new(),
+        backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -383,7 +355,7 @@ pub async fn run(
                         link.send(out, gw.take_notifications()).await;
                     }
                     Err(e) => {
-                        let delay = link.backoff.delay();
+                        let delay = link.backoff.next_delay();
                         link.retry_at = Instant::now() + delay;
                         log_connect_error(&e, &mut last_error, delay);
                     }
@@ -554,20 +526,6 @@ fn log_connect_error(e: &XmppError, last: &mut Option<String>, delay: Duration) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new();
-        let first = b.delay();
-        assert!(first >= BACKOFF_START.mul_f64(0.75) && first <= BACKOFF_START.mul_f64(1.25));
-        for _ in 0..20 {
-            let d = b.delay();
-            assert!(d <= BACKOFF_CAP, "{d:?}");
-        }
-        assert!(b.delay() >= BACKOFF_CAP.mul_f64(0.75), "reached the cap");
-        b.reset();
-        assert!(b.delay() <= BACKOFF_START.mul_f64(1.25));
-    }
 
     #[test]
     fn keepalive_pings_go_to_the_server_domain() {
