@@ -14,6 +14,7 @@
 //! types.
 
 pub mod adapter;
+pub mod backoff;
 pub mod bus;
 pub mod command;
 pub mod device;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture, sample};
+use fieldbridge_core::backoff::Backoff;
 use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::normalize::normalize;
 use fieldbridge_core::{
@@ -38,7 +39,7 @@ use crate::config::{
     ModbusTcpConnection, Table,
 };
 use crate::plan::{Limits, Read, Span, one_per_point, plan};
-use crate::transport::{Backoff, CallError, Link, RtuLink, TcpLink};
+use crate::transport::{CallError, Link, RtuLink, TcpLink};
 
 /// Longest wait between attempts to reach an offline device (or its poll
 /// period, if longer).

@@ -14,6 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use fieldbridge_core::backoff::Backoff;
 use tokio::time::Instant;
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::*;
@@ -59,36 +60,6 @@ impl CallError {
     /// True when the device answered (an exception): it is alive.
     pub fn device_answered(&self) -> bool {
         matches!(self, CallError::Exception(_))
-    }
-}
-
-/// Capped exponential backoff with jitter.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    start: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    /// Starts at `start`, doubles to `cap`.
-    pub fn new(start: Duration, cap: Duration) -> Self {
-        Self {
-            next: start,
-            start,
-            cap,
-        }
-    }
-    /// The next delay (±25% jitter, never past the cap), doubling the one
-    /// after.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next.mul_f64(0.75 + rand::random::<f64>() * 0.5);
-        self.next = (self.next * 2).min(self.cap);
-        d.min(self.cap)
-    }
-    /// Back to the first delay, after a success.
-    pub fn reset(&mut self) {
-        self.next = self.start;
     }
 }
 
@@ -332,34 +303,5 @@ fn classify(outcome: Called, timeout: Duration) -> Result<Response, CallError> {
         Ok(Err(tokio_modbus::Error::Protocol(e))) => Err(CallError::Protocol(e.to_string())),
         Ok(Ok(Err(code))) => Err(CallError::Exception(code)),
         Ok(Ok(Ok(response))) => Ok(response),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
-        let bounds = |nominal: u64| {
-            (
-                Duration::from_millis(nominal * 3 / 4),
-                Duration::from_millis(nominal * 5 / 4),
-            )
-        };
-        for nominal in [100, 200, 400, 800, 800, 800] {
-            let d = b.next_delay();
-            let (lo, hi) = bounds(nominal);
-            assert!(lo <= d && d <= hi, "{d:?} not within {lo:?}..{hi:?}");
-        }
-        b.reset();
-        let (lo, hi) = bounds(100);
-        let d = b.next_delay();
-        assert!(lo <= d && d <= hi, "{d:?} after reset");
-        // Jitter: not every delay is the same.
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
-        let delays: std::collections::HashSet<Duration> = (0..20).map(|_| b.next_delay()).collect();
-        assert!(delays.len() > 1);
     }
 }

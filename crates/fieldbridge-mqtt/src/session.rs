@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fieldbridge_core::backoff::Backoff;
 use rumqttc::QoS;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -222,36 +223,30 @@ pub fn start(settings: &MqttConnection, client_id: &str) -> Result<Session, Mqtt
     })
 }
 
-/// `d` ± 25 %, so that many gateways do not reconnect in step.
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(rand::random_range(0.75..1.25))
-}
-
-/// Sends `event`; after an error, sleeps the backoff and doubles it; after
-/// a ConnAck, resets it. False when the adapter stopped listening.
+/// Sends `event`; after an error, sleeps the next backoff delay; after a
+/// ConnAck, resets the backoff. False when the adapter stopped listening.
 async fn forward(
     tx: &mpsc::Sender<SessionEvent>,
     event: Option<SessionEvent>,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> bool {
     let Some(event) = event else { return true };
     let error = matches!(event, SessionEvent::Error(_));
     if matches!(event, SessionEvent::ConnAck { .. }) {
-        *backoff = BACKOFF_START;
+        backoff.reset();
     }
     if tx.send(event).await.is_err() {
         return false;
     }
     if error {
-        tokio::time::sleep(jitter(*backoff)).await;
-        *backoff = (*backoff * 2).min(BACKOFF_CAP);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
     true
 }
 
 async fn poll_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<SessionEvent>) {
     use rumqttc::{Event, Incoming, Outgoing, SubscribeReasonCode};
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
     loop {
         let event = match eventloop.poll().await {
             Ok(Event::Incoming(Incoming::ConnAck(a))) => Some(SessionEvent::ConnAck {
@@ -286,7 +281,7 @@ async fn poll_v5(mut eventloop: rumqttc::v5::EventLoop, tx: mpsc::Sender<Session
     use rumqttc::Outgoing;
     use rumqttc::v5::Event;
     use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
     loop {
         let event = match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(a))) => Some(SessionEvent::ConnAck {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture, sample};
+use fieldbridge_core::backoff::Backoff;
 use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::{
     Action, Command, ConnectionId, DeviceId, DeviceStatus, PointId, Quality, Sample, Value,
@@ -203,7 +204,7 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
     };
     let port_name = settings.port.display().to_string();
     let mut problems = Problems::default();
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
     let mut last_failure: Option<String> = None;
     let mut commands_open = true;
 
@@ -226,8 +227,7 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                     }
                     last_failure = Some(reason);
                 }
-                let delay = backoff.mul_f64(0.75 + rand::random::<f64>() * 0.5);
-                backoff = (backoff * 2).min(BACKOFF_CAP);
+                let delay = backoff.next_delay();
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => continue 'reopen,
@@ -235,7 +235,7 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
             }
         };
         tracing::info!(connection = %id, port = %port_name, "serial port open");
-        backoff = BACKOFF_START;
+        backoff.reset();
         last_failure = None;
         let (reader, mut writer) = tokio::io::split(port);
         let mut frames = FramedRead::new(

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use fieldbridge_core::backoff::Backoff;
 use minidom::Element;
 use tokio::time::Instant;
 
@@ -21,35 +22,6 @@ const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
-
-/// Capped exponential backoff with ±25 % jitter, so that many gateways
-/// restarted with their server do not reconnect in lockstep.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Self {
-            next: BACKOFF_START,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
-
-    /// The next wait: jittered, then capped, so that no wait is longer
-    /// than [`BACKOFF_CAP`] (a server back after an outage is found within
-    /// it).
-    fn delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(BACKOFF_CAP);
-        base.mul_f64(0.75 + rand::random::<f64>() * 0.5)
-            .min(BACKOFF_CAP)
-    }
-}
 
 pub(crate) type Connecting = Pin<Box<dyn Future<Output = Result<Stream, XmppError>> + Send>>;
 
@@ -77,7 +49,7 @@ impl Link {
             stream: None,
             connecting: None,
             retry_at: Instant::now(),
-            backoff: Backoff::new(),
+            backoff: Backoff::new(BACKOFF_START, BACKOFF_CAP),
         }
     }
 
@@ -96,7 +68,7 @@ impl Link {
 
     /// An attempt to connect failed: the next is due after the returned wait.
     pub(crate) fn attempt_failed(&mut self) -> Duration {
-        let delay = self.backoff.delay();
+        let delay = self.backoff.next_delay();
         self.retry_at = Instant::now() + delay;
         delay
     }
@@ -108,7 +80,7 @@ impl Link {
         {
             self.backoff.reset();
         }
-        let delay = self.backoff.delay();
+        let delay = self.backoff.next_delay();
         tracing::debug!(retry_in = ?delay, "reconnecting later");
         self.retry_at = Instant::now() + delay;
     }
@@ -167,20 +139,6 @@ fn keepalive_ping(component: &str, n: u64) -> Element {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new();
-        let first = b.delay();
-        assert!(first >= BACKOFF_START.mul_f64(0.75) && first <= BACKOFF_START.mul_f64(1.25));
-        for _ in 0..20 {
-            let d = b.delay();
-            assert!(d <= BACKOFF_CAP, "{d:?}");
-        }
-        assert!(b.delay() >= BACKOFF_CAP.mul_f64(0.75), "reached the cap");
-        b.reset();
-        assert!(b.delay() <= BACKOFF_START.mul_f64(1.25));
-    }
 
     #[test]
     fn keepalive_pings_go_to_the_server_domain() {
