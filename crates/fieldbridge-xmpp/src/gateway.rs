@@ -235,7 +235,7 @@ impl Gateway {
                     // waits for its item: that item goes now, so that the
                     // window merges points, never loses a reading.
                     self.nodes
-                        .publish(&self.me, &device, state, &self.subscribers);
+                        .publish(&self.me, &device, state, &mut self.subscribers);
                 }
                 for s in samples {
                     state.latest.insert(s.reading.point.clone(), s);

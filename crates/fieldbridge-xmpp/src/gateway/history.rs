@@ -439,7 +439,7 @@ impl Nodes {
         node: &str,
         since: u64,
         items: &[Arc<Snapshot>],
-        subscribers: &Subscribers,
+        subscribers: &mut Subscribers,
     ) {
         let Some(n) = self.get_mut(node) else {
             return;
@@ -573,7 +573,7 @@ impl Gateway {
             } => vec![self.historical_done(&node, &to, &seqnr, &points, done, &items)],
             Then::Missed { since } => {
                 self.nodes
-                    .send_missed(&self.me, &node, since, &items, &self.subscribers);
+                    .send_missed(&self.me, &node, since, &items, &mut self.subscribers);
                 Vec::new()
             }
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Sample};
-use fieldbridge_store::{Limits, Snapshot, Store, StoreError, SubscriptionKind, micros};
+use fieldbridge_store::{Limits, Snapshot, Store, StoreError, micros};
 use minidom::Element;
 use tokio::time::Instant;
 
@@ -36,14 +36,16 @@ pub struct Notification {
     node: String,
     id: String,
     payload: Arc<str>,
-    to: Vec<String>,
+    /// The node's subscribers when it was published: shared by every
+    /// item until they change, not copied per item.
+    to: Arc<[String]>,
 }
 
 impl Notification {
     /// Appends the notification messages (one per subscriber) as XML.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let mut s = String::with_capacity(self.to.len() * (200 + self.payload.len()));
-        for to in &self.to {
+        for to in self.to.iter() {
             s.push_str("<message from='");
             escape_into(&mut s, &self.from);
             s.push_str("' to='");
@@ -278,7 +280,7 @@ impl Nodes {
         me: &Entity,
         device: &DeviceId,
         state: &DeviceState,
-        subscribers: &Subscribers,
+        subscribers: &mut Subscribers,
     ) {
         let Some(node) = self.nodes.get_mut(device) else {
             return;
@@ -314,12 +316,9 @@ impl Nodes {
         me: &Entity,
         node: &str,
         item: &Snapshot,
-        subscribers: &Subscribers,
+        subscribers: &mut Subscribers,
     ) -> usize {
-        let to: Vec<String> = subscribers
-            .of(SubscriptionKind::Pubsub, node)
-            .cloned()
-            .collect();
+        let to = subscribers.pubsub_list(node);
         if to.is_empty() {
             return 0;
         }
@@ -365,7 +364,7 @@ impl Gateway {
     fn publish(&mut self, device: &DeviceId) {
         if let Some(state) = self.devices.get(device) {
             self.nodes
-                .publish(&self.me, device, state, &self.subscribers);
+                .publish(&self.me, device, state, &mut self.subscribers);
         }
     }
 

@@ -2,7 +2,8 @@
 //! the limits that keep one user or one device from taking the gateway's
 //! memory; each change is kept until the store has it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use fieldbridge_store::{Change, SubscriptionKind, Subscriptions};
 use xmpp_parsers::jid::BareJid;
@@ -23,6 +24,9 @@ pub(super) struct Subscribers {
     subs: Subscriptions,
     /// Subscription changes not yet handed to the store writer.
     changes: Vec<Change>,
+    /// Each node's pubsub subscribers as one shared list, made when first
+    /// asked for after a change: every notification of the node holds it.
+    lists: HashMap<String, Arc<[String]>>,
 }
 
 /// Which subscription limit a request reached.
@@ -69,6 +73,7 @@ impl Subscribers {
         Self {
             subs,
             changes: Vec::new(),
+            lists: HashMap::new(),
         }
     }
 
@@ -99,6 +104,16 @@ impl Subscribers {
         self.of_kind(kind).iter()
     }
 
+    /// The pubsub subscribers of `node`, shared.
+    pub(super) fn pubsub_list(&mut self, node: &str) -> Arc<[String]> {
+        if let Some(list) = self.lists.get(node) {
+            return list.clone();
+        }
+        let list: Arc<[String]> = self.of(SubscriptionKind::Pubsub, node).cloned().collect();
+        self.lists.insert(node.to_owned(), list.clone());
+        list
+    }
+
     /// Whether `jid` is subscribed to `node`.
     pub(super) fn has(&self, kind: SubscriptionKind, node: &str, jid: &str) -> bool {
         self.of_kind(kind)
@@ -115,6 +130,7 @@ impl Subscribers {
             .or_default()
             .insert(jid.to_owned());
         if added {
+            self.lists.remove(node);
             self.changes.push(Change::Subscribe {
                 kind,
                 node: node.to_owned(),
@@ -131,6 +147,7 @@ impl Subscribers {
             .get_mut(node)
             .is_some_and(|s| s.remove(jid));
         if removed {
+            self.lists.remove(node);
             self.changes.push(Change::Unsubscribe {
                 kind,
                 node: node.to_owned(),

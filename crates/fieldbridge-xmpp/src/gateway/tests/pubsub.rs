@@ -406,3 +406,37 @@ fn subscriptions_are_written_in_batches_and_survive_a_restart() {
     let out = feed(&mut r.gw, reading(30.0), Instant::now());
     assert_eq!(notifications(&out).len(), 1000, "every subscriber kept");
 }
+
+#[test]
+fn notifications_follow_every_subscribe_and_unsubscribe() {
+    let mut r = rig();
+    let bob = "bob@example.org/laptop";
+    let carol = "carol@example.org/phone";
+    let recipients = |out: &[Element]| {
+        let mut to: Vec<String> = out
+            .iter()
+            .filter(|m| m.name() == "message")
+            .filter_map(|m| m.attr("to").map(str::to_owned))
+            .collect();
+        to.sort();
+        to
+    };
+    subscribe_as(&mut r.gw, ALICE).unwrap();
+    subscribe_as(&mut r.gw, bob).unwrap();
+    let out = feed(&mut r.gw, reading(1.0), Instant::now());
+    assert_eq!(recipients(&out), [ALICE, bob]);
+    let out = ask(
+        &mut r.gw,
+        &pubsub(
+            bob,
+            "set",
+            &format!("<unsubscribe node='boiler' jid='{bob}'/>"),
+        ),
+    );
+    assert_eq!(kind_of(&out[0]), Some("result"));
+    let out = feed(&mut r.gw, reading(2.0), Instant::now());
+    assert_eq!(recipients(&out), [ALICE]);
+    subscribe_as(&mut r.gw, carol).unwrap();
+    let out = feed(&mut r.gw, reading(3.0), Instant::now());
+    assert_eq!(recipients(&out), [ALICE, carol]);
+}
