@@ -10,6 +10,7 @@ use fieldbridge_core::{DeviceId, DeviceSpec, DeviceStatus};
 use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
+use super::guard::NOT_IN_CONTROL;
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::messages::parse_write;
 use super::{Gateway, presence};
@@ -85,13 +86,12 @@ impl Gateway {
             // A reader (outsiders never get here) asking to write, at any
             // step of the command: XEP-0050 §4.4's `forbidden`, as a chat
             // `set` or a XEP-0325 `set` gets.
-            self.guard.counts.forbidden += 1;
-            tracing::info!(jid = %who, device = %spec.id, "ad-hoc set refused: not in access.control");
+            self.guard.control_refused(who, &spec.id, "ad-hoc set");
             return Some(iq_error(
                 el,
                 ErrorType::Auth,
                 DefinedCondition::Forbidden,
-                Some("You may not change this device (not in access.control)."),
+                Some(NOT_IN_CONTROL),
             ));
         }
         if !self
@@ -130,14 +130,7 @@ impl Gateway {
                         session,
                     },
                 };
-                self.queue_job(job).err().map(|busy| {
-                    iq_error(
-                        el,
-                        ErrorType::Wait,
-                        DefinedCondition::ResourceConstraint,
-                        Some(&busy),
-                    )
-                })
+                self.queue_job_for(el, job)
             }
             ("set", Some(spec)) => match submitted {
                 None => Some(set_form(el, spec, &session)),
@@ -165,14 +158,7 @@ impl Gateway {
                             session,
                         },
                     };
-                    self.queue_job(job).err().map(|busy| {
-                        iq_error(
-                            el,
-                            ErrorType::Wait,
-                            DefinedCondition::ResourceConstraint,
-                            Some(&busy),
-                        )
-                    })
+                    self.queue_job_for(el, job)
                 }
             },
             _ => Some(iq_error(

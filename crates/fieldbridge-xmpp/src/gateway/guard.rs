@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 
+use fieldbridge_core::DeviceId;
 use minidom::Element;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -13,6 +14,9 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use crate::flood::{self, SenderLimits, Verdict};
 use crate::xml::iq_error;
 use crate::xml::{DefinedCondition, ErrorType};
+
+/// What a reader who asked to write is told.
+pub(super) const NOT_IN_CONTROL: &str = "You may not change this device (not in access.control).";
 
 /// Refused senders remembered for quiet logging, at most.
 const MAX_LOGGED_SENDERS: usize = 1000;
@@ -126,6 +130,14 @@ impl Guard {
         } else {
             tracing::debug!(jid = %who, "{what}");
         }
+    }
+
+    /// A reader asking to write who is not in `access.control` (outsiders
+    /// never get this far): counted as forbidden and logged, by the way it
+    /// asked (chat, ad-hoc, XEP-0325).
+    pub(super) fn control_refused(&mut self, who: &BareJid, device: &DeviceId, how: &'static str) {
+        self.counts.forbidden += 1;
+        tracing::info!(jid = %who, device = %device, "{how} refused: not in access.control");
     }
 
     /// A request refused by a limit: logged once per cause at `info`.

@@ -14,6 +14,7 @@ use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
 use super::Gateway;
+use super::guard::NOT_IN_CONTROL;
 use super::history::{Query, Then};
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::messages::parse_write;
@@ -217,13 +218,12 @@ impl Gateway {
         who: &BareJid,
     ) -> Option<Element> {
         if !self.access.may_control(who) {
-            self.guard.counts.forbidden += 1;
-            tracing::info!(jid = %who, device = %spec.id, "control refused: not in access.control");
+            self.guard.control_refused(who, &spec.id, "control");
             return Some(iq_error(
                 el,
                 ErrorType::Auth,
                 DefinedCondition::Forbidden,
-                None,
+                Some(NOT_IN_CONTROL),
             ));
         }
         let mut writes = Vec::new();
@@ -262,14 +262,7 @@ impl Gateway {
             action: JobAction::WriteMany(writes),
             reply: Reply::Control(el.clone()),
         };
-        self.queue_job(job).err().map(|busy| {
-            iq_error(
-                el,
-                ErrorType::Wait,
-                DefinedCondition::ResourceConstraint,
-                Some(&busy),
-            )
-        })
+        self.queue_job_for(el, job)
     }
 
     /// The control result: success, or the first failure in words.

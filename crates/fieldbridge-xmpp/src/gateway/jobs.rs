@@ -8,6 +8,7 @@ use fieldbridge_core::{CommandError, CommandRouter, DeviceId, PointId, Value};
 use minidom::Element;
 
 use super::Gateway;
+use crate::xml::{DefinedCondition, ErrorType, iq_error};
 
 /// Jobs waiting for a free slot before more are refused ("busy").
 pub const MAX_QUEUED_JOBS: usize = 16;
@@ -123,6 +124,19 @@ impl Gateway {
         }
         self.commands.jobs.push(job);
         Ok(())
+    }
+
+    /// Queues adapter work asked for by the IQ `el`; the error reply when
+    /// too much waits already.
+    pub(super) fn queue_job_for(&mut self, el: &Element, job: Job) -> Option<Element> {
+        self.queue_job(job).err().map(|busy| {
+            iq_error(
+                el,
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+                Some(&busy),
+            )
+        })
     }
 
     /// Up to `max` queued jobs, oldest first, for the connection loop to

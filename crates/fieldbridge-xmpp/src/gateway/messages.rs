@@ -8,6 +8,7 @@ use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Value};
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
+use super::guard::NOT_IN_CONTROL;
 use super::history::{Query, SCAN, Then};
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::{Gateway, Inbound};
@@ -121,8 +122,8 @@ impl Gateway {
         reply: Element,
     ) -> Result<(), String> {
         if !may_control {
-            tracing::info!(jid = %who, device = %spec.id, point, "write refused: not in access.control");
-            return Err("You may not change this device (not in access.control).".to_owned());
+            self.guard.control_refused(who, &spec.id, "chat set");
+            return Err(NOT_IN_CONTROL.to_owned());
         }
         let (point, value) = parse_write(spec, point, value)?;
         tracing::info!(jid = %who, device = %spec.id, point = %point, value = %value, "write asked by chat");

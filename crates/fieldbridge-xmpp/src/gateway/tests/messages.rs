@@ -89,6 +89,7 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
         refused,
         "You may not change this device (not in access.control)."
     );
+    assert_eq!(gw.stats().forbidden, 1, "counted as every refused write is");
     let ro = body_of(&one_reply(&mut gw, ALICE, "set temperature 5"));
     assert_eq!(ro, "temperature is read-only.");
     let bad = body_of(&one_reply(&mut gw, ALICE, "set setpoint warm"));
