@@ -34,7 +34,33 @@ pub struct Command {
     /// What to do.
     pub action: Action,
     /// Where the adapter answers: the value now in effect, or why not.
-    pub reply: oneshot::Sender<Result<Value, String>>,
+    pub reply: oneshot::Sender<Result<Value, AdapterError>>,
+}
+
+/// Why an adapter could not do what a command asked, by cause, so that a
+/// sink can answer by it (the XMPP side picks a stanza error condition)
+/// and a person can read it (the text says what happened).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdapterError {
+    /// The device refused the request or value (a Modbus "illegal data
+    /// value", a value outside the point's `min`/`max`, a read back that
+    /// differs): asking the same again will not help.
+    #[error("{0}")]
+    Refused(String),
+    /// The point cannot do that here (no write template, a table that
+    /// cannot be written, a read-only point).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The device or its link is down now, or the gateway is stopping:
+    /// trying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The device did not answer in time.
+    #[error("{0}")]
+    NoAnswer(String),
+    /// The device or point is not on this adapter's connection.
+    #[error("{0}")]
+    NotHere(String),
 }
 
 /// Why a command did not succeed, in words for the person who sent it.
@@ -73,9 +99,9 @@ pub enum CommandError {
     /// The adapter is not running (shutting down, or it failed).
     #[error("the adapter for {0} is not running")]
     AdapterGone(DeviceId),
-    /// The adapter tried and reported an error.
+    /// The adapter tried and reported why it failed.
     #[error("{0}")]
-    Failed(String),
+    Failed(#[from] AdapterError),
 }
 
 /// Routes commands to the adapter owning each device. Cheap to clone.
@@ -317,7 +343,7 @@ mod tests {
     /// recording it.
     fn router(
         timeout: Duration,
-        answer: impl Fn(&Command) -> Option<Result<Value, String>> + Send + 'static,
+        answer: impl Fn(&Command) -> Option<Result<Value, AdapterError>> + Send + 'static,
     ) -> (
         CommandRouter,
         tokio::sync::mpsc::Receiver<(PointId, Action)>,
@@ -340,7 +366,7 @@ mod tests {
         (routes.into_router(directory(), timeout), seen)
     }
 
-    fn echo(c: &Command) -> Option<Result<Value, String>> {
+    fn echo(c: &Command) -> Option<Result<Value, AdapterError>> {
         match &c.action {
             Action::Write(v) => Some(Ok(v.clone())),
             Action::Read => Some(Ok(Value::Float(21.5))),
@@ -409,11 +435,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_adapters_error_and_silence_reach_the_sender_in_words() {
-        let (r, _seen) = router(DEFAULT_COMMAND_TIMEOUT, |_| Some(Err("device busy".into())));
+        let busy = AdapterError::Unavailable("device busy".into());
+        let (r, _seen) = router(DEFAULT_COMMAND_TIMEOUT, move |_| Some(Err(busy.clone())));
+        let err = r.write_text("boiler", "pump", "off").await.unwrap_err();
         assert_eq!(
-            r.write_text("boiler", "pump", "off").await,
-            Err(CommandError::Failed("device busy".into()))
+            err,
+            CommandError::Failed(AdapterError::Unavailable("device busy".into()))
         );
+        assert_eq!(err.to_string(), "device busy");
         let (r, _seen) = router(Duration::from_millis(50), |_| None);
         let err = r.write_text("boiler", "pump", "off").await.unwrap_err();
         assert!(matches!(err, CommandError::Timeout { .. }), "{err}");
@@ -437,7 +466,7 @@ mod tests {
             while let Some(c) = inbox.recv().await {
                 let answer = match c.action {
                     Action::Write(v) if c.device.as_str() == "th-1" => Ok(v),
-                    _ => Err("unexpected".into()),
+                    _ => Err(AdapterError::NotHere("unexpected".into())),
                 };
                 let _ = c.reply.send(answer);
             }

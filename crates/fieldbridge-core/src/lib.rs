@@ -29,7 +29,7 @@ pub mod value;
 
 pub use adapter::{Adapter, AdapterContext, EventSender};
 pub use bus::{Bus, Subscription};
-pub use command::{Action, Command, CommandError, CommandRouter, CommandRoutes};
+pub use command::{Action, AdapterError, Command, CommandError, CommandRouter, CommandRoutes};
 pub use device::{
     DeviceSettings, DeviceSpec, Directory, HistorySettings, PointSettings, PointSpec,
 };

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::adapter::{Adapter, AdapterContext, AdapterFuture, sample};
-use crate::command::{Action, Command};
+use crate::command::{Action, AdapterError, Command};
 use crate::device::{AdapterDevice, PointSource};
 use crate::duration;
 use crate::event::DeviceStatus;
@@ -302,15 +302,21 @@ async fn handle_command(devices: &mut [SimDevice], command: Command, ctx: &Adapt
         reply,
     } = command;
     let Some(d) = devices.iter_mut().find(|d| d.id == device) else {
-        let _ = reply.send(Err(format!("{device} is not simulated here")));
+        let _ = reply.send(Err(AdapterError::NotHere(format!(
+            "{device} is not simulated here"
+        ))));
         return;
     };
     if d.in_outage {
-        let _ = reply.send(Err(format!("{device} is offline (scheduled outage)")));
+        let _ = reply.send(Err(AdapterError::Unavailable(format!(
+            "{device} is offline (scheduled outage)"
+        ))));
         return;
     }
     let Some(p) = d.points.get_mut(&point) else {
-        let _ = reply.send(Err(format!("{device} has no point {point}")));
+        let _ = reply.send(Err(AdapterError::NotHere(format!(
+            "{device} has no point {point}"
+        ))));
         return;
     };
     let at = SystemTime::now();

@@ -25,8 +25,8 @@ use fieldbridge_core::backoff::Backoff;
 use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::normalize::normalize;
 use fieldbridge_core::{
-    Action, Command, ConnectionId, DeviceId, DeviceSpec, DeviceStatus, EventSender, PointId,
-    PointSpec, Quality, Reading, Sample, Value,
+    Action, AdapterError, Command, ConnectionId, DeviceId, DeviceSpec, DeviceStatus, EventSender,
+    PointId, PointSpec, Quality, Reading, Sample, Value,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -237,11 +237,11 @@ async fn run(adapter: ModbusAdapter, ctx: AdapterContext) {
                 Some(c) => match owner.get(&c.device).and_then(|l| inboxes.get(*l)) {
                     Some(inbox) => {
                         if let Err(mpsc::error::SendError(c)) = inbox.send(c).await {
-                            let _ = c.reply.send(Err("the Modbus link has stopped".into()));
+                            let _ = c.reply.send(Err(AdapterError::Unavailable("the Modbus link has stopped".into())));
                         }
                     }
                     None => {
-                        let _ = c.reply.send(Err(format!("{} is not on this connection", c.device)));
+                        let _ = c.reply.send(Err(AdapterError::NotHere(format!("{} is not on this connection", c.device))));
                     }
                 },
             },
@@ -440,11 +440,15 @@ impl Lane {
             reply,
         } = command;
         let Some(i) = self.devices.iter().position(|d| d.id == device) else {
-            let _ = reply.send(Err(format!("{device} is not on this connection")));
+            let _ = reply.send(Err(AdapterError::NotHere(format!(
+                "{device} is not on this connection"
+            ))));
             return;
         };
         let Some(p) = self.devices[i].points.iter().position(|p| p.id == point) else {
-            let _ = reply.send(Err(format!("{device} has no Modbus point {point}")));
+            let _ = reply.send(Err(AdapterError::NotHere(format!(
+                "{device} has no Modbus point {point}"
+            ))));
             return;
         };
         let result = match action {
@@ -458,7 +462,7 @@ impl Lane {
     }
 
     /// Reads one point now and publishes it; the normalized value.
-    async fn read_point(&mut self, i: usize, p: usize) -> Result<Value, String> {
+    async fn read_point(&mut self, i: usize, p: usize) -> Result<Value, AdapterError> {
         let Lane {
             connection,
             link,
@@ -475,36 +479,49 @@ impl Lane {
         };
         let outcome = link.call(d.unit, request(&read)).await;
         stats.count(&outcome);
-        let response = outcome.map_err(|e| format!("reading {}: {e}", d.points[p].id))?;
+        let response = outcome.map_err(|e| e.failed(format_args!("reading {}", d.points[p].id)))?;
         let mut readings = Vec::new();
         stats.bad_values += deliver(connection, d, &read, &response, &mut readings);
         events.readings(&d.id, readings).await;
         let point = &d.points[p];
         match (&point.bad, &point.last) {
             (None, Some(v)) => Ok(normalized(&point.spec, v.clone())),
-            (Some(why), _) => Err(why.clone()),
-            (None, None) => Err("no value".into()),
+            // The device answered with a value that cannot be used.
+            (Some(why), _) => Err(AdapterError::Unavailable(why.clone())),
+            (None, None) => Err(AdapterError::Unavailable("no value".into())),
         }
     }
 
     /// Checks, encodes and writes a value, reads it back, publishes it.
-    async fn write_point(&mut self, i: usize, p: usize, value: Value) -> Result<Value, String> {
+    async fn write_point(
+        &mut self,
+        i: usize,
+        p: usize,
+        value: Value,
+    ) -> Result<Value, AdapterError> {
         let d = &self.devices[i];
         let unit = d.unit;
         let point = &d.points[p];
         if !point.spec.settings.writable {
-            return Err(format!("{}.{} is read-only", d.id, point.id));
+            return Err(AdapterError::Unsupported(format!(
+                "{}.{} is read-only",
+                d.id, point.id
+            )));
         }
         if let Some(x) = value.as_f64().filter(|_| !matches!(value, Value::Bool(_))) {
             if let Some(min) = point.config.min
                 && x < min
             {
-                return Err(format!("{value} is below the minimum {min}"));
+                return Err(AdapterError::Refused(format!(
+                    "{value} is below the minimum {min}"
+                )));
             }
             if let Some(max) = point.config.max
                 && x > max
             {
-                return Err(format!("{value} is above the maximum {max}"));
+                return Err(AdapterError::Refused(format!(
+                    "{value} is above the maximum {max}"
+                )));
             }
         }
         let address = point.at.address;
@@ -512,7 +529,7 @@ impl Lane {
         let request = match (point.at.table, point.codec.data_type) {
             (Table::Coil, _) => {
                 let Value::Bool(on) = value else {
-                    return Err(format!("{value} is not on/off"));
+                    return Err(AdapterError::Refused(format!("{value} is not on/off")));
                 };
                 if multiple {
                     Request::WriteMultipleCoils(address, Cow::Owned(vec![on]))
@@ -522,7 +539,7 @@ impl Lane {
             }
             (Table::Holding, DataType::Bool) => {
                 let Value::Bool(on) = value else {
-                    return Err(format!("{value} is not on/off"));
+                    return Err(AdapterError::Refused(format!("{value} is not on/off")));
                 };
                 let bit = point.codec.bit.unwrap_or(0);
                 // The register's other bits are kept: read, change, write.
@@ -533,8 +550,12 @@ impl Lane {
                 self.stats.count(&outcome);
                 let current = match outcome {
                     Ok(Response::ReadHoldingRegisters(w)) if !w.is_empty() => w[0],
-                    Ok(_) => return Err("short answer reading the register".into()),
-                    Err(e) => return Err(format!("reading the register before the write: {e}")),
+                    Ok(_) => {
+                        return Err(AdapterError::Unavailable(
+                            "short answer reading the register".into(),
+                        ));
+                    }
+                    Err(e) => return Err(e.failed("reading the register before the write")),
                 };
                 let word = set_bit(current, bit, on);
                 if multiple {
@@ -546,27 +567,32 @@ impl Lane {
             (Table::Holding, _) => {
                 let s = &point.spec.settings;
                 let raw = unscale(&value, s.scale, s.offset);
-                let words = point.codec.encode(&raw).map_err(|e| e.to_string())?;
+                let words = point
+                    .codec
+                    .encode(&raw)
+                    .map_err(|e| AdapterError::Refused(e.to_string()))?;
                 match words.as_slice() {
                     [w] if !multiple => Request::WriteSingleRegister(address, *w),
                     _ => Request::WriteMultipleRegisters(address, Cow::Owned(words)),
                 }
             }
             (table, _) => {
-                return Err(format!(
+                return Err(AdapterError::Unsupported(format!(
                     "{} cannot be written (Modbus writes only coils and holding registers)",
                     table.describe()
-                ));
+                )));
             }
         };
         tracing::info!(connection = %self.connection, device = %d.id, point = %point.id, value = %value, "modbus write");
         let outcome = self.link.call(unit, request).await;
         self.stats.count(&outcome);
-        outcome.map_err(|e| format!("write refused: {e}"))?;
+        outcome.map_err(|e| e.failed("write refused"))?;
         // Read back: the device has the last word on what it holds.
         let now = self.read_point(i, p).await?;
         if !same(&value, &now, &self.devices[i].points[p]) {
-            return Err(format!("wrote {value}, but the device reads back {now}"));
+            return Err(AdapterError::Refused(format!(
+                "wrote {value}, but the device reads back {now}"
+            )));
         }
         Ok(now)
     }

@@ -14,6 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use fieldbridge_core::AdapterError;
 use fieldbridge_core::backoff::Backoff;
 use tokio::time::Instant;
 use tokio_modbus::client::Context;
@@ -57,6 +58,28 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The command failure this is, by cause, with `what` was being done.
+    pub fn failed(&self, what: impl std::fmt::Display) -> AdapterError {
+        let text = format!("{what}: {self}");
+        match self {
+            CallError::Exception(
+                ExceptionCode::IllegalFunction | ExceptionCode::IllegalDataAddress,
+            ) => AdapterError::Unsupported(text),
+            CallError::Exception(
+                ExceptionCode::ServerDeviceBusy
+                | ExceptionCode::Acknowledge
+                | ExceptionCode::GatewayPathUnavailable
+                | ExceptionCode::GatewayTargetDevice,
+            ) => AdapterError::Unavailable(text),
+            CallError::Exception(_) => AdapterError::Refused(text),
+            CallError::Timeout(_) => AdapterError::NoAnswer(text),
+            CallError::Connect(_)
+            | CallError::Waiting { .. }
+            | CallError::Transport(_)
+            | CallError::Protocol(_) => AdapterError::Unavailable(text),
+        }
+    }
+
     /// True when the device answered (an exception): it is alive.
     pub fn device_answered(&self) -> bool {
         matches!(self, CallError::Exception(_))

@@ -17,8 +17,8 @@ use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture};
 use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::files;
 use fieldbridge_core::{
-    Action, Command, ConnectionId, DeviceEvent, DeviceId, DeviceSpec, DeviceStatus, Directory,
-    EventKind, PointId, Quality, Reading, Sample, Value,
+    Action, AdapterError, Command, ConnectionId, DeviceEvent, DeviceId, DeviceSpec, DeviceStatus,
+    Directory, EventKind, PointId, Quality, Reading, Sample, Value,
 };
 use rumqttc::QoS;
 use tokio::sync::oneshot;
@@ -265,7 +265,7 @@ pub(crate) fn tls_config(settings: &MqttConnection) -> Result<rustls::ClientConf
 #[derive(Debug)]
 struct PendingWrite {
     value: Value,
-    reply: oneshot::Sender<Result<Value, String>>,
+    reply: oneshot::Sender<Result<Value, AdapterError>>,
     device: DeviceId,
     point: PointId,
 }
@@ -297,7 +297,7 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => return,
                     c = ctx.commands.recv() => match c {
-                        Some(c) => { let _ = c.reply.send(Err(reason.clone())); }
+                        Some(c) => { let _ = c.reply.send(Err(AdapterError::Unavailable(reason.clone()))); }
                         None => { ctx.shutdown.cancelled().await; return; }
                     },
                 }
@@ -411,7 +411,7 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                                 }
                                 Some(why) => {
                                     tracing::warn!(connection = %id, device = %w.device, point = %w.point, error = %why, "write refused by the broker");
-                                    let _ = w.reply.send(Err(why));
+                                    let _ = w.reply.send(Err(AdapterError::Refused(why)));
                                 }
                             }
                         }
@@ -442,15 +442,20 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
     }
     poller.abort();
     for (_, w) in unsent {
-        let _ = w.reply.send(Err("the gateway is stopping".into()));
+        let _ = w.reply.send(Err(AdapterError::Unavailable(
+            "the gateway is stopping".into(),
+        )));
     }
     for (_, w) in inflight {
-        let _ = w.reply.send(Err("the gateway is stopping".into()));
+        let _ = w.reply.send(Err(AdapterError::Unavailable(
+            "the gateway is stopping".into(),
+        )));
     }
 }
 
-fn lost() -> String {
-    "the connection to the MQTT broker was lost before the write was acknowledged; it may still be delivered".into()
+/// A write whose fate is unknown: the link went before its acknowledgement.
+fn lost() -> AdapterError {
+    AdapterError::Unavailable("the connection to the MQTT broker was lost before the write was acknowledged; it may still be delivered".into())
 }
 
 /// One source of messages: a filter and who reads it.
@@ -866,40 +871,43 @@ impl Router {
         client: &Client,
     ) -> Option<(QoS, PendingWrite)> {
         let Some((rule, state)) = self.devices.get(&c.device) else {
-            let _ = c
-                .reply
-                .send(Err(format!("{} is not on this connection", c.device)));
+            let _ = c.reply.send(Err(AdapterError::NotHere(format!(
+                "{} is not on this connection",
+                c.device
+            ))));
             return None;
         };
         let Some(point) = self.rules[*rule].points.get(&c.point) else {
-            let _ = c
-                .reply
-                .send(Err(format!("{} has no point {}", c.device, c.point)));
+            let _ = c.reply.send(Err(AdapterError::NotHere(format!(
+                "{} has no point {}",
+                c.device, c.point
+            ))));
             return None;
         };
         match c.action {
             Action::Read => {
                 // MQTT devices push; the freshest value is the last one heard.
-                let answer = state
-                    .last
-                    .get(&c.point)
-                    .cloned()
-                    .ok_or_else(|| format!("no value heard from {}.{} yet", c.device, c.point));
+                let answer = state.last.get(&c.point).cloned().ok_or_else(|| {
+                    AdapterError::Unavailable(format!(
+                        "no value heard from {}.{} yet",
+                        c.device, c.point
+                    ))
+                });
                 let _ = c.reply.send(answer);
                 None
             }
             Action::Write(value) => {
                 let Some(topic) = &point.command_topic else {
-                    let _ = c.reply.send(Err(format!(
+                    let _ = c.reply.send(Err(AdapterError::Unsupported(format!(
                         "{}.{} has no command_topic to publish writes on",
                         c.device, c.point
-                    )));
+                    ))));
                     return None;
                 };
                 if !connected {
-                    let _ = c.reply.send(Err(
-                        "not connected to the MQTT broker; try again later".into()
-                    ));
+                    let _ = c.reply.send(Err(AdapterError::Unavailable(
+                        "not connected to the MQTT broker; try again later".into(),
+                    )));
                     return None;
                 }
                 let topic = topic.replace("{device}", c.device.as_str());
@@ -920,7 +928,9 @@ impl Router {
                     }
                     Err(e) => {
                         tracing::warn!(device = %c.device, point = %c.point, error = %e, "write not queued");
-                        let _ = c.reply.send(Err(format!("the MQTT client is busy: {e}")));
+                        let _ = c.reply.send(Err(AdapterError::Unavailable(format!(
+                            "the MQTT client is busy: {e}"
+                        ))));
                         None
                     }
                 }

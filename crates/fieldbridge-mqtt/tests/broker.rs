@@ -8,7 +8,7 @@ mod common;
 
 use common::{BrokerOptions, Mosquitto, Rig, connection, device, device_with};
 use fieldbridge_core::{
-    CommandError, DeviceStatus, EventKind, PointId, PointSettings, Quality, Value,
+    AdapterError, CommandError, DeviceStatus, EventKind, PointId, PointSettings, Quality, Value,
 };
 use fieldbridge_mqtt::config::MqttPoint;
 use fieldbridge_mqtt::payload::Cause;
@@ -400,7 +400,9 @@ async fn a_write_ends_as_a_publish_on_the_command_topic() {
     rig.until("disconnected", |s| s.connection_errors() >= 1)
         .await;
     match rig.router.write_text("plug", "relay", "on").await {
-        Err(CommandError::Failed(why)) => assert!(why.contains("not connected"), "{why}"),
+        Err(CommandError::Failed(AdapterError::Unavailable(why))) => {
+            assert!(why.contains("not connected"), "{why}")
+        }
         other => panic!("{other:?}"),
     }
     rig.stop().await;

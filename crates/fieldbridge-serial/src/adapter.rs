@@ -9,7 +9,8 @@ use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture, sample};
 use fieldbridge_core::backoff::Backoff;
 use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::{
-    Action, Command, ConnectionId, DeviceId, DeviceStatus, PointId, Quality, Sample, Value,
+    Action, AdapterError, Command, ConnectionId, DeviceId, DeviceStatus, PointId, Quality, Sample,
+    Value,
 };
 use futures::StreamExt;
 use regex::Regex;
@@ -86,7 +87,7 @@ struct PendingWrite {
     ack: Regex,
     deadline: Instant,
     value: Value,
-    reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+    reply: tokio::sync::oneshot::Sender<Result<Value, AdapterError>>,
 }
 
 /// Logs each distinct problem of a device once; counts all of them.
@@ -295,7 +296,7 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                         && p.deadline <= now
                         && let Some(p) = pending.take()
                     {
-                        let _ = p.reply.send(Err("the device did not acknowledge the write in time".into()));
+                        let _ = p.reply.send(Err(AdapterError::NoAnswer("the device did not acknowledge the write in time".into())));
                     }
                     for d in devices.iter_mut().filter(|d| d.request.is_some()) {
                         if let Some(deadline) = d.awaiting
@@ -350,7 +351,7 @@ async fn lost(
     let reason = format!("serial port {port} lost: {why}");
     tracing::warn!(connection = %id, error = %reason, "reopening");
     if let Some(p) = pending.take() {
-        let _ = p.reply.send(Err(reason.clone()));
+        let _ = p.reply.send(Err(AdapterError::Unavailable(reason.clone())));
     }
     for d in devices {
         ctx.events
@@ -441,25 +442,31 @@ async fn handle_command<W: tokio::io::AsyncWrite + Unpin>(
         reply,
     } = c;
     let Some(index) = devices.iter().position(|d| d.id == device) else {
-        let _ = reply.send(Err(format!("{device} is not on this serial connection")));
+        let _ = reply.send(Err(AdapterError::NotHere(format!(
+            "{device} is not on this serial connection"
+        ))));
         return Ok(());
     };
     let d = &devices[index];
     match action {
         Action::Read => {
             let _ = reply.send(d.last.get(&point).cloned().ok_or_else(|| {
-                format!("no value of {point} received yet; the device reports on its own")
+                AdapterError::Unavailable(format!(
+                    "no value of {point} received yet; the device reports on its own"
+                ))
             }));
         }
         Action::Write(value) => {
             let Some((template, ack, timeout)) = &d.write else {
-                let _ = reply.send(Err(format!("{device} has no `write` template")));
+                let _ = reply.send(Err(AdapterError::Unsupported(format!(
+                    "{device} has no `write` template"
+                ))));
                 return Ok(());
             };
             if pending.is_some() {
-                let _ = reply.send(Err(
-                    "another write is waiting for its acknowledgement".into()
-                ));
+                let _ = reply.send(Err(AdapterError::Unavailable(
+                    "another write is waiting for its acknowledgement".into(),
+                )));
                 return Ok(());
             }
             let line = template

@@ -113,7 +113,7 @@ impl Rig {
         samples.remove(0).1
     }
 
-    async fn command(&self, point: &str, action: Action) -> Result<Value, String> {
+    async fn command(&self, point: &str, action: Action) -> Result<Value, AdapterError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command {

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Quality, Reading, Sample};
+use fieldbridge_core::{CommandError, DeviceId, DeviceSpec, PointId, Quality, Reading, Sample};
 use fieldbridge_store::Snapshot;
 use minidom::Element;
 use xmpp_parsers::jid::BareJid;
@@ -16,7 +16,7 @@ use xmpp_parsers::jid::BareJid;
 use super::Gateway;
 use super::guard::NOT_IN_CONTROL;
 use super::history::{Query, Then};
-use super::jobs::{Job, JobAction, JobOutcome, Reply};
+use super::jobs::{Job, JobAction, JobOutcome, Reply, error_condition};
 use super::messages::parse_write;
 use crate::sensordata::{self, FieldType};
 use crate::xml::{DefinedCondition, ErrorType};
@@ -267,23 +267,26 @@ impl Gateway {
 
     /// The control result: success, or the first failure in words.
     pub(super) fn control_done(&self, request: &Element, outcome: JobOutcome) -> Element {
-        let failed: Vec<String> = match outcome {
+        let failed: Vec<(Option<PointId>, CommandError)> = match outcome {
             JobOutcome::Values(values) => values
                 .into_iter()
-                .filter_map(|(p, r)| r.err().map(|e| format!("{p}: {e}")))
+                .filter_map(|(p, r)| r.err().map(|e| (Some(p), e)))
                 .collect(),
-            JobOutcome::Written(r) => r.err().map(|e| e.to_string()).into_iter().collect(),
+            JobOutcome::Written(r) => r.err().map(|e| (None, e)).into_iter().collect(),
         };
-        if failed.is_empty() {
-            iq_result(request, None)
-        } else {
-            iq_error(
-                request,
-                ErrorType::Wait,
-                DefinedCondition::InternalServerError,
-                Some(&failed.join("; ")),
-            )
-        }
+        // The first failure's cause names the condition; the text has all.
+        let Some((_, first)) = failed.first() else {
+            return iq_result(request, None);
+        };
+        let (kind, condition) = error_condition(first);
+        let text: Vec<String> = failed
+            .iter()
+            .map(|(p, e)| match p {
+                Some(p) => format!("{p}: {e}"),
+                None => e.to_string(),
+            })
+            .collect();
+        iq_error(request, kind, condition, Some(&text.join("; ")))
     }
 }
 

@@ -4,7 +4,7 @@
 //! through core's command router (which bounds it with a timeout) and hands
 //! the [`JobOutcome`] back to [`Gateway::job_done`] for the reply.
 
-use fieldbridge_core::{CommandError, CommandRouter, DeviceId, PointId, Value};
+use fieldbridge_core::{AdapterError, CommandError, CommandRouter, DeviceId, PointId, Value};
 use minidom::Element;
 
 use super::Gateway;
@@ -114,6 +114,33 @@ pub(super) struct Commands {
     pub(super) follow_ups: Vec<Element>,
     /// Chat commands answered.
     pub(super) chat_commands: u64,
+}
+
+/// The stanza error that says why a command failed, by its cause: a
+/// client can tell "try later" (`wait`) from "not like this" (`modify`,
+/// `cancel`).
+pub(super) fn error_condition(e: &CommandError) -> (ErrorType, DefinedCondition) {
+    match e {
+        CommandError::UnknownDevice(_)
+        | CommandError::UnknownPoint { .. }
+        | CommandError::Failed(AdapterError::NotHere(_)) => {
+            (ErrorType::Cancel, DefinedCondition::ItemNotFound)
+        }
+        CommandError::NotWritable { .. } => (ErrorType::Cancel, DefinedCondition::NotAllowed),
+        CommandError::InvalidValue(_) => (ErrorType::Modify, DefinedCondition::BadRequest),
+        CommandError::Failed(AdapterError::Refused(_)) => {
+            (ErrorType::Modify, DefinedCondition::NotAcceptable)
+        }
+        CommandError::Failed(AdapterError::Unsupported(_)) => {
+            (ErrorType::Cancel, DefinedCondition::FeatureNotImplemented)
+        }
+        CommandError::Timeout { .. } | CommandError::Failed(AdapterError::NoAnswer(_)) => {
+            (ErrorType::Wait, DefinedCondition::RemoteServerTimeout)
+        }
+        CommandError::AdapterGone(_) | CommandError::Failed(AdapterError::Unavailable(_)) => {
+            (ErrorType::Wait, DefinedCondition::ServiceUnavailable)
+        }
+    }
 }
 
 impl Gateway {

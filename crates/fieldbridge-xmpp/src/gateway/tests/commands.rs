@@ -148,7 +148,7 @@ fn read_now_info_and_list_report_the_device() {
         (
             PointId::new("temperature").unwrap(),
             Err(fieldbridge_core::CommandError::Failed(
-                "sensor unplugged".into(),
+                AdapterError::Unavailable("sensor unplugged".into()),
             )),
         ),
     ]);

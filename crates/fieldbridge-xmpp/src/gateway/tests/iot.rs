@@ -73,7 +73,9 @@ fn a_readout_of_named_fields_reads_only_those_and_reports_failures() {
     );
     let outcome = JobOutcome::Values(vec![(
         PointId::new("temperature").unwrap(),
-        Err(fieldbridge_core::CommandError::Failed("timeout".into())),
+        Err(fieldbridge_core::CommandError::Failed(
+            AdapterError::NoAnswer("timeout".into()),
+        )),
     )]);
     let done = gw.job_done(job, outcome);
     assert_eq!(done.len(), 1, "nothing read: only the failure");
@@ -178,10 +180,17 @@ fn control_sets_writable_points_for_controllers_only() {
         job,
         JobOutcome::Values(vec![(
             PointId::new("setpoint").unwrap(),
-            Err(fieldbridge_core::CommandError::Failed("NAK".into())),
+            Err(fieldbridge_core::CommandError::Failed(
+                AdapterError::Refused("NAK".into()),
+            )),
         )]),
     );
     assert_eq!(kind_of(&failed[0]), Some("error"));
+    assert_eq!(
+        condition(&failed[0]).as_deref(),
+        Some("not-acceptable"),
+        "the device refused the value: not a server failure"
+    );
     assert_eq!(failed[0].attr("id"), Some("q1"));
     let text = failed[0]
         .get_child("error", NS_COMPONENT)
@@ -263,4 +272,73 @@ fn the_iot_xep_examples_round_trip() {
         ),
         vec![result]
     );
+}
+
+#[test]
+fn a_failed_command_is_answered_with_the_condition_of_its_cause() {
+    use crate::gateway::jobs::error_condition;
+    use crate::xml::{DefinedCondition as C, ErrorType as T};
+    let boiler = || DeviceId::new("boiler").unwrap();
+    let failed = |e: AdapterError| fieldbridge_core::CommandError::Failed(e);
+    let cases = [
+        (
+            fieldbridge_core::CommandError::UnknownDevice("kettle".into()),
+            T::Cancel,
+            C::ItemNotFound,
+        ),
+        (
+            failed(AdapterError::NotHere("not on this bus".into())),
+            T::Cancel,
+            C::ItemNotFound,
+        ),
+        (
+            fieldbridge_core::CommandError::NotWritable {
+                device: boiler(),
+                point: PointId::new("temperature").unwrap(),
+            },
+            T::Cancel,
+            C::NotAllowed,
+        ),
+        (
+            fieldbridge_core::CommandError::InvalidValue("warm".into()),
+            T::Modify,
+            C::BadRequest,
+        ),
+        (
+            failed(AdapterError::Refused("above the maximum".into())),
+            T::Modify,
+            C::NotAcceptable,
+        ),
+        (
+            failed(AdapterError::Unsupported("no write template".into())),
+            T::Cancel,
+            C::FeatureNotImplemented,
+        ),
+        (
+            fieldbridge_core::CommandError::Timeout {
+                device: boiler(),
+                after: std::time::Duration::from_secs(10),
+            },
+            T::Wait,
+            C::RemoteServerTimeout,
+        ),
+        (
+            failed(AdapterError::NoAnswer("no ack".into())),
+            T::Wait,
+            C::RemoteServerTimeout,
+        ),
+        (
+            failed(AdapterError::Unavailable("link down".into())),
+            T::Wait,
+            C::ServiceUnavailable,
+        ),
+        (
+            fieldbridge_core::CommandError::AdapterGone(boiler()),
+            T::Wait,
+            C::ServiceUnavailable,
+        ),
+    ];
+    for (error, kind, condition) in cases {
+        assert_eq!(error_condition(&error), (kind, condition), "{error:?}");
+    }
 }

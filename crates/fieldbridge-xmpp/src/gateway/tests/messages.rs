@@ -127,7 +127,7 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
         .job_done(
             w,
             JobOutcome::Written(Err(fieldbridge_core::CommandError::Failed(
-                "device answered NAK".into(),
+                AdapterError::Refused("device answered NAK".into()),
             ))),
         )
         .remove(0);

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use fieldbridge_core::{
-    ConnectionId, DeviceSettings, DeviceSpec, PointSettings, PointSpec, Quality, Reading, Unit,
-    Value, ValueKind,
+    AdapterError, ConnectionId, DeviceSettings, DeviceSpec, PointSettings, PointSpec, Quality,
+    Reading, Unit, Value, ValueKind,
 };
 
 use super::jobs::JobAction;
