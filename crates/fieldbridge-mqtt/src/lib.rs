@@ -2,12 +2,14 @@
 //! (Tasmota, Shelly, ESPHome, Zigbee2MQTT, custom firmware).
 //!
 //! This crate owns the MQTT side of a connection: the broker session
-//! ([`session`], on rumqttc, MQTT 3.1.1 or 5, with rustls for `mqtts://`),
-//! the transport loop ([`adapter`]), which topics
-//! belong to which device ([`topic`]: filters, shared subscriptions and
+//! ([`session`], on rumqttc, MQTT 3.1.1 or 5, with rustls for `mqtts://`
+//! set up by [`tls`]), the transport loop ([`adapter`]), routing messages
+//! to devices and commands to publishes ([`router`]), which topics belong
+//! to which device ([`topic`]: filters, shared subscriptions and
 //! `{device}` templates), how a payload becomes a point's raw value
 //! ([`payload`]: JSON pointers, whole payloads, on/off words, timestamps),
-//! availability topics, and command topics for writes.
+//! availability topics, and command topics for writes, whose
+//! acknowledgements are matched to them by packet id (`writes`).
 //!
 //! Data flows: broker → rumqttc event loop → topic routing → payload
 //! extraction per point → one event of raw readings per device and message
@@ -19,9 +21,16 @@
 
 pub mod adapter;
 pub mod config;
+pub mod error;
 pub mod payload;
+pub mod router;
 pub mod session;
+pub mod stats;
+pub mod tls;
 pub mod topic;
 pub mod url;
+mod writes;
 
 pub use adapter::MqttAdapter;
+pub use error::MqttError;
+pub use stats::MqttStats;
