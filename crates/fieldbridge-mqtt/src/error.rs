@@ -7,9 +7,6 @@ use fieldbridge_core::files;
 /// Why the adapter could not set up its connection.
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
-    /// The url in the configuration.
-    #[error("{0}")]
-    Url(String),
     /// A file named in the configuration (password, CA, certificate, key):
     /// missing, unreadable, not a regular file, or too large.
     #[error("{what}: {source}{}", hint(what, source))]

@@ -19,6 +19,30 @@
 //! a publish on the point's `command_topic` → answered when the broker
 //! acknowledges it (QoS 1) or when it is sent (QoS 0).
 
+/// A checked value that `gateway.yaml` writes as text: serialized as
+/// written, and described in the JSON schema as the text it is.
+macro_rules! written_as_text {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl schemars::JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                <String as schemars::JsonSchema>::schema_name()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                <String as schemars::JsonSchema>::json_schema(g)
+            }
+        }
+    };
+}
+
 pub mod adapter;
 pub mod config;
 pub mod error;

@@ -97,50 +97,39 @@ impl Router {
         let mut concrete = HashMap::new();
         for (i, d) in devices.into_iter().enumerate() {
             let qos: QoS = d.config.qos.into();
-            let device_filter = d
-                .config
-                .topic
-                .as_deref()
-                .and_then(|t| Filter::parse(t).ok());
-            let template = device_filter.as_ref().is_some_and(Filter::is_template);
-            // Points reading the device topic, and points with their own.
+            let template = d.config.is_template();
+            // Points reading the device topic, and points with their own
+            // (one route per filter written).
             let mut on_device = Vec::new();
-            let mut own: BTreeMap<String, Vec<PointId>> = BTreeMap::new();
+            let mut own: BTreeMap<&str, (&Filter, Vec<PointId>)> = BTreeMap::new();
             for (pid, p) in &d.points {
                 match &p.topic {
-                    Some(t) => own.entry(t.clone()).or_default().push(pid.clone()),
+                    Some(t) => own
+                        .entry(t.as_str())
+                        .or_insert((t, Vec::new()))
+                        .1
+                        .push(pid.clone()),
                     None => on_device.push(pid.clone()),
                 }
             }
-            if let Some(f) = device_filter
+            let mut route = |filter: &Filter, target| {
+                routes.push(Route {
+                    filter: filter.clone(),
+                    qos,
+                    rule: i,
+                    target,
+                });
+            };
+            if let Some(f) = &d.config.topic
                 && !on_device.is_empty()
             {
-                routes.push(Route {
-                    filter: f,
-                    qos,
-                    rule: i,
-                    target: Target::Points(on_device),
-                });
+                route(f, Target::Points(on_device));
             }
-            for (t, pids) in own {
-                if let Ok(f) = Filter::parse(&t) {
-                    routes.push(Route {
-                        filter: f,
-                        qos,
-                        rule: i,
-                        target: Target::Points(pids),
-                    });
-                }
+            for (f, pids) in own.into_values() {
+                route(f, Target::Points(pids));
             }
-            if let Some(a) = &d.config.availability
-                && let Ok(f) = Filter::parse(&a.topic)
-            {
-                routes.push(Route {
-                    filter: f,
-                    qos,
-                    rule: i,
-                    target: Target::Availability,
-                });
+            if let Some(a) = &d.config.availability {
+                route(&a.topic, Target::Availability);
             }
             if !template {
                 concrete.insert(d.spec.id.clone(), (i, DeviceState::default()));
@@ -330,7 +319,7 @@ impl Router {
             DeviceStatus::Offline {
                 reason: format!(
                     "the device reported {text:?} on {}",
-                    a.topic.replace("{device}", device.as_str())
+                    a.topic.as_str().replace("{device}", device.as_str())
                 ),
             }
         } else {
@@ -473,7 +462,7 @@ impl Router {
                     return None;
                 }
                 Some(WriteRequest {
-                    topic: topic.replace("{device}", c.device.as_str()),
+                    topic: topic.for_device(c.device.as_str()),
                     qos: point.qos.into(),
                     retain: point.retain,
                     payload: command_payload(&value, point).into_bytes(),

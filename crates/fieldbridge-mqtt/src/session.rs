@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 
 use crate::config::{DEFAULT_KEEP_ALIVE, MqttConnection, Protocol};
 use crate::error::MqttError;
-use crate::url::BrokerUrl;
 use crate::writes::Gate;
 
 /// First retry delay after a connection error; doubles up to [`BACKOFF_CAP`].
@@ -167,7 +166,7 @@ pub struct Session {
 
 /// Starts a session (reads the password and TLS files first).
 pub fn start(settings: &MqttConnection, client_id: &str) -> Result<Session, MqttError> {
-    let url = BrokerUrl::parse(&settings.url).map_err(MqttError::Url)?;
+    let url = &settings.url;
     let password = password(settings)?;
     let transport = if url.tls {
         Some(rumqttc::Transport::tls_with_config(
