@@ -9,7 +9,7 @@
 //! `{device}` templates), how a payload becomes a point's raw value
 //! ([`payload`]: JSON pointers, whole payloads, on/off words, timestamps),
 //! availability topics, and command topics for writes, whose
-//! acknowledgements are matched to them by packet id (`writes`).
+//! acknowledgements are matched to them by packet id ([`writes`]).
 //!
 //! Data flows: broker → rumqttc event loop → topic routing → payload
 //! extraction per point → one event of raw readings per device and message
@@ -53,7 +53,7 @@ pub mod stats;
 pub mod tls;
 pub mod topic;
 pub mod url;
-mod writes;
+pub mod writes;
 
 pub use adapter::MqttAdapter;
 pub use error::MqttError;
