@@ -1,4 +1,12 @@
 //! The MQTT adapter's part of `gateway.yaml`.
+//!
+//! Values with a grammar arrive parsed: the broker url ([`BrokerUrl`]),
+//! topic filters ([`Filter`]), command topics ([`CommandTopic`]) and JSON
+//! pointers ([`Pointer`]) each deserialize checked, so a bad one is refused
+//! at load at its own position, and nothing later parses or drops them.
+//! What involves several keys (a password needs a `username`, a template's
+//! availability topic needs `{device}`) is checked by [`MqttConnection::check`],
+//! [`MqttPoint::check`] and [`check_device`], which the loader runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +18,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::payload::Pointer;
-use crate::topic::{Filter, TopicRule};
+use crate::topic::{CommandTopic, Filter};
+use crate::url::BrokerUrl;
 
 /// Default keep-alive interval.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -25,7 +34,7 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
 pub struct MqttConnection {
     /// `mqtt://host:port` (default port 1883) or `mqtts://host:port`
     /// (TLS, default port 8883).
-    pub url: String,
+    pub url: BrokerUrl,
     /// mqtts: a PEM file of the certificate authorities to trust instead of
     /// the system's roots (paths are relative to the configuration file).
     #[serde(default)]
@@ -76,7 +85,6 @@ pub struct MqttConnection {
 impl MqttConnection {
     /// Why these settings cannot work, if they cannot.
     pub fn check(&self) -> Result<(), String> {
-        crate::url::BrokerUrl::parse(&self.url)?;
         if self.password.is_some() && self.password_file.is_some() {
             return Err("give either `password` or `password_file`, not both".into());
         }
@@ -86,8 +94,7 @@ impl MqttConnection {
         if self.client_cert.is_some() != self.client_key.is_some() {
             return Err("`client_cert` and `client_key` go together".into());
         }
-        let tls = self.url.starts_with("mqtts://");
-        if !tls && (self.ca_file.is_some() || self.client_cert.is_some()) {
+        if !self.url.tls && (self.ca_file.is_some() || self.client_cert.is_some()) {
             return Err("`ca_file`, `client_cert` and `client_key` need an mqtts:// url".into());
         }
         if let Some(k) = self.keep_alive
@@ -263,7 +270,7 @@ pub struct MqttDevice {
     /// (`sensors/{device}/state`; the device key is then the rule's name).
     /// Optional when every point has its own `topic`.
     #[serde(default)]
-    pub topic: Option<String>,
+    pub topic: Option<Filter>,
     /// Subscription QoS, 0 or 1 (default 1).
     #[serde(default)]
     pub qos: Qos,
@@ -279,16 +286,13 @@ pub struct MqttDevice {
     /// (`2024-05-01T12:00:00Z`; without a zone it is UTC) or Unix seconds
     /// (or milliseconds, if larger than 10^12). Readings are stamped with it.
     #[serde(default)]
-    pub timestamp: Option<String>,
+    pub timestamp: Option<Pointer>,
 }
 
 impl MqttDevice {
     /// True when `topic` is a template (`{device}`): a rule making devices.
     pub fn is_template(&self) -> bool {
-        self.topic
-            .as_deref()
-            .and_then(|t| Filter::parse(t).ok())
-            .is_some_and(|f| f.is_template())
+        self.topic.as_ref().is_some_and(Filter::is_template)
     }
 }
 
@@ -298,7 +302,7 @@ impl MqttDevice {
 pub struct Availability {
     /// The topic (`tele/kitchen/LWT`); in a template rule it may contain
     /// `{device}`.
-    pub topic: String,
+    pub topic: Filter,
     /// The payload meaning online (default `online`, compared ignoring
     /// case; a JSON payload's `state` field is compared instead, as
     /// Zigbee2MQTT publishes `{"state":"online"}`).
@@ -323,7 +327,7 @@ pub struct MqttPoint {
     /// A JSON pointer into the payload (`/ENERGY/Power`); without it the
     /// whole payload is the value.
     #[serde(default)]
-    pub json: Option<String>,
+    pub json: Option<Pointer>,
     /// The value type (default float).
     #[serde(default, rename = "type")]
     pub kind: ValueKind,
@@ -336,10 +340,10 @@ pub struct MqttPoint {
     pub false_values: Option<Vec<String>>,
     /// The point's own topic, instead of the device's (`stat/plug/POWER`).
     #[serde(default)]
-    pub topic: Option<String>,
+    pub topic: Option<Filter>,
     /// Writable points: where a write is published (`cmnd/plug/POWER`).
     #[serde(default)]
-    pub command_topic: Option<String>,
+    pub command_topic: Option<CommandTopic>,
     /// What a write publishes; `{value}` is replaced by the value (a bool
     /// as the first of `true_values`/`false_values`, else `true`/`false`).
     /// Default `{value}`; JSON works too: `{"state": "{value}"}`.
@@ -363,17 +367,6 @@ impl PointSource for MqttPoint {
 impl MqttPoint {
     /// Why this point cannot work, if it cannot.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(p) = &self.json {
-            Pointer::parse(p)?;
-        }
-        if let Some(t) = &self.topic {
-            Filter::parse(t).map_err(|e| format!("topic: {e}"))?;
-        }
-        if let Some(t) = &self.command_topic
-            && let Err(e) = crate::topic::check_publish_topic(t)
-        {
-            return Err(format!("command_topic: {e}"));
-        }
         if (self.true_values.is_some() || self.false_values.is_some())
             && self.kind != ValueKind::Bool
         {
@@ -400,17 +393,7 @@ pub fn check_device(
     points: &BTreeMap<PointId, MqttPoint>,
 ) -> Vec<(Option<PointId>, String)> {
     let mut out = Vec::new();
-    let rule = match &device.topic {
-        Some(t) => match TopicRule::parse(t) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                out.push((None, format!("topic: {e}")));
-                return out;
-            }
-        },
-        None => None,
-    };
-    let template = rule.as_ref().is_some_and(TopicRule::is_template);
+    let template = device.is_template();
     if device.max_devices.is_some() && !template {
         out.push((
             None,
@@ -421,19 +404,12 @@ pub fn check_device(
         out.push((None, "max_devices must be more than 0".into()));
     }
     if let Some(a) = &device.availability {
-        let t = if template {
-            a.topic.replace("{device}", "+")
-        } else {
-            a.topic.clone()
-        };
-        if let Err(e) = Filter::parse(&t) {
-            out.push((None, format!("availability.topic: {e}")));
-        } else if a.topic.contains("{device}") && !template {
+        if a.topic.is_template() && !template {
             out.push((
                 None,
                 "availability.topic has `{device}` but the device topic is not a template".into(),
             ));
-        } else if template && !a.topic.contains("{device}") {
+        } else if template && !a.topic.is_template() {
             out.push((
                 None,
                 "availability.topic of a template rule needs `{device}`".into(),
@@ -446,42 +422,23 @@ pub fn check_device(
             ));
         }
     }
-    if let Some(ts) = &device.timestamp
-        && let Err(e) = Pointer::parse(ts)
-    {
-        out.push((None, format!("timestamp: {e}")));
-    }
     for (id, p) in points {
-        if p.topic.is_none() && rule.is_none() {
-            out.push((
-                Some(id.clone()),
-                "the point needs a `topic`, or its device one".into(),
-            ));
+        let mut problem = |message: &str| out.push((Some(id.clone()), message.to_owned()));
+        if p.topic.is_none() && device.topic.is_none() {
+            problem("the point needs a `topic`, or its device one");
         }
-        if template && p.topic.as_deref().is_some_and(|t| !t.contains("{device}")) {
-            out.push((
-                Some(id.clone()),
-                "a point topic in a template rule needs `{device}`".into(),
-            ));
+        if template && p.topic.as_ref().is_some_and(|t| !t.is_template()) {
+            problem("a point topic in a template rule needs `{device}`");
         }
         if p.command_topic
-            .as_deref()
-            .is_some_and(|t| t.contains("{device}"))
+            .as_ref()
+            .is_some_and(CommandTopic::is_template)
             && !template
         {
-            out.push((
-                Some(id.clone()),
-                "the command_topic has `{device}` but the device topic is not a template".into(),
-            ));
+            problem("the command_topic has `{device}` but the device topic is not a template");
         }
-        if let Some(t) = &p.topic
-            && t.contains("{device}")
-            && !template
-        {
-            out.push((
-                Some(id.clone()),
-                "the point topic has `{device}` but the device topic is not a template".into(),
-            ));
+        if p.topic.as_ref().is_some_and(Filter::is_template) && !template {
+            problem("the point topic has `{device}` but the device topic is not a template");
         }
     }
     out
@@ -555,6 +512,53 @@ mod tests {
         assert_eq!(
             conn(serde_json::json!({})).client_id("edge-01", "broker"),
             "fieldbridge-edge-01-broker"
+        );
+    }
+
+    #[test]
+    fn values_with_a_grammar_are_refused_when_read() {
+        let bad_conn =
+            serde_json::from_value::<MqttConnection>(serde_json::json!({ "url": "tcp://broker" }))
+                .unwrap_err();
+        assert!(
+            bad_conn.to_string().contains("must start with mqtt://"),
+            "{bad_conn}"
+        );
+        let point = |v: serde_json::Value| serde_json::from_value::<MqttPoint>(v);
+        for (v, part) in [
+            (
+                serde_json::json!({ "json": "ENERGY" }),
+                "is not a JSON pointer",
+            ),
+            (
+                serde_json::json!({ "topic": "a/#/b" }),
+                "`#` must be the whole last level",
+            ),
+            (
+                serde_json::json!({ "command_topic": "a/+" }),
+                "cannot contain `+` or `#`",
+            ),
+        ] {
+            let err = point(v.clone()).unwrap_err().to_string();
+            assert!(err.contains(part), "{v}: {err}");
+        }
+        let ok = point(serde_json::json!({
+            "json": "/ENERGY/Power", "topic": "stat/{device}/POWER", "command_topic": "cmnd/{device}/POWER",
+        }))
+        .unwrap();
+        assert_eq!(ok.json.unwrap().as_str(), "/ENERGY/Power");
+        assert!(ok.topic.unwrap().is_template());
+        assert_eq!(
+            ok.command_topic.unwrap().for_device("plug"),
+            "cmnd/plug/POWER"
+        );
+        let device = serde_json::from_value::<MqttDevice>(serde_json::json!({
+            "topic": "z2m/{device}", "availability": { "topic": "z2m/{device}/#" },
+        }))
+        .unwrap_err();
+        assert!(
+            device.to_string().contains("cannot also use `#`"),
+            "{device}"
         );
     }
 }

@@ -20,25 +20,33 @@ pub const DEFAULT_TRUE: &[&str] = &["on", "true", "1", "yes", "open", "online"];
 /// Words meaning off when a bool point has no `false_values`.
 pub const DEFAULT_FALSE: &[&str] = &["off", "false", "0", "no", "closed", "offline"];
 
+/// Why text is not a JSON pointer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PointerError {
+    /// Not empty, and not starting with `/`.
+    #[error("{0:?} is not a JSON pointer: it starts with `/`, as in `/ENERGY/Power`")]
+    NoSlash(String),
+    /// `~` not followed by `0` or `1`.
+    #[error("{0:?} is not a JSON pointer: `~` must be written `~0` (and `/` in a key `~1`)")]
+    Tilde(String),
+}
+
 /// A checked JSON pointer (RFC 6901): empty, or `/`-separated tokens.
+/// Deserializes checked, so a bad `json:` or `timestamp:` is refused at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pointer(String);
 
 impl Pointer {
     /// Checks `text` as a JSON pointer.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, PointerError> {
         if !text.is_empty() && !text.starts_with('/') {
-            return Err(format!(
-                "{text:?} is not a JSON pointer: it starts with `/`, as in `/ENERGY/Power`"
-            ));
+            return Err(PointerError::NoSlash(text.to_owned()));
         }
         // `~` must be followed by 0 or 1.
         let mut chars = text.chars().peekable();
         while let Some(c) = chars.next() {
             if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-                return Err(format!(
-                    "{text:?} is not a JSON pointer: `~` must be written `~0` (and `/` in a key `~1`)"
-                ));
+                return Err(PointerError::Tilde(text.to_owned()));
             }
         }
         Ok(Self(text.to_owned()))
@@ -47,6 +55,21 @@ impl Pointer {
     /// The pointer as written.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl fmt::Display for Pointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+written_as_text!(Pointer);
+
+impl<'de> serde::Deserialize<'de> for Pointer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Pointer::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -163,7 +186,7 @@ impl<'a> Payload<'a> {
         match &point.json {
             Some(ptr) => {
                 let doc = self.json()?;
-                match doc.pointer(ptr) {
+                match doc.pointer(ptr.as_str()) {
                     None | Some(Json::Null) => {
                         Err(Failure::new(Cause::MissingField, format!("no field {ptr}")))
                     }
@@ -179,10 +202,10 @@ impl<'a> Payload<'a> {
     }
 
     /// The timestamp at `ptr`: `Ok(None)` when the field is absent.
-    pub fn timestamp(&mut self, ptr: &str) -> Result<Option<SystemTime>, Failure> {
+    pub fn timestamp(&mut self, ptr: &Pointer) -> Result<Option<SystemTime>, Failure> {
         let doc = self.json()?;
         let bad = |m: String| Failure::new(Cause::BadTimestamp, format!("{ptr}: {m}"));
-        match doc.pointer(ptr) {
+        match doc.pointer(ptr.as_str()) {
             None | Some(Json::Null) => Ok(None),
             Some(Json::Number(n)) => match n.as_f64() {
                 Some(x) => unix(x)
@@ -332,7 +355,7 @@ mod tests {
 
     fn point(json: Option<&str>, kind: ValueKind) -> MqttPoint {
         MqttPoint {
-            json: json.map(str::to_owned),
+            json: json.map(|j| Pointer::parse(j).unwrap()),
             kind,
             ..Default::default()
         }
@@ -431,7 +454,8 @@ mod tests {
 
     #[test]
     fn timestamps_in_text_seconds_and_milliseconds() {
-        let at = |s: &str| Payload::new(s.as_bytes(), MAX).timestamp("/t");
+        let at =
+            |s: &str| Payload::new(s.as_bytes(), MAX).timestamp(&Pointer::parse("/t").unwrap());
         let expected = UNIX_EPOCH + Duration::from_secs(1_714_564_800);
         assert_eq!(at(r#"{"t":"2024-05-01T12:00:00Z"}"#), Ok(Some(expected)));
         assert_eq!(at(r#"{"t":"2024-05-01T12:00:00"}"#), Ok(Some(expected)));
@@ -461,7 +485,7 @@ mod tests {
     fn write_payloads_fill_the_template() {
         let p = MqttPoint {
             kind: ValueKind::Float,
-            command_topic: Some("x".into()),
+            command_topic: Some(crate::topic::CommandTopic::parse("x").unwrap()),
             payload: Some(r#"{"setpoint": {value}}"#.into()),
             ..Default::default()
         };

@@ -15,9 +15,9 @@ use rumqttc::QoS;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::adapter::MqttError;
 use crate::config::{DEFAULT_KEEP_ALIVE, MqttConnection, Protocol};
-use crate::url::BrokerUrl;
+use crate::error::MqttError;
+use crate::writes::Gate;
 
 /// First retry delay after a connection error; doubles up to [`BACKOFF_CAP`].
 pub const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -141,7 +141,7 @@ fn password(settings: &MqttConnection) -> Result<Option<String>, MqttError> {
     match (&settings.password, &settings.password_file) {
         (Some(p), _) => Ok(Some(p.clone())),
         (None, Some(path)) => Ok(Some(
-            fieldbridge_core::files::read_text_limited(path, crate::adapter::PASSWORD_FILE_LIMIT)
+            fieldbridge_core::files::read_text_limited(path, crate::tls::PASSWORD_FILE_LIMIT)
                 .map_err(|source| MqttError::File {
                     what: "password_file",
                     source,
@@ -161,15 +161,17 @@ pub struct Session {
     pub events: mpsc::Receiver<SessionEvent>,
     /// The event loop task (abort it to stop).
     pub task: JoinHandle<()>,
+    /// Open while connected; publish through it (see [`crate::writes`]).
+    pub gate: Arc<Gate>,
 }
 
 /// Starts a session (reads the password and TLS files first).
 pub fn start(settings: &MqttConnection, client_id: &str) -> Result<Session, MqttError> {
-    let url = BrokerUrl::parse(&settings.url).map_err(MqttError::Url)?;
+    let url = &settings.url;
     let password = password(settings)?;
     let transport = if url.tls {
         Some(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(Arc::new(crate::adapter::tls_config(settings)?)),
+            rumqttc::TlsConfiguration::Rustls(Arc::new(crate::tls::tls_config(settings)?)),
         ))
     } else {
         None
@@ -177,6 +179,7 @@ pub fn start(settings: &MqttConnection, client_id: &str) -> Result<Session, Mqtt
     let keep_alive = settings.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE);
     let inflight = settings.max_inflight.unwrap_or(DEFAULT_INFLIGHT);
     let (tx, events) = mpsc::channel(EVENT_QUEUE);
+    let gate = Arc::new(Gate::default());
     let (client, task) = match settings.protocol() {
         Protocol::V311 => {
             let mut o = rumqttc::MqttOptions::new(client_id, url.host.clone(), url.port);
@@ -192,7 +195,10 @@ pub fn start(settings: &MqttConnection, client_id: &str) -> Result<Session, Mqtt
                 o.set_transport(t);
             }
             let (client, eventloop) = rumqttc::AsyncClient::new(o, REQUEST_QUEUE);
-            (Client::V4(client), tokio::spawn(poll_v4(eventloop, tx)))
+            (
+                Client::V4(client),
+                tokio::spawn(poll_v4(eventloop, tx, Arc::clone(&gate))),
+            )
         }
         Protocol::V5 => {
             let mut o = rumqttc::v5::MqttOptions::new(client_id, url.host.clone(), url.port);
@@ -213,13 +219,17 @@ pub fn start(settings: &MqttConnection, client_id: &str) -> Result<Session, Mqtt
                 o.set_transport(t);
             }
             let (client, eventloop) = rumqttc::v5::AsyncClient::new(o, REQUEST_QUEUE);
-            (Client::V5(client), tokio::spawn(poll_v5(eventloop, tx)))
+            (
+                Client::V5(client),
+                tokio::spawn(poll_v5(eventloop, tx, Arc::clone(&gate))),
+            )
         }
     };
     Ok(Session {
         client,
         events,
         task,
+        gate,
     })
 }
 
@@ -244,14 +254,21 @@ async fn forward(
     true
 }
 
-async fn poll_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<SessionEvent>) {
+async fn poll_v4(
+    mut eventloop: rumqttc::EventLoop,
+    tx: mpsc::Sender<SessionEvent>,
+    gate: Arc<Gate>,
+) {
     use rumqttc::{Event, Incoming, Outgoing, SubscribeReasonCode};
     let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
     loop {
         let event = match eventloop.poll().await {
-            Ok(Event::Incoming(Incoming::ConnAck(a))) => Some(SessionEvent::ConnAck {
-                session_present: a.session_present,
-            }),
+            Ok(Event::Incoming(Incoming::ConnAck(a))) => {
+                gate.open();
+                Some(SessionEvent::ConnAck {
+                    session_present: a.session_present,
+                })
+            }
             Ok(Event::Incoming(Incoming::Publish(p))) => Some(SessionEvent::Publish {
                 topic: p.topic,
                 payload: p.payload,
@@ -269,7 +286,12 @@ async fn poll_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<SessionEven
             }),
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Some(SessionEvent::Sent { pkid }),
             Ok(_) => None,
-            Err(e) => Some(SessionEvent::Error(e.to_string())),
+            Err(e) => {
+                // Publishes queued since rumqttc's own drain join its
+                // pending list too (see `crate::writes`).
+                gate.close(|| eventloop.clean());
+                Some(SessionEvent::Error(e.to_string()))
+            }
         };
         if !forward(&tx, event, &mut backoff).await {
             return;
@@ -277,16 +299,23 @@ async fn poll_v4(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<SessionEven
     }
 }
 
-async fn poll_v5(mut eventloop: rumqttc::v5::EventLoop, tx: mpsc::Sender<SessionEvent>) {
+async fn poll_v5(
+    mut eventloop: rumqttc::v5::EventLoop,
+    tx: mpsc::Sender<SessionEvent>,
+    gate: Arc<Gate>,
+) {
     use rumqttc::Outgoing;
     use rumqttc::v5::Event;
     use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
     let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
     loop {
         let event = match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(a))) => Some(SessionEvent::ConnAck {
-                session_present: a.session_present,
-            }),
+            Ok(Event::Incoming(Packet::ConnAck(a))) => {
+                gate.open();
+                Some(SessionEvent::ConnAck {
+                    session_present: a.session_present,
+                })
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => Some(SessionEvent::Publish {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 payload: p.payload,
@@ -307,10 +336,18 @@ async fn poll_v5(mut eventloop: rumqttc::v5::EventLoop, tx: mpsc::Sender<Session
             }),
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Some(SessionEvent::Sent { pkid }),
             Ok(_) => None,
-            Err(e) => Some(SessionEvent::Error(e.to_string())),
+            Err(e) => {
+                // Publishes queued since rumqttc's own drain join its
+                // pending list too (see `crate::writes`).
+                gate.close(|| eventloop.clean());
+                Some(SessionEvent::Error(e.to_string()))
+            }
         };
         if !forward(&tx, event, &mut backoff).await {
             return;
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,8 +5,14 @@
 //! a shared subscription (`$share/<group>/<filter>`: subscribed as written,
 //! matched without the prefix) and, in a template rule, contain one
 //! `{device}` level that matches like `+` and names the device.
+//!
+//! Both kinds of topic in `gateway.yaml` deserialize checked: a [`Filter`]
+//! (what devices publish on) and a [`CommandTopic`] (what writes publish
+//! on), so an invalid one is refused at load with its position.
 
 use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer};
 
 /// Why a topic or filter is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,13 +57,12 @@ enum Level {
 /// A parsed filter, possibly shared, possibly a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
+    /// As written (shown by `Display`).
+    text: String,
     /// What is sent in SUBSCRIBE (`{device}` as `+`, `$share/…` kept).
     subscribe: String,
     levels: Vec<Level>,
 }
-
-/// A device's `topic:`: a filter, which makes devices when it is a template.
-pub type TopicRule = Filter;
 
 impl Filter {
     /// Parses and checks a filter.
@@ -109,6 +114,7 @@ impl Filter {
             return Err(TopicError::DeviceAndHash);
         }
         Ok(Self {
+            text: text.to_owned(),
             subscribe: text.replace("{device}", "+"),
             levels,
         })
@@ -167,6 +173,7 @@ impl Filter {
     /// The concrete filter for one device of a template (`{device}` → id).
     pub fn for_device(&self, id: &str) -> Filter {
         Filter {
+            text: self.text.replace("{device}", id),
             subscribe: self.subscribe.clone(),
             levels: self
                 .levels
@@ -178,11 +185,68 @@ impl Filter {
                 .collect(),
         }
     }
+
+    /// The filter as written in `gateway.yaml`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
 }
 
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.subscribe)
+        f.write_str(&self.text)
+    }
+}
+
+written_as_text!(Filter);
+
+impl<'de> Deserialize<'de> for Filter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Filter::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A checked topic that writes are published on; `{device}` (in a template
+/// rule) stands for the device's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTopic(String);
+
+impl CommandTopic {
+    /// Checks `text` as a topic to publish on.
+    pub fn parse(text: &str) -> Result<Self, TopicError> {
+        check_publish_topic(text)?;
+        Ok(Self(text.to_owned()))
+    }
+
+    /// True when it has `{device}`.
+    pub fn is_template(&self) -> bool {
+        self.0.contains("{device}")
+    }
+
+    /// The topic for `device`.
+    pub fn for_device(&self, device: &str) -> String {
+        self.0.replace("{device}", device)
+    }
+
+    /// The topic as written in `gateway.yaml`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CommandTopic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+written_as_text!(CommandTopic);
+
+impl<'de> Deserialize<'de> for CommandTopic {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        CommandTopic::parse(&text).map_err(de::Error::custom)
     }
 }
 
@@ -281,6 +345,21 @@ mod tests {
             Err(TopicError::Wildcard)
         );
         assert_eq!(check_publish_topic("cmnd/plug/POWER"), Ok(()));
+    }
+
+    #[test]
+    fn topics_show_as_written_and_deserialize_checked() {
+        let f: Filter = serde_json::from_value("s/{device}/state".into()).unwrap();
+        assert_eq!(f.to_string(), "s/{device}/state");
+        assert_eq!(f.subscription(), "s/+/state");
+        let bad = serde_json::from_value::<Filter>("a/#/b".into()).unwrap_err();
+        assert_eq!(bad.to_string(), TopicError::Hash.to_string());
+        let c: CommandTopic = serde_json::from_value("cmnd/{device}/POWER".into()).unwrap();
+        assert!(c.is_template());
+        assert_eq!(c.for_device("plug"), "cmnd/plug/POWER");
+        assert_eq!(c.to_string(), "cmnd/{device}/POWER");
+        let bad = serde_json::from_value::<CommandTopic>("cmnd/+/POWER".into()).unwrap_err();
+        assert_eq!(bad.to_string(), TopicError::Wildcard.to_string());
     }
 
     #[test]

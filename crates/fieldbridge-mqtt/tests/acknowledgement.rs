@@ -1,7 +1,8 @@
 //! A write at QoS 1 is done when the broker acknowledges it, not when it is
-//! sent. A real broker acknowledges at once, so this one test plays the
-//! broker by hand (a few MQTT 3.1.1 packets over loopback TCP) to hold the
-//! PUBACK back and release it when the test says.
+//! sent. A real broker acknowledges at once, so these tests play the broker
+//! by hand (a few MQTT 3.1.1 packets over loopback TCP) to hold the PUBACK
+//! back, drop the connection with it pending, and say whether the session
+//! was kept.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: fail loudly
 
@@ -10,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Rig, WAIT, connection, device};
-use fieldbridge_core::Value;
+use fieldbridge_core::{CommandError, Value};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -127,5 +128,102 @@ async fn a_qos1_write_waits_for_the_pubacks_and_a_qos0_write_does_not() {
     let (first, publish) = expect(&mut s, 3).await;
     assert_eq!(first & 0x06, 0x00, "QoS 0");
     assert!(publish.ends_with(b"7"));
+    rig.stop().await;
+}
+
+/// Accepts the adapter's next connection and answers its CONNECT.
+async fn accept(listener: &TcpListener, session_present: bool) -> TcpStream {
+    let (mut s, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("the adapter connects")
+        .unwrap();
+    expect(&mut s, 1).await; // CONNECT
+    s.write_all(&[0x20, 0x02, u8::from(session_present), 0x00])
+        .await
+        .unwrap();
+    s
+}
+
+/// The packet id of a PUBLISH body at QoS 1.
+fn pkid_of(publish: &[u8]) -> [u8; 2] {
+    let topic_len = usize::from(u16::from_be_bytes([publish[0], publish[1]]));
+    [publish[2 + topic_len], publish[3 + topic_len]]
+}
+
+#[tokio::test]
+async fn after_a_reconnect_writes_are_matched_to_their_own_acknowledgements() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let plug = device(
+        "plug",
+        json!({ "topic": "tele/plug/SENSOR" }),
+        &[(
+            "relay",
+            json!({ "type": "bool", "command_topic": "cmnd/plug/POWER", "qos": 1 }),
+        )],
+        &["relay"],
+    );
+    // One message in flight: rumqttc gives every publish packet id 1, so a
+    // stale id is reused at once.
+    let rig = Rig::start(
+        connection(
+            &format!("mqtt://127.0.0.1:{port}"),
+            json!({ "max_inflight": 1 }),
+        ),
+        vec![plug],
+    );
+    let write = |value: &'static str| {
+        let router = rig.router.clone();
+        tokio::spawn(async move { router.write_text("plug", "relay", value).await })
+    };
+    let answer = |w: tokio::task::JoinHandle<Result<Value, CommandError>>| async move {
+        tokio::time::timeout(WAIT, w)
+            .await
+            .expect("the write is answered")
+            .unwrap()
+    };
+
+    let mut s = accept(&listener, false).await;
+    rig.until("connected", |st| st.connects() >= 1).await;
+    let lost = write("on");
+    let (_, publish) = expect(&mut s, 3).await;
+    assert_eq!(pkid_of(&publish), [0, 1]);
+    drop(s); // the broker goes away before acknowledging it
+    let lost = answer(lost).await;
+    assert!(
+        lost.is_err_and(|e| e.to_string().contains("lost")),
+        "answered as lost"
+    );
+
+    // Back without the session: rumqttc drops the unacknowledged publish.
+    let mut s = accept(&listener, false).await;
+    rig.until("reconnected", |st| st.connects() >= 2).await;
+    let next = write("off");
+    let (_, publish) = expect(&mut s, 3).await;
+    assert!(
+        publish.ends_with(b"false"),
+        "the new write, not the old one"
+    );
+    let pkid = pkid_of(&publish);
+    s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).await.unwrap();
+    assert_eq!(answer(next).await, Ok(Value::Bool(false)));
+
+    // Lost again, then back with the session: the old publish comes first.
+    let held = write("on");
+    expect(&mut s, 3).await;
+    drop(s);
+    assert!(answer(held).await.is_err());
+    let mut s = accept(&listener, true).await;
+    rig.until("resumed", |st| st.connects() >= 3).await;
+    let (_, replay) = expect(&mut s, 3).await;
+    assert!(replay.ends_with(b"true"), "the held write is resent first");
+    let pkid = pkid_of(&replay);
+    s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).await.unwrap();
+    let last = write("off");
+    let (_, publish) = expect(&mut s, 3).await;
+    assert!(publish.ends_with(b"false"));
+    let pkid = pkid_of(&publish);
+    s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).await.unwrap();
+    assert_eq!(answer(last).await, Ok(Value::Bool(false)));
     rig.stop().await;
 }

@@ -267,7 +267,7 @@ fn mqtt_device(d: &AdapterDevice<MqttDevice, MqttPoint>) -> Described<'_> {
     let c = &d.config;
     let mut extra = String::new();
     if let Some(t) = &c.topic {
-        if t.contains("{device}") {
+        if t.is_template() {
             let _ = write!(
                 extra,
                 ", template {t} (up to {} devices)",

@@ -21,7 +21,7 @@ use fieldbridge_core::{
     normalize,
 };
 use fieldbridge_mqtt::MqttAdapter;
-use fieldbridge_mqtt::adapter::MqttStats;
+use fieldbridge_mqtt::MqttStats;
 use fieldbridge_mqtt::config::{MqttConnection, MqttDevice, MqttPoint};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
