@@ -19,9 +19,11 @@
 
 pub mod adapter;
 pub mod config;
+pub mod kind;
 pub mod payload;
 pub mod session;
 pub mod topic;
 pub mod url;
 
 pub use adapter::MqttAdapter;
+pub use kind::Mqtt;
