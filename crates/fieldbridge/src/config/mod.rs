@@ -6,12 +6,13 @@
 //! are grafted onto it; then each section, connection, device and point is
 //! read on its own, so that a mistake in one does not hide the others.
 
-mod adapters;
 mod de;
 mod error;
+mod kinds;
 pub mod schema;
 mod tree;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,16 +20,11 @@ use std::time::Duration;
 
 use fieldbridge_core::device::{AdapterDevice, MAX_DECIMALS, PointSource};
 use fieldbridge_core::files::{self, KIB, MIB};
-use fieldbridge_core::simulator::{SimulatorConnection, SimulatorDevice, SimulatorPoint};
+use fieldbridge_core::kind::BuildContext;
 use fieldbridge_core::{
     ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory, PointId, PointSettings,
     PointSpec, ValueKind,
 };
-use fieldbridge_modbus::config::{
-    ModbusDevice, ModbusPoint, ModbusRtuConnection, ModbusTcpConnection,
-};
-use fieldbridge_mqtt::config::{MqttConnection, MqttDevice, MqttPoint};
-use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
 use fieldbridge_xmpp::XmppConfig;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -36,6 +32,7 @@ use serde::de::DeserializeOwned;
 
 use self::de::{Problems, fields_of, read, unknown_key_message};
 pub use self::error::{ConfigError, ConfigErrors, Location};
+pub use self::kinds::{DeviceLines, Loaded, LoadedConnection};
 use self::tree::{Key, Kind, Node, Origin};
 
 /// Prefix of environment overrides: `FIELDBRIDGE__SECTION__KEY`.
@@ -75,7 +72,7 @@ pub struct Gateway {
 }
 
 /// A loaded, checked configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GatewayConfig {
     /// The file it came from.
     pub source: PathBuf,
@@ -94,66 +91,23 @@ pub struct GatewayConfig {
     pub notes: Vec<String>,
 }
 
+impl GatewayConfig {
+    /// What adapters are built with (and `check` describes them with).
+    pub fn build_context(&self) -> BuildContext {
+        BuildContext {
+            gateway_id: self.gateway.id.clone(),
+            directory: Arc::clone(&self.directory),
+        }
+    }
+}
+
 /// One connection and what it serves.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Connection {
     /// The key under `connections:`.
     pub id: ConnectionId,
-    /// The transport, with its devices.
-    pub kind: ConnectionKind,
-}
-
-/// The transports this version supports.
-#[derive(Debug, Clone)]
-pub enum ConnectionKind {
-    /// Synthetic devices.
-    Simulator {
-        /// `connections.<id>.simulator`
-        settings: SimulatorConnection,
-        /// The devices on it.
-        devices: Vec<AdapterDevice<SimulatorDevice, SimulatorPoint>>,
-    },
-    /// A serial line.
-    Serial {
-        /// `connections.<id>.serial`
-        settings: SerialConnection,
-        /// The devices on it.
-        devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>,
-    },
-    /// A Modbus TCP endpoint.
-    ModbusTcp {
-        /// `connections.<id>.modbus_tcp`
-        settings: ModbusTcpConnection,
-        /// The devices on it.
-        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
-    },
-    /// A Modbus RTU bus.
-    ModbusRtu {
-        /// `connections.<id>.modbus_rtu`
-        settings: ModbusRtuConnection,
-        /// The devices on it.
-        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
-    },
-    /// An MQTT broker.
-    Mqtt {
-        /// `connections.<id>.mqtt`
-        settings: MqttConnection,
-        /// The devices (and template rules) on it.
-        devices: Vec<AdapterDevice<MqttDevice, MqttPoint>>,
-    },
-}
-
-impl ConnectionKind {
-    /// The key that selects this kind in `gateway.yaml`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ConnectionKind::Simulator { .. } => "simulator",
-            ConnectionKind::Serial { .. } => "serial",
-            ConnectionKind::ModbusTcp { .. } => "modbus_tcp",
-            ConnectionKind::ModbusRtu { .. } => "modbus_rtu",
-            ConnectionKind::Mqtt { .. } => "mqtt",
-        }
-    }
+    /// The transport, of one of [`kinds::KINDS`], with its devices.
+    pub kind: Box<dyn LoadedConnection>,
 }
 
 const TOP_KEYS: &[&str] = &["gateway", "xmpp", "connections", "devices"];
@@ -226,6 +180,7 @@ pub fn load_with_env(
         problems: &problems,
         base: &base,
         purpose,
+        notes: RefCell::default(),
     }
     .load(&root, path);
     match loaded {
@@ -355,8 +310,11 @@ fn graft(node: &mut Node, segments: &[&str], value: Node) -> Result<(), (String,
 
 struct Loader<'a> {
     problems: &'a Problems,
+    /// The configuration's directory: relative paths start there.
     base: &'a Path,
     purpose: Purpose,
+    /// Things worth knowing that do not stop the gateway.
+    notes: RefCell<Vec<String>>,
 }
 
 /// A key under `connections:`, declared even when it has mistakes.
@@ -366,7 +324,7 @@ struct Declared {
     /// The key, if it is a valid id.
     id: Option<ConnectionId>,
     /// The connection being loaded, if its kind is one this version runs.
-    pending: Option<Box<dyn adapters::PendingConnection>>,
+    pending: Option<Box<dyn kinds::PendingConnection>>,
 }
 
 impl Loader<'_> {
@@ -420,7 +378,8 @@ impl Loader<'_> {
 
         let gateway = gateway?;
         let xmpp = xmpp?;
-        let (secret, notes) = secret?;
+        let (secret, mut notes) = secret?;
+        notes.append(&mut self.notes.borrow_mut());
         let state_dir = match gateway.state_dir {
             Some(dir) if dir.is_absolute() => dir,
             Some(dir) => self.base.join(dir),
@@ -607,13 +566,13 @@ impl Loader<'_> {
                     let (kind, settings) = &kinds[0];
                     let kpath = join(&path, &kind.name);
                     let name = kind.name.as_str();
-                    declared.pending = adapters::declare(name, settings, &kpath, self.problems);
-                    if declared.pending.is_none() {
-                        self.problems.push(
+                    match kinds::KINDS.iter().find(|k| k.name() == name) {
+                        Some(k) => declared.pending = Some(k.declare(settings, &kpath, self)),
+                        None => self.problems.push(
                             &kind.origin,
                             &kpath,
-                            unknown_key_message("connection kind", name, adapters::KINDS),
-                        );
+                            unknown_key_message("connection kind", name, &kinds::names()),
+                        ),
                     }
                 }
                 Kind::Map(kinds) if kinds.len() > 1 => {
@@ -634,7 +593,7 @@ impl Loader<'_> {
                         &path,
                         format!(
                             "a connection is a mapping with exactly one kind, e.g. `{{ simulator: {{}} }}` (kinds: {}), found {}",
-                            adapters::KINDS.join(", "),
+                            kinds::names().join(", "),
                             other.describe()
                         ),
                     );
