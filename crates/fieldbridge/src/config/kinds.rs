@@ -25,9 +25,9 @@ use fieldbridge_serial::Serial;
 use serde_json::Value;
 
 use super::de::read;
+use super::load::{Loader, Purpose};
 use super::schema::schema_of;
-use super::tree::Node;
-use super::{Loader, Purpose, join, null_as_empty_map};
+use super::tree::{Node, join, null_as_empty_map};
 
 /// Every connection kind this version runs, in the order the schema and
 /// messages list them.

@@ -20,8 +20,8 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use super::GatewaySection;
 use super::kinds::KINDS;
+use super::model::GatewaySection;
 
 /// The JSON Schema dialect the schema is written in: draft 7 is the one
 /// editors' YAML plugins understand best.

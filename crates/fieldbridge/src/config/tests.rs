@@ -1,7 +1,10 @@
 use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 use fieldbridge_core::simulator::{self, Simulator, SimulatorPoint};
+use fieldbridge_core::{PointSettings, ValueKind};
 use fieldbridge_mqtt::Mqtt;
 
 fn load_text(text: &str, env: &[(&str, &str)]) -> Result<GatewayConfig, ConfigErrors> {
