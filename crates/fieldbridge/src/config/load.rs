@@ -14,7 +14,9 @@ use super::de::{self, Problems, read, unknown_key_message};
 use super::env::apply_env;
 use super::error::ConfigErrors;
 use super::kinds;
-use super::model::{Connection, Gateway, GatewayConfig, GatewaySection, default_gateway_id};
+use super::model::{
+    Connection, GatewayConfig, GatewaySection, GatewaySettings, default_gateway_id,
+};
 use super::tree::{self, Key, Kind, Node, Origin, join, locate, null_as_empty_map};
 
 /// `gateway.yaml` larger than this is refused (thousands of devices fit).
@@ -210,7 +212,7 @@ impl Loader<'_> {
         }
         Some(GatewayConfig {
             source: source.to_path_buf(),
-            gateway: Gateway {
+            gateway: GatewaySettings {
                 id: gateway.id,
                 state_dir,
             },

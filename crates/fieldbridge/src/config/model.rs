@@ -29,9 +29,10 @@ pub(super) fn default_gateway_id() -> String {
     "fieldbridge".to_owned()
 }
 
-/// The gateway's identity, resolved.
+/// `gateway:` resolved (the state directory found from the configuration's
+/// directory). Named apart from the XMPP side's `Gateway` state machine.
 #[derive(Debug, Clone)]
-pub struct Gateway {
+pub struct GatewaySettings {
     /// The gateway id.
     pub id: String,
     /// The state directory, absolute or relative to the working directory.
@@ -44,7 +45,7 @@ pub struct GatewayConfig {
     /// The file it came from.
     pub source: PathBuf,
     /// `gateway:`
-    pub gateway: Gateway,
+    pub gateway: GatewaySettings,
     /// `xmpp:`
     pub xmpp: XmppConfig,
     /// The component secret (empty only in `check`, when the secret file is
