@@ -236,7 +236,7 @@ pub trait LoadedConnection: fmt::Debug + Send + Sync {
     fn describe(&self, id: &ConnectionId, ctx: &BuildContext) -> (String, Vec<DeviceLines<'_>>);
     /// The running adapter.
     fn build(self: Box<Self>, id: ConnectionId, ctx: &BuildContext) -> Box<dyn Adapter>;
-    /// Itself, for [`of_kind`](dyn LoadedConnection::of_kind).
+    /// Itself, for `of_kind`.
     fn as_any(&self) -> &dyn std::any::Any;
 }
 

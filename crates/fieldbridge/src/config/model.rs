@@ -74,6 +74,6 @@ impl GatewayConfig {
 pub struct Connection {
     /// The key under `connections:`.
     pub id: ConnectionId,
-    /// The transport, of one of [`kinds::KINDS`], with its devices.
+    /// The transport, of one of the kinds in `kinds::KINDS`, with its devices.
     pub kind: Box<dyn LoadedConnection>,
 }
