@@ -11,7 +11,8 @@
 //! [`command::CommandRouter`] to the adapter owning the device.
 //!
 //! Nothing here knows a protocol: adapters and sinks meet only through these
-//! types.
+//! types. Each adapter describes its connection kind to the gateway with one
+//! [`kind::AdapterKind`] impl.
 
 pub mod adapter;
 pub mod backoff;
@@ -22,6 +23,7 @@ pub mod duration;
 pub mod event;
 pub mod files;
 pub mod id;
+pub mod kind;
 pub mod normalize;
 pub mod process;
 pub mod simulator;
@@ -35,4 +37,5 @@ pub use device::{
 };
 pub use event::{DeviceEvent, DeviceStatus, EventKind};
 pub use id::{ConnectionId, DeviceId, IdError, PointId};
+pub use kind::{AdapterKind, BuildContext};
 pub use value::{Quality, Reading, Sample, Unit, Value, ValueKind};

@@ -23,6 +23,10 @@ use crate::event::DeviceStatus;
 use crate::id::{ConnectionId, DeviceId, PointId};
 use crate::value::{Quality, Sample, Value, ValueKind};
 
+pub mod kind;
+
+pub use self::kind::Simulator;
+
 /// Poll period of a simulated device without `poll`.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// Wave period of a simulated device without `period`.

@@ -18,8 +18,10 @@
 pub mod adapter;
 pub mod codec;
 pub mod config;
+pub mod kind;
 pub mod plan;
 pub mod scan;
 pub mod transport;
 
 pub use adapter::{ModbusAdapter, Transport};
+pub use kind::{ModbusRtu, ModbusTcp};

@@ -46,6 +46,7 @@ macro_rules! written_as_text {
 pub mod adapter;
 pub mod config;
 pub mod error;
+pub mod kind;
 pub mod payload;
 pub mod router;
 pub mod session;
@@ -57,4 +58,5 @@ pub mod writes;
 
 pub use adapter::MqttAdapter;
 pub use error::MqttError;
+pub use kind::Mqtt;
 pub use stats::MqttStats;

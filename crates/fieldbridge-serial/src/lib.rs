@@ -11,6 +11,8 @@ pub mod adapter;
 pub mod config;
 pub mod format;
 pub mod framing;
+pub mod kind;
 pub mod nmea;
 
 pub use adapter::SerialAdapter;
+pub use kind::Serial;

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use fieldbridge::config::{self as crate_config, ConnectionKind};
+use fieldbridge::config as crate_config;
 use fieldbridge_modbus::config::{ModbusRtuConnection, ModbusTcpConnection, Parity, Table};
 use fieldbridge_modbus::scan::{read_range, render};
 use fieldbridge_modbus::transport::{Link, RtuLink, TcpLink};
+use fieldbridge_modbus::{ModbusRtu, ModbusTcp};
 
 /// A Modbus table, as given on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,14 +107,12 @@ fn from_config(config: &Path, device: &str) -> Result<(Link, u8), String> {
     let cfg =
         crate_config::load(config, crate_config::Purpose::Check).map_err(|e| e.to_string())?;
     for c in &cfg.connections {
-        let (link, devices) = match &c.kind {
-            ConnectionKind::ModbusTcp { settings, devices } => {
-                (Link::Tcp(TcpLink::new(settings)), devices)
-            }
-            ConnectionKind::ModbusRtu { settings, devices } => {
-                (Link::Rtu(RtuLink::new(settings)), devices)
-            }
-            _ => continue,
+        let (link, devices) = if let Some(tcp) = c.kind.of_kind::<ModbusTcp>() {
+            (Link::Tcp(TcpLink::new(&tcp.settings)), &tcp.devices)
+        } else if let Some(rtu) = c.kind.of_kind::<ModbusRtu>() {
+            (Link::Rtu(RtuLink::new(&rtu.settings)), &rtu.devices)
+        } else {
+            continue;
         };
         if let Some(d) = devices.iter().find(|d| d.spec.id.as_str() == device) {
             return Ok((link, d.config.unit));

@@ -10,15 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use fieldbridge::config::{ConnectionKind, GatewayConfig};
-use fieldbridge_core::adapter::{Adapter, AdapterContext};
+use fieldbridge::config::GatewayConfig;
+use fieldbridge_core::adapter::AdapterContext;
 use fieldbridge_core::bus::{Bus, DEFAULT_QUEUE};
 use fieldbridge_core::command::{CommandRoutes, DEFAULT_COMMAND_TIMEOUT};
 use fieldbridge_core::normalize;
-use fieldbridge_core::simulator::SimulatorAdapter;
-use fieldbridge_modbus::{ModbusAdapter, Transport};
-use fieldbridge_mqtt::MqttAdapter;
-use fieldbridge_serial::SerialAdapter;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -51,38 +47,10 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut routes = CommandRoutes::new();
     let mut adapters = JoinSet::new();
+    let build = cfg.build_context();
     for connection in cfg.connections {
         let connection_id = connection.id.clone();
-        let adapter: Box<dyn Adapter> = match connection.kind {
-            ConnectionKind::Simulator { settings, devices } => {
-                Box::new(SimulatorAdapter::new(connection.id, settings, devices))
-            }
-            ConnectionKind::Serial { settings, devices } => {
-                Box::new(SerialAdapter::new(connection.id, settings, devices))
-            }
-            ConnectionKind::ModbusTcp { settings, devices } => Box::new(ModbusAdapter::new(
-                connection.id,
-                Transport::Tcp(settings),
-                devices,
-            )),
-            ConnectionKind::ModbusRtu { settings, devices } => Box::new(ModbusAdapter::new(
-                connection.id,
-                Transport::Rtu(settings),
-                devices,
-            )),
-            ConnectionKind::Mqtt {
-                mut settings,
-                devices,
-            } => {
-                if let Some(base) = cfg.source.parent() {
-                    settings.resolve_paths(base);
-                }
-                Box::new(
-                    MqttAdapter::new(&cfg.gateway.id, connection.id, settings, devices)
-                        .with_directory(Arc::clone(&directory)),
-                )
-            }
-        };
+        let adapter = connection.kind.build(connection.id, &build);
         let name = adapter.name();
         let ctx = AdapterContext {
             events: events.clone(),

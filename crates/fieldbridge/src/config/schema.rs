@@ -14,48 +14,33 @@
 //! keys (a Modbus point has exactly one address, a CSV device's points need
 //! a `column`, ...). `fieldbridge check` remains the full check.
 
-use fieldbridge_core::simulator::{SimulatorConnection, SimulatorDevice, SimulatorPoint};
 use fieldbridge_core::{DeviceSettings, PointId, PointSettings};
-use fieldbridge_modbus::config::{
-    ModbusDevice, ModbusPoint, ModbusRtuConnection, ModbusTcpConnection,
-};
-use fieldbridge_mqtt::config::{MqttConnection, MqttDevice, MqttPoint};
-use fieldbridge_serial::config::{SerialConnection, SerialDevice, SerialPoint};
 use fieldbridge_xmpp::XmppConfig;
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use super::GatewaySection;
+use super::kinds::KINDS;
+use super::model::GatewaySection;
 
 /// The JSON Schema dialect the schema is written in: draft 7 is the one
 /// editors' YAML plugins understand best.
 pub const DIALECT: &str = "http://json-schema.org/draft-07/schema#";
 
-/// One connection kind: its key, its settings, and the keys its devices
-/// and points add to core's.
-struct KindSchema {
-    /// The key under `connections.<id>`.
-    name: &'static str,
-    /// `connections.<id>.<name>`.
-    connection: Value,
-    /// Which device shape its devices take (Modbus TCP and RTU share one).
-    devices: &'static str,
-}
-
-/// One device shape: the adapter's own device and point keys.
+/// One device shape: the adapter's own device and point keys, shared by
+/// the kinds whose devices are the same structs (Modbus TCP and RTU).
 struct DeviceShape {
     /// Names the shape (`modbus` for both Modbus kinds).
     name: &'static str,
     /// Which connection kinds it serves, for the description.
-    kinds: &'static str,
+    kinds: String,
     device: Value,
     point: Value,
 }
 
 /// The schema of `T`, everything inline (no `$ref`), without the root's
 /// `$schema` and `title`.
-fn schema_of<T: JsonSchema>() -> Value {
+pub(super) fn schema_of<T: JsonSchema>() -> Value {
     let settings = SchemaSettings::draft07().with(|s| s.inline_subschemas = true);
     let generator = SchemaGenerator::new(settings);
     let mut value = generator.into_root_schema_for::<T>().to_value();
@@ -136,88 +121,57 @@ fn description(v: &Value) -> &str {
     v.get("description").and_then(Value::as_str).unwrap_or("")
 }
 
-fn kinds() -> Vec<KindSchema> {
-    vec![
-        KindSchema {
-            name: "simulator",
-            connection: schema_of::<SimulatorConnection>(),
-            devices: "simulator",
-        },
-        KindSchema {
-            name: "serial",
-            connection: schema_of::<SerialConnection>(),
-            devices: "serial",
-        },
-        KindSchema {
-            name: "modbus_tcp",
-            connection: schema_of::<ModbusTcpConnection>(),
-            devices: "modbus",
-        },
-        KindSchema {
-            name: "modbus_rtu",
-            connection: schema_of::<ModbusRtuConnection>(),
-            devices: "modbus",
-        },
-        KindSchema {
-            name: "mqtt",
-            connection: schema_of::<MqttConnection>(),
-            devices: "mqtt",
-        },
-    ]
+/// "a, b or c".
+fn either(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
 }
 
+/// The device shapes of [`KINDS`], in the order their first kind comes.
 fn shapes() -> Vec<DeviceShape> {
-    vec![
-        DeviceShape {
-            name: "simulator",
-            kinds: "simulator",
-            device: schema_of::<SimulatorDevice>(),
-            point: schema_of::<SimulatorPoint>(),
-        },
-        DeviceShape {
-            name: "serial",
-            kinds: "serial",
-            device: schema_of::<SerialDevice>(),
-            point: schema_of::<SerialPoint>(),
-        },
-        DeviceShape {
-            name: "modbus",
-            kinds: "modbus_tcp or modbus_rtu",
-            device: schema_of::<ModbusDevice>(),
-            point: schema_of::<ModbusPoint>(),
-        },
-        DeviceShape {
-            name: "mqtt",
-            kinds: "mqtt",
-            device: schema_of::<MqttDevice>(),
-            point: schema_of::<MqttPoint>(),
-        },
-    ]
-}
-
-/// The connection kinds the schema describes, in order.
-pub fn kind_names() -> Vec<&'static str> {
-    kinds().iter().map(|k| k.name).collect()
+    let mut out: Vec<DeviceShape> = Vec::new();
+    for k in KINDS {
+        if out.iter().any(|s| s.name == k.shape()) {
+            continue;
+        }
+        let kinds: Vec<&str> = KINDS
+            .iter()
+            .filter(|o| o.shape() == k.shape())
+            .map(|o| o.name())
+            .collect();
+        out.push(DeviceShape {
+            name: k.shape(),
+            kinds: either(&kinds),
+            device: k.device_schema(),
+            point: k.point_schema(),
+        });
+    }
+    out
 }
 
 /// The whole `gateway.yaml` schema.
 pub fn gateway_schema() -> Value {
-    let connection_kinds: Vec<Value> = kinds()
-        .into_iter()
+    let connection_kinds: Vec<Value> = KINDS
+        .iter()
         .map(|k| {
-            debug_assert!(shapes().iter().any(|s| s.name == k.devices));
             json!({
-                "title": k.name,
+                "title": k.name(),
                 "type": "object",
-                "properties": { k.name: or_null_if_optional(k.connection) },
-                "required": [k.name],
+                "properties": { k.name(): or_null_if_optional(k.connection_schema()) },
+                "required": [k.name()],
                 "additionalProperties": false,
             })
         })
         .collect();
+    let names: Vec<&str> = KINDS.iter().map(|k| k.name()).collect();
     let connections = id_map(
-        "`connections:` the transports devices are reached through, by id. Each is a \
-         mapping with exactly one kind: simulator, serial, modbus_tcp, modbus_rtu or mqtt.",
+        &format!(
+            "`connections:` the transports devices are reached through, by id. Each is a \
+             mapping with exactly one kind: {}.",
+            either(&names)
+        ),
         json!({ "oneOf": connection_kinds }),
     );
 
@@ -331,8 +285,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn describes_every_connection_kind_the_loader_knows() {
-        assert_eq!(kind_names(), super::super::adapters::KINDS);
+    fn kinds_that_share_a_device_shape_share_its_structs() {
+        for s in shapes() {
+            for k in KINDS.iter().filter(|k| k.shape() == s.name) {
+                assert_eq!(k.device_schema(), s.device, "{} devices", k.name());
+                assert_eq!(k.point_schema(), s.point, "{} points", k.name());
+            }
+        }
+    }
+
+    #[test]
+    fn lists_read_as_words() {
+        assert_eq!(either(&["a"]), "a");
+        assert_eq!(either(&["a", "b"]), "a or b");
+        assert_eq!(either(&["a", "b", "c"]), "a, b or c");
     }
 
     #[test]

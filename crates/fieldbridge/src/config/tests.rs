@@ -1,7 +1,11 @@
 use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
 
 use super::*;
-use fieldbridge_core::simulator;
+use fieldbridge_core::simulator::{self, Simulator, SimulatorPoint};
+use fieldbridge_core::{PointSettings, ValueKind};
+use fieldbridge_mqtt::Mqtt;
 
 fn load_text(text: &str, env: &[(&str, &str)]) -> Result<GatewayConfig, ConfigErrors> {
     let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -262,10 +266,8 @@ fn env_text_stays_text_where_text_is_wanted() {
         .clone();
     assert!(p.settings.writable);
     assert_eq!(cfg.xmpp.access.read, vec!["localhost", "*"]);
-    let ConnectionKind::Simulator { settings, .. } = &cfg.connections[0].kind else {
-        panic!("a simulator connection")
-    };
-    assert_eq!(settings.seed, Some(42));
+    let sim = cfg.connections[0].kind.of_kind::<Simulator>();
+    assert_eq!(sim.expect("a simulator connection").settings.seed, Some(42));
 }
 
 #[test]
@@ -315,9 +317,12 @@ fn a_device_is_never_dropped_silently() {
 #[test]
 fn an_mqtt_password_can_come_from_the_environment() {
     let text = "xmpp: { component: gw.localhost, secret: s }\nconnections: { broker: { mqtt: { url: \"mqtt://127.0.0.1\", username: gw } } }\ndevices: { plug: { connection: broker, topic: t, points: { p: {} } } }\n";
-    let password = |cfg: &GatewayConfig| match &cfg.connections[0].kind {
-        ConnectionKind::Mqtt { settings, .. } => settings.password.clone(),
-        other => panic!("{}", other.name()),
+    let password = |cfg: &GatewayConfig| {
+        let kind = &cfg.connections[0].kind;
+        match kind.of_kind::<Mqtt>() {
+            Some(mqtt) => mqtt.settings.password.clone(),
+            None => panic!("{}", kind.name()),
+        }
     };
     assert_eq!(password(&load_text(text, &[]).unwrap()), None);
     let cfg = load_text(
@@ -329,4 +334,55 @@ fn an_mqtt_password_can_come_from_the_environment() {
     )
     .unwrap();
     assert_eq!(password(&cfg).as_deref(), Some("from env"));
+}
+
+/// Loads an MQTT connection naming `ca_file: <ca_file>` for `purpose`.
+fn load_mqtt_ca(ca_file: &str, purpose: Purpose) -> Result<GatewayConfig, ConfigErrors> {
+    let text = format!(
+        "xmpp: {{ component: gw.localhost, secret: s }}\nconnections: {{ broker: {{ mqtt: {{ url: \"mqtts://127.0.0.1\", ca_file: {ca_file} }} }} }}\ndevices: {{ plug: {{ connection: broker, topic: t, points: {{ p: {{}} }} }} }}\n"
+    );
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    load_with_env(file.path(), Vec::new(), purpose)
+}
+
+#[test]
+fn mqtt_files_are_resolved_and_read_when_the_file_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "pem").unwrap();
+    let text = "xmpp: { component: gw.localhost, secret: s }\nconnections: { broker: { mqtt: { url: \"mqtts://127.0.0.1\", ca_file: ca.pem } } }\ndevices: { plug: { connection: broker, topic: t, points: { p: {} } } }\n";
+    std::fs::write(dir.path().join("gateway.yaml"), text).unwrap();
+    let cfg = load_with_env(&dir.path().join("gateway.yaml"), Vec::new(), Purpose::Run).unwrap();
+    let mqtt = cfg.connections[0].kind.of_kind::<Mqtt>().unwrap();
+    assert_eq!(
+        mqtt.settings.ca_file.as_deref(),
+        Some(dir.path().join("ca.pem").as_path())
+    );
+}
+
+#[test]
+fn a_missing_mqtt_file_is_a_problem_even_for_check() {
+    for purpose in [Purpose::Run, Purpose::Check] {
+        let err = load_mqtt_ca("/nonexistent/ca.pem", purpose).unwrap_err();
+        let got = lines(&err);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("connections.broker.mqtt.ca_file: cannot read /nonexistent/ca.pem"),
+            "{got:?}"
+        );
+    }
+}
+
+#[test]
+fn an_mqtt_file_the_system_refuses_is_a_note_for_check_only() {
+    // Not a directory: neither missing nor readable, as "permission denied"
+    // would be for another user (tests may run as root).
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let path = file.path().join("ca.pem");
+    let path = path.to_str().unwrap();
+    assert!(load_mqtt_ca(path, Purpose::Run).is_err());
+    let cfg = load_mqtt_ca(path, Purpose::Check).unwrap();
+    assert_eq!(cfg.notes.len(), 1, "{:?}", cfg.notes);
+    let note = format!("{path} (connections.broker.mqtt.ca_file) cannot be read here");
+    assert!(cfg.notes[0].starts_with(&note), "{:?}", cfg.notes);
 }

@@ -289,6 +289,48 @@ fn relabel(node: &mut Node, origin: &Origin) {
     }
 }
 
+/// `points: { pump: }` and `simulator:` with nothing after the colon mean
+/// "no settings", not "null".
+pub fn null_as_empty_map(node: &Node) -> Node {
+    match node.kind {
+        Kind::Null => Node {
+            origin: node.origin.clone(),
+            kind: Kind::Map(Vec::new()),
+        },
+        _ => node.clone(),
+    }
+}
+
+/// `path.key`, or `key` at the top.
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The node at a relative path like `access.read[1]`.
+pub fn locate<'n>(node: &'n Node, path: &str) -> Option<&'n Node> {
+    let mut at = node;
+    for segment in path.split('.') {
+        let (name, index) = match segment.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        if !name.is_empty() {
+            at = at.get(name)?;
+        }
+        if let Some(i) = index {
+            match &at.kind {
+                Kind::Seq(items) => at = items.get(i)?,
+                _ => return None,
+            }
+        }
+    }
+    Some(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,268 @@
+//! `modbus_tcp:` and `modbus_rtu:` as connection kinds (see
+//! [`fieldbridge_core::kind`]). Both carry the same devices and points, so
+//! they share their device checks, their lines in `check` and one device
+//! shape in the JSON schema (`modbus`); only the transport differs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use fieldbridge_core::adapter::Adapter;
+use fieldbridge_core::device::AdapterDevice;
+use fieldbridge_core::duration;
+use fieldbridge_core::kind::{AdapterKind, BuildContext, Described, DeviceProblem};
+use fieldbridge_core::{ConnectionId, DeviceSpec, PointId};
+
+use crate::config::{
+    DEFAULT_POLL, ModbusDevice, ModbusPoint, ModbusRtuConnection, ModbusTcpConnection, Parity,
+    Table,
+};
+use crate::plan::{Limits, Span, plan};
+use crate::{ModbusAdapter, Transport};
+
+/// `modbus_tcp:` endpoints.
+#[derive(Debug)]
+pub struct ModbusTcp;
+
+/// `modbus_rtu:` buses.
+#[derive(Debug)]
+pub struct ModbusRtu;
+
+/// The device shape both Modbus kinds share in the JSON schema.
+const SHAPE: &str = "modbus";
+
+impl AdapterKind for ModbusTcp {
+    const NAME: &'static str = "modbus_tcp";
+    const SHAPE: &'static str = SHAPE;
+    const DEFAULT_POLL: Option<Duration> = Some(DEFAULT_POLL);
+    type Connection = ModbusTcpConnection;
+    type Device = ModbusDevice;
+    type Point = ModbusPoint;
+
+    fn check_connection(settings: &ModbusTcpConnection) -> Result<(), String> {
+        settings.check()
+    }
+    fn check_point(point: &ModbusPoint) -> Result<(), String> {
+        point.check()
+    }
+    fn check_device(
+        device: &ModbusDevice,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<DeviceProblem> {
+        device_problems(device, points)
+    }
+    fn check_spec(
+        spec: &DeviceSpec,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<DeviceProblem> {
+        spec_problems(spec, points)
+    }
+
+    fn describe_connection(
+        settings: &ModbusTcpConnection,
+        _id: &ConnectionId,
+        _ctx: &BuildContext,
+    ) -> String {
+        let mut extra = format!(", {}", settings.address);
+        if let Some(t) = settings.timeout {
+            let _ = write!(extra, ", timeout {}", duration::format(t));
+        }
+        if settings.max_in_flight > 1 {
+            let _ = write!(extra, ", {} requests in flight", settings.max_in_flight);
+        }
+        extra
+    }
+    fn describe_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described {
+        describe_device(d)
+    }
+
+    fn build(
+        id: ConnectionId,
+        settings: ModbusTcpConnection,
+        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
+        _ctx: &BuildContext,
+    ) -> Box<dyn Adapter> {
+        Box::new(ModbusAdapter::new(id, Transport::Tcp(settings), devices))
+    }
+}
+
+impl AdapterKind for ModbusRtu {
+    const NAME: &'static str = "modbus_rtu";
+    const SHAPE: &'static str = SHAPE;
+    const DEFAULT_POLL: Option<Duration> = Some(DEFAULT_POLL);
+    type Connection = ModbusRtuConnection;
+    type Device = ModbusDevice;
+    type Point = ModbusPoint;
+
+    fn check_connection(settings: &ModbusRtuConnection) -> Result<(), String> {
+        settings.check()
+    }
+    fn check_point(point: &ModbusPoint) -> Result<(), String> {
+        point.check()
+    }
+    fn check_device(
+        device: &ModbusDevice,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<DeviceProblem> {
+        device_problems(device, points)
+    }
+    fn check_spec(
+        spec: &DeviceSpec,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<DeviceProblem> {
+        spec_problems(spec, points)
+    }
+
+    fn describe_connection(
+        settings: &ModbusRtuConnection,
+        _id: &ConnectionId,
+        _ctx: &BuildContext,
+    ) -> String {
+        let parity = match settings.parity {
+            Parity::None => 'N',
+            Parity::Even => 'E',
+            Parity::Odd => 'O',
+        };
+        let mut extra = format!(
+            ", {} at {} baud {}{parity}{}",
+            settings.port.display(),
+            settings.baud,
+            settings.data_bits,
+            settings.stop_bits
+        );
+        if let Some(t) = settings.timeout {
+            let _ = write!(extra, ", timeout {}", duration::format(t));
+        }
+        if let Some(d) = settings.inter_request_delay {
+            let _ = write!(extra, ", inter_request_delay {}", duration::format(d));
+        }
+        extra
+    }
+    fn describe_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described {
+        describe_device(d)
+    }
+
+    fn build(
+        id: ConnectionId,
+        settings: ModbusRtuConnection,
+        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
+        _ctx: &BuildContext,
+    ) -> Box<dyn Adapter> {
+        Box::new(ModbusAdapter::new(id, Transport::Rtu(settings), devices))
+    }
+}
+
+/// A device's settings, and each point's width against the most one read
+/// may fetch: a point wider than that could never be read.
+fn device_problems(
+    device: &ModbusDevice,
+    points: &BTreeMap<PointId, ModbusPoint>,
+) -> Vec<DeviceProblem> {
+    if let Err(e) = device.check() {
+        return vec![(None, e)];
+    }
+    points
+        .iter()
+        .filter_map(|(id, p)| {
+            let at = p.location().ok()?;
+            let limit = if at.table.is_bits() {
+                device.max_bits
+            } else {
+                device.max_registers
+            };
+            (p.width() > limit).then(|| {
+                (
+                    Some(id.clone()),
+                    format!(
+                        "the point takes {} registers, more than the device's max_registers {limit}",
+                        p.width()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Writability against the Modbus tables: only coils and holding
+/// registers can be written.
+fn spec_problems(spec: &DeviceSpec, points: &BTreeMap<PointId, ModbusPoint>) -> Vec<DeviceProblem> {
+    points
+        .iter()
+        .filter_map(|(id, p)| {
+            let at = p.location().ok()?;
+            let writable = spec.points.get(id)?.settings.writable;
+            (writable && !matches!(at.table, Table::Coil | Table::Holding)).then(|| {
+                (
+                    Some(id.clone()),
+                    format!(
+                        "{} cannot be written: Modbus writes only coils and holding registers",
+                        at.table.describe()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A device's lines in `check`: its unit, word order and how many reads
+/// one poll takes; each point's address and type.
+fn describe_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described {
+    let c = &d.config;
+    let spans: Vec<Span> = d
+        .points
+        .values()
+        .filter_map(|p| {
+            Some(Span {
+                at: p.location().ok()?,
+                width: p.width(),
+            })
+        })
+        .collect();
+    let limits = Limits {
+        max_registers: c.max_registers,
+        max_bits: c.max_bits,
+        max_gap: c.max_gap,
+        max_bit_gap: c.max_bit_gap,
+    };
+    let reads = plan(&spans, limits).len();
+    let extra = format!(
+        ", unit {}, order {}, max_gap {}, {reads} read(s) per poll",
+        c.unit,
+        c.order.name(),
+        c.max_gap
+    );
+    let points = d
+        .points
+        .iter()
+        .map(|(id, p)| {
+            let mut line = String::new();
+            if let Ok(at) = p.location() {
+                let _ = write!(line, ", {} {}", at.table, at.address);
+                if !at.table.is_bits() {
+                    let _ = write!(line, " {}", p.data_type().name());
+                }
+            }
+            if let Some(c) = p.count {
+                let _ = write!(line, "[{c}]");
+            }
+            if let Some(b) = p.bit {
+                let _ = write!(line, " bit {b}");
+            }
+            if let Some(o) = p.order {
+                let _ = write!(line, " {}", o.name());
+            }
+            if let Some(names) = &p.names {
+                let list: Vec<String> = names.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = write!(line, " enum {{{}}}", list.join(", "));
+            }
+            if let Some(min) = p.min {
+                let _ = write!(line, ", min {min}");
+            }
+            if let Some(max) = p.max {
+                let _ = write!(line, ", max {max}");
+            }
+            (id.clone(), line)
+        })
+        .collect();
+    (extra, points)
+}

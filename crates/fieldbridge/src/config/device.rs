@@ -1,0 +1,195 @@
+//! Reading one device: its keys split between core's settings and its
+//! adapter's, and each point likewise, with the checks core makes of
+//! every point (numeric settings on numeric points, ...).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fieldbridge_core::device::{AdapterDevice, MAX_DECIMALS, PointSource};
+use fieldbridge_core::{
+    DeviceId, DeviceSettings, DeviceSpec, PointId, PointSettings, PointSpec, ValueKind,
+};
+use serde::de::DeserializeOwned;
+
+use super::de::{fields_of, read};
+use super::load::Loader;
+use super::tree::{Node, join, null_as_empty_map};
+
+impl Loader<'_> {
+    pub(super) fn device<D: DeserializeOwned, P: DeserializeOwned + PointSource>(
+        &self,
+        node: &Node,
+        path: &str,
+        id: Option<DeviceId>,
+        default_poll: Option<Duration>,
+        check_point: fn(&P) -> Result<(), String>,
+    ) -> Option<AdapterDevice<D, P>> {
+        let mut shared: Vec<&'static str> = fields_of::<D>().to_vec();
+        shared.push("points");
+        let settings = read::<DeviceSettings>(node, path, &shared, true, self.problems);
+        let mut shared: Vec<&'static str> = fields_of::<DeviceSettings>().to_vec();
+        shared.push("points");
+        let config = read::<D>(node, path, &shared, false, self.problems);
+
+        let ppath = join(path, "points");
+        let mut points = BTreeMap::new();
+        let mut specs = BTreeMap::new();
+        let point_nodes = match node.get("points") {
+            None => {
+                self.problems
+                    .push(&node.origin, path, "a device needs `points`");
+                &[][..]
+            }
+            Some(p) => self.mapping(p, &ppath).unwrap_or(&[]),
+        };
+        if node.get("points").is_some() && point_nodes.is_empty() {
+            self.problems.push(
+                &node.get("points").unwrap_or(node).origin,
+                &ppath,
+                "a device needs at least one point",
+            );
+        }
+        let core_fields = fields_of::<PointSettings>();
+        let adapter_fields = fields_of::<P>();
+        let mut seen = HashSet::new();
+        let mut all_ok = true;
+        for (key, pnode) in point_nodes {
+            let path = join(&ppath, &key.name);
+            if !seen.insert(key.name.as_str()) {
+                self.problems.push(
+                    &key.origin,
+                    &path,
+                    format!("duplicate point `{}`", key.name),
+                );
+                all_ok = false;
+                continue;
+            }
+            let pid = PointId::new(&key.name).map_err(|e| {
+                self.problems
+                    .push(&key.origin, &path, format!("invalid point id: {e}"));
+            });
+            let pnode = null_as_empty_map(pnode);
+            let core = read::<PointSettings>(&pnode, &path, adapter_fields, true, self.problems);
+            let own = read::<P>(&pnode, &path, core_fields, false, self.problems);
+            let (Ok(pid), Some(core), Some(own)) = (pid, core, own) else {
+                all_ok = false;
+                continue;
+            };
+            if let Err(e) = check_point(&own) {
+                self.problems.push(&pnode.origin, &path, e);
+                all_ok = false;
+                continue;
+            }
+            let mut kind = own.kind();
+            // Core turns a scaled integer into a float (see `normalize`):
+            // the point carries, and writes take, what users see.
+            if kind == ValueKind::Int
+                && (core.scale.is_some() || core.offset.is_some_and(|o| o.fract() != 0.0))
+            {
+                kind = ValueKind::Float;
+            }
+            if !self.check_point_settings(&pnode, &path, &core, kind) {
+                all_ok = false;
+                continue;
+            }
+            specs.insert(
+                pid.clone(),
+                PointSpec {
+                    id: pid.clone(),
+                    kind,
+                    settings: core,
+                },
+            );
+            points.insert(pid, own);
+        }
+        let (Some(id), Some(mut settings), Some(config), true) = (id, settings, config, all_ok)
+        else {
+            return None;
+        };
+        if settings.poll.is_none() {
+            settings.poll = default_poll;
+        }
+        if let Some(poll) = settings.poll
+            && poll.is_zero()
+        {
+            let at = node.get("poll").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                &join(path, "poll"),
+                "poll must be longer than 0s",
+            );
+            return None;
+        }
+        Some(AdapterDevice {
+            spec: Arc::new(DeviceSpec {
+                id,
+                settings,
+                points: specs,
+            }),
+            config,
+            points,
+        })
+    }
+
+    fn check_point_settings(
+        &self,
+        node: &Node,
+        path: &str,
+        s: &PointSettings,
+        kind: ValueKind,
+    ) -> bool {
+        let mut ok = true;
+        let numeric = matches!(kind, ValueKind::Int | ValueKind::Float);
+        for (name, set) in [
+            ("scale", s.scale.is_some()),
+            ("offset", s.offset.is_some()),
+            ("deadband", s.deadband.is_some()),
+            ("decimals", s.decimals.is_some()),
+        ] {
+            if set && !numeric {
+                let at = node.get(name).unwrap_or(node);
+                self.problems.push(
+                    &at.origin,
+                    &join(path, name),
+                    format!("`{name}` applies only to numeric points; this point is {kind}"),
+                );
+                ok = false;
+            }
+        }
+        if let Some(d) = s.deadband
+            && !(d >= 0.0 && d.is_finite())
+        {
+            let at = node.get("deadband").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                &join(path, "deadband"),
+                format!("deadband must be 0 or more, found {d}"),
+            );
+            ok = false;
+        }
+        if let Some(d) = s.decimals
+            && d > MAX_DECIMALS
+        {
+            let at = node.get("decimals").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                &join(path, "decimals"),
+                format!("decimals must be 0 to {MAX_DECIMALS}, found {d}"),
+            );
+            ok = false;
+        }
+        if let (Some(min), Some(max)) = (s.min_interval, s.max_interval)
+            && min > max
+        {
+            let at = node.get("min_interval").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                &join(path, "min_interval"),
+                "min_interval must not be longer than max_interval",
+            );
+            ok = false;
+        }
+        ok
+    }
+}

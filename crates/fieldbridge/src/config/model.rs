@@ -1,0 +1,79 @@
+//! What a loaded configuration is: the types `load` produces.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fieldbridge_core::kind::BuildContext;
+use fieldbridge_core::{ConnectionId, DeviceId, Directory};
+use fieldbridge_xmpp::XmppConfig;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::kinds::LoadedConnection;
+
+/// `gateway:` — this gateway's identity and where it keeps state.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Names this gateway in logs and client ids (default `fieldbridge`).
+    #[serde(default = "default_gateway_id")]
+    #[schemars(with = "DeviceId")]
+    pub id: String,
+    /// Where subscriptions and other state survive restarts; relative to
+    /// the config file (default: `state` beside it).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+}
+
+pub(super) fn default_gateway_id() -> String {
+    "fieldbridge".to_owned()
+}
+
+/// `gateway:` resolved (the state directory found from the configuration's
+/// directory). Named apart from the XMPP side's `Gateway` state machine.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The gateway id.
+    pub id: String,
+    /// The state directory, absolute or relative to the working directory.
+    pub state_dir: PathBuf,
+}
+
+/// A loaded, checked configuration.
+#[derive(Debug)]
+pub struct GatewayConfig {
+    /// The file it came from.
+    pub source: PathBuf,
+    /// `gateway:`
+    pub gateway: GatewaySettings,
+    /// `xmpp:`
+    pub xmpp: XmppConfig,
+    /// The component secret (empty only in `check`, when the secret file is
+    /// not readable by the user checking).
+    pub secret: String,
+    /// Every device and point.
+    pub directory: Arc<Directory>,
+    /// Connections with their devices, one adapter each.
+    pub connections: Vec<Connection>,
+    /// Things worth knowing that do not stop the gateway.
+    pub notes: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// What adapters are built with (and `check` describes them with).
+    pub fn build_context(&self) -> BuildContext {
+        BuildContext {
+            gateway_id: self.gateway.id.clone(),
+            directory: Arc::clone(&self.directory),
+        }
+    }
+}
+
+/// One connection and what it serves.
+#[derive(Debug)]
+pub struct Connection {
+    /// The key under `connections:`.
+    pub id: ConnectionId,
+    /// The transport, of one of the kinds in `kinds::KINDS`, with its devices.
+    pub kind: Box<dyn LoadedConnection>,
+}
