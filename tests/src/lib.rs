@@ -239,4 +239,3 @@ macro_rules! on_every_server {
         )*
     };
 }
-pub mod modbus;

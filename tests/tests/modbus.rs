@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use fieldbridge_e2e::client::{XmppUser, el, is_presence, status_text, with_child, xml};
 use fieldbridge_e2e::gateway::{Gateway, Setup};
-use fieldbridge_e2e::modbus::{Bank, ModbusServer, Seen};
 use fieldbridge_e2e::pubsub::{self, Field, next_fields, subscribe};
 use fieldbridge_e2e::server::{Server, ServerKind};
+use fieldbridge_modbus_testserver::{Bank, ModbusServer, Seen};
 use minidom::Element;
 use tokio::time::Instant;
 

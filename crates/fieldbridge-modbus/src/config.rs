@@ -21,6 +21,8 @@ use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+pub use fieldbridge_serialport::Parity;
+
 /// Registers one read may return (the protocol's limit for FC 3 and 4).
 pub const MAX_REGISTERS: u16 = 125;
 /// Coils or discrete inputs one read may return (FC 1 and 2).
@@ -90,7 +92,7 @@ pub struct ModbusRtuConnection {
     /// Data bits, 7 or 8 (default 8).
     #[serde(default = "default_data_bits")]
     pub data_bits: u8,
-    /// `none` (default), `even` or `odd`.
+    /// `none` (default), `even` (the Modbus RTU standard's default) or `odd`.
     #[serde(default)]
     pub parity: Parity,
     /// Stop bits, 1 (default) or 2.
@@ -141,19 +143,6 @@ impl ModbusRtuConnection {
         }
         Ok(())
     }
-}
-
-/// Parity bit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Parity {
-    /// No parity bit.
-    #[default]
-    None,
-    /// Even parity (the Modbus RTU default).
-    Even,
-    /// Odd parity.
-    Odd,
 }
 
 /// A Modbus device's own keys under `devices.<id>`.

@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use fieldbridge_core::AdapterError;
 use fieldbridge_core::backoff::Backoff;
+use fieldbridge_serialport::{FlowControl, LineSettings};
 use tokio::time::Instant;
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::*;
-use tokio_serial::{SerialPort, SerialPortBuilderExt};
+use tokio_serial::SerialPort;
 
-use crate::config::{DEFAULT_TIMEOUT, ModbusRtuConnection, ModbusTcpConnection, Parity};
+use crate::config::{DEFAULT_TIMEOUT, ModbusRtuConnection, ModbusTcpConnection};
 
 /// First delay before reconnecting after a failed connect.
 pub const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -253,23 +254,14 @@ impl RtuLink {
         }
         self.retry.check()?;
         let s = &self.settings;
-        let builder = tokio_serial::new(s.port.to_string_lossy(), s.baud)
-            .data_bits(if s.data_bits == 7 {
-                tokio_serial::DataBits::Seven
-            } else {
-                tokio_serial::DataBits::Eight
-            })
-            .parity(match s.parity {
-                Parity::None => tokio_serial::Parity::None,
-                Parity::Even => tokio_serial::Parity::Even,
-                Parity::Odd => tokio_serial::Parity::Odd,
-            })
-            .stop_bits(if s.stop_bits == 2 {
-                tokio_serial::StopBits::Two
-            } else {
-                tokio_serial::StopBits::One
-            });
-        match builder.open_native_async() {
+        let line = LineSettings {
+            baud: s.baud,
+            data_bits: s.data_bits,
+            parity: s.parity,
+            stop_bits: s.stop_bits,
+            flow_control: FlowControl::None,
+        };
+        match fieldbridge_serialport::open(&s.port, &line) {
             Ok(port) => {
                 // Whatever arrived while the port was closed is stale.
                 if let Err(e) = port.clear(tokio_serial::ClearBuffer::Input) {
@@ -281,7 +273,8 @@ impl RtuLink {
                 Ok(())
             }
             Err(e) => {
-                let reason = format!("{}: {e}", s.port.display());
+                // `e` names the port.
+                let reason = e.to_string();
                 self.retry.failed(reason.clone());
                 Err(CallError::Connect(reason))
             }

@@ -49,15 +49,15 @@ fn typed(
     p
 }
 
-fn tcp(server: &TcpServer, timeout: Duration) -> Transport {
+fn tcp(server: &ModbusServer, timeout: Duration) -> Transport {
     Transport::Tcp(ModbusTcpConnection {
-        address: server.addr,
+        address: server.addr(),
         timeout: Some(timeout),
         max_in_flight: 1,
     })
 }
 
-fn rtu(server: &RtuServer, timeout: Duration) -> Transport {
+fn rtu(server: &ModbusServer, timeout: Duration) -> Transport {
     Transport::Rtu(ModbusRtuConnection {
         port: server.dev(),
         baud: 19200,
@@ -77,7 +77,10 @@ fn types_case(bank: &Bank) -> (TestDevice, HashMap<String, Value>) {
     let mut next = 0u16;
     let mut seed = |bank: &Bank, table: Table, words: Vec<u16>| {
         let at = next;
-        bank.regs(1, |r| r.put(table, at, &words));
+        bank.regs(1, |r| match table {
+            Table::Input => r.put_input(at, &words),
+            _ => r.put_holding(at, &words),
+        });
         next += 4;
         at
     };
@@ -243,21 +246,21 @@ async fn every_type_and_order_arrives(transport: impl FnOnce(&Bank) -> Transport
 #[tokio::test]
 async fn tcp_every_type_and_order_reaches_the_bus() {
     let bank = Bank::with_units(&[1]);
-    let server = TcpServer::start(bank.clone()).await;
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     every_type_and_order_arrives(|_| tcp(&server, Duration::from_secs(1)), bank).await;
 }
 
 #[tokio::test]
 async fn rtu_every_type_and_order_reaches_the_bus() {
     let bank = Bank::with_units(&[1]);
-    let server = RtuServer::start(bank.clone()).await;
+    let server = ModbusServer::rtu(bank.clone()).await.unwrap();
     every_type_and_order_arrives(|_| rtu(&server, Duration::from_secs(1)), bank).await;
 }
 
 #[tokio::test]
 async fn tcp_a_scattered_40_point_map_costs_six_requests_per_cycle() {
     let bank = Bank::with_units(&[1]);
-    let server = TcpServer::start(bank.clone()).await;
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     let mut points = Vec::new();
     for i in 0..12 {
         points.push(point(
@@ -309,7 +312,9 @@ async fn tcp_a_scattered_40_point_map_costs_six_requests_per_cycle() {
     rig.status_where("meter", |s| *s == DeviceStatus::Online)
         .await;
     let start = bank.log().len();
-    let log = bank.wait_log("ten cycles", |l| l.len() >= start + 60).await;
+    let log = bank
+        .wait_log("ten cycles", WAIT, |l| l.len() >= start + 60)
+        .await;
     let mut count: HashMap<(u8, u16, u16), usize> = HashMap::new();
     for s in &log[start..start + 60] {
         *count.entry((s.function, s.address, s.count)).or_default() += 1;
@@ -337,11 +342,11 @@ async fn tcp_a_scattered_40_point_map_costs_six_requests_per_cycle() {
 async fn tcp_one_poll_cycle_is_one_event_with_every_point() {
     let bank = Bank::with_units(&[1]);
     bank.regs(1, |r| {
-        r.put(Table::Holding, 0, &[7]);
-        r.put(Table::Input, 100, &[8]);
+        r.put_holding(0, &[7]);
+        r.put_input(100, &[8]);
         r.coils.insert(5, true);
     });
-    let server = TcpServer::start(bank.clone()).await;
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     let mut rig = Rig::start(
         tcp(&server, Duration::from_secs(1)),
         vec![TestDevice {
@@ -382,8 +387,8 @@ async fn tcp_one_poll_cycle_is_one_event_with_every_point() {
 #[tokio::test]
 async fn tcp_an_exception_marks_only_the_refused_point_bad() {
     let bank = Bank::with_units(&[1]);
-    bank.regs(1, |r| r.put(Table::Holding, 0, &[10, 11, 12]));
-    let server = TcpServer::start(bank.clone()).await;
+    bank.regs(1, |r| r.put_holding(0, &[10, 11, 12]));
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     let points = vec![
         point("a", at(Table::Holding, 0), plain()),
         point("b", at(Table::Holding, 1), plain()),
@@ -404,8 +409,11 @@ async fn tcp_an_exception_marks_only_the_refused_point_bad() {
     rig.status_where("plc", |s| *s == DeviceStatus::Online)
         .await;
     // Register 1 fails; its neighbours change value.
-    bank.with(|s| s.faulty.insert((1, Table::Holding, 1)));
-    bank.regs(1, |r| r.put(Table::Holding, 0, &[20, 21, 22]));
+    bank.with(|s| {
+        s.faulty
+            .insert((1, fieldbridge_modbus_testserver::Table::Holding, 1))
+    });
+    bank.regs(1, |r| r.put_holding(0, &[20, 21, 22]));
     let mut bad = None;
     let mut fresh = HashMap::new();
     let deadline = Instant::now() + WAIT;
@@ -449,7 +457,7 @@ async fn tcp_an_exception_marks_only_the_refused_point_bad() {
 #[tokio::test]
 async fn tcp_a_silent_server_takes_the_device_offline_and_it_comes_back() {
     let bank = Bank::with_units(&[1]);
-    let server = TcpServer::start(bank.clone()).await;
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     let mut rig = Rig::start(
         tcp(&server, Duration::from_millis(100)),
         vec![TestDevice {
@@ -470,7 +478,7 @@ async fn tcp_a_silent_server_takes_the_device_offline_and_it_comes_back() {
         "{offline}"
     );
     bank.with(|s| s.silent = false);
-    bank.regs(1, |r| r.put(Table::Holding, 0, &[77]));
+    bank.regs(1, |r| r.put_holding(0, &[77]));
     rig.status_where("plc", |s| *s == DeviceStatus::Online)
         .await;
     rig.reading_where("plc", "a", |v, q| q.is_good() && *v == Value::Int(77))
@@ -480,7 +488,7 @@ async fn tcp_a_silent_server_takes_the_device_offline_and_it_comes_back() {
 #[tokio::test]
 async fn tcp_a_server_restart_is_survived() {
     let bank = Bank::with_units(&[1]);
-    let mut server = TcpServer::start(bank.clone()).await;
+    let mut server = ModbusServer::tcp(bank.clone()).await.unwrap();
     let mut rig = Rig::start(
         tcp(&server, Duration::from_millis(200)),
         vec![TestDevice {
@@ -497,8 +505,8 @@ async fn tcp_a_server_restart_is_survived() {
         .status_where("plc", |s| matches!(s, DeviceStatus::Offline { .. }))
         .await;
     assert!(offline.to_string().contains("unit 1 on field"), "{offline}");
-    bank.regs(1, |r| r.put(Table::Holding, 0, &[5]));
-    server.restart().await;
+    bank.regs(1, |r| r.put_holding(0, &[5]));
+    server.restart().await.unwrap();
     rig.status_where("plc", |s| *s == DeviceStatus::Online)
         .await;
     rig.reading_where("plc", "a", |v, q| q.is_good() && *v == Value::Int(5))
@@ -508,7 +516,7 @@ async fn tcp_a_server_restart_is_survived() {
 /// A reply later than the timeout (but within the wait that follows it)
 /// must never be taken as the answer to the next request.
 async fn a_late_reply_is_never_the_next_answer(transport: Transport, bank: Bank) {
-    bank.regs(1, |r| r.put(Table::Holding, 0, &[1234]));
+    bank.regs(1, |r| r.put_holding(0, &[1234]));
     let mut rig = Rig::start(
         transport,
         vec![TestDevice {
@@ -525,7 +533,7 @@ async fn a_late_reply_is_never_the_next_answer(transport: Transport, bank: Bank)
     // The value changes ten times from now on: each new value must arrive
     // as itself (core publishes only changes), never as the late reply.
     for want in 1..=10u16 {
-        bank.regs(1, |r| r.put(Table::Holding, 0, &[want]));
+        bank.regs(1, |r| r.put_holding(0, &[want]));
         let deadline = Instant::now() + WAIT;
         loop {
             assert!(
@@ -551,14 +559,14 @@ async fn a_late_reply_is_never_the_next_answer(transport: Transport, bank: Bank)
 #[tokio::test]
 async fn tcp_a_late_reply_is_never_the_next_answer() {
     let bank = Bank::with_units(&[1]);
-    let server = TcpServer::start(bank.clone()).await;
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     a_late_reply_is_never_the_next_answer(tcp(&server, Duration::from_millis(200)), bank).await;
 }
 
 #[tokio::test]
 async fn rtu_a_late_reply_is_never_the_next_answer() {
     let bank = Bank::with_units(&[1]);
-    let server = RtuServer::start(bank.clone()).await;
+    let server = ModbusServer::rtu(bank.clone()).await.unwrap();
     a_late_reply_is_never_the_next_answer(rtu(&server, Duration::from_millis(200)), bank).await;
 }
 
@@ -566,7 +574,7 @@ async fn rtu_a_late_reply_is_never_the_next_answer() {
 async fn rtu_a_dead_device_does_not_starve_its_neighbour_on_the_bus() {
     // Unit 2 never answers.
     let bank = Bank::with_units(&[1]);
-    let server = RtuServer::start(bank.clone()).await;
+    let server = ModbusServer::rtu(bank.clone()).await.unwrap();
     let poll = Duration::from_millis(200);
     let device = |id: &'static str, unit: u8| TestDevice {
         id,
@@ -587,7 +595,7 @@ async fn rtu_a_dead_device_does_not_starve_its_neighbour_on_the_bus() {
     );
     let polls = 15;
     let log = bank
-        .wait_log("15 polls of unit 1", |l| {
+        .wait_log("15 polls of unit 1", WAIT, |l| {
             l.iter().filter(|s| s.unit == 1 && s.function == 3).count() >= polls
         })
         .await;
@@ -608,7 +616,7 @@ async fn rtu_a_dead_device_does_not_starve_its_neighbour_on_the_bus() {
 #[tokio::test]
 async fn rtu_devices_on_one_bus_each_keep_their_own_poll_period() {
     let bank = Bank::with_units(&[1, 2]);
-    let server = RtuServer::start(bank.clone()).await;
+    let server = ModbusServer::rtu(bank.clone()).await.unwrap();
     let device = |id: &'static str, unit: u8, poll: u64| TestDevice {
         id,
         config: ModbusDevice {
@@ -623,7 +631,7 @@ async fn rtu_devices_on_one_bus_each_keep_their_own_poll_period() {
         vec![device("fast", 1, 100), device("slow", 2, 400)],
     );
     let log = bank
-        .wait_log("24 polls of the fast device", |l| {
+        .wait_log("24 polls of the fast device", WAIT, |l| {
             l.iter().filter(|s| s.unit == 1).count() >= 24
         })
         .await;
@@ -645,7 +653,7 @@ async fn rtu_devices_on_one_bus_each_keep_their_own_poll_period() {
 #[tokio::test]
 async fn rtu_keeps_the_inter_request_delay_between_requests() {
     let bank = Bank::with_units(&[1, 2]);
-    let server = RtuServer::start(bank.clone()).await;
+    let server = ModbusServer::rtu(bank.clone()).await.unwrap();
     let device = |id: &'static str, unit: u8| TestDevice {
         id,
         config: ModbusDevice {
@@ -661,7 +669,7 @@ async fn rtu_keeps_the_inter_request_delay_between_requests() {
         r.inter_request_delay = Some(Duration::from_millis(40));
     }
     let _rig = Rig::start(transport, vec![device("one", 1), device("two", 2)]);
-    let log = bank.wait_log("12 requests", |l| l.len() >= 12).await;
+    let log = bank.wait_log("12 requests", WAIT, |l| l.len() >= 12).await;
     for w in log.windows(2) {
         let gap = w[1].at.duration_since(w[0].at);
         assert!(gap >= Duration::from_millis(38), "requests {gap:?} apart");
@@ -674,8 +682,8 @@ async fn rtu_keeps_the_inter_request_delay_between_requests() {
 #[tokio::test]
 async fn tcp_writes_change_the_servers_registers_and_are_published_at_once() {
     let bank = Bank::with_units(&[1]);
-    bank.regs(1, |r| r.put(Table::Holding, 30, &[0b1000_0001]));
-    let server = TcpServer::start(bank.clone()).await;
+    bank.regs(1, |r| r.put_holding(30, &[0b1000_0001]));
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     let writable = || PointSettings {
         writable: true,
         ..plain()
@@ -829,7 +837,7 @@ async fn tcp_writes_change_the_servers_registers_and_are_published_at_once() {
 #[tokio::test]
 async fn rtu_writes_change_the_servers_registers() {
     let bank = Bank::with_units(&[4]);
-    let server = RtuServer::start(bank.clone()).await;
+    let server = ModbusServer::rtu(bank.clone()).await.unwrap();
     let writable = PointSettings {
         writable: true,
         ..plain()
@@ -897,7 +905,7 @@ async fn rtu_writes_change_the_servers_registers() {
 async fn tcp_max_in_flight_asks_two_units_at_once() {
     let bank = Bank::with_units(&[1, 2]);
     bank.with(|s| s.delay = Duration::from_millis(150));
-    let server = TcpServer::start(bank.clone()).await;
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     let device = |id: &'static str, unit: u8| TestDevice {
         id,
         config: ModbusDevice {
@@ -909,13 +917,13 @@ async fn tcp_max_in_flight_asks_two_units_at_once() {
     };
     let _rig = Rig::start(
         Transport::Tcp(ModbusTcpConnection {
-            address: server.addr,
+            address: server.addr(),
             timeout: Some(Duration::from_secs(1)),
             max_in_flight: 2,
         }),
         vec![device("one", 1), device("two", 2)],
     );
-    let log = bank.wait_log("ten requests", |l| l.len() >= 10).await;
+    let log = bank.wait_log("ten requests", WAIT, |l| l.len() >= 10).await;
     // Requests to the two units arrive in pairs, well within one answer's time.
     let close_pairs = log
         .windows(2)
@@ -977,10 +985,10 @@ async fn scan_reads_a_long_range_in_chunks_and_shows_every_register() {
     use fieldbridge_modbus::transport::{Link, TcpLink};
     let bank = Bank::with_units(&[9]);
     let words: Vec<u16> = (0..300).map(|i| 1000 + i).collect();
-    bank.regs(9, |r| r.put(Table::Input, 50, &words));
-    let server = TcpServer::start(bank.clone()).await;
+    bank.regs(9, |r| r.put_input(50, &words));
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     let mut link = Link::Tcp(TcpLink::new(&ModbusTcpConnection {
-        address: server.addr,
+        address: server.addr(),
         timeout: Some(Duration::from_secs(1)),
         max_in_flight: 1,
     }));
@@ -1069,11 +1077,11 @@ async fn tcp_a_header_mismatch_reopens_the_connection() {
 #[tokio::test(start_paused = true)]
 async fn a_dead_device_is_retried_ever_later_up_to_30_s() {
     let bank = Bank::with_units(&[]);
-    let server = TcpServer::start(bank.clone()).await;
+    let server = ModbusServer::tcp(bank.clone()).await.unwrap();
     let timeout = Duration::from_millis(100);
     let mut rig = Rig::start(
         Transport::Tcp(ModbusTcpConnection {
-            address: server.addr,
+            address: server.addr(),
             timeout: Some(timeout),
             max_in_flight: 1,
         }),

@@ -12,14 +12,14 @@ use fieldbridge_core::{
     Action, AdapterError, Command, ConnectionId, DeviceId, DeviceStatus, PointId, Quality, Sample,
     Value,
 };
+use fieldbridge_serialport::{LineSettings, OpenError, SerialStream};
 use futures::StreamExt;
 use regex::Regex;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
-use tokio_serial::SerialPortBuilderExt;
 use tokio_util::codec::FramedRead;
 
-use crate::config::{FlowControl, Parity, SerialConnection, SerialDevice, SerialPoint};
+use crate::config::{SerialConnection, SerialDevice, SerialPoint};
 use crate::format::{Parser, convert};
 use crate::framing::FrameDecoder;
 
@@ -162,31 +162,15 @@ fn build(devices: Vec<AdapterDevice<SerialDevice, SerialPoint>>) -> Vec<Device> 
         .collect()
 }
 
-fn open(s: &SerialConnection) -> tokio_serial::Result<tokio_serial::SerialStream> {
-    let port = s.port.to_string_lossy();
-    tokio_serial::new(port.as_ref(), s.baud)
-        .data_bits(match s.data_bits {
-            5 => tokio_serial::DataBits::Five,
-            6 => tokio_serial::DataBits::Six,
-            7 => tokio_serial::DataBits::Seven,
-            _ => tokio_serial::DataBits::Eight,
-        })
-        .parity(match s.parity {
-            Parity::None => tokio_serial::Parity::None,
-            Parity::Even => tokio_serial::Parity::Even,
-            Parity::Odd => tokio_serial::Parity::Odd,
-        })
-        .stop_bits(if s.stop_bits == 2 {
-            tokio_serial::StopBits::Two
-        } else {
-            tokio_serial::StopBits::One
-        })
-        .flow_control(match s.flow_control {
-            FlowControl::None => tokio_serial::FlowControl::None,
-            FlowControl::Software => tokio_serial::FlowControl::Software,
-            FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
-        })
-        .open_native_async()
+fn open(s: &SerialConnection) -> Result<SerialStream, OpenError> {
+    let line = LineSettings {
+        baud: s.baud,
+        data_bits: s.data_bits,
+        parity: s.parity,
+        stop_bits: s.stop_bits,
+        flow_control: s.flow_control,
+    };
+    fieldbridge_serialport::open(&s.port, &line)
 }
 
 async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
@@ -213,7 +197,8 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
         let port = match open(&settings) {
             Ok(p) => p,
             Err(e) => {
-                let reason = format!("cannot open {port_name}: {e}");
+                // `e` names the port: "cannot open /dev/ttyUSB0: …".
+                let reason = format!("cannot open {e}");
                 if last_failure.as_deref() != Some(&reason) {
                     tracing::warn!(connection = %id, error = %reason, "serial port unavailable; retrying");
                     for d in &devices {

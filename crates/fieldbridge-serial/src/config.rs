@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 use crate::framing::Framing;
 
+pub use fieldbridge_serialport::{FlowControl, Parity};
+
 /// `connections.<id>.serial`: one port, shared by the devices on it.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -52,32 +54,6 @@ fn default_stop_bits() -> u8 {
 }
 fn default_max_frame() -> usize {
     512
-}
-
-/// Parity bit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Parity {
-    /// No parity bit.
-    #[default]
-    None,
-    /// Even parity.
-    Even,
-    /// Odd parity.
-    Odd,
-}
-
-/// Flow control.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FlowControl {
-    /// None.
-    #[default]
-    None,
-    /// XON/XOFF.
-    Software,
-    /// RTS/CTS.
-    Hardware,
 }
 
 /// `framing:` — nothing for lines (LF, CR or CRLF); `delimiter` for a
