@@ -35,7 +35,7 @@ pub enum IdError {
     BadEdge,
 }
 
-/// What [`validate`] accepts, as a JSON Schema pattern (the length is
+/// What the id types accept, as a JSON Schema pattern (the length is
 /// checked apart): lowercase letters, digits, `-`, `_` and `.`, starting and
 /// ending with a letter or digit.
 pub const PATTERN: &str = "^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$";

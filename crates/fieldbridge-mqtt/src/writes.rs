@@ -2,7 +2,7 @@
 //!
 //! rumqttc 0.25 gives no handle per publish: `try_publish` returns `()`,
 //! the packet id it picks shows up later as `Outgoing::Publish(pkid)` (0 for
-//! QoS 0), and the broker's PUBACK names only that id. So [`Writes`] matches
+//! QoS 0), and the broker's PUBACK names only that id. So `Writes` matches
 //! writes to packet ids by order. This is sound because of what rumqttc
 //! 0.25.1 does (its `EventLoop::poll`, `clean` and `MqttState`):
 //!

@@ -3,7 +3,7 @@
 //!
 //! Bytes from the port are cut into frames by [`framing`] (which never ends
 //! the stream on bad data), each frame is parsed by the device's
-//! [`format`] (key=value, JSON, CSV, regex or [`nmea`]), and each point's
+//! [`format`](mod@format) (key=value, JSON, CSV, regex or [`nmea`]), and each point's
 //! field becomes a raw reading: one frame, one event of all its readings,
 //! for core to normalize.
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// What went wrong with the component: the connection (reaching the
 /// server, the login, the stream) or its state directory.
 ///
-/// Connection errors are not fatal to [`run`], which retries with backoff
+/// Connection errors are not fatal to [`run`](crate::run), which retries with backoff
 /// and logs them; they are typed so that the log says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum XmppError {

@@ -4,18 +4,18 @@
 //! tested without a server.
 //!
 //! The [`Gateway`] is made of parts that each own their state and answer
-//! their stanzas; this file parses each stanza once ([`Inbound`]: its
+//! their stanzas; this file parses each stanza once (`Inbound`: its
 //! sender and the device it is for) and hands it to the part it is for:
 //!
-//! - [`guard`]: what is looked at at all (own domain, rate), and how
+//! - `guard`: what is looked at at all (own domain, rate), and how
 //!   refusals are counted and logged;
-//! - [`subscribers`]: who is subscribed to what, within limits;
-//! - [`presence`]: the presence book, what each device last said;
+//! - `subscribers`: who is subscribed to what, within limits;
+//! - `presence`: the presence book, what each device last said;
 //! - [`items`] and [`history`]: the pubsub nodes, a device's state as
-//!   items, kept in the store, caught up after an outage; [`pubsub`]
+//!   items, kept in the store, caught up after an outage; `pubsub`
 //!   answers the pubsub requests on them;
-//! - [`entity`]: who we are, service discovery, caps and the small XEPs;
-//! - [`jobs`], [`commands`], [`messages`], [`iot`]: work for an adapter,
+//! - `entity`: who we are, service discovery, caps and the small XEPs;
+//! - `jobs`, `commands`, `messages`, `iot`: work for an adapter,
 //!   asked for by ad-hoc command, chat or XEP-0323/0325.
 
 use std::collections::{BTreeMap, HashMap};

@@ -10,7 +10,6 @@ use fieldbridge_core::{DeviceId, DeviceSpec, DeviceStatus};
 use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
-use super::guard::NOT_IN_CONTROL;
 use super::jobs::{Job, JobAction, JobOutcome, Reply};
 use super::messages::parse_write;
 use super::{Gateway, presence};
@@ -86,13 +85,10 @@ impl Gateway {
             // A reader (outsiders never get here) asking to write, at any
             // step of the command: XEP-0050 §4.4's `forbidden`, as a chat
             // `set` or a XEP-0325 `set` gets.
-            self.guard.control_refused(who, &spec.id, "ad-hoc set");
-            return Some(iq_error(
-                el,
-                ErrorType::Auth,
-                DefinedCondition::Forbidden,
-                Some(NOT_IN_CONTROL),
-            ));
+            return Some(
+                self.guard
+                    .control_refused_iq(el, who, &spec.id, "ad-hoc set"),
+            );
         }
         if !self
             .commands_for(device, who)

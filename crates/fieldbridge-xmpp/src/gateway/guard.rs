@@ -12,8 +12,7 @@ use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::flood::{self, SenderLimits, Verdict};
-use crate::xml::iq_error;
-use crate::xml::{DefinedCondition, ErrorType};
+use crate::xml::{DefinedCondition, ErrorType, iq_error};
 
 /// What a reader who asked to write is told.
 pub(super) const NOT_IN_CONTROL: &str = "You may not change this device (not in access.control).";
@@ -138,6 +137,24 @@ impl Guard {
     pub(super) fn control_refused(&mut self, who: &BareJid, device: &DeviceId, how: &'static str) {
         self.counts.forbidden += 1;
         tracing::info!(jid = %who, device = %device, "{how} refused: not in access.control");
+    }
+
+    /// [`Guard::control_refused`] for an IQ: the `forbidden` answer
+    /// (XEP-0050 §4.4 and XEP-0325 alike), in the words chat uses.
+    pub(super) fn control_refused_iq(
+        &mut self,
+        el: &Element,
+        who: &BareJid,
+        device: &DeviceId,
+        how: &'static str,
+    ) -> Element {
+        self.control_refused(who, device, how);
+        iq_error(
+            el,
+            ErrorType::Auth,
+            DefinedCondition::Forbidden,
+            Some(NOT_IN_CONTROL),
+        )
     }
 
     /// A request refused by a limit: logged once per cause at `info`.

@@ -14,7 +14,6 @@ use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
 use super::Gateway;
-use super::guard::NOT_IN_CONTROL;
 use super::history::{Query, Then};
 use super::jobs::{Job, JobAction, JobOutcome, Reply, error_condition};
 use super::messages::parse_write;
@@ -218,13 +217,7 @@ impl Gateway {
         who: &BareJid,
     ) -> Option<Element> {
         if !self.access.may_control(who) {
-            self.guard.control_refused(who, &spec.id, "control");
-            return Some(iq_error(
-                el,
-                ErrorType::Auth,
-                DefinedCondition::Forbidden,
-                Some(NOT_IN_CONTROL),
-            ));
+            return Some(self.guard.control_refused_iq(el, who, &spec.id, "control"));
         }
         let mut writes = Vec::new();
         for p in payload.children() {

@@ -1,7 +1,7 @@
 //! Loading `gateway.yaml`: every problem at once, each with file:line:column
 //! (or the environment variable) and the key path.
 //!
-//! The file is parsed into a position-carrying [`tree`]; environment
+//! The file is parsed into a position-carrying `tree`; environment
 //! overrides (`FIELDBRIDGE__XMPP__SECRET`, collected by the `config` crate)
 //! are grafted onto it; then each section, connection, device and point is
 //! read on its own, so that a mistake in one does not hide the others.
