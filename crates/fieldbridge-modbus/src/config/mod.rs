@@ -27,7 +27,7 @@ pub use connection::{ModbusRtuConnection, ModbusTcpConnection};
 pub use device::ModbusDevice;
 pub use fieldbridge_serialport::Parity;
 pub use names::EnumMap;
-pub use point::{Location, ModbusPoint, modicon};
+pub use point::{Location, LocationError, ModbusPoint, PointError, RawModbusPoint, modicon};
 pub use types::{DataType, Order, Table};
 
 /// Registers one read may return (the protocol's limit for FC 3 and 4).

@@ -96,6 +96,19 @@ impl DataType {
         }
     }
 
+    /// True for the integer types (the ones `enum` may name).
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            DataType::U16
+                | DataType::I16
+                | DataType::U32
+                | DataType::I32
+                | DataType::U64
+                | DataType::I64
+        )
+    }
+
     /// Registers a value of this type takes (strings: their `count`).
     pub fn registers(self, count: u16) -> u16 {
         match self {
