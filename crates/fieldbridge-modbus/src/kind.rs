@@ -40,7 +40,7 @@ impl AdapterKind for ModbusTcp {
     type Point = ModbusPoint;
 
     fn check_connection(settings: &ModbusTcpConnection) -> Result<(), String> {
-        settings.check()
+        settings.check().map_err(|e| e.to_string())
     }
     fn check_device(
         device: &ModbusDevice,
@@ -92,7 +92,7 @@ impl AdapterKind for ModbusRtu {
     type Point = ModbusPoint;
 
     fn check_connection(settings: &ModbusRtuConnection) -> Result<(), String> {
-        settings.check()
+        settings.check().map_err(|e| e.to_string())
     }
     fn check_device(
         device: &ModbusDevice,
@@ -153,7 +153,7 @@ fn device_problems(
     points: &BTreeMap<PointId, ModbusPoint>,
 ) -> Vec<DeviceProblem> {
     if let Err(e) = device.check() {
-        return vec![(None, e)];
+        return vec![(None, e.to_string())];
     }
     points
         .iter()

@@ -8,7 +8,7 @@ use fieldbridge_core::duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::Parity;
+use super::{Parity, SettingsError};
 
 /// `connections.<id>.modbus_tcp`: one TCP endpoint (a device, or a gateway
 /// serving several unit ids), shared by the devices on it.
@@ -35,24 +35,19 @@ fn one() -> u8 {
 
 impl ModbusTcpConnection {
     /// Why these settings cannot work, if they cannot.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingsError> {
         check_timeout(self.timeout)?;
         if !(1..=16).contains(&self.max_in_flight) {
-            return Err(format!(
-                "max_in_flight must be 1 to 16, not {}",
-                self.max_in_flight
-            ));
+            return Err(SettingsError::MaxInFlight(self.max_in_flight));
         }
         Ok(())
     }
 }
 
-fn check_timeout(t: Option<Duration>) -> Result<(), String> {
+fn check_timeout(t: Option<Duration>) -> Result<(), SettingsError> {
     match t {
-        Some(t) if t.is_zero() => Err("timeout must be longer than 0s".into()),
-        Some(t) if t > Duration::from_secs(60) => {
-            Err("timeout must be at most 60s (a device that slow is offline)".into())
-        }
+        Some(t) if t.is_zero() => Err(SettingsError::ZeroTimeout),
+        Some(t) if t > Duration::from_secs(60) => Err(SettingsError::TimeoutTooLong),
         _ => Ok(()),
     }
 }
@@ -102,23 +97,60 @@ fn default_stop_bits() -> u8 {
 
 impl ModbusRtuConnection {
     /// Why these settings cannot work, if they cannot.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingsError> {
         check_timeout(self.timeout)?;
         if !(7..=8).contains(&self.data_bits) {
-            return Err(format!("data_bits must be 7 or 8, not {}", self.data_bits));
+            return Err(SettingsError::DataBits(self.data_bits));
         }
         if !(1..=2).contains(&self.stop_bits) {
-            return Err(format!("stop_bits must be 1 or 2, not {}", self.stop_bits));
+            return Err(SettingsError::StopBits(self.stop_bits));
         }
         if self.baud == 0 {
-            return Err("baud must be more than 0".into());
+            return Err(SettingsError::ZeroBaud);
         }
         if self
             .inter_request_delay
             .is_some_and(|d| d > Duration::from_secs(10))
         {
-            return Err("inter_request_delay must be at most 10s".into());
+            return Err(SettingsError::InterRequestDelayTooLong);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtu() -> ModbusRtuConnection {
+        serde_json::from_str(r#"{"port": "/dev/ttyUSB0"}"#).expect("defaults load")
+    }
+
+    #[test]
+    fn each_out_of_range_setting_is_its_own_cause() {
+        assert_eq!(rtu().check(), Ok(()));
+        let bus = ModbusRtuConnection {
+            data_bits: 6,
+            ..rtu()
+        };
+        assert_eq!(bus.check(), Err(SettingsError::DataBits(6)));
+        assert_eq!(
+            bus.check().unwrap_err().to_string(),
+            "data_bits must be 7 or 8, not 6"
+        );
+        let bus = ModbusRtuConnection {
+            timeout: Some(Duration::from_secs(61)),
+            ..rtu()
+        };
+        assert_eq!(bus.check(), Err(SettingsError::TimeoutTooLong));
+        let tcp = ModbusTcpConnection {
+            address: "127.0.0.1:502".parse().expect("an address"),
+            timeout: None,
+            max_in_flight: 17,
+        };
+        assert_eq!(
+            tcp.check().unwrap_err().to_string(),
+            "max_in_flight must be 1 to 16, not 17"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{MAX_BITS, MAX_REGISTERS, Order};
+use super::{MAX_BITS, MAX_REGISTERS, Order, SettingsError};
 
 /// A Modbus device's own keys under `devices.<id>`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -73,21 +73,15 @@ impl Default for ModbusDevice {
 
 impl ModbusDevice {
     /// Why these settings cannot work, if they cannot.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingsError> {
         if !(1..=MAX_REGISTERS).contains(&self.max_registers) {
-            return Err(format!(
-                "max_registers must be 1 to {MAX_REGISTERS}, not {}",
-                self.max_registers
-            ));
+            return Err(SettingsError::MaxRegisters(self.max_registers));
         }
         if !(1..=MAX_BITS).contains(&self.max_bits) {
-            return Err(format!(
-                "max_bits must be 1 to {MAX_BITS}, not {}",
-                self.max_bits
-            ));
+            return Err(SettingsError::MaxBits(self.max_bits));
         }
         if self.offline_after == 0 {
-            return Err("offline_after must be 1 or more".into());
+            return Err(SettingsError::ZeroOfflineAfter);
         }
         Ok(())
     }

@@ -10,7 +10,7 @@
 //! `register: 400101` = `holding: 100`).
 //!
 //! One module per job: [`connection`] (the TCP endpoint and RTU bus),
-//! [`device`] (a device's own keys), [`point`] (a point, checked as it
+//! [`device`] (a device's own keys), [`error`] (their range errors), [`point`] (a point, checked as it
 //! loads), [`types`] (tables, data types, orders) and [`names`] (`enum`
 //! maps). Everything is re-exported here, so paths stay
 //! `fieldbridge_modbus::config::…`.
@@ -19,12 +19,14 @@ use std::time::Duration;
 
 pub mod connection;
 pub mod device;
+pub mod error;
 pub mod names;
 pub mod point;
 pub mod types;
 
 pub use connection::{ModbusRtuConnection, ModbusTcpConnection};
 pub use device::ModbusDevice;
+pub use error::SettingsError;
 pub use fieldbridge_serialport::Parity;
 pub use names::EnumMap;
 pub use point::{Location, LocationError, ModbusPoint, PointError, RawModbusPoint, modicon};
