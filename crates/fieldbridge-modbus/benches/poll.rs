@@ -24,7 +24,9 @@ use fieldbridge_core::{
     CommandRoutes, ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory, EventKind,
     PointId, PointSettings, PointSpec, normalize,
 };
-use fieldbridge_modbus::config::{DataType, ModbusDevice, ModbusPoint, ModbusTcpConnection};
+use fieldbridge_modbus::config::{
+    DataType, ModbusDevice, ModbusPoint, ModbusTcpConnection, RawModbusPoint,
+};
 use fieldbridge_modbus::plan::{Limits, Span, plan};
 use fieldbridge_modbus::{ModbusAdapter, Transport};
 use serde::Deserialize;
@@ -97,27 +99,40 @@ fn server_main() {
     });
 }
 
-fn holding(address: u16, t: DataType) -> ModbusPoint {
-    ModbusPoint {
+fn holding(address: u16, t: DataType) -> RawModbusPoint {
+    RawModbusPoint {
         holding: Some(address),
         data_type: Some(t),
-        ..ModbusPoint::default()
+        ..RawModbusPoint::default()
     }
 }
 
-fn dense() -> Vec<(String, ModbusPoint)> {
-    (0..REGISTERS)
-        .map(|a| (format!("r{a}"), holding(a, DataType::U16)))
+/// The points, checked as the loader checks them.
+fn checked(points: Vec<(String, RawModbusPoint)>) -> Vec<(String, ModbusPoint)> {
+    points
+        .into_iter()
+        .map(|(id, raw)| {
+            let p = ModbusPoint::try_from(raw).unwrap_or_else(|e| panic!("point {id}: {e}"));
+            (id, p)
+        })
         .collect()
+}
+
+fn dense() -> Vec<(String, ModbusPoint)> {
+    checked(
+        (0..REGISTERS)
+            .map(|a| (format!("r{a}"), holding(a, DataType::U16)))
+            .collect(),
+    )
 }
 
 /// The scattered meter map of the planner test: 40 points over input and
 /// holding registers and coils.
 fn scattered() -> Vec<(String, ModbusPoint)> {
-    let input = |a: u16, t| ModbusPoint {
+    let input = |a: u16, t| RawModbusPoint {
         input: Some(a),
         data_type: Some(t),
-        ..ModbusPoint::default()
+        ..RawModbusPoint::default()
     };
     let mut p = Vec::new();
     for i in 0..12 {
@@ -133,7 +148,7 @@ fn scattered() -> Vec<(String, ModbusPoint)> {
     }
     p.push((
         "serial".into(),
-        ModbusPoint {
+        RawModbusPoint {
             count: Some(8),
             ..holding(5000, DataType::String)
         },
@@ -141,23 +156,21 @@ fn scattered() -> Vec<(String, ModbusPoint)> {
     for i in 0..8 {
         p.push((
             format!("relay{i}"),
-            ModbusPoint {
+            RawModbusPoint {
                 coil: Some(i),
-                ..ModbusPoint::default()
+                ..RawModbusPoint::default()
             },
         ));
     }
-    p
+    checked(p)
 }
 
 fn requests_per_cycle(points: &[(String, ModbusPoint)]) -> usize {
     let spans: Vec<Span> = points
         .iter()
-        .filter_map(|(_, p)| {
-            Some(Span {
-                at: p.location().ok()?,
-                width: p.width(),
-            })
+        .map(|(_, p)| Span {
+            at: p.location(),
+            width: p.width(),
         })
         .collect();
     plan(&spans, Limits::default()).len()

@@ -140,9 +140,7 @@ impl Device {
             .points
             .into_iter()
             .filter_map(|(id, config)| {
-                // The loader checked every point; one that still has no
-                // location is skipped rather than guessed.
-                let at = config.location().ok()?;
+                let at = config.location();
                 let core = spec.points.get(&id)?.clone();
                 Some(Point {
                     codec: Codec::of(&config, order),
@@ -509,14 +507,14 @@ impl Lane {
             )));
         }
         if let Some(x) = value.as_f64().filter(|_| !matches!(value, Value::Bool(_))) {
-            if let Some(min) = point.config.min
+            if let Some(min) = point.config.min()
                 && x < min
             {
                 return Err(AdapterError::Refused(format!(
                     "{value} is below the minimum {min}"
                 )));
             }
-            if let Some(max) = point.config.max
+            if let Some(max) = point.config.max()
                 && x > max
             {
                 return Err(AdapterError::Refused(format!(
@@ -525,7 +523,7 @@ impl Lane {
             }
         }
         let address = point.at.address;
-        let multiple = point.config.write_multiple;
+        let multiple = point.config.write_multiple();
         let request = match (point.at.table, point.codec.data_type) {
             (Table::Coil, _) => {
                 let Value::Bool(on) = value else {

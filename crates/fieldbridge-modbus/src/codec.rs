@@ -50,14 +50,14 @@ pub struct Codec {
 }
 
 impl Codec {
-    /// The codec of a (checked) point, with the device's default order.
+    /// The codec of a point, with the device's default order.
     pub fn of(point: &ModbusPoint, device_order: Order) -> Self {
         Self {
             data_type: point.data_type(),
-            order: point.order.unwrap_or(device_order),
-            bit: point.bit,
+            order: point.order().unwrap_or(device_order),
+            bit: point.bit(),
             width: point.width(),
-            names: point.names.clone(),
+            names: point.names().cloned(),
         }
     }
 

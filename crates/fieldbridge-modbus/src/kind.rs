@@ -40,10 +40,7 @@ impl AdapterKind for ModbusTcp {
     type Point = ModbusPoint;
 
     fn check_connection(settings: &ModbusTcpConnection) -> Result<(), String> {
-        settings.check()
-    }
-    fn check_point(point: &ModbusPoint) -> Result<(), String> {
-        point.check()
+        settings.check().map_err(|e| e.to_string())
     }
     fn check_device(
         device: &ModbusDevice,
@@ -95,10 +92,7 @@ impl AdapterKind for ModbusRtu {
     type Point = ModbusPoint;
 
     fn check_connection(settings: &ModbusRtuConnection) -> Result<(), String> {
-        settings.check()
-    }
-    fn check_point(point: &ModbusPoint) -> Result<(), String> {
-        point.check()
+        settings.check().map_err(|e| e.to_string())
     }
     fn check_device(
         device: &ModbusDevice,
@@ -159,13 +153,12 @@ fn device_problems(
     points: &BTreeMap<PointId, ModbusPoint>,
 ) -> Vec<DeviceProblem> {
     if let Err(e) = device.check() {
-        return vec![(None, e)];
+        return vec![(None, e.to_string())];
     }
     points
         .iter()
         .filter_map(|(id, p)| {
-            let at = p.location().ok()?;
-            let limit = if at.table.is_bits() {
+            let limit = if p.location().table.is_bits() {
                 device.max_bits
             } else {
                 device.max_registers
@@ -189,7 +182,7 @@ fn spec_problems(spec: &DeviceSpec, points: &BTreeMap<PointId, ModbusPoint>) -> 
     points
         .iter()
         .filter_map(|(id, p)| {
-            let at = p.location().ok()?;
+            let at = p.location();
             let writable = spec.points.get(id)?.settings.writable;
             (writable && !matches!(at.table, Table::Coil | Table::Holding)).then(|| {
                 (
@@ -211,11 +204,9 @@ fn describe_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described {
     let spans: Vec<Span> = d
         .points
         .values()
-        .filter_map(|p| {
-            Some(Span {
-                at: p.location().ok()?,
-                width: p.width(),
-            })
+        .map(|p| Span {
+            at: p.location(),
+            width: p.width(),
         })
         .collect();
     let limits = Limits {
@@ -236,29 +227,28 @@ fn describe_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described {
         .iter()
         .map(|(id, p)| {
             let mut line = String::new();
-            if let Ok(at) = p.location() {
-                let _ = write!(line, ", {} {}", at.table, at.address);
-                if !at.table.is_bits() {
-                    let _ = write!(line, " {}", p.data_type().name());
-                }
+            let at = p.location();
+            let _ = write!(line, ", {} {}", at.table, at.address);
+            if !at.table.is_bits() {
+                let _ = write!(line, " {}", p.data_type().name());
             }
-            if let Some(c) = p.count {
+            if let Some(c) = p.count() {
                 let _ = write!(line, "[{c}]");
             }
-            if let Some(b) = p.bit {
+            if let Some(b) = p.bit() {
                 let _ = write!(line, " bit {b}");
             }
-            if let Some(o) = p.order {
+            if let Some(o) = p.order() {
                 let _ = write!(line, " {}", o.name());
             }
-            if let Some(names) = &p.names {
+            if let Some(names) = p.names() {
                 let list: Vec<String> = names.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let _ = write!(line, " enum {{{}}}", list.join(", "));
             }
-            if let Some(min) = p.min {
+            if let Some(min) = p.min() {
                 let _ = write!(line, ", min {min}");
             }
-            if let Some(max) = p.max {
+            if let Some(max) = p.max() {
                 let _ = write!(line, ", max {max}");
             }
             (id.clone(), line)

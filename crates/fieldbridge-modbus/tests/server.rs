@@ -42,7 +42,7 @@ fn typed(
     address: u16,
     t: DataType,
     order: Option<Order>,
-) -> fieldbridge_modbus::config::ModbusPoint {
+) -> fieldbridge_modbus::config::RawModbusPoint {
     let mut p = at(table, address);
     p.data_type = Some(t);
     p.order = order;

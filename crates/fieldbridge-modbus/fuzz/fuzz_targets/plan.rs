@@ -8,7 +8,7 @@
 #![no_main]
 
 use fieldbridge_modbus::codec::Codec;
-use fieldbridge_modbus::config::{DataType, ModbusDevice, ModbusPoint, Order};
+use fieldbridge_modbus::config::{DataType, ModbusDevice, ModbusPoint, Order, RawModbusPoint};
 use fieldbridge_modbus::plan::{Limits, Read, Span, one_per_point, plan};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,10 +27,10 @@ const TYPES: [Option<DataType>; 11] = [
 ];
 const ORDERS: [Order; 4] = [Order::ABCD, Order::CDAB, Order::BADC, Order::DCBA];
 
-fn point(b: &[u8]) -> ModbusPoint {
+fn point(b: &[u8]) -> RawModbusPoint {
     let address = u16::from_be_bytes([b[1], b[2]]);
     let data_type = TYPES[usize::from(b[0] >> 3) % TYPES.len()];
-    let mut p = ModbusPoint {
+    let mut p = RawModbusPoint {
         data_type,
         ..Default::default()
     };
@@ -79,12 +79,12 @@ fuzz_target!(|data: &[u8]| {
     // each with its location and codec.
     let points: Vec<(ModbusPoint, Codec)> = rest
         .chunks_exact(5)
-        .map(point)
-        .filter(|p| p.check().is_ok())
+        .filter_map(|b| ModbusPoint::try_from(point(b)).ok())
         .filter(|p| {
-            let limit = match p.location() {
-                Ok(l) if l.table.is_bits() => limits.max_bits,
-                _ => limits.max_registers,
+            let limit = if p.location().table.is_bits() {
+                limits.max_bits
+            } else {
+                limits.max_registers
             };
             p.width() <= limit
         })
@@ -96,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
     let spans: Vec<Span> = points
         .iter()
         .map(|(p, codec)| {
-            let at = p.location().expect("a checked point has a location");
+            let at = p.location();
             assert_eq!(codec.width, p.width());
             Span {
                 at,

@@ -18,7 +18,7 @@ use fieldbridge_core::{
     DeviceStatus, Directory, EventKind, PointId, PointSettings, PointSpec, Quality, Reading, Value,
     normalize,
 };
-use fieldbridge_modbus::config::{ModbusDevice, ModbusPoint, Table};
+use fieldbridge_modbus::config::{ModbusDevice, ModbusPoint, RawModbusPoint, Table};
 use fieldbridge_modbus::{ModbusAdapter, Transport};
 pub use fieldbridge_modbus_testserver::{Bank, ModbusServer};
 use tokio::time::Instant;
@@ -28,12 +28,14 @@ use tokio_util::sync::CancellationToken;
 pub const WAIT: Duration = Duration::from_secs(15);
 
 /// A point of a test device: its id, Modbus settings and core settings.
+/// The point is checked as the loader checks it, and must pass.
 pub fn point(
     id: &str,
-    config: ModbusPoint,
+    config: RawModbusPoint,
     core: PointSettings,
 ) -> (String, ModbusPoint, PointSettings) {
-    (id.to_owned(), config, core)
+    let checked = ModbusPoint::try_from(config).unwrap_or_else(|e| panic!("point {id}: {e}"));
+    (id.to_owned(), checked, core)
 }
 
 /// A test device.
@@ -80,9 +82,6 @@ impl Rig {
                     )
                 })
                 .collect();
-            for (_, mp, _) in &d.points {
-                mp.check().unwrap();
-            }
             let spec = Arc::new(DeviceSpec {
                 id: DeviceId::new(d.id).unwrap(),
                 settings: device_settings(connection.as_str(), d.poll),
@@ -268,8 +267,8 @@ pub fn plain() -> PointSettings {
 }
 
 /// A point on `table` at `address` with `type`.
-pub fn at(table: Table, address: u16) -> ModbusPoint {
-    let mut p = ModbusPoint::default();
+pub fn at(table: Table, address: u16) -> RawModbusPoint {
+    let mut p = RawModbusPoint::default();
     match table {
         Table::Coil => p.coil = Some(address),
         Table::Discrete => p.discrete = Some(address),
