@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use fieldbridge_core::adapter::Adapter;
@@ -12,125 +13,119 @@ use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::duration;
 use fieldbridge_core::kind::{AdapterKind, BuildContext, Described, DeviceProblem};
 use fieldbridge_core::{ConnectionId, DeviceSpec, PointId};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 
 use crate::config::{
     DEFAULT_POLL, ModbusDevice, ModbusPoint, ModbusRtuConnection, ModbusTcpConnection, Parity,
-    Table,
+    SettingsError, Table,
 };
 use crate::plan::{Limits, Span, plan};
 use crate::{ModbusAdapter, Transport};
 
 /// `modbus_tcp:` endpoints.
-#[derive(Debug)]
-pub struct ModbusTcp;
+pub type ModbusTcp = Modbus<ModbusTcpConnection>;
 
 /// `modbus_rtu:` buses.
+pub type ModbusRtu = Modbus<ModbusRtuConnection>;
+
+/// A Modbus connection kind, by its transport's settings: everything but
+/// the transport is the same for both.
 #[derive(Debug)]
-pub struct ModbusRtu;
+pub struct Modbus<T>(PhantomData<fn() -> T>);
 
-/// The device shape both Modbus kinds share in the JSON schema.
-const SHAPE: &str = "modbus";
+/// What differs between `modbus_tcp:` and `modbus_rtu:`: their settings.
+pub trait ModbusTransport:
+    DeserializeOwned + JsonSchema + std::fmt::Debug + Send + Sync + 'static
+{
+    /// `connections.<id>.<NAME>`
+    const NAME: &'static str;
+    /// Checks the settings beyond what serde can.
+    fn check(&self) -> Result<(), SettingsError>;
+    /// What `check` prints after the connection's line.
+    fn describe(&self) -> String;
+    /// The transport the adapter runs.
+    fn into_transport(self) -> Transport;
+}
 
-impl AdapterKind for ModbusTcp {
+impl ModbusTransport for ModbusTcpConnection {
     const NAME: &'static str = "modbus_tcp";
-    const SHAPE: &'static str = SHAPE;
-    const DEFAULT_POLL: Option<Duration> = Some(DEFAULT_POLL);
-    type Connection = ModbusTcpConnection;
-    type Device = ModbusDevice;
-    type Point = ModbusPoint;
-
-    fn check_connection(settings: &ModbusTcpConnection) -> Result<(), String> {
-        settings.check().map_err(|e| e.to_string())
+    fn check(&self) -> Result<(), SettingsError> {
+        ModbusTcpConnection::check(self)
     }
-    fn check_device(
-        device: &ModbusDevice,
-        points: &BTreeMap<PointId, ModbusPoint>,
-    ) -> Vec<DeviceProblem> {
-        device_problems(device, points)
-    }
-    fn check_spec(
-        spec: &DeviceSpec,
-        points: &BTreeMap<PointId, ModbusPoint>,
-    ) -> Vec<DeviceProblem> {
-        spec_problems(spec, points)
-    }
-
-    fn describe_connection(
-        settings: &ModbusTcpConnection,
-        _id: &ConnectionId,
-        _ctx: &BuildContext,
-    ) -> String {
-        let mut extra = format!(", {}", settings.address);
-        if let Some(t) = settings.timeout {
+    fn describe(&self) -> String {
+        let mut extra = format!(", {}", self.address);
+        if let Some(t) = self.timeout {
             let _ = write!(extra, ", timeout {}", duration::format(t));
         }
-        if settings.max_in_flight > 1 {
-            let _ = write!(extra, ", {} requests in flight", settings.max_in_flight);
+        if self.max_in_flight > 1 {
+            let _ = write!(extra, ", {} requests in flight", self.max_in_flight);
         }
         extra
     }
-    fn describe_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described {
-        describe_device(d)
-    }
-
-    fn build(
-        id: ConnectionId,
-        settings: ModbusTcpConnection,
-        devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
-        _ctx: &BuildContext,
-    ) -> Box<dyn Adapter> {
-        Box::new(ModbusAdapter::new(id, Transport::Tcp(settings), devices))
+    fn into_transport(self) -> Transport {
+        Transport::Tcp(self)
     }
 }
 
-impl AdapterKind for ModbusRtu {
+impl ModbusTransport for ModbusRtuConnection {
     const NAME: &'static str = "modbus_rtu";
-    const SHAPE: &'static str = SHAPE;
-    const DEFAULT_POLL: Option<Duration> = Some(DEFAULT_POLL);
-    type Connection = ModbusRtuConnection;
-    type Device = ModbusDevice;
-    type Point = ModbusPoint;
-
-    fn check_connection(settings: &ModbusRtuConnection) -> Result<(), String> {
-        settings.check().map_err(|e| e.to_string())
+    fn check(&self) -> Result<(), SettingsError> {
+        ModbusRtuConnection::check(self)
     }
-    fn check_device(
-        device: &ModbusDevice,
-        points: &BTreeMap<PointId, ModbusPoint>,
-    ) -> Vec<DeviceProblem> {
-        device_problems(device, points)
-    }
-    fn check_spec(
-        spec: &DeviceSpec,
-        points: &BTreeMap<PointId, ModbusPoint>,
-    ) -> Vec<DeviceProblem> {
-        spec_problems(spec, points)
-    }
-
-    fn describe_connection(
-        settings: &ModbusRtuConnection,
-        _id: &ConnectionId,
-        _ctx: &BuildContext,
-    ) -> String {
-        let parity = match settings.parity {
+    fn describe(&self) -> String {
+        let parity = match self.parity {
             Parity::None => 'N',
             Parity::Even => 'E',
             Parity::Odd => 'O',
         };
         let mut extra = format!(
             ", {} at {} baud {}{parity}{}",
-            settings.port.display(),
-            settings.baud,
-            settings.data_bits,
-            settings.stop_bits
+            self.port.display(),
+            self.baud,
+            self.data_bits,
+            self.stop_bits
         );
-        if let Some(t) = settings.timeout {
+        if let Some(t) = self.timeout {
             let _ = write!(extra, ", timeout {}", duration::format(t));
         }
-        if let Some(d) = settings.inter_request_delay {
+        if let Some(d) = self.inter_request_delay {
             let _ = write!(extra, ", inter_request_delay {}", duration::format(d));
         }
         extra
+    }
+    fn into_transport(self) -> Transport {
+        Transport::Rtu(self)
+    }
+}
+
+impl<T: ModbusTransport> AdapterKind for Modbus<T> {
+    const NAME: &'static str = T::NAME;
+    /// Both Modbus kinds share one device shape in the JSON schema.
+    const SHAPE: &'static str = "modbus";
+    const DEFAULT_POLL: Option<Duration> = Some(DEFAULT_POLL);
+    type Connection = T;
+    type Device = ModbusDevice;
+    type Point = ModbusPoint;
+
+    fn check_connection(settings: &T) -> Result<(), String> {
+        settings.check().map_err(|e| e.to_string())
+    }
+    fn check_device(
+        device: &ModbusDevice,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<DeviceProblem> {
+        device_problems(device, points)
+    }
+    fn check_spec(
+        spec: &DeviceSpec,
+        points: &BTreeMap<PointId, ModbusPoint>,
+    ) -> Vec<DeviceProblem> {
+        spec_problems(spec, points)
+    }
+
+    fn describe_connection(settings: &T, _id: &ConnectionId, _ctx: &BuildContext) -> String {
+        settings.describe()
     }
     fn describe_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described {
         describe_device(d)
@@ -138,11 +133,11 @@ impl AdapterKind for ModbusRtu {
 
     fn build(
         id: ConnectionId,
-        settings: ModbusRtuConnection,
+        settings: T,
         devices: Vec<AdapterDevice<ModbusDevice, ModbusPoint>>,
         _ctx: &BuildContext,
     ) -> Box<dyn Adapter> {
-        Box::new(ModbusAdapter::new(id, Transport::Rtu(settings), devices))
+        Box::new(ModbusAdapter::new(id, settings.into_transport(), devices))
     }
 }
 

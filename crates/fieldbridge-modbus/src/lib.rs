@@ -24,4 +24,4 @@ pub mod scan;
 pub mod transport;
 
 pub use adapter::{ModbusAdapter, Transport};
-pub use kind::{ModbusRtu, ModbusTcp};
+pub use kind::{Modbus, ModbusRtu, ModbusTcp, ModbusTransport};
