@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::device::Directory;
 use crate::id::{ConnectionId, DeviceId, PointId};
-use crate::value::{Value, ValueKind};
+use crate::value::{Value, ValueError, ValueKind};
 
 /// How long a sink waits for an adapter's answer unless told otherwise.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,7 +87,7 @@ pub enum CommandError {
     },
     /// The value does not fit the point.
     #[error("{0}")]
-    InvalidValue(String),
+    InvalidValue(#[from] ValueError),
     /// The adapter did not answer in time.
     #[error("{device} did not answer within {}s", .after.as_secs_f32())]
     Timeout {
@@ -189,7 +189,7 @@ impl CommandRouter {
         text: &str,
     ) -> Result<Value, CommandError> {
         let (_, kind) = self.writable_point(device, point)?;
-        let value = Value::parse_as(text, kind).map_err(CommandError::InvalidValue)?;
+        let value = Value::parse_as(text, kind)?;
         self.write(device, point, value).await
     }
 
@@ -293,11 +293,8 @@ fn coerce(value: Value, kind: ValueKind) -> Result<Value, CommandError> {
         (Value::Float(f), ValueKind::Int) if f.fract() == 0.0 && f.abs() < 9e15 => {
             Ok(Value::Int(f as i64))
         }
-        (Value::Text(t), kind) => Value::parse_as(&t, kind).map_err(CommandError::InvalidValue),
-        (v, kind) => Err(CommandError::InvalidValue(format!(
-            "{v} is a {}, the point takes a {kind}",
-            v.kind()
-        ))),
+        (Value::Text(t), kind) => Ok(Value::parse_as(&t, kind)?),
+        (value, want) => Err(ValueError::WrongKind { value, want }.into()),
     }
 }
 

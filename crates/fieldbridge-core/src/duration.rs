@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+/// A duration that is not one, as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}, expected a number with a unit such as 500ms, 5s, 2m or 1h")]
+pub struct DurationError(pub String);
+
 /// Parses `5s`, `250ms`, `1m30s`. A bare number is refused: is `5` seconds
 /// or milliseconds? The unit removes the doubt.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
-    humantime::parse_duration(t).map_err(|_| {
-        format!("invalid duration {t:?}, expected a number with a unit such as 500ms, 5s, 2m or 1h")
-    })
+    humantime::parse_duration(t).map_err(|_| DurationError(t.to_owned()))
 }
 
 /// Formats a duration the way [`parse`] reads it.

@@ -38,4 +38,4 @@ pub use device::{
 pub use event::{DeviceEvent, DeviceStatus, EventKind};
 pub use id::{ConnectionId, DeviceId, IdError, PointId};
 pub use kind::{AdapterKind, BuildContext};
-pub use value::{Quality, Reading, Sample, Unit, Value, ValueKind};
+pub use value::{Quality, Reading, Sample, Unit, Value, ValueError, ValueKind};

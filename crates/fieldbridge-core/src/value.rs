@@ -45,27 +45,47 @@ impl Value {
 
     /// Parses text typed by a person (a chat `set`, a form field) as a value
     /// of `kind`.
-    pub fn parse_as(text: &str, kind: ValueKind) -> Result<Value, String> {
+    pub fn parse_as(text: &str, kind: ValueKind) -> Result<Value, ValueError> {
         let t = text.trim();
         match kind {
             ValueKind::Bool => match t.to_ascii_lowercase().as_str() {
                 "1" | "true" | "on" | "yes" | "open" => Ok(Value::Bool(true)),
                 "0" | "false" | "off" | "no" | "closed" => Ok(Value::Bool(false)),
-                _ => Err(format!(
-                    "{t:?} is not on/off (use on, off, true, false, 1 or 0)"
-                )),
+                _ => Err(ValueError::NotOnOff(t.to_owned())),
             },
             ValueKind::Int => t
                 .parse::<i64>()
                 .map(Value::Int)
-                .map_err(|_| format!("{t:?} is not a whole number")),
+                .map_err(|_| ValueError::NotWhole(t.to_owned())),
             ValueKind::Float => match t.parse::<f64>() {
                 Ok(f) if f.is_finite() => Ok(Value::Float(f)),
-                _ => Err(format!("{t:?} is not a number")),
+                _ => Err(ValueError::NotNumber(t.to_owned())),
             },
             ValueKind::Text => Ok(Value::Text(t.to_owned())),
         }
     }
+}
+
+/// Why a value does not fit a point, in words for the person who sent it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    /// Not a word for on or off.
+    #[error("{0:?} is not on/off (use on, off, true, false, 1 or 0)")]
+    NotOnOff(String),
+    /// Not a whole number.
+    #[error("{0:?} is not a whole number")]
+    NotWhole(String),
+    /// Not a (finite) number.
+    #[error("{0:?} is not a number")]
+    NotNumber(String),
+    /// A value of another kind than the point's.
+    #[error("{value} is a {}, the point takes a {want}", .value.kind())]
+    WrongKind {
+        /// The value given.
+        value: Value,
+        /// The point's kind.
+        want: ValueKind,
+    },
 }
 
 impl fmt::Display for Value {

@@ -231,7 +231,9 @@ pub fn convert(raw: Raw, kind: ValueKind) -> Result<Value, String> {
         },
         (ValueKind::Bool, Raw::Bool(b)) => Ok(Value::Bool(b)),
         (ValueKind::Bool, Raw::Int(i @ (0 | 1))) => Ok(Value::Bool(i == 1)),
-        (ValueKind::Bool, Raw::Text(t)) => Value::parse_as(&t, fieldbridge_core::ValueKind::Bool),
+        (ValueKind::Bool, Raw::Text(t)) => {
+            Value::parse_as(&t, fieldbridge_core::ValueKind::Bool).map_err(|e| e.to_string())
+        }
         (ValueKind::Text, Raw::Text(t)) => Ok(Value::Text(t)),
         (ValueKind::Text, Raw::Number(n)) => Ok(Value::Text(n.to_string())),
         (ValueKind::Text, Raw::Int(i)) => Ok(Value::Text(i.to_string())),

@@ -14,19 +14,44 @@ enum Entry {
     Account(BareJid),
 }
 
+/// Why an access entry is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// Neither a JID, a domain nor `*`.
+    #[error("{entry:?} is not a JID, a domain or \"*\": {reason}")]
+    NotAJid {
+        /// The entry as written.
+        entry: String,
+        /// Why the JID parser refused it.
+        reason: String,
+    },
+    /// A full JID: access is per account.
+    #[error(
+        "{entry:?} has a resource; use the bare JID {bare:?} (access is per account, not per client)"
+    )]
+    HasResource {
+        /// The entry as written.
+        entry: String,
+        /// The bare JID to write instead.
+        bare: String,
+    },
+}
+
 /// Parses one entry, or says why it is not one.
-fn parse(entry: &str) -> Result<Entry, String> {
+fn parse(entry: &str) -> Result<Entry, AccessError> {
     let e = entry.trim();
     if e == "*" {
         return Ok(Entry::Anyone);
     }
-    let jid =
-        Jid::new(e).map_err(|err| format!("{entry:?} is not a JID, a domain or \"*\": {err}"))?;
+    let jid = Jid::new(e).map_err(|err| AccessError::NotAJid {
+        entry: entry.to_owned(),
+        reason: err.to_string(),
+    })?;
     if jid.resource().is_some() {
-        return Err(format!(
-            "{entry:?} has a resource; use the bare JID {:?} (access is per account, not per client)",
-            jid.to_bare().to_string()
-        ));
+        return Err(AccessError::HasResource {
+            entry: entry.to_owned(),
+            bare: jid.to_bare().to_string(),
+        });
     }
     Ok(match jid.node() {
         Some(_) => Entry::Account(jid.to_bare()),
@@ -35,7 +60,7 @@ fn parse(entry: &str) -> Result<Entry, String> {
 }
 
 /// Why an access entry is invalid, if it is.
-pub fn check_entry(entry: &str) -> Result<(), String> {
+pub fn check_entry(entry: &str) -> Result<(), AccessError> {
     parse(entry).map(|_| ())
 }
 
@@ -141,11 +166,22 @@ mod tests {
 
     #[test]
     fn bad_entries_are_explained() {
-        assert!(check_entry("not a jid").is_err());
+        assert!(matches!(
+            check_entry("not a jid"),
+            Err(AccessError::NotAJid { .. })
+        ));
+        let full = check_entry("alice@example.org/phone").unwrap_err();
+        assert_eq!(
+            full,
+            AccessError::HasResource {
+                entry: "alice@example.org/phone".into(),
+                bare: "alice@example.org".into(),
+            }
+        );
         assert!(
-            check_entry("alice@example.org/phone")
-                .unwrap_err()
-                .contains("bare JID")
+            full.to_string()
+                .contains("use the bare JID \"alice@example.org\""),
+            "{full}"
         );
         assert!(check_entry("example.org").is_ok());
     }

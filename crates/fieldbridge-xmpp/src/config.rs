@@ -106,7 +106,7 @@ impl XmppConfig {
         ] {
             for (i, entry) in entries.iter().enumerate() {
                 if let Err(e) = crate::access::check_entry(entry) {
-                    problem(format!("access.{list}[{i}]"), e);
+                    problem(format!("access.{list}[{i}]"), e.to_string());
                 }
             }
         }

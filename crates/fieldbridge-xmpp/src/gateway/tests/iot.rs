@@ -300,7 +300,9 @@ fn a_failed_command_is_answered_with_the_condition_of_its_cause() {
             C::NotAllowed,
         ),
         (
-            fieldbridge_core::CommandError::InvalidValue("warm".into()),
+            fieldbridge_core::CommandError::InvalidValue(fieldbridge_core::ValueError::NotNumber(
+                "warm".into(),
+            )),
             T::Modify,
             C::BadRequest,
         ),
