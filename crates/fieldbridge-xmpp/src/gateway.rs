@@ -15,6 +15,7 @@
 //!   items, kept in the store, caught up after an outage; `pubsub`
 //!   answers the pubsub requests on them;
 //! - `entity`: who we are, service discovery, caps and the small XEPs;
+//! - `upgrade`: what an older version kept, read back once;
 //! - `jobs`, `commands`, `messages`, `iot`: work for an adapter,
 //!   asked for by ad-hoc command, chat or XEP-0323/0325.
 
@@ -140,7 +141,7 @@ impl Gateway {
         state_dir: &Path,
     ) -> std::io::Result<Self> {
         let store =
-            Arc::new(Store::open(state_dir, &mut history::upgrade).map_err(std::io::Error::other)?);
+            Arc::new(Store::open(state_dir, &mut upgrade::upgrade).map_err(std::io::Error::other)?);
         // Subscriptions to devices not configured now are kept: a device
         // that an adapter creates at run time (an MQTT template) is back
         // with its first message, and its subscribers with it.
@@ -483,6 +484,7 @@ mod messages;
 mod presence;
 mod pubsub;
 mod subscribers;
+mod upgrade;
 
 pub use jobs::{Job, JobOutcome, MAX_QUEUED_JOBS, MAX_RUNNING_JOBS};
 #[cfg(test)]
