@@ -25,7 +25,7 @@ impl AdapterKind for Serial {
     type Point = SerialPoint;
 
     fn check_connection(settings: &SerialConnection) -> Result<(), String> {
-        settings.check()
+        settings.check().map_err(|e| e.to_string())
     }
 
     /// The device's format against its points (a CSV point needs a
