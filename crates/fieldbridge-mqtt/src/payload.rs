@@ -541,7 +541,9 @@ mod tests {
         use ValueKind::*;
         let ptr = |p: &str| Some(Pointer::parse(p).unwrap());
         let long = "x".repeat(50);
-        let cases: Vec<(&[u8], Option<&str>, ValueKind, PayloadError, String)> = vec![
+        // Payload, point pointer and type, the error, its text.
+        type Case<'a> = (&'a [u8], Option<&'a str>, ValueKind, PayloadError, String);
+        let cases: Vec<Case> = vec![
             (
                 b"not json",
                 Some("/a"),
