@@ -194,9 +194,14 @@ enum ProtocolText {
     Text(String),
 }
 
+/// A `protocol:` that names no version this adapter speaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown MQTT protocol {0:?}, expected \"3.1.1\" or 5")]
+pub struct UnknownProtocol(pub String);
+
 impl TryFrom<ProtocolText> for Protocol {
-    type Error = String;
-    fn try_from(v: ProtocolText) -> Result<Self, String> {
+    type Error = UnknownProtocol;
+    fn try_from(v: ProtocolText) -> Result<Self, UnknownProtocol> {
         let text = match v {
             ProtocolText::Number(n) => n.to_string(),
             ProtocolText::Text(t) => t,
@@ -204,9 +209,7 @@ impl TryFrom<ProtocolText> for Protocol {
         match text.trim() {
             "3.1.1" => Ok(Protocol::V311),
             "5" | "5.0" => Ok(Protocol::V5),
-            other => Err(format!(
-                "unknown MQTT protocol {other:?}, expected \"3.1.1\" or 5"
-            )),
+            other => Err(UnknownProtocol(other.to_owned())),
         }
     }
 }
@@ -239,14 +242,25 @@ impl JsonSchema for Qos {
     }
 }
 
+/// A `qos:` other than 0 or 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QosError {
+    /// Exactly once: valid MQTT, but the adapter does not do it.
+    #[error("QoS 2 is not supported; use 0 or 1")]
+    Unsupported,
+    /// No QoS level at all.
+    #[error("QoS is 0 or 1, not {0}")]
+    Invalid(u8),
+}
+
 impl TryFrom<u8> for Qos {
-    type Error = String;
-    fn try_from(v: u8) -> Result<Self, String> {
+    type Error = QosError;
+    fn try_from(v: u8) -> Result<Self, QosError> {
         match v {
             0 => Ok(Qos::AtMostOnce),
             1 => Ok(Qos::AtLeastOnce),
-            2 => Err("QoS 2 is not supported; use 0 or 1".into()),
-            n => Err(format!("QoS is 0 or 1, not {n}")),
+            2 => Err(QosError::Unsupported),
+            n => Err(QosError::Invalid(n)),
         }
     }
 }
@@ -447,6 +461,32 @@ pub fn check_device(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The texts are what the config loader prints; they must not change
+    /// with the types.
+    #[test]
+    fn protocol_and_qos_are_refused_by_cause() {
+        assert_eq!(Qos::try_from(1), Ok(Qos::AtLeastOnce));
+        let two = Qos::try_from(2).unwrap_err();
+        assert_eq!(two, QosError::Unsupported);
+        assert_eq!(two.to_string(), "QoS 2 is not supported; use 0 or 1");
+        let seven = Qos::try_from(7).unwrap_err();
+        assert_eq!(seven, QosError::Invalid(7));
+        assert_eq!(seven.to_string(), "QoS is 0 or 1, not 7");
+
+        assert_eq!(
+            Protocol::try_from(ProtocolText::Number(5.0)),
+            Ok(Protocol::V5)
+        );
+        let four = Protocol::try_from(ProtocolText::Text(" 4 ".into())).unwrap_err();
+        assert_eq!(four, UnknownProtocol("4".into()));
+        assert_eq!(
+            four.to_string(),
+            r#"unknown MQTT protocol "4", expected "3.1.1" or 5"#
+        );
+        let err = serde_json::from_value::<Qos>(serde_json::json!(2)).unwrap_err();
+        assert_eq!(err.to_string(), "QoS 2 is not supported; use 0 or 1");
+    }
 
     fn conn(extra: serde_json::Value) -> MqttConnection {
         let mut v = serde_json::json!({ "url": "mqtts://broker" });

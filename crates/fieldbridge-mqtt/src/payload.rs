@@ -3,8 +3,9 @@
 //! A payload is parsed as JSON at most once, and only if some point reads a
 //! JSON pointer (or the device a timestamp). A point reads either a field
 //! (`json: /ENERGY/Power`) or the whole payload, as float, int, bool or
-//! text. Anything that does not fit is a [`Failure`] with its [`Cause`]:
-//! the caller keeps the point's last value and marks it bad.
+//! text. Anything that does not fit is a [`PayloadError`], counted by its
+//! [`Cause`]: the caller keeps the point's last value and marks it bad with
+//! the error's text.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -73,7 +74,8 @@ impl<'de> serde::Deserialize<'de> for Pointer {
     }
 }
 
-/// Why a payload gave no value for a point.
+/// The kind of a [`PayloadError`]: what the adapter counts per device and
+/// logs once, where the error's text names the details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Cause {
     /// Larger than `max_payload`.
@@ -110,28 +112,78 @@ impl fmt::Display for Cause {
     }
 }
 
-/// A cause with the words for the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// What kind of problem (counted and logged once per device).
-    pub cause: Cause,
-    /// What exactly, e.g. `no field /ENERGY/Power`.
-    pub message: String,
+/// Why a payload gave no value for a point, or no timestamp. The text is
+/// the point's bad-quality reason, e.g. `no field /ENERGY/Power`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Larger than `max_payload`: never parsed.
+    #[error("payload of {0} bytes is over the limit")]
+    TooLarge(usize),
+    /// The point reads the whole payload and it is not UTF-8 text.
+    #[error("payload is not UTF-8 text")]
+    NotText,
+    /// The point reads JSON and the payload is not JSON. serde_json's words
+    /// (with line and column), as text: the failed parse is kept for every
+    /// point of the message, and each gets its own copy.
+    #[error("payload is not JSON: {0}")]
+    NotJson(String),
+    /// The JSON pointer leads nowhere (or to null).
+    #[error("no field {0}")]
+    MissingField(Pointer),
+    /// The value is there but not of the point's type.
+    #[error("{}{found} is not a {expected}", located(at))]
+    WrongType {
+        /// The point's `json` pointer, if it reads a field.
+        at: Option<Pointer>,
+        /// The value as the payload had it: quoted (and cut to 40
+        /// characters) when it was text.
+        found: String,
+        /// What the point takes: `number`, `whole number`, `bool`, ….
+        expected: &'static str,
+    },
+    /// A bool point's value is none of its on and off words.
+    #[error("{}{word:?} is neither on nor off", located(at))]
+    NotOnOff {
+        /// The point's `json` pointer, if it reads a field.
+        at: Option<Pointer>,
+        /// The word, cut to 40 characters.
+        word: String,
+    },
+    /// The timestamp field is neither a number nor text.
+    #[error("{at}: {found} is not a time")]
+    NotATime {
+        /// The device's `timestamp` pointer.
+        at: Pointer,
+        /// The value as the payload had it: quoted when it was text.
+        found: String,
+    },
+    /// The timestamp field is text, but neither a number nor RFC 3339.
+    #[error("{at}: {text:?} is not an RFC 3339 time")]
+    NotRfc3339 {
+        /// The device's `timestamp` pointer.
+        at: Pointer,
+        /// The text.
+        text: String,
+    },
 }
 
-impl Failure {
-    fn new(cause: Cause, message: impl Into<String>) -> Self {
-        Self {
-            cause,
-            message: message.into(),
+impl PayloadError {
+    /// The kind of problem, as counted.
+    pub fn cause(&self) -> Cause {
+        match self {
+            PayloadError::TooLarge(_) => Cause::TooLarge,
+            PayloadError::NotText => Cause::NotText,
+            PayloadError::NotJson(_) => Cause::NotJson,
+            PayloadError::MissingField(_) => Cause::MissingField,
+            PayloadError::WrongType { .. } | PayloadError::NotOnOff { .. } => Cause::WrongType,
+            PayloadError::NotATime { .. } | PayloadError::NotRfc3339 { .. } => Cause::BadTimestamp,
         }
     }
 }
 
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
+/// `/ENERGY/Power: ` before a field's problem; nothing for a whole payload.
+fn located(at: &Option<Pointer>) -> String {
+    at.as_ref().map(|p| format!("{p}: ")).unwrap_or_default()
 }
 
 /// One message's payload, parsed on demand.
@@ -139,12 +191,12 @@ impl fmt::Display for Failure {
 pub struct Payload<'a> {
     raw: &'a [u8],
     too_large: bool,
-    json: Option<Result<Json, String>>,
+    json: Option<Result<Json, PayloadError>>,
 }
 
 impl<'a> Payload<'a> {
     /// Wraps `raw`; if it is longer than `max` bytes every read fails with
-    /// [`Cause::TooLarge`] and it is never parsed.
+    /// [`PayloadError::TooLarge`] and it is never parsed.
     pub fn new(raw: &'a [u8], max: usize) -> Self {
         Self {
             raw,
@@ -153,77 +205,66 @@ impl<'a> Payload<'a> {
         }
     }
 
-    fn too_large(&self) -> Failure {
-        Failure::new(
-            Cause::TooLarge,
-            format!("payload of {} bytes is over the limit", self.raw.len()),
-        )
-    }
-
-    fn text(&self) -> Result<&'a str, Failure> {
+    fn text(&self) -> Result<&'a str, PayloadError> {
         if self.too_large {
-            return Err(self.too_large());
+            return Err(PayloadError::TooLarge(self.raw.len()));
         }
-        std::str::from_utf8(self.raw)
-            .map_err(|_| Failure::new(Cause::NotText, "payload is not UTF-8 text"))
+        std::str::from_utf8(self.raw).map_err(|_| PayloadError::NotText)
     }
 
-    fn json(&mut self) -> Result<&Json, Failure> {
+    fn json(&mut self) -> Result<&Json, PayloadError> {
         if self.too_large {
-            return Err(self.too_large());
+            return Err(PayloadError::TooLarge(self.raw.len()));
         }
         let raw = self.raw;
         let parsed = self.json.get_or_insert_with(|| {
-            serde_json::from_slice::<Json>(raw).map_err(|e| format!("payload is not JSON: {e}"))
+            serde_json::from_slice::<Json>(raw).map_err(|e| PayloadError::NotJson(e.to_string()))
         });
-        parsed
-            .as_ref()
-            .map_err(|e| Failure::new(Cause::NotJson, e.clone()))
+        parsed.as_ref().map_err(Clone::clone)
     }
 
     /// The value of `point` in this payload.
-    pub fn value(&mut self, point: &MqttPoint) -> Result<Value, Failure> {
+    pub fn value(&mut self, point: &MqttPoint) -> Result<Value, PayloadError> {
         match &point.json {
             Some(ptr) => {
                 let doc = self.json()?;
                 match doc.pointer(ptr.as_str()) {
-                    None | Some(Json::Null) => {
-                        Err(Failure::new(Cause::MissingField, format!("no field {ptr}")))
-                    }
-                    Some(v) => from_json(v, point)
-                        .map_err(|m| Failure::new(Cause::WrongType, format!("{ptr}: {m}"))),
+                    None | Some(Json::Null) => Err(PayloadError::MissingField(ptr.clone())),
+                    Some(v) => from_json(v, point),
                 }
             }
-            None => {
-                let text = self.text()?;
-                from_text(text, point).map_err(|m| Failure::new(Cause::WrongType, m))
-            }
+            None => from_text(self.text()?, point),
         }
     }
 
     /// The timestamp at `ptr`: `Ok(None)` when the field is absent.
-    pub fn timestamp(&mut self, ptr: &Pointer) -> Result<Option<SystemTime>, Failure> {
+    pub fn timestamp(&mut self, ptr: &Pointer) -> Result<Option<SystemTime>, PayloadError> {
         let doc = self.json()?;
-        let bad = |m: String| Failure::new(Cause::BadTimestamp, format!("{ptr}: {m}"));
+        let not_a_time = |found: String| PayloadError::NotATime {
+            at: ptr.clone(),
+            found,
+        };
         match doc.pointer(ptr.as_str()) {
             None | Some(Json::Null) => Ok(None),
-            Some(Json::Number(n)) => match n.as_f64() {
-                Some(x) => unix(x)
-                    .map(Some)
-                    .ok_or_else(|| bad(format!("{n} is not a time"))),
-                None => Err(bad(format!("{n} is not a time"))),
-            },
+            Some(Json::Number(n)) => n
+                .as_f64()
+                .and_then(unix)
+                .map(Some)
+                .ok_or_else(|| not_a_time(n.to_string())),
             Some(Json::String(s)) => {
                 if let Ok(x) = s.trim().parse::<f64>() {
                     return unix(x)
                         .map(Some)
-                        .ok_or_else(|| bad(format!("{s:?} is not a time")));
+                        .ok_or_else(|| not_a_time(format!("{s:?}")));
                 }
                 humantime::parse_rfc3339_weak(s.trim())
                     .map(Some)
-                    .map_err(|_| bad(format!("{s:?} is not an RFC 3339 time")))
+                    .map_err(|_| PayloadError::NotRfc3339 {
+                        at: ptr.clone(),
+                        text: s.clone(),
+                    })
             }
-            Some(other) => Err(bad(format!("{other} is not a time"))),
+            Some(other) => Err(not_a_time(other.to_string())),
         }
     }
 }
@@ -248,13 +289,27 @@ fn in_list(text: &str, list: Option<&Vec<String>>, default: &[&str]) -> bool {
     }
 }
 
-fn bool_from_text(text: &str, point: &MqttPoint) -> Result<bool, String> {
+fn bool_from_text(text: &str, point: &MqttPoint) -> Result<bool, PayloadError> {
     if in_list(text, point.true_values.as_ref(), DEFAULT_TRUE) {
         Ok(true)
     } else if in_list(text, point.false_values.as_ref(), DEFAULT_FALSE) {
         Ok(false)
     } else {
-        Err(format!("{:?} is neither on nor off", shorten(text)))
+        Err(PayloadError::NotOnOff {
+            at: point.json.clone(),
+            word: shorten(text),
+        })
+    }
+}
+
+/// A value of `point` that is not of its type, e.g. `"warm"` for a float.
+/// `at` is the point's own pointer: a whole payload is read only by points
+/// without one.
+fn wrong_type(point: &MqttPoint, found: String, expected: &'static str) -> PayloadError {
+    PayloadError::WrongType {
+        at: point.json.clone(),
+        found,
+        expected,
     }
 }
 
@@ -267,18 +322,19 @@ fn shorten(text: &str) -> String {
     }
 }
 
-fn from_text(text: &str, point: &MqttPoint) -> Result<Value, String> {
+fn from_text(text: &str, point: &MqttPoint) -> Result<Value, PayloadError> {
     let t = text.trim();
+    let quoted = || format!("{:?}", shorten(t));
     match point.kind {
         ValueKind::Float => match t.parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(Value::Float(f)),
-            _ => Err(format!("{:?} is not a number", shorten(t))),
+            _ => Err(wrong_type(point, quoted(), "number")),
         },
         ValueKind::Int => match t.parse::<i64>() {
             Ok(i) => Ok(Value::Int(i)),
             Err(_) => match t.parse::<f64>() {
                 Ok(f) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(Value::Int(f as i64)),
-                _ => Err(format!("{:?} is not a whole number", shorten(t))),
+                _ => Err(wrong_type(point, quoted(), "whole number")),
             },
         },
         ValueKind::Bool => bool_from_text(t, point).map(Value::Bool),
@@ -286,7 +342,7 @@ fn from_text(text: &str, point: &MqttPoint) -> Result<Value, String> {
     }
 }
 
-fn from_json(v: &Json, point: &MqttPoint) -> Result<Value, String> {
+fn from_json(v: &Json, point: &MqttPoint) -> Result<Value, PayloadError> {
     match (point.kind, v) {
         (ValueKind::Text, Json::String(s)) => Ok(Value::Text(s.clone())),
         (ValueKind::Text, other) => Ok(Value::Text(other.to_string())),
@@ -295,25 +351,25 @@ fn from_json(v: &Json, point: &MqttPoint) -> Result<Value, String> {
             .as_f64()
             .filter(|f| f.is_finite())
             .map(Value::Float)
-            .ok_or_else(|| format!("{n} is not a finite number")),
+            .ok_or_else(|| wrong_type(point, n.to_string(), "finite number")),
         (ValueKind::Int, Json::Number(n)) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => Ok(Value::Int(i)),
             (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(Value::Int(f as i64)),
-            _ => Err(format!("{n} is not a whole number")),
+            _ => Err(wrong_type(point, n.to_string(), "whole number")),
         },
         (ValueKind::Bool, Json::Bool(b)) => Ok(Value::Bool(*b)),
         (ValueKind::Bool, Json::Number(n)) => {
             bool_from_text(&n.to_string(), point).map(Value::Bool)
         }
-        (_, other) => Err(format!(
-            "{} is not a {}",
+        (_, other) => Err(wrong_type(
+            point,
             shorten(&other.to_string()),
             match point.kind {
                 ValueKind::Float => "number",
                 ValueKind::Int => "whole number",
                 ValueKind::Bool => "bool",
                 ValueKind::Text => "text",
-            }
+            },
         )),
     }
 }
@@ -413,7 +469,13 @@ mod tests {
         let read = |s: &str| Payload::new(s.as_bytes(), MAX).value(&p);
         assert_eq!(read("open_door"), Ok(Value::Bool(true)));
         assert_eq!(read("CLOSED_DOOR"), Ok(Value::Bool(false)));
-        assert_eq!(read("on").unwrap_err().cause, Cause::WrongType);
+        assert_eq!(
+            read("on"),
+            Err(PayloadError::NotOnOff {
+                at: None,
+                word: "on".into()
+            })
+        );
         assert_eq!(command_payload(&Value::Bool(true), &p), "OPEN_DOOR");
     }
 
@@ -444,7 +506,7 @@ mod tests {
             let mut p = Payload::new(payload, MAX);
             let got = p.value(&point(*ptr, *kind));
             assert_eq!(
-                got.as_ref().map_err(|f| f.cause),
+                got.as_ref().map_err(PayloadError::cause),
                 Err(*cause),
                 "{:?} {ptr:?} {kind:?}: {got:?}",
                 String::from_utf8_lossy(&payload[..payload.len().min(40)])
@@ -463,13 +525,150 @@ mod tests {
         assert_eq!(at(r#"{"t":1714564800000}"#), Ok(Some(expected)));
         assert_eq!(at(r#"{"x":1}"#), Ok(None));
         assert_eq!(
-            at(r#"{"t":"yesterday"}"#).map_err(|f| f.cause),
+            at(r#"{"t":"yesterday"}"#).map_err(|f| f.cause()),
             Err(Cause::BadTimestamp)
         );
         assert_eq!(
-            at(r#"{"t":-5}"#).map_err(|f| f.cause),
+            at(r#"{"t":-5}"#).map_err(|f| f.cause()),
             Err(Cause::BadTimestamp)
         );
+    }
+
+    /// The texts are the points' bad-quality reasons and the log's; they
+    /// must not change with the types.
+    #[test]
+    fn payload_errors_by_cause_with_their_texts() {
+        use ValueKind::*;
+        let ptr = |p: &str| Some(Pointer::parse(p).unwrap());
+        let long = "x".repeat(50);
+        // Payload, point pointer and type, the error, its text.
+        type Case<'a> = (&'a [u8], Option<&'a str>, ValueKind, PayloadError, String);
+        let cases: Vec<Case> = vec![
+            (
+                b"not json",
+                Some("/a"),
+                Float,
+                PayloadError::NotJson("expected ident at line 1 column 2".into()),
+                "payload is not JSON: expected ident at line 1 column 2".into(),
+            ),
+            (
+                b"{\"b\":1}",
+                Some("/a"),
+                Float,
+                PayloadError::MissingField(Pointer::parse("/a").unwrap()),
+                "no field /a".into(),
+            ),
+            (
+                b"{\"a\":\"warm\"}",
+                Some("/a"),
+                Float,
+                PayloadError::WrongType {
+                    at: ptr("/a"),
+                    found: "\"warm\"".into(),
+                    expected: "number",
+                },
+                r#"/a: "warm" is not a number"#.into(),
+            ),
+            (
+                b"{\"a\":1.5}",
+                Some("/a"),
+                Int,
+                PayloadError::WrongType {
+                    at: ptr("/a"),
+                    found: "1.5".into(),
+                    expected: "whole number",
+                },
+                "/a: 1.5 is not a whole number".into(),
+            ),
+            (
+                b"{\"a\":[1]}",
+                Some("/a"),
+                Bool,
+                PayloadError::WrongType {
+                    at: ptr("/a"),
+                    found: "[1]".into(),
+                    expected: "bool",
+                },
+                "/a: [1] is not a bool".into(),
+            ),
+            (
+                b"2.5",
+                None,
+                Int,
+                PayloadError::WrongType {
+                    at: None,
+                    found: "\"2.5\"".into(),
+                    expected: "whole number",
+                },
+                r#""2.5" is not a whole number"#.into(),
+            ),
+            (
+                b"{\"a\":2}",
+                Some("/a"),
+                Bool,
+                PayloadError::NotOnOff {
+                    at: ptr("/a"),
+                    word: "2".into(),
+                },
+                r#"/a: "2" is neither on nor off"#.into(),
+            ),
+            (
+                long.as_bytes(),
+                None,
+                Bool,
+                PayloadError::NotOnOff {
+                    at: None,
+                    word: format!("{}…", "x".repeat(40)),
+                },
+                format!("{:?} is neither on nor off", format!("{}…", "x".repeat(40))),
+            ),
+            (
+                b"\xff",
+                None,
+                Text,
+                PayloadError::NotText,
+                "payload is not UTF-8 text".into(),
+            ),
+            (
+                b"12345",
+                None,
+                Text,
+                PayloadError::TooLarge(5),
+                "payload of 5 bytes is over the limit".into(),
+            ),
+        ];
+        for (payload, p, kind, want, text) in cases {
+            let max = if matches!(want, PayloadError::TooLarge(_)) {
+                4
+            } else {
+                MAX
+            };
+            let got = Payload::new(payload, max).value(&point(p, kind));
+            assert_eq!(got, Err(want.clone()));
+            assert_eq!(want.to_string(), text);
+        }
+
+        let t = Pointer::parse("/t").unwrap();
+        let at = |s: &str| Payload::new(s.as_bytes(), MAX).timestamp(&t);
+        let cases = [
+            (r#"{"t":-5}"#, r#"/t: -5 is not a time"#),
+            (r#"{"t":"-5"}"#, r#"/t: "-5" is not a time"#),
+            (r#"{"t":[1]}"#, r#"/t: [1] is not a time"#),
+            (r#"{"t":"soon"}"#, r#"/t: "soon" is not an RFC 3339 time"#),
+        ];
+        for (payload, text) in cases {
+            let err = at(payload).unwrap_err();
+            assert_eq!(err.cause(), Cause::BadTimestamp);
+            assert_eq!(err.to_string(), text);
+        }
+        assert!(matches!(
+            at(r#"{"t":"soon"}"#),
+            Err(PayloadError::NotRfc3339 { text, .. }) if text == "soon"
+        ));
+        assert!(matches!(
+            at(r#"{"t":true}"#),
+            Err(PayloadError::NotATime { found, .. }) if found == "true"
+        ));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::adapter::not_connected;
 use crate::config::{
     DEFAULT_MAX_DEVICES, DEFAULT_MAX_PAYLOAD, MqttConnection, MqttDevice, MqttPoint,
 };
-use crate::payload::{Cause, Payload, command_payload};
+use crate::payload::{Cause, Payload, PayloadError, command_payload};
 use crate::stats::MqttStats;
 use crate::topic::Filter;
 use crate::writes::{PendingWrite, WriteRequest};
@@ -361,8 +361,8 @@ impl Router {
                 Ok(Some(t)) => at = t,
                 Ok(None) => {}
                 // The points say what is wrong with the payload itself.
-                Err(f) if f.cause != Cause::BadTimestamp => {}
-                Err(f) => note_failure(&self.stats, state, device, None, f.cause, &f.message),
+                Err(f) if f.cause() != Cause::BadTimestamp => {}
+                Err(f) => note_failure(&self.stats, state, device, None, &f),
             }
         }
         let mut samples = Vec::with_capacity(pids.len());
@@ -386,7 +386,7 @@ impl Router {
                     }
                 }
                 Err(f) => {
-                    note_failure(&self.stats, state, device, Some(pid), f.cause, &f.message);
+                    note_failure(&self.stats, state, device, Some(pid), &f);
                     // The point keeps its last value, now bad; without one
                     // there is nothing to report.
                     let Some(last) = state.last.get(pid) else {
@@ -396,7 +396,9 @@ impl Router {
                         point: pid.clone(),
                         value: last.clone(),
                         unit: None,
-                        quality: Quality::Bad { reason: f.message },
+                        quality: Quality::Bad {
+                            reason: f.to_string(),
+                        },
                     }
                 }
             };
@@ -495,13 +497,15 @@ fn note_failure(
     state: &mut DeviceState,
     device: &DeviceId,
     point: Option<&PointId>,
-    cause: Cause,
-    message: &str,
+    failure: &PayloadError,
 ) {
+    let cause = failure.cause();
     stats.with(|s| *s.failures.entry((device.to_string(), cause)).or_default() += 1);
     if state.warned.insert(cause) {
         let point = point.map(PointId::as_str).unwrap_or("");
-        tracing::warn!(device = %device, point, cause = cause.name(), error = message, "payload unusable; the point keeps its last value with bad quality (logged once per device and cause)");
+        // A `&str` field, as before: log formats quote it, unlike `%failure`.
+        let message = failure.to_string();
+        tracing::warn!(device = %device, point, cause = cause.name(), error = message.as_str(), "payload unusable; the point keeps its last value with bad quality (logged once per device and cause)");
     }
 }
 

@@ -364,7 +364,9 @@ async fn dispatch(
         let record = match d.parser.parse(text) {
             Ok(r) => r,
             Err(e) => {
-                problems.report(d.id.as_str(), "unreadable frame", &e);
+                // One counter for all causes for now; `e.cause()` names
+                // the cause should they be counted apart.
+                problems.report(d.id.as_str(), "unreadable frame", &e.to_string());
                 continue;
             }
         };
@@ -382,9 +384,10 @@ async fn dispatch(
                     samples.push(sample_at(point_id, value, Quality::Good, at));
                 }
                 Err(e) => {
-                    problems.report(d.id.as_str(), &format!("bad value for {point_id}"), &e);
+                    let reason = e.to_string();
+                    problems.report(d.id.as_str(), &format!("bad value for {point_id}"), &reason);
                     if let Some(last) = d.last.get(point_id) {
-                        let bad = Quality::Bad { reason: e };
+                        let bad = Quality::Bad { reason };
                         samples.push(sample_at(point_id, last.clone(), bad, at));
                     }
                 }

@@ -75,7 +75,7 @@ pub struct FramingConfig {
 
 impl FramingConfig {
     /// The framing, or why the combination makes no sense.
-    pub fn framing(&self) -> Result<Framing, String> {
+    pub fn framing(&self) -> Result<Framing, SettingsError> {
         let bytes = |s: &String| s.as_bytes().to_vec();
         match (&self.delimiter, &self.start, &self.end) {
             (None, None, None) => Ok(Framing::Lines),
@@ -84,26 +84,51 @@ impl FramingConfig {
                 start: bytes(s),
                 end: bytes(e),
             }),
-            _ => Err("use either `delimiter` (not empty), or both `start` and `end`".into()),
+            _ => Err(SettingsError::Framing),
         }
     }
 }
 
 impl SerialConnection {
     /// Why these settings cannot work, if they cannot.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingsError> {
         self.framing.framing()?;
         if !(5..=8).contains(&self.data_bits) {
-            return Err(format!("data_bits must be 5 to 8, not {}", self.data_bits));
+            return Err(SettingsError::DataBits(self.data_bits));
         }
         if !(1..=2).contains(&self.stop_bits) {
-            return Err(format!("stop_bits must be 1 or 2, not {}", self.stop_bits));
+            return Err(SettingsError::StopBits(self.stop_bits));
         }
-        if self.baud == 0 || self.max_frame == 0 {
-            return Err("baud and max_frame must be more than 0".into());
+        if self.baud == 0 {
+            return Err(SettingsError::ZeroBaud);
+        }
+        if self.max_frame == 0 {
+            return Err(SettingsError::ZeroMaxFrame);
         }
         Ok(())
     }
+}
+
+/// Why a serial connection's settings cannot work, by the setting at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// `framing:` with an empty `delimiter`, or a `start` without an `end`
+    /// (or the other way round), or a `delimiter` with them.
+    #[error("use either `delimiter` (not empty), or both `start` and `end`")]
+    Framing,
+    /// `data_bits` outside 5 to 8.
+    #[error("data_bits must be 5 to 8, not {0}")]
+    DataBits(u8),
+    /// `stop_bits` other than 1 or 2.
+    #[error("stop_bits must be 1 or 2, not {0}")]
+    StopBits(u8),
+    /// `baud: 0`. The text names `max_frame` too, as it always has: one
+    /// rule for both.
+    #[error("baud and max_frame must be more than 0")]
+    ZeroBaud,
+    /// `max_frame: 0`.
+    #[error("baud and max_frame must be more than 0")]
+    ZeroMaxFrame,
 }
 
 /// How a device's frames are written.
@@ -220,5 +245,62 @@ pub struct SerialPoint {
 impl PointSource for SerialPoint {
     fn kind(&self) -> ValueKind {
         self.kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(extra: serde_json::Value) -> SerialConnection {
+        let mut v = serde_json::json!({ "port": "/dev/ttyUSB0" });
+        if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+            v.extend(extra);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The texts are what `fieldbridge check` prints; they must not change
+    /// with the types.
+    #[test]
+    fn settings_errors_by_cause_with_their_texts() {
+        use serde_json::json;
+        assert_eq!(connection(json!({})).check(), Ok(()));
+        let framing = "use either `delimiter` (not empty), or both `start` and `end`";
+        let zero = "baud and max_frame must be more than 0";
+        let cases = [
+            (
+                json!({"framing": {"delimiter": ""}}),
+                SettingsError::Framing,
+                framing,
+            ),
+            (
+                json!({"framing": {"start": "\u{2}"}}),
+                SettingsError::Framing,
+                framing,
+            ),
+            (
+                json!({"framing": {"delimiter": ";", "start": "<", "end": ">"}}),
+                SettingsError::Framing,
+                framing,
+            ),
+            (
+                json!({"data_bits": 9}),
+                SettingsError::DataBits(9),
+                "data_bits must be 5 to 8, not 9",
+            ),
+            (
+                json!({"stop_bits": 0}),
+                SettingsError::StopBits(0),
+                "stop_bits must be 1 or 2, not 0",
+            ),
+            (json!({"baud": 0}), SettingsError::ZeroBaud, zero),
+            (json!({"max_frame": 0}), SettingsError::ZeroMaxFrame, zero),
+        ];
+        for (extra, want, text) in cases {
+            let got = connection(extra.clone()).check();
+            assert_eq!(got, Err(want.clone()), "{extra}");
+            assert_eq!(want.to_string(), text);
+        }
     }
 }

@@ -25,7 +25,7 @@ impl AdapterKind for Serial {
     type Point = SerialPoint;
 
     fn check_connection(settings: &SerialConnection) -> Result<(), String> {
-        settings.check()
+        settings.check().map_err(|e| e.to_string())
     }
 
     /// The device's format against its points (a CSV point needs a
@@ -37,11 +37,14 @@ impl AdapterKind for Serial {
     ) -> Vec<DeviceProblem> {
         let parser = match Parser::new(device) {
             Ok(p) => p,
-            Err(e) => return vec![(None, e)],
+            Err(e) => return vec![(None, e.to_string())],
         };
         let mut out: Vec<DeviceProblem> = points
             .iter()
-            .filter_map(|(id, p)| parser.check_point(p).err().map(|e| (Some(id.clone()), e)))
+            .filter_map(|(id, p)| {
+                let e = parser.check_point(p).err()?;
+                Some((Some(id.clone()), e.to_string()))
+            })
             .collect();
         if let Some(ack) = device.write.as_ref().and_then(|w| w.ack.as_deref())
             && let Err(e) = regex::Regex::new(ack)

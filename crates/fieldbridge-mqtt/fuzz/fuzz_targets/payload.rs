@@ -104,8 +104,8 @@ fuzz_target!(|data: &[u8]| {
                 let _ = command_payload(&v, p);
             }
             Err(f) => {
-                assert_eq!(too_large, f.cause == Cause::TooLarge, "{f:?}");
-                if f.cause == Cause::NotText {
+                assert_eq!(too_large, f.cause() == Cause::TooLarge, "{f:?}");
+                if f.cause() == Cause::NotText {
                     assert!(
                         std::str::from_utf8(raw).is_err(),
                         "UTF-8 refused as not text"
@@ -122,6 +122,6 @@ fuzz_target!(|data: &[u8]| {
 fn timestamp(payload: &mut Payload<'_>, ptr: &str, too_large: bool) {
     match payload.timestamp(ptr) {
         Ok(Some(_)) | Ok(None) => assert!(!too_large),
-        Err(f) => assert_eq!(too_large, f.cause == Cause::TooLarge, "{f:?}"),
+        Err(f) => assert_eq!(too_large, f.cause() == Cause::TooLarge, "{f:?}"),
     }
 }
