@@ -7,13 +7,14 @@
 
 use fieldbridge_core::{Value, ValueKind};
 use fieldbridge_mqtt::config::{DEFAULT_MAX_PAYLOAD, MqttPoint};
-use fieldbridge_mqtt::payload::{Cause, Payload, command_payload};
+use fieldbridge_mqtt::payload::{Cause, Payload, Pointer, command_payload};
+use fieldbridge_mqtt::topic::CommandTopic;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 fn point(json: Option<&str>, kind: ValueKind) -> MqttPoint {
     MqttPoint {
-        json: json.map(str::to_owned),
+        json: json.map(|j| Pointer::parse(j).expect("a valid pointer")),
         kind,
         ..Default::default()
     }
@@ -43,11 +44,11 @@ fn points() -> &'static [MqttPoint] {
         let words = |w: &[&str]| Some(w.iter().map(|s| (*s).to_owned()).collect());
         for json in [None, Some("/state")] {
             points.push(MqttPoint {
-                json: json.map(str::to_owned),
+                json: json.map(|j| Pointer::parse(j).expect("a valid pointer")),
                 kind: Bool,
                 true_values: words(&["OPEN_DOOR", "1"]),
                 false_values: words(&["closed_door", ""]),
-                command_topic: Some("cmnd/door/STATE".into()),
+                command_topic: Some(CommandTopic::parse("cmnd/door/STATE").expect("a valid topic")),
                 payload: Some(r#"{"state": "{value}"}"#.into()),
                 ..Default::default()
             });
@@ -120,7 +121,8 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn timestamp(payload: &mut Payload<'_>, ptr: &str, too_large: bool) {
-    match payload.timestamp(ptr) {
+    let ptr = Pointer::parse(ptr).expect("a valid pointer");
+    match payload.timestamp(&ptr) {
         Ok(Some(_)) | Ok(None) => assert!(!too_large),
         Err(f) => assert_eq!(too_large, f.cause() == Cause::TooLarge, "{f:?}"),
     }

@@ -12,11 +12,10 @@ use fieldbridge_core::{
     ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory, PointId, PointSettings,
     PointSpec, Unit, ValueKind,
 };
+use fieldbridge_xmpp::AccessConfig;
 use fieldbridge_xmpp::access::Access;
 use fieldbridge_xmpp::gateway::Gateway;
 use fieldbridge_xmpp::reader::{Incoming, StanzaReader};
-use fieldbridge_xmpp::state::Store;
-use fieldbridge_xmpp::AccessConfig;
 use libfuzzer_sys::fuzz_target;
 use minidom::Element;
 
@@ -69,8 +68,8 @@ fn rig() -> Rig {
         read: vec!["localhost".into()],
         control: vec!["alice@localhost".into()],
     });
-    let mut gw = Gateway::new("gw.localhost", "fuzz", directory, access, Store::new(dir.path()))
-        .expect("a gateway");
+    let mut gw =
+        Gateway::new("gw.localhost", "fuzz", directory, access, dir.path()).expect("a gateway");
     gw.on_connected(tokio::time::Instant::now());
     Rig { gw, _dir: dir }
 }
