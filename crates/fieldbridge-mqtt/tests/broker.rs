@@ -339,7 +339,7 @@ async fn a_persistent_session_keeps_qos1_messages_published_while_away_across_a_
     }
     rig.until("reconnected", |s| s.connects() >= 2).await;
     plug_reports(&broker, &mut rig, 4).await;
-    assert_eq!(rig.status("plug").await, DeviceStatus::Online);
+    rig.until_status("plug", DeviceStatus::Online).await;
     rig.stop().await;
 }
 

@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test binary uses part of it
 #![allow(clippy::unwrap_used, clippy::expect_used)] // fixtures: fail loudly
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -470,6 +470,8 @@ pub struct Rig {
     /// Samples of an event a reading wait took, not yet waited for: one
     /// message is one event, and a test may wait for its points one by one.
     unread: VecDeque<(DeviceId, Sample)>,
+    /// Each device's newest status seen on the bus, whichever wait took it.
+    statuses: HashMap<DeviceId, DeviceStatus>,
 }
 
 impl Rig {
@@ -523,6 +525,7 @@ impl Rig {
             shutdown,
             task: Some(task),
             unread: VecDeque::new(),
+            statuses: HashMap::new(),
         }
     }
 
@@ -539,10 +542,29 @@ impl Rig {
 
     /// The next event on the bus.
     pub async fn next(&mut self) -> DeviceEvent {
-        tokio::time::timeout(WAIT, self.sub.recv())
+        let e = tokio::time::timeout(WAIT, self.sub.recv())
             .await
             .expect("an event in time")
-            .expect("bus open")
+            .expect("bus open");
+        if let EventKind::Status(s) = &e.kind {
+            self.statuses.insert(e.device.clone(), s.clone());
+        }
+        e
+    }
+
+    /// Waits until `device`'s newest status is `want`: it may have come
+    /// already, before a reading another wait took (a device that comes
+    /// back says so before or after its first reading).
+    pub async fn until_status(&mut self, device: &str, want: DeviceStatus) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.statuses.get(device) != Some(&want) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{device} not {want:?} within {WAIT:?} (last: {:?})",
+                self.statuses.get(device)
+            );
+            self.next().await;
+        }
     }
 
     /// Waits for a reading of `device.point`; returns its value and quality.
