@@ -338,7 +338,23 @@ async fn a_persistent_session_keeps_qos1_messages_published_while_away_across_a_
         s => panic!("{s:?}"),
     }
     rig.until("reconnected", |s| s.connects() >= 2).await;
-    plug_reports(&broker, &mut rig, 4).await;
+    broker
+        .publish(
+            "tele/plug/SENSOR",
+            br#"{"ENERGY":{"Power":4,"Voltage":230}}"#,
+            1,
+            false,
+        )
+        .await;
+    // QoS 1 is at least once: a message whose acknowledgement the broker
+    // had not taken in when it stopped comes again first. Only those may.
+    loop {
+        match rig.reading("plug", "power").await {
+            (Value::Float(4.0), Quality::Good) => break,
+            (Value::Float(again), Quality::Good) if [1.0, 2.0, 3.0].contains(&again) => {}
+            other => panic!("only a repeat may come before 4: {other:?}"),
+        }
+    }
     rig.until_status("plug", DeviceStatus::Online).await;
     rig.stop().await;
 }
