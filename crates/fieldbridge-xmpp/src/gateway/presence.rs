@@ -67,7 +67,8 @@ impl PresenceBook {
         self.caps.get(device)
     }
 
-    /// The device's presence to every subscriber, noted as said.
+    /// The device's presence to every subscriber, noted as said: built
+    /// once (text, caps, sender), then addressed to each.
     pub(super) fn broadcast(
         &mut self,
         me: &Entity,
@@ -76,13 +77,15 @@ impl PresenceBook {
         subscribers: &Subscribers,
         now: Instant,
     ) -> Vec<Element> {
+        let text = status_text(state);
         let said = self.said.entry(device.clone()).or_default();
-        said.text = Some(status_text(state));
+        said.text = Some(text.clone());
         said.at = Some(now);
         said.for_status = false;
+        let current = self.current(me, device.as_str(), state, text);
         subscribers
             .of(SubscriptionKind::Presence, device.as_str())
-            .map(|to| self.presence(me, device.as_str(), state, to))
+            .map(|to| addressed(&current, to))
             .collect()
     }
 
@@ -137,17 +140,30 @@ impl PresenceBook {
         state: &DeviceState,
         to: &str,
     ) -> Element {
+        addressed(&self.current(me, device, state, status_text(state)), to)
+    }
+
+    /// The device's current presence, with `text` as its status, to nobody yet.
+    fn current(&self, me: &Entity, device: &str, state: &DeviceState, text: String) -> Presence {
         let (kind, show) = match &state.status {
             None | Some(DeviceStatus::Offline { .. }) => (Type::Unavailable, None),
             Some(DeviceStatus::Stale) => (Type::None, Some(Show::Xa)),
             Some(DeviceStatus::Online) => (Type::None, None),
         };
-        let mut p = presence(kind, &me.device_full_jid(device), to);
+        let mut p = Presence::new(kind);
+        p.from = Jid::new(&me.device_full_jid(device)).ok();
         p.show = show;
-        p.set_status("en", status_text(state));
+        p.set_status("en", text);
         p.payloads.extend(self.caps.get(device).cloned());
-        p.into()
+        p
     }
+}
+
+/// `p` addressed to `to` (a subscriber's JID, checked when it subscribed).
+fn addressed(p: &Presence, to: &str) -> Element {
+    let mut p = p.clone();
+    p.to = Jid::new(to).ok();
+    p.into()
 }
 
 /// A presence from `from` to `to`: JIDs the gateway made or checked.
