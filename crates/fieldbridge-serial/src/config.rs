@@ -20,16 +20,16 @@ pub struct SerialConnection {
     /// which may change when adapters are plugged in another order.
     pub port: PathBuf,
     /// Line speed (default 9600).
-    #[serde(default = "default_baud")]
+    #[serde(default = "fieldbridge_serialport::default_baud")]
     pub baud: u32,
     /// Data bits, 5 to 8 (default 8).
-    #[serde(default = "default_data_bits")]
+    #[serde(default = "fieldbridge_serialport::default_data_bits")]
     pub data_bits: u8,
     /// `none` (default), `even` or `odd`.
     #[serde(default)]
     pub parity: Parity,
     /// Stop bits, 1 (default) or 2.
-    #[serde(default = "default_stop_bits")]
+    #[serde(default = "fieldbridge_serialport::default_stop_bits")]
     pub stop_bits: u8,
     /// `none` (default), `software` (XON/XOFF) or `hardware` (RTS/CTS).
     #[serde(default)]
@@ -43,15 +43,6 @@ pub struct SerialConnection {
     pub max_frame: usize,
 }
 
-fn default_baud() -> u32 {
-    9600
-}
-fn default_data_bits() -> u8 {
-    8
-}
-fn default_stop_bits() -> u8 {
-    1
-}
 fn default_max_frame() -> usize {
     512
 }

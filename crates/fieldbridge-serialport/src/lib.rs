@@ -56,6 +56,22 @@ pub struct LineSettings {
     pub flow_control: FlowControl,
 }
 
+/// `baud` when a config leaves it out: 9600 8N1 is what most field devices
+/// ship with. For `#[serde(default = "fieldbridge_serialport::default_baud")]`.
+pub fn default_baud() -> u32 {
+    9600
+}
+
+/// `data_bits` when a config leaves it out.
+pub fn default_data_bits() -> u8 {
+    8
+}
+
+/// `stop_bits` when a config leaves it out.
+pub fn default_stop_bits() -> u8 {
+    1
+}
+
 /// A port that could not be opened; it names the port, as every message
 /// about it should.
 #[derive(Debug, thiserror::Error)]

@@ -60,16 +60,16 @@ pub struct ModbusRtuConnection {
     /// The port; prefer a stable `/dev/serial/by-id/…` path.
     pub port: PathBuf,
     /// Line speed (default 9600).
-    #[serde(default = "default_baud")]
+    #[serde(default = "fieldbridge_serialport::default_baud")]
     pub baud: u32,
     /// Data bits, 7 or 8 (default 8).
-    #[serde(default = "default_data_bits")]
+    #[serde(default = "fieldbridge_serialport::default_data_bits")]
     pub data_bits: u8,
     /// `none` (default), `even` (the Modbus RTU standard's default) or `odd`.
     #[serde(default)]
     pub parity: Parity,
     /// Stop bits, 1 (default) or 2.
-    #[serde(default = "default_stop_bits")]
+    #[serde(default = "fieldbridge_serialport::default_stop_bits")]
     pub stop_bits: u8,
     /// How long a device has to answer one request (default 1s). After a
     /// timeout the port is closed, one more timeout is waited out (so that
@@ -83,16 +83,6 @@ pub struct ModbusRtuConnection {
     #[serde(default, deserialize_with = "duration::optional")]
     #[schemars(schema_with = "duration::optional_schema")]
     pub inter_request_delay: Option<Duration>,
-}
-
-fn default_baud() -> u32 {
-    9600
-}
-fn default_data_bits() -> u8 {
-    8
-}
-fn default_stop_bits() -> u8 {
-    1
 }
 
 impl ModbusRtuConnection {
