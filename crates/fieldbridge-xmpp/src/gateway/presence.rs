@@ -85,7 +85,7 @@ impl PresenceBook {
         let current = self.current(me, device.as_str(), state, text);
         subscribers
             .of(SubscriptionKind::Presence, device.as_str())
-            .map(|to| addressed(&current, to))
+            .filter_map(|to| addressed(&current, to))
             .collect()
     }
 
@@ -139,7 +139,7 @@ impl PresenceBook {
         device: &str,
         state: &DeviceState,
         to: &str,
-    ) -> Element {
+    ) -> Option<Element> {
         addressed(&self.current(me, device, state, status_text(state)), to)
     }
 
@@ -159,11 +159,13 @@ impl PresenceBook {
     }
 }
 
-/// `p` addressed to `to` (a subscriber's JID, checked when it subscribed).
-fn addressed(p: &Presence, to: &str) -> Element {
+/// `p` addressed to `to`; `None` when `to` is not a JID (a subscription
+/// is checked when it is made, so only a damaged store could hold one):
+/// a presence without `to` would go to the server itself.
+fn addressed(p: &Presence, to: &str) -> Option<Element> {
     let mut p = p.clone();
-    p.to = Jid::new(to).ok();
-    p.into()
+    p.to = Some(Jid::new(to).ok()?);
+    Some(p.into())
 }
 
 /// A presence from `from` to `to`: JIDs the gateway made or checked.
@@ -288,20 +290,20 @@ impl Gateway {
                 {
                     tracing::info!(jid = %bare, device = %device, "presence subscription");
                 }
-                vec![
-                    answer(Type::Subscribed, &subscriber).into(),
-                    self.presence.presence(&self.me, device, state, &subscriber),
-                ]
+                let mut out = vec![answer(Type::Subscribed, &subscriber).into()];
+                out.extend(self.presence.presence(&self.me, device, state, &subscriber));
+                out
             }
             "unsubscribe" => {
                 self.subscribers
                     .unsubscribe(SubscriptionKind::Presence, device, &subscriber);
                 vec![answer(Type::Unsubscribed, &subscriber).into()]
             }
-            _ => vec![
-                self.presence
-                    .presence(&self.me, device, state, &from.to_string()),
-            ],
+            _ => self
+                .presence
+                .presence(&self.me, device, state, &from.to_string())
+                .into_iter()
+                .collect(),
         }
     }
 }

@@ -171,3 +171,19 @@ fn presence_comes_from_the_devices_resource_and_subscription_answers_from_its_ba
     );
     assert_eq!(kind_of(&bye[0]), Some("unavailable"));
 }
+
+#[test]
+fn a_damaged_subscription_gets_no_presence_and_the_others_still_do() {
+    let mut r = rig();
+    ask(
+        &mut r.gw,
+        &presence(ALICE, "boiler@gw.example.org", "subscribe"),
+    );
+    // Only a damaged store could hold this: subscriptions are checked
+    // when they are made.
+    r.gw.subscribers
+        .subscribe(SubscriptionKind::Presence, "boiler", "not a jid");
+    let out = r.gw.on_event(status(DeviceStatus::Online), Instant::now());
+    let to: Vec<Option<&str>> = out.iter().map(|p| p.attr("to")).collect();
+    assert_eq!(to, [Some("alice@example.org")], "{out:?}");
+}
