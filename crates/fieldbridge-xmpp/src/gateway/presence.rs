@@ -15,6 +15,7 @@ use fieldbridge_store::SubscriptionKind;
 use minidom::Element;
 use tokio::time::Instant;
 
+use super::card;
 use super::entity::{self, Entity};
 use super::subscribers::Subscribers;
 use super::{DeviceState, Gateway, Inbound, STATUS_SETTLE};
@@ -28,6 +29,8 @@ pub(super) struct PresenceBook {
     said: HashMap<DeviceId, Said>,
     /// Each device's entity capabilities element, sent in every presence.
     caps: HashMap<DeviceId, Element>,
+    /// Each device's avatar hash (XEP-0153), sent in every presence.
+    photo: HashMap<DeviceId, Element>,
     /// How often a status text may change with the values.
     interval: Duration,
 }
@@ -48,6 +51,7 @@ impl PresenceBook {
         Self {
             said: HashMap::new(),
             caps: HashMap::new(),
+            photo: HashMap::new(),
             interval,
         }
     }
@@ -60,6 +64,8 @@ impl PresenceBook {
     pub(super) fn add(&mut self, spec: &DeviceSpec) {
         self.said.entry(spec.id.clone()).or_default();
         self.caps.insert(spec.id.clone(), entity::device_caps(spec));
+        self.photo
+            .insert(spec.id.clone(), card::Avatar::of(spec).update());
     }
 
     /// The `<c/>` a device advertises.
@@ -155,6 +161,7 @@ impl PresenceBook {
         p.show = show;
         p.set_status("en", text);
         p.payloads.extend(self.caps.get(device).cloned());
+        p.payloads.extend(self.photo.get(device).cloned());
         p
     }
 }
@@ -290,7 +297,13 @@ impl Gateway {
                 {
                     tracing::info!(jid = %bare, device = %device, "presence subscription");
                 }
-                let mut out = vec![answer(Type::Subscribed, &subscriber).into()];
+                // XEP-0172 §4.1: the nickname goes with the subscription,
+                // never in presence broadcasts (there the vCard names it).
+                let mut subscribed = answer(Type::Subscribed, &subscriber);
+                subscribed
+                    .payloads
+                    .extend(self.directory.device(device).map(|spec| card::nick(spec)));
+                let mut out = vec![subscribed.into()];
                 out.extend(self.presence.presence(&self.me, device, state, &subscriber));
                 out
             }
