@@ -20,9 +20,10 @@ use crate::tls::{PASSWORD_FILE_LIMIT, PEM_FILE_LIMIT};
 pub struct Mqtt;
 
 /// Staleness of an MQTT device without `availability` or `stale_after`:
-/// three missed reports at 300 s, the default report interval of Tasmota
-/// (TelePeriod) and about that of Shelly and ESPHome sensors, so that one
-/// lost report or a slow Wi-Fi reconnect does not show the device away.
+/// three missed reports at 300 s, Tasmota's default report interval
+/// (TelePeriod), the longest of common firmware's defaults (Shelly and
+/// ESPHome report more often), so that one lost report or a slow Wi-Fi
+/// reconnect does not show the device away.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 
 impl AdapterKind for Mqtt {
