@@ -357,6 +357,7 @@ mod tests {
                 poll: None,
                 stale_after: None,
                 history: None,
+                stale_default: Default::default(),
             },
             points: points
                 .into_iter()

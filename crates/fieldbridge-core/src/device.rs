@@ -16,8 +16,24 @@ use crate::value::{Unit, ValueKind};
 /// digits, and no sensor resolves a billionth.
 pub const MAX_DECIMALS: u8 = 9;
 
-/// Staleness when a device has no poll period (push devices such as MQTT).
+/// Staleness when a device has no poll period and its kind no default of
+/// its own (a serial line that streams readings).
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// When a device that does not set `stale_after` turns stale: its kind's
+/// default ([`AdapterKind::stale_default`](crate::kind::AdapterKind::stale_default)),
+/// because how often a device reports depends on what it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StaleDefault {
+    /// Three poll periods, or [`DEFAULT_STALE_AFTER`] without a poll.
+    #[default]
+    PollPeriods,
+    /// After this long without a fresh reading.
+    After(Duration),
+    /// Never by time alone: the device says itself when it is lost (MQTT
+    /// `availability`), and a quiet device is not a lost one.
+    Never,
+}
 
 /// How long an online device may publish nothing when none of its points
 /// sets `max_interval`: then its latest readings are repeated, so that a
@@ -38,8 +54,12 @@ pub struct DeviceSettings {
     #[serde(default, deserialize_with = "duration::optional")]
     #[schemars(schema_with = "duration::optional_schema")]
     pub poll: Option<Duration>,
-    /// A device with no fresh reading for this long turns stale
-    /// (default: three poll periods, or 60 s without a poll period).
+    /// A device with no fresh reading for this long turns stale. Default:
+    /// three poll periods for polled devices (Modbus, simulator); for
+    /// MQTT, 15 minutes (three missed reports at Tasmota's default
+    /// 300 s TelePeriod), or never by time when `availability` is
+    /// configured, which then says when the device is lost; 60 s for a
+    /// serial line.
     #[serde(default, deserialize_with = "duration::optional")]
     #[schemars(schema_with = "duration::optional_schema")]
     pub stale_after: Option<Duration>,
@@ -47,6 +67,10 @@ pub struct DeviceSettings {
     /// that were away (defaults: 10,000 items, 7 days).
     #[serde(default)]
     pub history: Option<HistorySettings>,
+    /// What applies without `stale_after`: set from the device's kind by
+    /// the loader, never read from the file.
+    #[serde(skip)]
+    pub stale_default: StaleDefault,
 }
 
 /// `devices.<id>.history`: bounds of a device's kept history.
@@ -150,12 +174,19 @@ impl DeviceSpec {
         self.settings.name.as_deref().unwrap_or(self.id.as_str())
     }
 
-    /// How long without a fresh reading before the device is stale.
-    pub fn stale_after(&self) -> Duration {
-        self.settings
-            .stale_after
-            .or(self.settings.poll.map(|p| p * 3))
-            .unwrap_or(DEFAULT_STALE_AFTER)
+    /// How long without a fresh reading before the device is stale; None
+    /// when time alone never makes it stale (see [`StaleDefault::Never`]).
+    pub fn stale_after(&self) -> Option<Duration> {
+        if let Some(d) = self.settings.stale_after {
+            return Some(d);
+        }
+        match self.settings.stale_default {
+            StaleDefault::PollPeriods => {
+                Some(self.settings.poll.map_or(DEFAULT_STALE_AFTER, |p| p * 3))
+            }
+            StaleDefault::After(d) => Some(d),
+            StaleDefault::Never => None,
+        }
     }
 
     /// How long the device, while online, goes without publishing before its
@@ -328,9 +359,33 @@ mod tests {
                 poll: None,
                 stale_after: None,
                 history: None,
+                stale_default: Default::default(),
             },
             points: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn stale_after_is_the_devices_own_else_its_kinds_default() {
+        let with = |poll: Option<u64>, own: Option<u64>, default| {
+            let mut d = spec("d");
+            d.settings.poll = poll.map(Duration::from_secs);
+            d.settings.stale_after = own.map(Duration::from_secs);
+            d.settings.stale_default = default;
+            d.stale_after()
+        };
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(with(Some(5), None, StaleDefault::PollPeriods), secs(15));
+        assert_eq!(
+            with(None, None, StaleDefault::PollPeriods),
+            Some(DEFAULT_STALE_AFTER)
+        );
+        let quarter = StaleDefault::After(Duration::from_secs(900));
+        assert_eq!(with(None, None, quarter), secs(900));
+        assert_eq!(with(None, None, StaleDefault::Never), None);
+        // The device's own setting wins over any default.
+        assert_eq!(with(Some(5), Some(7), quarter), secs(7));
+        assert_eq!(with(None, Some(7), StaleDefault::Never), secs(7));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use crate::adapter::Adapter;
-use crate::device::{AdapterDevice, DeviceSpec, Directory, PointSource};
+use crate::device::{AdapterDevice, DeviceSpec, Directory, PointSource, StaleDefault};
 use crate::id::{ConnectionId, PointId};
 
 /// A problem a kind found in a device: about one of its points, or (None)
@@ -122,6 +122,14 @@ pub trait AdapterKind: 'static {
         _points: &BTreeMap<PointId, Self::Point>,
     ) -> Vec<DeviceProblem> {
         Vec::new()
+    }
+
+    /// When a device of this kind that does not set `stale_after` turns
+    /// stale: by default three poll periods (60 s without a poll). A kind
+    /// whose devices report at their own pace, or say themselves when
+    /// they are lost, says so here.
+    fn stale_default(_device: &Self::Device) -> StaleDefault {
+        StaleDefault::PollPeriods
     }
 
     /// True when this "device" is a rule that creates devices at run time

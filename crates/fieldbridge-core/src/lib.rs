@@ -33,7 +33,7 @@ pub use adapter::{Adapter, AdapterContext, EventSender};
 pub use bus::{Bus, Subscription};
 pub use command::{Action, AdapterError, Command, CommandError, CommandRouter, CommandRoutes};
 pub use device::{
-    DeviceSettings, DeviceSpec, Directory, HistorySettings, PointSettings, PointSpec,
+    DeviceSettings, DeviceSpec, Directory, HistorySettings, PointSettings, PointSpec, StaleDefault,
 };
 pub use event::{DeviceEvent, DeviceStatus, EventKind};
 pub use id::{ConnectionId, DeviceId, IdError, PointId};

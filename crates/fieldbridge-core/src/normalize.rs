@@ -13,8 +13,9 @@
 //! for its max interval repeats its latest samples (a heartbeat).
 //!
 //! Per device it turns status into what users see: online on a fresh
-//! reading, stale after `stale_after` without one, offline when the adapter
-//! says the device cannot be reached.
+//! reading, stale after `stale_after` without one (if it has one: see
+//! [`DeviceSpec::stale_after`]), offline when the adapter says the device
+//! cannot be reached.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -113,7 +114,8 @@ impl PointState {
 
 #[derive(Debug)]
 struct DeviceState {
-    stale_after: Duration,
+    /// None: time alone never makes the device stale.
+    stale_after: Option<Duration>,
     max_interval: Duration,
     status: Option<DeviceStatus>,
     last_fresh: Option<Instant>,
@@ -358,7 +360,8 @@ impl Engine {
         for (id, d) in &self.devices {
             if d.status == Some(DeviceStatus::Online)
                 && d.last_fresh
-                    .is_some_and(|t| now.duration_since(t) >= d.stale_after)
+                    .zip(d.stale_after)
+                    .is_some_and(|(t, after)| now.duration_since(t) >= after)
             {
                 stale.push(id.clone());
             }

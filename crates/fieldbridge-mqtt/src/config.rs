@@ -293,7 +293,9 @@ pub struct MqttDevice {
     #[serde(default)]
     pub max_devices: Option<usize>,
     /// Where the device says whether it is online (a retained last will,
-    /// as Tasmota and Zigbee2MQTT publish). Without it, staleness applies.
+    /// as Tasmota and Zigbee2MQTT publish). With it, the device turns
+    /// stale only after a `stale_after` it sets; without it, after 15
+    /// minutes without a reading (default).
     #[serde(default)]
     pub availability: Option<Availability>,
     /// A JSON pointer to the payload's timestamp (`/Time`): RFC 3339 text

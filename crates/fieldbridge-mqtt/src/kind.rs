@@ -9,7 +9,7 @@ use std::time::Duration;
 use fieldbridge_core::adapter::Adapter;
 use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::kind::{AdapterKind, BuildContext, Described, DeviceProblem, NamedFile};
-use fieldbridge_core::{ConnectionId, DeviceSpec, PointId};
+use fieldbridge_core::{ConnectionId, DeviceSpec, PointId, StaleDefault};
 
 use crate::MqttAdapter;
 use crate::config::{DEFAULT_MAX_DEVICES, MqttConnection, MqttDevice, MqttPoint};
@@ -18,6 +18,13 @@ use crate::tls::{PASSWORD_FILE_LIMIT, PEM_FILE_LIMIT};
 /// `mqtt:` brokers.
 #[derive(Debug)]
 pub struct Mqtt;
+
+/// Staleness of an MQTT device without `availability` or `stale_after`:
+/// three missed reports at 300 s, Tasmota's default report interval
+/// (TelePeriod), the longest of common firmware's defaults (Shelly and
+/// ESPHome report more often), so that one lost report or a slow Wi-Fi
+/// reconnect does not show the device away.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 
 impl AdapterKind for Mqtt {
     const NAME: &'static str = "mqtt";
@@ -95,6 +102,19 @@ impl AdapterKind for Mqtt {
                 }
             })
             .collect()
+    }
+
+    /// MQTT devices report at their own pace, many only on change
+    /// (Zigbee2MQTT): with `availability`, the device's own online and
+    /// offline (a last will the broker publishes when it is lost) is the
+    /// truth, and a timer would show a quiet device away while it says it
+    /// is online; without it, [`DEFAULT_STALE_AFTER`].
+    fn stale_default(device: &MqttDevice) -> StaleDefault {
+        if device.availability.is_some() {
+            StaleDefault::Never
+        } else {
+            StaleDefault::After(DEFAULT_STALE_AFTER)
+        }
     }
 
     fn is_rule(device: &MqttDevice) -> bool {

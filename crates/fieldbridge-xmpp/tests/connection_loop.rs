@@ -142,6 +142,7 @@ fn directory() -> Arc<Directory> {
             poll: None,
             stale_after: None,
             history: None,
+            stale_default: Default::default(),
         },
         points: BTreeMap::new(),
     }]))

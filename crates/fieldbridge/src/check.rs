@@ -77,11 +77,13 @@ fn render_device(
     if let Some(poll) = spec.settings.poll {
         let _ = write!(line, ", poll {}", duration::format(poll));
     }
-    let _ = write!(
-        line,
-        ", stale after {}",
-        duration::format(spec.stale_after())
-    );
+    match spec.stale_after() {
+        Some(after) => {
+            let _ = write!(line, ", stale after {}", duration::format(after));
+        }
+        // What says instead when it is lost (MQTT `availability`) follows.
+        None => line.push_str(", never stale by time"),
+    }
     let _ = writeln!(out, "{line}{device_extra}");
     for (id, p) in &spec.points {
         let mut line = format!("    point {id}");

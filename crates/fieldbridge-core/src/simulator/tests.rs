@@ -36,6 +36,7 @@ fn start(device: SimulatorDevice, points: Vec<(&str, SimulatorPoint)>, poll: Dur
             poll: Some(poll),
             stale_after: None,
             history: None,
+            stale_default: Default::default(),
         },
         points: points
             .iter()

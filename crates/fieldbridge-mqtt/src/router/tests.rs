@@ -54,6 +54,7 @@ fn device(
                 poll: None,
                 stale_after: None,
                 history: None,
+                stale_default: Default::default(),
             },
             points: specs,
         }),

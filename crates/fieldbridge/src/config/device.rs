@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fieldbridge_core::device::{AdapterDevice, MAX_DECIMALS, PointSource};
+use fieldbridge_core::device::{AdapterDevice, MAX_DECIMALS, PointSource, StaleDefault};
 use fieldbridge_core::{
     DeviceId, DeviceSettings, DeviceSpec, PointId, PointSettings, PointSpec, ValueKind,
 };
@@ -23,6 +23,7 @@ impl Loader<'_> {
         path: &str,
         id: Option<DeviceId>,
         default_poll: Option<Duration>,
+        stale_default: fn(&D) -> StaleDefault,
         check_point: fn(&P) -> Result<(), String>,
     ) -> Option<AdapterDevice<D, P>> {
         let mut shared: Vec<&'static str> = fields_of::<D>().to_vec();
@@ -110,6 +111,7 @@ impl Loader<'_> {
         if settings.poll.is_none() {
             settings.poll = default_poll;
         }
+        settings.stale_default = stale_default(&config);
         if let Some(poll) = settings.poll
             && poll.is_zero()
         {

@@ -179,6 +179,7 @@ impl<K: AdapterKind> PendingConnection for Pending<K> {
             path,
             id,
             K::DEFAULT_POLL,
+            K::stale_default,
             K::check_point,
         )?;
         let mut problems = K::check_device(&device.config, &device.points);

@@ -3,6 +3,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use fieldbridge_core::device::DEFAULT_STALE_AFTER;
 use fieldbridge_core::simulator::{self, Simulator, SimulatorPoint};
 use fieldbridge_core::{PointSettings, ValueKind};
 use fieldbridge_mqtt::Mqtt;
@@ -153,8 +154,51 @@ fn simulator_devices_get_the_default_poll_and_staleness() {
     let cfg = load_text(&text, &[]).unwrap();
     let d = cfg.directory.device("d").unwrap();
     assert_eq!(d.settings.poll, Some(simulator::DEFAULT_POLL));
-    assert_eq!(d.stale_after(), simulator::DEFAULT_POLL * 3);
+    assert_eq!(d.stale_after(), Some(simulator::DEFAULT_POLL * 3));
     assert_eq!(d.points.values().next().unwrap().kind, ValueKind::Bool);
+}
+
+#[test]
+fn staleness_defaults_follow_the_kind_of_device() {
+    let text = "xmpp: { component: gw.localhost, secret: s }
+connections:
+  demo: { simulator: {} }
+  line: { serial: { port: /dev/ttyUSB0 } }
+  plc: { modbus_tcp: { address: \"192.0.2.1:502\" } }
+  broker: { mqtt: { url: \"mqtt://127.0.0.1\" } }
+devices:
+  sim: { connection: demo, poll: 4s, points: { p: { signal: toggle } } }
+  streamed: { connection: line, format: key_value, points: { t: { key: t } } }
+  polled: { connection: plc, points: { t: { input: 0 } } }
+  plug: { connection: broker, topic: tele/plug/SENSOR, points: { w: { json: /Power } } }
+  lwt:
+    connection: broker
+    topic: tele/lwt/SENSOR
+    availability: { topic: tele/lwt/LWT }
+    points: { w: { json: /Power } }
+  lwt-timed:
+    connection: broker
+    topic: tele/timed/SENSOR
+    availability: { topic: tele/timed/LWT }
+    stale_after: 2h
+    points: { w: { json: /Power } }
+";
+    let cfg = load_text(text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let stale = |id: &str| cfg.directory.device(id).unwrap().stale_after();
+    // Polled: three poll periods, the configured one or the kind's.
+    assert_eq!(stale("sim"), Some(Duration::from_secs(12)));
+    assert_eq!(
+        stale("polled"),
+        Some(fieldbridge_modbus::config::DEFAULT_POLL * 3)
+    );
+    assert_eq!(stale("streamed"), Some(DEFAULT_STALE_AFTER));
+    // MQTT: a few missed reports; with availability, that says.
+    assert_eq!(
+        stale("plug"),
+        Some(fieldbridge_mqtt::kind::DEFAULT_STALE_AFTER)
+    );
+    assert_eq!(stale("lwt"), None);
+    assert_eq!(stale("lwt-timed"), Some(Duration::from_secs(2 * 3600)));
 }
 
 fn lines(err: &ConfigErrors) -> Vec<String> {

@@ -319,6 +319,7 @@ fn the_state_of_the_previous_version_is_upgraded_with_its_subscribers_and_items(
             poll: None,
             stale_after: None,
             history: None,
+            stale_default: Default::default(),
         },
         points: points
             .iter()

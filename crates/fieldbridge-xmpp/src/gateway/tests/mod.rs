@@ -36,6 +36,7 @@ fn directory() -> Arc<Directory> {
             poll: None,
             stale_after: None,
             history: None,
+            stale_default: Default::default(),
         },
         points: BTreeMap::from([(point.id.clone(), point)]),
     }]))
@@ -586,6 +587,7 @@ fn plug() -> DeviceSpec {
             poll: None,
             stale_after: None,
             history: None,
+            stale_default: Default::default(),
         },
         points: BTreeMap::from([(point.id.clone(), point)]),
     }
@@ -664,6 +666,7 @@ fn meter() -> Arc<Directory> {
             poll: None,
             stale_after: None,
             history: None,
+            stale_default: Default::default(),
         },
         points: BTreeMap::from([
             point("current", Some("A")),
