@@ -31,6 +31,7 @@ fn directory() -> Arc<Directory> {
                 poll: Some(Duration::from_secs(1)),
                 stale_after: None,
                 history: None,
+                summary: None,
             },
             points: (0..POINTS)
                 .map(|p| {

@@ -328,6 +328,7 @@ mod tests {
                 poll: None,
                 stale_after: None,
                 history: None,
+                summary: None,
             },
             points: points
                 .into_iter()

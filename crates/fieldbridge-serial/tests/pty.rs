@@ -215,6 +215,7 @@ fn start(
             poll: Some(poll),
             stale_after: Some(Duration::from_secs(600)),
             history: None,
+            summary: None,
         },
         points: specs,
     });

@@ -142,6 +142,7 @@ fn directory() -> Arc<Directory> {
             poll: None,
             stale_after: None,
             history: None,
+            summary: None,
         },
         points: BTreeMap::new(),
     }]))
@@ -167,6 +168,7 @@ fn start(
         secret: "s3cret".into(),
         state_dir: state.path().to_owned(),
         gateway_id: "test".into(),
+        time_zone: jiff::tz::TimeZone::UTC,
     };
     let directory = directory();
     let events = bus.subscribe("xmpp");

@@ -28,6 +28,7 @@ fn device(id: &str, points: Vec<PointSpec>) -> DeviceSpec {
             poll: Some(POLL),
             stale_after: None,
             history: None,
+            summary: None,
         },
         points: points
             .into_iter()

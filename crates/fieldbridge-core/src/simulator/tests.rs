@@ -36,6 +36,7 @@ fn start(device: SimulatorDevice, points: Vec<(&str, SimulatorPoint)>, poll: Dur
             poll: Some(poll),
             stale_after: None,
             history: None,
+            summary: None,
         },
         points: points
             .iter()

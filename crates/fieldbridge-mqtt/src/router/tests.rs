@@ -54,6 +54,7 @@ fn device(
                 poll: None,
                 stale_after: None,
                 history: None,
+                summary: None,
             },
             points: specs,
         }),

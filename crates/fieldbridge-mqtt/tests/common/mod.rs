@@ -438,6 +438,7 @@ pub fn device_with(
                 poll: None,
                 stale_after: Some(Duration::from_secs(600)),
                 history: None,
+                summary: None,
             },
             points: specs,
         }),

@@ -57,6 +57,7 @@ fn rig() -> Rig {
             poll: None,
             stale_after: None,
             history: None,
+            summary: None,
         },
         points: BTreeMap::from([
             point("temperature", ValueKind::Float, false),

@@ -251,8 +251,8 @@ impl Gateway {
                         jid: jid.clone(),
                         node: Some(p.id.to_string()),
                         name: Some(match &p.settings.unit {
-                            Some(u) => format!("{} ({u})", p.display_name()),
-                            None => p.display_name().to_owned(),
+                            Some(u) => format!("{} ({u})", p.label()),
+                            None => p.label().to_owned(),
                         }),
                     })
                     .collect();

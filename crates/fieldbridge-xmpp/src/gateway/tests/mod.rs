@@ -36,6 +36,7 @@ fn directory() -> Arc<Directory> {
             poll: None,
             stale_after: None,
             history: None,
+            summary: None,
         },
         points: BTreeMap::from([(point.id.clone(), point)]),
     }]))
@@ -295,7 +296,9 @@ fn chat_gateway(dir: &std::path::Path) -> Gateway {
         id: PointId::new("setpoint").unwrap(),
         kind: ValueKind::Float,
         settings: PointSettings {
+            label: Some("Target temperature".into()),
             unit: Some(Unit("°C".into())),
+            decimals: Some(1),
             writable: true,
             ..Default::default()
         },
@@ -586,6 +589,7 @@ fn plug() -> DeviceSpec {
             poll: None,
             stale_after: None,
             history: None,
+            summary: None,
         },
         points: BTreeMap::from([(point.id.clone(), point)]),
     }
@@ -664,6 +668,7 @@ fn meter() -> Arc<Directory> {
             poll: None,
             stale_after: None,
             history: None,
+            summary: None,
         },
         points: BTreeMap::from([
             point("current", Some("A")),
