@@ -1,7 +1,9 @@
 //! Commands in plain words, sent as chat messages to a device JID, so that
 //! any client (a phone included) can ask a device how it is and, when
-//! allowed, change a set-point: `help`, `status`, `get <point>`,
-//! `set <point> <value>`.
+//! allowed, change a set-point: `help`, `status`, `get [point]`,
+//! `history <point> [n]`, `set <point> <value>`. Words in any case, points
+//! by id or label (phones capitalize the first letter); values as
+//! [`fieldbridge_core::display`] shows them to people.
 //!
 //! Parsing and the texts are here, free of stanzas; the
 //! [`crate::gateway::Gateway`] decides who may do what and sends replies.
