@@ -70,6 +70,11 @@ impl Loader<'_> {
                     .push(&key.origin, &path, format!("invalid point id: {e}"));
             });
             let pnode = null_as_empty_map(pnode);
+            if pnode.get("name").is_some() {
+                self.notes.borrow_mut().push(format!(
+                    "{path}.name: a point's `name` is now `label` (`name` still works)"
+                ));
+            }
             let core = read::<PointSettings>(&pnode, &path, adapter_fields, true, self.problems);
             let own = read::<P>(&pnode, &path, core_fields, false, self.problems);
             let (Ok(pid), Some(core), Some(own)) = (pid, core, own) else {
