@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(15);
 const DEVICES: &str = "  boiler:\n    name: Boiler room\n    connection: sim\n    poll: 100ms\n    points:\n      \
 temperature: { signal: constant, value: 21.5, unit: \"°C\" }\n      \
 flow: { signal: constant, value: 62.79916, unit: \"°C\", label: Flow temperature }\n      \
-setpoint: { signal: constant, value: 50.0, unit: \"°C\", writable: true, decimals: 1 }\n";
+setpoint: { signal: constant, value: 50.0, unit: \"°C\", writable: true, decimals: 1, min: 30, max: 85 }\n";
 
 /// A zone with a half-hour offset, so that a time shown in UTC cannot pass.
 const ZONE: &str = "Asia/Kolkata";
@@ -145,6 +145,41 @@ async fn a_reader_outside_access_control_cannot_write(kind: ServerKind) {
     bob.close().await;
 }
 
+async fn writes_outside_a_points_limits_are_refused_with_them(kind: ServerKind) {
+    let (server, _gateway) = setup(kind).await;
+    let mut alice = XmppUser::connect(server.c2s_port(), "alice", "pw")
+        .await
+        .unwrap();
+    wait_for_line(&mut alice, "get setpoint", "setpoint 50.0 °C (").await;
+
+    let too_hot = ask(&mut alice, "set setpoint 1e6").await;
+    assert_eq!(
+        too_hot,
+        "Could not set setpoint: 1000000 is above the maximum 85"
+    );
+    let too_cold = ask(&mut alice, "set setpoint 29.9").await;
+    assert_eq!(
+        too_cold,
+        "Could not set setpoint: 29.9 is below the minimum 30"
+    );
+    let now = ask(&mut alice, "get setpoint").await;
+    assert!(now.starts_with("setpoint 50.0 °C ("), "{now}");
+
+    let done = ask(&mut alice, "set setpoint 85").await;
+    assert_eq!(done, "setpoint set to 85.0 °C.");
+    wait_for_line(&mut alice, "get setpoint", "setpoint 85.0 °C (").await;
+    // The refused values never reached the simulator: it published 50,
+    // then 85, and nothing between.
+    let history = ask(&mut alice, "history setpoint 10").await;
+    let values: Vec<&str> = history
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once("  ").map(|(_, v)| v))
+        .collect();
+    assert_eq!(values, ["50.0 °C", "85.0 °C"], "{history}");
+    alice.close().await;
+}
+
 /// Asks `question` until the answer starts with `prefix`.
 async fn wait_for_line(user: &mut XmppUser, question: &str, prefix: &str) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -164,5 +199,6 @@ async fn wait_for_line(user: &mut XmppUser, question: &str, prefix: &str) -> Str
 fieldbridge_e2e::on_every_server!(
     chat_commands_read_and_write_a_device,
     the_status_text_shows_labels_and_readable_numbers,
-    a_reader_outside_access_control_cannot_write
+    a_reader_outside_access_control_cannot_write,
+    writes_outside_a_points_limits_are_refused_with_them
 );

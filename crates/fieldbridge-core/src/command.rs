@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::device::Directory;
+use crate::device::{Directory, PointSettings, PointSpec};
 use crate::id::{ConnectionId, DeviceId, PointId};
 use crate::value::{Value, ValueError, ValueKind};
 
@@ -99,7 +99,8 @@ pub enum CommandError {
     /// The adapter is not running (shutting down, or it failed).
     #[error("the adapter for {0} is not running")]
     AdapterGone(DeviceId),
-    /// The adapter tried and reported why it failed.
+    /// The adapter tried and reported why it failed; or the value is
+    /// outside the point's `min`/`max`, refused as a device would refuse it.
     #[error("{0}")]
     Failed(#[from] AdapterError),
 }
@@ -180,28 +181,30 @@ impl Default for CommandRoutes {
 
 impl CommandRouter {
     /// Parses `text` for the point and writes it: the path of a chat `set`
-    /// or a form submission. Checks writability and kind before the adapter
-    /// sees anything.
+    /// or a form submission. Checks writability, kind and limits before the
+    /// adapter sees anything.
     pub async fn write_text(
         &self,
         device: &str,
         point: &str,
         text: &str,
     ) -> Result<Value, CommandError> {
-        let (_, kind) = self.writable_point(device, point)?;
-        let value = Value::parse_as(text, kind)?;
+        let value = Value::parse_as(text, self.writable_point(device, point)?.kind)?;
         self.write(device, point, value).await
     }
 
-    /// Writes a typed value to a writable point.
+    /// Writes a typed value to a writable point. Every write passes here
+    /// (chat, forms, XEP-0325 control), so this is where a value is checked
+    /// against the point's kind and `min`/`max`, for every adapter.
     pub async fn write(
         &self,
         device: &str,
         point: &str,
         value: Value,
     ) -> Result<Value, CommandError> {
-        let (_, kind) = self.writable_point(device, point)?;
-        let value = coerce(value, kind)?;
+        let spec = self.writable_point(device, point)?;
+        let value = coerce(value, spec.kind)?;
+        within_limits(&value, &spec.settings)?;
         self.send(device, point, Action::Write(value)).await
     }
 
@@ -210,11 +213,7 @@ impl CommandRouter {
         self.send(device, point, Action::Read).await
     }
 
-    fn writable_point(
-        &self,
-        device: &str,
-        point: &str,
-    ) -> Result<(DeviceId, ValueKind), CommandError> {
+    fn writable_point(&self, device: &str, point: &str) -> Result<&PointSpec, CommandError> {
         let spec = self
             .directory
             .device(device)
@@ -232,7 +231,7 @@ impl CommandRouter {
                 point: p.id.clone(),
             });
         }
-        Ok((spec.id.clone(), p.kind))
+        Ok(p)
     }
 
     async fn send(&self, device: &str, point: &str, action: Action) -> Result<Value, CommandError> {
@@ -281,6 +280,33 @@ impl CommandRouter {
     }
 }
 
+/// Refuses a number outside the point's `min`/`max` with
+/// [`AdapterError::Refused`], so that every sink answers it like a device's
+/// own refusal (XMPP: `not-acceptable`). Other values have no limits: the
+/// loader allows `min`/`max` on numeric points only.
+fn within_limits(value: &Value, settings: &PointSettings) -> Result<(), CommandError> {
+    let x = match value {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        Value::Bool(_) | Value::Text(_) => return Ok(()),
+    };
+    let refused = |why: String| Err(CommandError::Failed(AdapterError::Refused(why)));
+    if x.is_nan() && (settings.min.is_some() || settings.max.is_some()) {
+        return refused(format!("{value} is not a number"));
+    }
+    if let Some(min) = settings.min
+        && x < min
+    {
+        return refused(format!("{value} is below the minimum {min}"));
+    }
+    if let Some(max) = settings.max
+        && x > max
+    {
+        return refused(format!("{value} is above the maximum {max}"));
+    }
+    Ok(())
+}
+
 /// Accepts an int for a float point and 0/1 for a bool point; refuses the rest.
 fn coerce(value: Value, kind: ValueKind) -> Result<Value, CommandError> {
     match (value, kind) {
@@ -307,18 +333,21 @@ mod tests {
     use crate::id::ConnectionId;
 
     fn directory() -> Arc<Directory> {
-        let point = |id: &str, kind, writable| PointSpec {
+        let point = |id: &str, kind, writable, min, max| PointSpec {
             id: PointId::new(id).unwrap(),
             kind,
             settings: PointSettings {
                 writable,
+                min,
+                max,
                 ..Default::default()
             },
         };
         let points = [
-            point("setpoint", ValueKind::Float, true),
-            point("pump", ValueKind::Bool, true),
-            point("temperature", ValueKind::Float, false),
+            point("setpoint", ValueKind::Float, true, Some(30.0), Some(85.0)),
+            point("level", ValueKind::Int, true, None, Some(10.0)),
+            point("pump", ValueKind::Bool, true, None, None),
+            point("temperature", ValueKind::Float, false, None, None),
         ];
         Arc::new(Directory::new([DeviceSpec {
             id: DeviceId::new("boiler").unwrap(),
@@ -429,6 +458,71 @@ mod tests {
             Err(CommandError::InvalidValue(_))
         ));
         assert!(seen.try_recv().is_err(), "nothing reached the adapter");
+    }
+
+    #[tokio::test]
+    async fn writes_outside_min_max_are_refused_in_words_before_the_adapter_sees_them() {
+        let (r, mut seen) = router(DEFAULT_COMMAND_TIMEOUT, echo);
+        let refused = |why: &str| Err(CommandError::Failed(AdapterError::Refused(why.into())));
+        assert_eq!(
+            r.write_text("boiler", "setpoint", "1e6").await,
+            refused("1000000 is above the maximum 85")
+        );
+        assert_eq!(
+            r.write_text("boiler", "setpoint", "29.5").await,
+            refused("29.5 is below the minimum 30")
+        );
+        assert_eq!(
+            r.write("boiler", "setpoint", Value::Int(-5)).await,
+            refused("-5 is below the minimum 30")
+        );
+        assert_eq!(
+            r.write("boiler", "setpoint", Value::Float(f64::NAN)).await,
+            refused("NaN is not a number")
+        );
+        assert_eq!(
+            r.write("boiler", "level", Value::Int(11)).await,
+            refused("11 is above the maximum 10")
+        );
+        assert_eq!(
+            r.write_text("boiler", "setpoint", "85.5")
+                .await
+                .unwrap_err()
+                .to_string(),
+            "85.5 is above the maximum 85"
+        );
+        assert!(seen.try_recv().is_err(), "nothing reached the adapter");
+
+        // The limits themselves are allowed; a point without a `min` has none.
+        assert_eq!(
+            r.write_text("boiler", "setpoint", "30").await,
+            Ok(Value::Float(30.0))
+        );
+        assert_eq!(
+            r.write_text("boiler", "setpoint", "85").await,
+            Ok(Value::Float(85.0))
+        );
+        assert_eq!(
+            r.write("boiler", "level", Value::Float(10.0)).await,
+            Ok(Value::Int(10))
+        );
+        assert_eq!(
+            r.write_text("boiler", "level", "-1000").await,
+            Ok(Value::Int(-1000))
+        );
+        let mut written = Vec::new();
+        while let Ok((point, action)) = seen.try_recv() {
+            written.push((point.to_string(), action));
+        }
+        assert_eq!(
+            written,
+            [
+                ("setpoint".into(), Action::Write(Value::Float(30.0))),
+                ("setpoint".into(), Action::Write(Value::Float(85.0))),
+                ("level".into(), Action::Write(Value::Int(10))),
+                ("level".into(), Action::Write(Value::Int(-1000))),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -109,6 +109,15 @@ pub struct PointSettings {
     /// Whether users in `access.control` may write this point.
     #[serde(default)]
     pub writable: bool,
+    /// Lowest value a write may set, in the point's unit (after `scale` and
+    /// `offset`); numeric points only. The gateway refuses a write below it
+    /// before the device sees it, whoever asks and whatever the adapter.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Highest value a write may set, in the point's unit (after `scale`
+    /// and `offset`); numeric points only, at least `min`.
+    #[serde(default)]
+    pub max: Option<f64>,
 }
 
 /// A point as every part of the gateway sees it.

@@ -491,6 +491,7 @@ impl Lane {
     }
 
     /// Checks, encodes and writes a value, reads it back, publishes it.
+    /// Core's router has checked its kind and the point's `min`/`max`.
     async fn write_point(
         &mut self,
         i: usize,
@@ -505,22 +506,6 @@ impl Lane {
                 "{}.{} is read-only",
                 d.id, point.id
             )));
-        }
-        if let Some(x) = value.as_f64().filter(|_| !matches!(value, Value::Bool(_))) {
-            if let Some(min) = point.config.min()
-                && x < min
-            {
-                return Err(AdapterError::Refused(format!(
-                    "{value} is below the minimum {min}"
-                )));
-            }
-            if let Some(max) = point.config.max()
-                && x > max
-            {
-                return Err(AdapterError::Refused(format!(
-                    "{value} is above the maximum {max}"
-                )));
-            }
         }
         let address = point.at.address;
         let multiple = point.config.write_multiple();

@@ -240,12 +240,6 @@ fn describe_device(d: &AdapterDevice<ModbusDevice, ModbusPoint>) -> Described {
                 let list: Vec<String> = names.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let _ = write!(line, " enum {{{}}}", list.join(", "));
             }
-            if let Some(min) = p.min() {
-                let _ = write!(line, ", min {min}");
-            }
-            if let Some(max) = p.max() {
-                let _ = write!(line, ", max {max}");
-            }
             (id.clone(), line)
         })
         .collect();

@@ -688,9 +688,7 @@ async fn tcp_writes_change_the_servers_registers_and_are_published_at_once() {
         writable: true,
         ..plain()
     };
-    let mut setpoint = typed(Table::Holding, 10, DataType::U16, None);
-    setpoint.min = Some(5.0);
-    setpoint.max = Some(80.0);
+    let setpoint = typed(Table::Holding, 10, DataType::U16, None);
     let mut flag = typed(Table::Holding, 30, DataType::Bool, None);
     flag.bit = Some(2);
     let mut mode = typed(Table::Holding, 31, DataType::U16, None);
@@ -710,6 +708,8 @@ async fn tcp_writes_change_the_servers_registers_and_are_published_at_once() {
             setpoint,
             PointSettings {
                 scale: Some(0.1),
+                min: Some(5.0),
+                max: Some(80.0),
                 ..writable()
             },
         ),

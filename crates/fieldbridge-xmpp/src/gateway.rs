@@ -15,6 +15,7 @@
 //!   items, kept in the store, caught up after an outage; `pubsub`
 //!   answers the pubsub requests on them;
 //! - `entity`: who we are, service discovery, caps and the small XEPs;
+//! - `card`: how devices introduce themselves: nickname, vCard, avatar;
 //! - `upgrade`: what an older version kept, read back once;
 //! - `jobs`, `commands`, `messages`, `iot`: work for an adapter,
 //!   asked for by ad-hoc command, chat or XEP-0323/0325.
@@ -440,6 +441,7 @@ impl Gateway {
         }
         Some(
             self.entity_iq(el, kind, payload, Some(&spec))
+                .or_else(|| self.vcard_iq(el, kind, payload, Some(&spec)))
                 .or_else(|| self.device_disco_iq(el, kind, payload, &spec))
                 .unwrap_or_else(|| self.guard.unsupported(el)),
         )
@@ -453,7 +455,10 @@ impl Gateway {
         ns: &str,
         from: &BareJid,
     ) -> Option<Element> {
-        if let Some(reply) = self.entity_iq(el, kind, payload, None) {
+        if let Some(reply) = self
+            .entity_iq(el, kind, payload, None)
+            .or_else(|| self.vcard_iq(el, kind, payload, None))
+        {
             return Some(reply);
         }
         Some(match (kind, payload.name(), ns) {
@@ -482,6 +487,7 @@ impl Gateway {
     }
 }
 
+mod card;
 mod commands;
 mod entity;
 mod guard;

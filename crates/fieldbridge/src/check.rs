@@ -120,6 +120,11 @@ fn render_device(
                 let _ = write!(line, ", {name} {}", duration::format(v));
             }
         }
+        for (name, v) in [("min", s.min), ("max", s.max)] {
+            if let Some(v) = v {
+                let _ = write!(line, ", {name} {v}");
+            }
+        }
         if s.writable {
             line.push_str(", writable");
         }

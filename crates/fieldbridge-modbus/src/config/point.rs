@@ -53,12 +53,6 @@ pub struct RawModbusPoint {
     /// `no`/`true`/`false` are YAML booleans and become `on` and `off`.
     #[serde(default, rename = "enum")]
     pub names: Option<EnumMap>,
-    /// Lowest value a write may set (in the point's unit, after scaling).
-    #[serde(default)]
-    pub min: Option<f64>,
-    /// Highest value a write may set (in the point's unit, after scaling).
-    #[serde(default)]
-    pub max: Option<f64>,
     /// Write with FC 15/16 even for one coil or register (for devices that
     /// do not implement FC 5/6).
     #[serde(default)]
@@ -194,17 +188,6 @@ pub enum PointError {
     /// `enum: {}`.
     #[error("`enum` needs at least one value")]
     EmptyEnum,
-    /// `min`/`max` on a bool, string or enum point.
-    #[error("`min` and `max` apply to numeric points only")]
-    LimitsNotNumeric,
-    /// `min` above `max`.
-    #[error("min ({min}) is more than max ({max})")]
-    MinAboveMax {
-        /// `min`
-        min: f64,
-        /// `max`
-        max: f64,
-    },
     /// `write_multiple` on a discrete input.
     #[error("`write_multiple` applies to coils and holding registers")]
     WriteMultipleReadOnly,
@@ -225,9 +208,6 @@ pub struct ModbusPoint {
     order: Option<Order>,
     /// Only for integers; never empty.
     names: Option<EnumMap>,
-    /// Only for numeric points without `enum`; `min <= max`.
-    min: Option<f64>,
-    max: Option<f64>,
     write_multiple: bool,
 }
 
@@ -280,16 +260,6 @@ impl TryFrom<RawModbusPoint> for ModbusPoint {
                 return Err(PointError::EmptyEnum);
             }
         }
-        if (raw.min.is_some() || raw.max.is_some())
-            && (raw.names.is_some() || matches!(t, DataType::Bool | DataType::String))
-        {
-            return Err(PointError::LimitsNotNumeric);
-        }
-        if let (Some(min), Some(max)) = (raw.min, raw.max)
-            && min > max
-        {
-            return Err(PointError::MinAboveMax { min, max });
-        }
         if raw.write_multiple && at.table == Table::Discrete {
             return Err(PointError::WriteMultipleReadOnly);
         }
@@ -300,8 +270,6 @@ impl TryFrom<RawModbusPoint> for ModbusPoint {
             bit: raw.bit,
             order: raw.order,
             names: raw.names,
-            min: raw.min,
-            max: raw.max,
             write_multiple: raw.write_multiple,
         })
     }
@@ -355,16 +323,6 @@ impl ModbusPoint {
     /// Names of its integer values, if it has them (never empty).
     pub fn names(&self) -> Option<&EnumMap> {
         self.names.as_ref()
-    }
-
-    /// Lowest value a write may set.
-    pub fn min(&self) -> Option<f64> {
-        self.min
-    }
-
-    /// Highest value a write may set.
-    pub fn max(&self) -> Option<f64> {
-        self.max
     }
 
     /// Whether writes use FC 15/16 even for one coil or register.
@@ -477,15 +435,6 @@ mod tests {
             })
             .unwrap_err()
             .contains("needs `count`")
-        );
-        assert_eq!(
-            p(|p| {
-                p.holding = Some(0);
-                p.min = Some(5.0);
-                p.max = Some(1.0)
-            })
-            .unwrap_err(),
-            "min (5) is more than max (1)"
         );
         assert_eq!(
             point(|p| {

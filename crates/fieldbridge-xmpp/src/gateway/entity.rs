@@ -3,11 +3,11 @@
 //! they can do: service discovery (XEP-0030), entity
 //! capabilities in every presence (XEP-0115), software version (XEP-0092),
 //! last activity (XEP-0012: seconds since the device's last reading) and
-//! entity time (XEP-0202).
+//! entity time (XEP-0202). Names and avatars (vCard) are in `card`.
 
 use std::time::SystemTime;
 
-use fieldbridge_core::DeviceSpec;
+use fieldbridge_core::{DeviceSpec, PointSpec};
 use minidom::Element;
 use xmpp_parsers::caps::{Caps, compute_disco, hash_caps};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
@@ -27,7 +27,7 @@ use crate::xml::{
 #[derive(Debug)]
 pub(super) struct Entity {
     pub(super) domain: String,
-    name: String,
+    pub(super) name: String,
     /// The resource devices speak from: the gateway's id.
     resource: String,
     /// When the gateway started (last activity of silent devices, uptime).
@@ -81,6 +81,7 @@ pub const DEVICE_FEATURES: &[&str] = &[
     super::commands::NS_COMMANDS,
     crate::xml::NS_SENSORDATA,
     super::iot::NS_CONTROL,
+    super::card::NS_VCARD,
 ];
 
 /// A device's disco#info: a bot client named after the device.
@@ -109,6 +110,15 @@ pub fn device_caps(spec: &DeviceSpec) -> Element {
         Ok(hash) => Caps::new(CAPS_NODE, hash).into(),
         // sha-1 is always supported; an empty ver only disables caching.
         Err(_) => with(element("c", NS_CAPS), "node", CAPS_NODE),
+    }
+}
+
+/// A point as people read it: its name, and its unit if it has one
+/// (`Temperature (°C)`).
+pub fn point_title(p: &PointSpec) -> String {
+    match &p.settings.unit {
+        Some(u) => format!("{} ({u})", p.label()),
+        None => p.label().to_owned(),
     }
 }
 
@@ -250,10 +260,7 @@ impl Gateway {
                     .map(|p| DiscoItem {
                         jid: jid.clone(),
                         node: Some(p.id.to_string()),
-                        name: Some(match &p.settings.unit {
-                            Some(u) => format!("{} ({u})", p.label()),
-                            None => p.label().to_owned(),
-                        }),
+                        name: Some(point_title(p)),
                     })
                     .collect();
                 let result = DiscoItemsResult {
@@ -294,6 +301,7 @@ impl Gateway {
             NS_LAST,
             NS_TIME,
             commands::NS_COMMANDS,
+            super::card::NS_VCARD,
             NS_PUBSUB,
             "http://jabber.org/protocol/pubsub#subscribe",
             "http://jabber.org/protocol/pubsub#retrieve-items",

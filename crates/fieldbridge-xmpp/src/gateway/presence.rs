@@ -16,6 +16,7 @@ use fieldbridge_store::SubscriptionKind;
 use minidom::Element;
 use tokio::time::Instant;
 
+use super::card;
 use super::entity::{self, Entity};
 use super::subscribers::Subscribers;
 use super::{DeviceState, Gateway, Inbound, STATUS_SETTLE};
@@ -31,6 +32,8 @@ pub(super) struct PresenceBook {
     caps: HashMap<DeviceId, Element>,
     /// Each device's spec: which points its text shows, and how.
     specs: HashMap<DeviceId, Arc<DeviceSpec>>,
+    /// Each device's avatar hash (XEP-0153), sent in every presence.
+    photo: HashMap<DeviceId, Element>,
     /// How often a status text may change with the values.
     interval: Duration,
 }
@@ -52,6 +55,7 @@ impl PresenceBook {
             said: HashMap::new(),
             caps: HashMap::new(),
             specs: HashMap::new(),
+            photo: HashMap::new(),
             interval,
         }
     }
@@ -65,6 +69,8 @@ impl PresenceBook {
         self.said.entry(spec.id.clone()).or_default();
         self.caps.insert(spec.id.clone(), entity::device_caps(spec));
         self.specs.insert(spec.id.clone(), Arc::clone(spec));
+        self.photo
+            .insert(spec.id.clone(), card::Avatar::of(spec).update());
     }
 
     /// The device's status text now.
@@ -168,6 +174,7 @@ impl PresenceBook {
         p.show = show;
         p.set_status("en", text);
         p.payloads.extend(self.caps.get(device).cloned());
+        p.payloads.extend(self.photo.get(device).cloned());
         p
     }
 }
@@ -329,7 +336,13 @@ impl Gateway {
                 {
                     tracing::info!(jid = %bare, device = %device, "presence subscription");
                 }
-                let mut out = vec![answer(Type::Subscribed, &subscriber).into()];
+                // XEP-0172 §4.1: the nickname goes with the subscription,
+                // never in presence broadcasts (there the vCard names it).
+                let mut subscribed = answer(Type::Subscribed, &subscriber);
+                subscribed
+                    .payloads
+                    .extend(self.directory.device(device).map(|spec| card::nick(spec)));
+                let mut out = vec![subscribed.into()];
                 out.extend(self.presence.presence(&self.me, device, state, &subscriber));
                 out
             }

@@ -195,6 +195,8 @@ impl Loader<'_> {
             ("offset", s.offset.is_some()),
             ("deadband", s.deadband.is_some()),
             ("decimals", s.decimals.is_some()),
+            ("min", s.min.is_some()),
+            ("max", s.max.is_some()),
         ] {
             if set && !numeric {
                 let at = node.get(name).unwrap_or(node);
@@ -225,6 +227,17 @@ impl Loader<'_> {
                 &at.origin,
                 &join(path, "decimals"),
                 format!("decimals must be 0 to {MAX_DECIMALS}, found {d}"),
+            );
+            ok = false;
+        }
+        if let (Some(min), Some(max)) = (s.min, s.max)
+            && min > max
+        {
+            let at = node.get("min").unwrap_or(node);
+            self.problems.push(
+                &at.origin,
+                &join(path, "min"),
+                format!("min ({min}) is more than max ({max})"),
             );
             ok = false;
         }

@@ -765,6 +765,7 @@ fn notifications(out: &[Element]) -> Vec<&Element> {
         .collect()
 }
 
+mod card;
 mod commands;
 mod entity;
 mod guard;
