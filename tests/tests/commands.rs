@@ -107,8 +107,8 @@ async fn ad_hoc_commands_read_describe_list_and_write(kind: ServerKind) {
     assert_eq!(
         values(&read),
         [
-            ("setpoint".to_owned(), "50 °C".to_owned()),
-            ("temperature".to_owned(), "21.5 °C".to_owned())
+            ("setpoint".to_owned(), "50.00 °C".to_owned()),
+            ("temperature".to_owned(), "21.50 °C".to_owned())
         ]
     );
 
@@ -144,7 +144,7 @@ async fn ad_hoc_commands_read_describe_list_and_write(kind: ServerKind) {
     let done = run(&mut alice, BOILER, submit).await;
     assert_eq!(done.attr("status"), Some("completed"));
     let note = done.get_child("note", NS_COMMANDS).unwrap();
-    assert_eq!(note.text(), "setpoint set to 57.5 °C.", "{}", xml(&done));
+    assert_eq!(note.text(), "setpoint set to 57.50 °C.", "{}", xml(&done));
     let read = run(
         &mut bob,
         BOILER,
@@ -153,7 +153,7 @@ async fn ad_hoc_commands_read_describe_list_and_write(kind: ServerKind) {
     .await;
     assert_eq!(
         values(&read)[0],
-        ("setpoint".to_owned(), "57.5 °C".to_owned())
+        ("setpoint".to_owned(), "57.50 °C".to_owned())
     );
 
     // Bob may not write: not by starting the command, not by sending the
@@ -205,7 +205,7 @@ async fn ad_hoc_commands_read_describe_list_and_write(kind: ServerKind) {
     .await;
     assert_eq!(
         values(&read)[0],
-        ("setpoint".to_owned(), "57.5 °C".to_owned()),
+        ("setpoint".to_owned(), "57.50 °C".to_owned()),
         "a refused write changed the value"
     );
 

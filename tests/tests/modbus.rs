@@ -771,7 +771,7 @@ async fn writes_from_xmpp_change_the_devices_registers(kind: ServerKind) {
     // Chat, from a user in access.control.
     assert_eq!(
         ask(&mut alice, "set setpoint 62.5").await,
-        "setpoint set to 62.5 °C."
+        "setpoint set to 62.50 °C."
     );
     assert_eq!(bank.holding(100, 1), [625]);
     assert!(wrote(&bank.log(), 6, 100, 1), "{:?}", bank.log());

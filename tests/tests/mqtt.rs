@@ -232,7 +232,7 @@ async fn fixed_wildcard_and_template_devices_reach_an_xmpp_subscriber(kind: Serv
         "{state:?}"
     );
     // Available, its status text made of this message's readings.
-    let readings = ["power 42.5 W", "voltage 229.5 V"];
+    let readings = ["power 42.50 W", "voltage 229.5 V"];
     let online = r
         .alice
         .expect("available presence with the readings", WAIT, |e| {
@@ -357,9 +357,9 @@ async fn a_retained_last_will_drives_presence(kind: ServerKind) {
 
     // And comes back, with its last readings in the status.
     publish_retained(&r.broker, "tele/kitchen/LWT", "Online").await;
-    let back = expect_presence(&mut r.alice, PLUG, None, &["power 12 W"]).await;
+    let back = expect_presence(&mut r.alice, PLUG, None, &["power 12.00 W"]).await;
     assert_eq!(show(&back), None, "{}", xml(&back));
-    assert_eq!(status_text(&back).as_deref(), Some("power 12 W"));
+    assert_eq!(status_text(&back).as_deref(), Some("power 12.00 W"));
     r.alice.close().await;
 }
 

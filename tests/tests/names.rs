@@ -107,7 +107,7 @@ fn field(card: &Element, name: &str) -> Option<String> {
 /// Waits for the boiler's available presence with its reading.
 async fn boiler_online(user: &mut XmppUser) -> Element {
     user.expect("the boiler's presence with its reading", WAIT, |e| {
-        is_presence(e, BOILER, None) && status_text(e).as_deref() == Some("temperature 21.5 °C")
+        is_presence(e, BOILER, None) && status_text(e).as_deref() == Some("temperature 21.50 °C")
     })
     .await
     .unwrap()

@@ -154,7 +154,7 @@ async fn the_json_log_names_the_device_point_and_jid(kind: ServerKind) {
         .unwrap();
     alice.subscribe_presence(BOILER).await.unwrap();
     let answer = alice.chat(BOILER, "set setpoint 55").await.unwrap();
-    assert_eq!(answer, "setpoint set to 55 °C.");
+    assert_eq!(answer, "setpoint set to 55.00 °C.");
     gateway
         .wait_log("write asked by chat", 1, WAIT)
         .await

@@ -339,7 +339,7 @@ async fn a_polled_device_answers_goes_bad_when_silent_and_takes_writes_from_chat
             .get_child("body", NS_CLIENT)
             .map(Element::text)
             .as_deref(),
-        Some("limit set to 245 V."),
+        Some("limit set to 245.0 V."),
         "{}",
         xml(&reply)
     );

@@ -36,7 +36,7 @@ async fn expect_online_with_value(user: &mut XmppUser) -> Element {
         .unwrap();
     assert_eq!(
         status_text(&p).as_deref(),
-        Some("temperature 21.5 °C"),
+        Some("temperature 21.50 °C"),
         "{}",
         xml(&p)
     );

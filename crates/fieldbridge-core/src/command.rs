@@ -358,6 +358,7 @@ mod tests {
                 stale_after: None,
                 history: None,
                 stale_default: Default::default(),
+                summary: None,
             },
             points: points
                 .into_iter()

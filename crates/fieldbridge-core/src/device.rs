@@ -71,6 +71,10 @@ pub struct DeviceSettings {
     /// the loader, never read from the file.
     #[serde(skip)]
     pub stale_default: StaleDefault,
+    /// The points, in this order, that the presence status text shows
+    /// (default: the points in id order, as many as fit a phone's line).
+    #[serde(default)]
+    pub summary: Option<Vec<PointId>>,
 }
 
 /// `devices.<id>.history`: bounds of a device's kept history.
@@ -91,9 +95,10 @@ pub struct HistorySettings {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointSettings {
-    /// Human-readable name (defaults to the id).
-    #[serde(default)]
-    pub name: Option<String>,
+    /// What people read for this point in chat, status texts and forms
+    /// (defaults to the id). `name`, its old key, is still read.
+    #[serde(default, alias = "name")]
+    pub label: Option<String>,
     /// Unit of measure after scaling (`°C`, `kWh`).
     #[serde(default)]
     pub unit: Option<Unit>,
@@ -151,9 +156,9 @@ pub struct PointSpec {
 }
 
 impl PointSpec {
-    /// The name to show people.
-    pub fn display_name(&self) -> &str {
-        self.settings.name.as_deref().unwrap_or(self.id.as_str())
+    /// What people read for the point: its label, or its id.
+    pub fn label(&self) -> &str {
+        self.settings.label.as_deref().unwrap_or(self.id.as_str())
     }
 }
 
@@ -360,6 +365,7 @@ mod tests {
                 stale_after: None,
                 history: None,
                 stale_default: Default::default(),
+                summary: None,
             },
             points: BTreeMap::new(),
         }

@@ -19,6 +19,7 @@ pub mod backoff;
 pub mod bus;
 pub mod command;
 pub mod device;
+pub mod display;
 pub mod duration;
 pub mod event;
 pub mod files;

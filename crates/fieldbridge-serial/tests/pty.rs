@@ -216,6 +216,7 @@ fn start(
             stale_after: Some(Duration::from_secs(600)),
             history: None,
             stale_default: Default::default(),
+            summary: None,
         },
         points: specs,
     });

@@ -37,6 +37,7 @@ fn directory() -> Arc<Directory> {
                 stale_after: None,
                 history: None,
                 stale_default: Default::default(),
+                summary: None,
             },
             points: (0..POINTS)
                 .map(|p| {

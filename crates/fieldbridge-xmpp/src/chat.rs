@@ -1,7 +1,9 @@
 //! Commands in plain words, sent as chat messages to a device JID, so that
 //! any client (a phone included) can ask a device how it is and, when
-//! allowed, change a set-point: `help`, `status`, `get <point>`,
-//! `set <point> <value>`.
+//! allowed, change a set-point: `help`, `status`, `get [point]`,
+//! `history <point> [n]`, `set <point> <value>`. Words in any case, points
+//! by id or label (phones capitalize the first letter); values as
+//! [`fieldbridge_core::display`] shows them to people.
 //!
 //! Parsing and the texts are here, free of stanzas; the
 //! [`crate::gateway::Gateway`] decides who may do what and sends replies.
@@ -10,7 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use fieldbridge_core::{DeviceSpec, DeviceStatus, PointId, PointSpec, Quality, Sample, Value};
+use fieldbridge_core::display;
+use fieldbridge_core::{DeviceSpec, DeviceStatus, PointId, PointSpec, Quality, Sample};
+use jiff::tz::TimeZone;
 
 /// Longer bodies are not commands: answered with the help text, never
 /// parsed or echoed.
@@ -21,75 +25,127 @@ pub const HISTORY_DEFAULT: usize = 5;
 /// Most values a `history` command shows: a phone screen, not a report.
 pub const HISTORY_MAX: usize = 20;
 
-/// What a chat message asks for.
+/// What a chat message asks for. Points are as typed: a point's id or
+/// label, in any case, resolved against the device by [`find_point`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatCommand<'a> {
-    /// `help`, `?`, or anything not understood.
+    /// `help`, `?`, or a body too long to be a command.
     Help,
-    /// `status`: every point.
+    /// `status`: the device's state and every point.
     Status,
+    /// `get` alone: every point.
+    GetAll,
     /// `get <point>`.
     Get(&'a str),
-    /// `set <point> <value>`; the value is the rest of the line.
-    Set {
-        /// The point id.
-        point: &'a str,
-        /// The value as typed.
-        value: &'a str,
-    },
+    /// `set <point> <value>`: the point and the value, as one text,
+    /// split by [`point_and_value`] (a label may hold spaces).
+    Set(&'a str),
     /// `history <point> [n]`: the last n published values.
     History {
-        /// The point id.
+        /// The point as typed.
         point: &'a str,
         /// How many (default [`HISTORY_DEFAULT`], at most [`HISTORY_MAX`]).
         count: usize,
     },
-    /// Something else; answered with the help text.
-    Unknown,
+    /// A command word with the wrong words after it; holds the command's
+    /// usage.
+    Usage(&'static str),
+    /// A word that is no command.
+    Unknown(&'a str),
 }
 
-/// Reads a message body. Case-insensitive command words; point ids as
-/// typed. Phones often capitalize the first letter, hence the
-/// case-insensitivity.
+/// Reads a message body. Command words in any case: phones often
+/// capitalize the first letter.
 pub fn parse(body: &str) -> ChatCommand<'_> {
     let body = body.trim();
     if body.len() > MAX_COMMAND_LEN {
-        return ChatCommand::Unknown;
+        return ChatCommand::Help;
     }
     let (word, rest) = body
         .split_once(char::is_whitespace)
         .map_or((body, ""), |(w, r)| (w, r.trim()));
-    match word.to_ascii_lowercase().as_str() {
+    match word.to_lowercase().as_str() {
         "help" | "?" if rest.is_empty() => ChatCommand::Help,
         "status" if rest.is_empty() => ChatCommand::Status,
-        "get" if !rest.is_empty() && !rest.contains(char::is_whitespace) => ChatCommand::Get(rest),
+        "status" => ChatCommand::Usage("status"),
+        "get" if rest.is_empty() => ChatCommand::GetAll,
+        "get" => ChatCommand::Get(rest),
         "history" => {
-            let mut words = rest.split_whitespace();
-            match (
-                words.next(),
-                words.next().map(str::parse::<usize>),
-                words.next(),
-            ) {
-                (Some(point), None, None) => ChatCommand::History {
-                    point,
-                    count: HISTORY_DEFAULT,
-                },
-                (Some(point), Some(Ok(n)), None) if n > 0 => ChatCommand::History {
+            let (point, last) = rest
+                .rsplit_once(char::is_whitespace)
+                .map_or((rest, ""), |(p, n)| (p.trim_end(), n));
+            match last.parse::<usize>() {
+                _ if rest.is_empty() => ChatCommand::Usage(HISTORY_USAGE),
+                Ok(0) => ChatCommand::Usage(HISTORY_USAGE),
+                Ok(n) => ChatCommand::History {
                     point,
                     count: n.min(HISTORY_MAX),
                 },
-                _ => ChatCommand::Unknown,
+                Err(_) => ChatCommand::History {
+                    point: rest,
+                    count: HISTORY_DEFAULT,
+                },
             }
         }
-        "set" => match rest.split_once(char::is_whitespace) {
-            Some((point, value)) if !value.trim().is_empty() => ChatCommand::Set {
-                point,
-                value: value.trim(),
-            },
-            _ => ChatCommand::Unknown,
-        },
-        _ => ChatCommand::Unknown,
+        "set" if rest.contains(char::is_whitespace) => ChatCommand::Set(rest),
+        "set" => ChatCommand::Usage(SET_USAGE),
+        "" => ChatCommand::Help,
+        _ => ChatCommand::Unknown(word),
     }
+}
+
+const HISTORY_USAGE: &str = "history <point> [n]";
+const SET_USAGE: &str = "set <point> <value>";
+
+/// The point a person means by `typed`: its id, or else its label, in any
+/// case; `None` when no point or more than one fits.
+pub fn find_point<'a>(spec: &'a DeviceSpec, typed: &str) -> Option<&'a PointSpec> {
+    if let Some(p) = spec.points.get(typed) {
+        return Some(p);
+    }
+    let typed = typed.to_lowercase();
+    let by_id = |p: &&PointSpec| p.id.as_str().to_lowercase() == typed;
+    let by_label = |p: &&PointSpec| p.label().to_lowercase() == typed;
+    only(spec.points.values().filter(by_id)).or_else(|| only(spec.points.values().filter(by_label)))
+}
+
+/// The one item, if there is exactly one.
+fn only<T>(mut items: impl Iterator<Item = T>) -> Option<T> {
+    let first = items.next()?;
+    items.next().is_none().then_some(first)
+}
+
+/// `set`'s text split into the point and the value: the longest label of
+/// several words (any case) the text starts with, or else the first word
+/// as [`find_point`] reads it. `Err` holds the word that names no point.
+pub fn point_and_value<'a, 's>(
+    spec: &'s DeviceSpec,
+    text: &'a str,
+) -> Result<(&'s PointSpec, &'a str), &'a str> {
+    let lower = text.to_lowercase();
+    let by_label = spec
+        .points
+        .values()
+        .filter(|p| p.label().contains(char::is_whitespace))
+        .filter_map(|p| {
+            let label = p.label().to_lowercase();
+            let rest = lower.strip_prefix(&label)?;
+            // The label ends at a space; the value follows.
+            rest.starts_with(char::is_whitespace)
+                .then_some((p, label.len()))
+        })
+        .max_by_key(|(_, len)| *len)
+        // Lowercasing kept the length (else the split could be off): ASCII
+        // and most scripts do.
+        .filter(|_| lower.len() == text.len())
+        .and_then(|(p, len)| Some((p, text.get(len..)?.trim())));
+    if let Some(found) = by_label {
+        return Ok(found);
+    }
+    let (first, value) = text
+        .split_once(char::is_whitespace)
+        .map_or((text, ""), |(p, v)| (p, v.trim()));
+    find_point(spec, first).map(|p| (p, value)).ok_or(first)
 }
 
 /// The help text: what this sender can do with this device.
@@ -97,8 +153,12 @@ pub fn help(spec: &DeviceSpec, may_control: bool) -> String {
     let mut out = format!("{}: commands\n", spec.display_name());
     out.push_str("status: all readings\n");
     let points: Vec<&str> = spec.points.keys().map(PointId::as_str).collect();
-    let _ = writeln!(out, "get <point>: one reading ({})", points.join(", "));
-    out.push_str("history <point> [n]: its last n values\n");
+    let _ = writeln!(
+        out,
+        "get [point]: one reading, or all ({})",
+        points.join(", ")
+    );
+    let _ = writeln!(out, "{HISTORY_USAGE}: its last n values");
     let writable: Vec<&str> = spec
         .points
         .values()
@@ -106,18 +166,22 @@ pub fn help(spec: &DeviceSpec, may_control: bool) -> String {
         .map(|p| p.id.as_str())
         .collect();
     if may_control && !writable.is_empty() {
-        let _ = writeln!(out, "set <point> <value>: change {}", writable.join(", "));
+        let _ = writeln!(out, "{SET_USAGE}: change {}", writable.join(", "));
     }
     out.push_str("help: this text");
     out
 }
 
-/// `value unit` as people read it.
-pub fn value_with_unit(value: &Value, point: &PointSpec) -> String {
-    match &point.settings.unit {
-        Some(u) => format!("{value} {u}"),
-        None => value.to_string(),
-    }
+/// The answer to a word that is no command: the word, then the help.
+pub fn unknown_command(word: &str, spec: &DeviceSpec, may_control: bool) -> String {
+    // A word, not the whole body: at most one line, and short.
+    let word: String = word.chars().take(40).collect();
+    format!("unknown command `{word}`\n{}", help(spec, may_control))
+}
+
+/// The answer to a command with the wrong words after it.
+pub fn usage(usage: &str, spec: &DeviceSpec, may_control: bool) -> String {
+    format!("usage: {usage}\n{}", help(spec, may_control))
 }
 
 /// A short age: `4 s`, `3 min`, `2 h`, `5 d`.
@@ -131,17 +195,17 @@ pub fn age(d: Duration) -> String {
     }
 }
 
-/// One point's line: `temperature 21.5 °C (4 s ago)`, with the quality
+/// One point's line: `Temperature 21.50 °C (4 s ago)`, with the quality
 /// when it is not good.
 pub fn point_line(point: &PointSpec, sample: Option<&Sample>, now: SystemTime) -> String {
     let Some(s) = sample else {
-        return format!("{}: no reading yet", point.id);
+        return format!("{}: no reading yet", point.label());
     };
     let ago = age(now.duration_since(s.at).unwrap_or_default());
     let mut line = format!(
         "{} {} ({ago} ago)",
-        point.id,
-        value_with_unit(&s.reading.value, point)
+        point.label(),
+        display::with_unit(point, &s.reading.value)
     );
     match &s.reading.quality {
         Quality::Good => {}
@@ -151,6 +215,19 @@ pub fn point_line(point: &PointSpec, sample: Option<&Sample>, now: SystemTime) -
         }
     }
     line
+}
+
+/// Every point's line, in id order.
+pub fn point_lines(
+    spec: &DeviceSpec,
+    latest: &BTreeMap<PointId, Sample>,
+    now: SystemTime,
+) -> String {
+    spec.points
+        .values()
+        .map(|p| point_line(p, latest.get(&p.id), now))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The `status` reply: the device's state, then every point.
@@ -166,32 +243,72 @@ pub fn status(
         Some(DeviceStatus::Stale) => "stale (no fresh readings)".to_owned(),
         Some(DeviceStatus::Offline { reason }) => format!("offline: {reason}"),
     };
-    let mut out = format!("{}: {state}", spec.display_name());
-    for p in spec.points.values() {
-        out.push('\n');
-        out.push_str(&point_line(p, latest.get(&p.id), now));
-    }
-    out
+    format!(
+        "{}: {state}\n{}",
+        spec.display_name(),
+        point_lines(spec, latest, now)
+    )
 }
 
-/// The `history` reply: samples, oldest first, as
-/// `2026-11-25 14:03:07  21.5 °C` lines (UTC).
-pub fn history(point: &PointSpec, values: &[Sample]) -> String {
-    if values.is_empty() {
-        return format!("{}: no history yet", point.id);
+/// How many values a point's history held, of which `history` shows some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryFound {
+    /// Distinct values found.
+    pub total: usize,
+    /// The search stopped at its bound: there may be older ones.
+    pub more: bool,
+    /// How many were asked for.
+    pub asked: usize,
+}
+
+/// The `history` reply: a header saying how many values of how many,
+/// over which span, and how to see more; then the values, oldest first,
+/// as `2026-11-25 15:03:07 +01:00  21.50 °C` lines in `zone`.
+pub fn history(
+    point: &PointSpec,
+    values: &[Sample],
+    found: HistoryFound,
+    zone: &TimeZone,
+) -> String {
+    let (Some(first), Some(last)) = (values.first(), values.last()) else {
+        return format!("{}: no history yet", point.label());
+    };
+    let shown = values.len();
+    let of = if found.more {
+        format!("at least {}", found.total)
+    } else {
+        found.total.to_string()
+    };
+    let which = if shown == 1 && found.total == 1 && !found.more {
+        "its only value".to_owned()
+    } else if shown >= found.total && !found.more {
+        format!("all {shown} values")
+    } else {
+        format!("last {shown} of {of} values")
+    };
+    let mut out = format!(
+        "{}: {which}, {}",
+        point.label(),
+        display::span(first.at, last.at, zone)
+    );
+    if shown < found.total || found.more {
+        if found.asked < HISTORY_MAX {
+            let _ = write!(
+                out,
+                "; `history {} {HISTORY_MAX}` shows up to {HISTORY_MAX}",
+                point.id
+            );
+        } else {
+            let _ = write!(out, "; {HISTORY_MAX} is the most shown");
+        }
     }
-    let mut out = format!("{} (UTC):", point.id);
     for s in values {
-        // 2026-11-25T14:03:07.123Z → 2026-11-25 14:03:07
-        let at = crate::sensordata::timestamp(s.at);
-        let shown = at.get(..19).unwrap_or(&at).replace('T', " ");
-        let unit = s
-            .reading
-            .unit
-            .as_ref()
-            .map(|u| format!(" {u}"))
-            .unwrap_or_default();
-        let _ = write!(out, "\n{shown}  {}{unit}", s.reading.value);
+        let _ = write!(
+            out,
+            "\n{}  {}",
+            display::time(s.at, zone),
+            display::with_unit(point, &s.reading.value)
+        );
     }
     out
 }
@@ -199,6 +316,9 @@ pub fn history(point: &PointSpec, values: &[Sample]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fieldbridge_core::{
+        ConnectionId, DeviceId, DeviceSettings, PointSettings, Reading, Value, ValueKind,
+    };
 
     #[test]
     fn reads_commands_as_people_type_them() {
@@ -206,24 +326,24 @@ mod tests {
             ("help", ChatCommand::Help),
             ("  Help ", ChatCommand::Help),
             ("?", ChatCommand::Help),
+            ("", ChatCommand::Help),
             ("Status", ChatCommand::Status),
+            ("STATUS", ChatCommand::Status),
+            ("get", ChatCommand::GetAll),
+            ("Get ", ChatCommand::GetAll),
             ("get temperature", ChatCommand::Get("temperature")),
-            ("GET  temperature ", ChatCommand::Get("temperature")),
+            ("GET  TEMPERATURE ", ChatCommand::Get("TEMPERATURE")),
             (
-                "set pump on",
-                ChatCommand::Set {
-                    point: "pump",
-                    value: "on",
-                },
+                "get Target temperature",
+                ChatCommand::Get("Target temperature"),
             ),
+            ("set pump on", ChatCommand::Set("pump on")),
             (
-                "set label hello world",
-                ChatCommand::Set {
-                    point: "label",
-                    value: "hello world",
-                },
+                "SET label hello world",
+                ChatCommand::Set("label hello world"),
             ),
-            ("set pump", ChatCommand::Unknown),
+            ("set pump", ChatCommand::Usage(SET_USAGE)),
+            ("set", ChatCommand::Usage(SET_USAGE)),
             (
                 "history temperature",
                 ChatCommand::History {
@@ -239,26 +359,173 @@ mod tests {
                 },
             ),
             (
+                "history Target temperature 3",
+                ChatCommand::History {
+                    point: "Target temperature",
+                    count: 3,
+                },
+            ),
+            (
                 "history temperature 500",
                 ChatCommand::History {
                     point: "temperature",
                     count: HISTORY_MAX,
                 },
             ),
-            ("history temperature 0", ChatCommand::Unknown),
-            ("history temperature x", ChatCommand::Unknown),
-            ("history", ChatCommand::Unknown),
-            ("get", ChatCommand::Unknown),
-            ("get a b", ChatCommand::Unknown),
-            ("status now", ChatCommand::Unknown),
-            ("hello", ChatCommand::Unknown),
-            ("", ChatCommand::Unknown),
+            ("history temperature 0", ChatCommand::Usage(HISTORY_USAGE)),
+            (
+                "history temperature x",
+                ChatCommand::History {
+                    point: "temperature x",
+                    count: HISTORY_DEFAULT,
+                },
+            ),
+            ("history", ChatCommand::Usage(HISTORY_USAGE)),
+            ("status now", ChatCommand::Usage("status")),
+            ("hello", ChatCommand::Unknown("hello")),
+            ("blorp the pump", ChatCommand::Unknown("blorp")),
         ];
         for (body, want) in cases {
             assert_eq!(parse(body), want, "{body:?}");
         }
         let long = format!("get {}", "x".repeat(MAX_COMMAND_LEN));
-        assert_eq!(parse(&long), ChatCommand::Unknown);
+        assert_eq!(parse(&long), ChatCommand::Help);
+    }
+
+    fn point(id: &str, label: Option<&str>, decimals: Option<u8>) -> (PointId, PointSpec) {
+        let id = PointId::new(id).unwrap();
+        let spec = PointSpec {
+            id: id.clone(),
+            kind: ValueKind::Float,
+            settings: PointSettings {
+                label: label.map(str::to_owned),
+                unit: Some(fieldbridge_core::Unit("°C".into())),
+                decimals,
+                writable: true,
+                ..PointSettings::default()
+            },
+        };
+        (id, spec)
+    }
+
+    fn device() -> DeviceSpec {
+        DeviceSpec {
+            id: DeviceId::new("boiler").unwrap(),
+            settings: DeviceSettings {
+                name: Some("Boiler".into()),
+                connection: ConnectionId::new("c").unwrap(),
+                poll: None,
+                stale_after: None,
+                history: None,
+                summary: None,
+                stale_default: Default::default(),
+            },
+            points: [
+                point("temperature", None, None),
+                point("setpoint", Some("Target temperature"), Some(1)),
+                point("target", Some("Target"), None),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn points_are_found_by_id_or_label_in_any_case() {
+        let spec = device();
+        let id = |typed: &str| find_point(&spec, typed).map(|p| p.id.as_str());
+        assert_eq!(id("temperature"), Some("temperature"));
+        assert_eq!(id("TEMPERATURE"), Some("temperature"));
+        assert_eq!(id("Target temperature"), Some("setpoint"));
+        assert_eq!(id("target TEMPERATURE"), Some("setpoint"));
+        // An id wins over a label.
+        assert_eq!(id("target"), Some("target"));
+        assert_eq!(id("pressure"), None);
+
+        let split = |text| point_and_value(&spec, text).map(|(p, v)| (p.id.as_str(), v));
+        assert_eq!(split("Setpoint 21"), Ok(("setpoint", "21")));
+        assert_eq!(split("target temperature 21.5"), Ok(("setpoint", "21.5")));
+        assert_eq!(split("Target 3"), Ok(("target", "3")));
+        assert_eq!(split("pressure 3"), Err("pressure"));
+    }
+
+    fn sample(secs: u64, value: f64) -> Sample {
+        Sample {
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            reading: Reading {
+                point: PointId::new("temperature").unwrap(),
+                value: Value::Float(value),
+                unit: None,
+                quality: Quality::Good,
+            },
+        }
+    }
+
+    #[test]
+    fn history_says_how_many_of_how_many_when_and_how_to_see_more() {
+        let spec = device();
+        let p = &spec.points["temperature"];
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        // 2026-11-25 14:03:07 UTC
+        let t = 1_795_615_387;
+        let values = [sample(t, 62.79916), sample(t + 365, 1670.218989)];
+        let found = HistoryFound {
+            total: 132,
+            more: false,
+            asked: 2,
+        };
+        assert_eq!(
+            history(p, &values, found, &berlin),
+            "temperature: last 2 of 132 values, 15:03:07–15:09:12 +01:00; \
+             `history temperature 20` shows up to 20\n\
+             2026-11-25 15:03:07 +01:00  62.80 °C\n\
+             2026-11-25 15:09:12 +01:00  1670 °C"
+        );
+        let all = HistoryFound {
+            total: 2,
+            more: false,
+            asked: 5,
+        };
+        let text = history(p, &values, all, &TimeZone::UTC);
+        assert!(
+            text.starts_with("temperature: all 2 values, 14:03:07–14:09:12 +00:00\n"),
+            "{text}"
+        );
+        let capped = HistoryFound {
+            total: 20,
+            more: true,
+            asked: HISTORY_MAX,
+        };
+        let text = history(p, &values, capped, &TimeZone::UTC);
+        assert!(
+            text.starts_with("temperature: last 2 of at least 20 values, 14:03:07–14:09:12 +00:00; 20 is the most shown\n"),
+            "{text}"
+        );
+        assert_eq!(
+            history(p, &[], all, &TimeZone::UTC),
+            "temperature: no history yet"
+        );
+    }
+
+    #[test]
+    fn lines_show_labels_and_readable_numbers() {
+        let spec = device();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        let mut s = sample(6, 62.79916);
+        assert_eq!(
+            point_line(&spec.points["temperature"], Some(&s), now),
+            "temperature 62.80 °C (4 s ago)"
+        );
+        s.reading.point = PointId::new("setpoint").unwrap();
+        assert_eq!(
+            point_line(&spec.points["setpoint"], Some(&s), now),
+            "Target temperature 62.8 °C (4 s ago)"
+        );
+        let text = unknown_command("blorp", &spec, false);
+        assert!(
+            text.starts_with("unknown command `blorp`\nBoiler: commands\n"),
+            "{text}"
+        );
     }
 
     #[test]

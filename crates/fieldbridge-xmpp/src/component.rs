@@ -28,6 +28,8 @@ pub struct ComponentOptions {
     pub state_dir: PathBuf,
     /// The gateway's id.
     pub gateway_id: String,
+    /// The zone of times shown to people (`gateway.timezone`).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 /// How long the goodbye may take when stopping.
@@ -57,6 +59,7 @@ pub async fn run(
         secret,
         state_dir,
         gateway_id,
+        time_zone,
     } = options;
     let state_error = |source| XmppError::State {
         dir: state_dir.clone(),
@@ -71,6 +74,7 @@ pub async fn run(
     )
     .map_err(state_error)?;
     gw.set_status_interval(config.status_interval());
+    gw.set_time_zone(time_zone);
 
     let mut link = Link::new();
     let mut tick = tokio::time::interval(TICK);

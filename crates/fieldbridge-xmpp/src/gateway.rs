@@ -28,6 +28,7 @@ use std::time::Duration;
 use fieldbridge_core::{
     DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Sample,
 };
+use jiff::tz::TimeZone;
 use minidom::Element;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -129,6 +130,8 @@ pub struct Gateway {
     nodes: Nodes,
     guard: Guard,
     commands: Commands,
+    /// The zone of times shown to people.
+    zone: TimeZone,
 }
 
 impl Gateway {
@@ -165,12 +168,18 @@ impl Gateway {
             nodes,
             guard: Guard::default(),
             commands: Commands::default(),
+            zone: TimeZone::UTC,
         })
     }
 
     /// Sets how often a status text may change with the values.
     pub fn set_status_interval(&mut self, interval: Duration) {
         self.presence.set_interval(interval);
+    }
+
+    /// Sets the zone of times shown to people (UTC until set).
+    pub fn set_time_zone(&mut self, zone: TimeZone) {
+        self.zone = zone;
     }
 
     /// Counters so far.

@@ -143,6 +143,7 @@ fn directory() -> Arc<Directory> {
             stale_after: None,
             history: None,
             stale_default: Default::default(),
+            summary: None,
         },
         points: BTreeMap::new(),
     }]))
@@ -168,6 +169,7 @@ fn start(
         secret: "s3cret".into(),
         state_dir: state.path().to_owned(),
         gateway_id: "test".into(),
+        time_zone: jiff::tz::TimeZone::UTC,
     };
     let directory = directory();
     let events = bus.subscribe("xmpp");

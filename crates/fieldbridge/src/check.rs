@@ -84,12 +84,16 @@ fn render_device(
         // What says instead when it is lost (MQTT `availability`) follows.
         None => line.push_str(", never stale by time"),
     }
+    if let Some(summary) = &spec.settings.summary {
+        let ids: Vec<&str> = summary.iter().map(PointId::as_str).collect();
+        let _ = write!(line, ", summary {}", ids.join(", "));
+    }
     let _ = writeln!(out, "{line}{device_extra}");
     for (id, p) in &spec.points {
         let mut line = format!("    point {id}");
         let s = &p.settings;
-        if let Some(name) = &s.name {
-            let _ = write!(line, " \"{name}\"");
+        if let Some(label) = &s.label {
+            let _ = write!(line, " \"{label}\"");
         }
         let _ = write!(line, ": {}", p.kind);
         if let Some(u) = &s.unit {

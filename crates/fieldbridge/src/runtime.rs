@@ -72,6 +72,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         secret: cfg.secret,
         state_dir: cfg.gateway.state_dir,
         gateway_id: cfg.gateway.id,
+        time_zone: cfg.gateway.time_zone,
     };
     let mut xmpp = tokio::spawn(fieldbridge_xmpp::run(
         options,

@@ -29,6 +29,7 @@ fn device(id: &str, points: Vec<PointSpec>) -> DeviceSpec {
             stale_after: None,
             history: None,
             stale_default: Default::default(),
+            summary: None,
         },
         points: points
             .into_iter()

@@ -37,6 +37,7 @@ fn start(device: SimulatorDevice, points: Vec<(&str, SimulatorPoint)>, poll: Dur
             stale_after: None,
             history: None,
             stale_default: Default::default(),
+            summary: None,
         },
         points: points
             .iter()

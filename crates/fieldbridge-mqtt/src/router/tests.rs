@@ -55,6 +55,7 @@ fn device(
                 stale_after: None,
                 history: None,
                 stale_default: Default::default(),
+                summary: None,
             },
             points: specs,
         }),

@@ -439,6 +439,7 @@ pub fn device_with(
                 stale_after: Some(Duration::from_secs(600)),
                 history: None,
                 stale_default: Default::default(),
+                summary: None,
             },
             points: specs,
         }),

@@ -58,6 +58,7 @@ fn rig() -> Rig {
             stale_after: None,
             history: None,
             stale_default: Default::default(),
+            summary: None,
         },
         points: BTreeMap::from([
             point("temperature", ValueKind::Float, false),

@@ -146,8 +146,8 @@ fn description(spec: &DeviceSpec) -> String {
 fn describe_point(p: &PointSpec) -> String {
     match (&p.settings.unit, p.kind) {
         (Some(_), _) => point_title(p),
-        (None, ValueKind::Bool) => format!("{} (on/off)", p.display_name()),
-        (None, _) => p.display_name().to_owned(),
+        (None, ValueKind::Bool) => format!("{} (on/off)", p.label()),
+        (None, _) => p.label().to_owned(),
     }
 }
 

@@ -190,7 +190,11 @@ impl Gateway {
                     .unwrap_or_default();
                 cmd.append_child(note(
                     "info",
-                    &format!("{point} set to {}.", self.shown(device, &point, &v)),
+                    &format!(
+                        "{} set to {}.",
+                        self.label(device, &point),
+                        self.shown(device, &point, &v)
+                    ),
                 ));
             }
             JobOutcome::Written(Err(e)) => {
@@ -203,7 +207,12 @@ impl Gateway {
                         Ok(v) => self.shown(device, point.as_str(), &v),
                         Err(e) => format!("error: {e}"),
                     };
-                    x.append_child(field("text-single", point.as_str(), point.as_str(), &shown));
+                    x.append_child(field(
+                        "text-single",
+                        point.as_str(),
+                        &self.label(device, point.as_str()),
+                        &shown,
+                    ));
                 }
                 cmd.append_child(x);
             }
@@ -229,7 +238,7 @@ impl Gateway {
         x.append_child(field("text-single", "status", "Status", &status));
         let now = SystemTime::now();
         for p in spec.points.values() {
-            let mut label = p.display_name().to_owned();
+            let mut label = p.label().to_owned();
             if p.settings.writable {
                 label.push_str(" (writable)");
             }
@@ -250,7 +259,9 @@ impl Gateway {
         let mut x = form("result", "Devices");
         for d in self.directory.devices() {
             let device = self.devices.get(&d.id);
-            let status = device.map(presence::status_text).unwrap_or_default();
+            let status = device
+                .map(|s| presence::status_text(Some(d), s))
+                .unwrap_or_default();
             let state = match device.and_then(|l| l.status.as_ref()) {
                 Some(DeviceStatus::Online) => "online",
                 Some(DeviceStatus::Stale) => "stale",
@@ -286,10 +297,15 @@ fn set_form(el: &Element, spec: &DeviceSpec, session: &str) -> Element {
     set(&mut point, "type", "list-single");
     set(&mut point, "label", "Point");
     point.append_child(element("required", NS_DATA));
+    // A default, so that clients (Gajim) preselect a point instead of
+    // showing an empty list.
+    if let Some(first) = spec.points.values().find(|p| p.settings.writable) {
+        point.append_child(text("value", NS_DATA, first.id.as_str()));
+    }
     for p in spec.points.values().filter(|p| p.settings.writable) {
         let label = match &p.settings.unit {
-            Some(u) => format!("{} ({}, {u})", p.display_name(), p.kind),
-            None => format!("{} ({})", p.display_name(), p.kind),
+            Some(u) => format!("{} ({}, {u})", p.label(), p.kind),
+            None => format!("{} ({})", p.label(), p.kind),
         };
         let mut option = with(element("option", NS_DATA), "label", label);
         option.append_child(text("value", NS_DATA, p.id.as_str()));

@@ -117,8 +117,8 @@ pub fn device_caps(spec: &DeviceSpec) -> Element {
 /// (`Temperature (°C)`).
 pub fn point_title(p: &PointSpec) -> String {
     match &p.settings.unit {
-        Some(u) => format!("{} ({u})", p.display_name()),
-        None => p.display_name().to_owned(),
+        Some(u) => format!("{} ({u})", p.label()),
+        None => p.label().to_owned(),
     }
 }
 

@@ -422,7 +422,7 @@ impl Gateway {
                 point,
                 count,
             } => {
-                let mut values = point_history(&items, &point, count);
+                let (mut values, mut total) = point_history(&items, &point, count);
                 // A value read in the last instants may still wait for its
                 // item: what `get` shows, `history` shows too.
                 if let Some(newest) = self
@@ -436,13 +436,20 @@ impl Gateway {
                     })
                 {
                     values.push(newest.clone());
+                    total += 1;
                     if values.len() > count {
                         values.remove(0);
                     }
                 }
+                let found = crate::chat::HistoryFound {
+                    total,
+                    // The scan stopped at its bound: older values may exist.
+                    more: items.len() >= SCAN,
+                    asked: count,
+                };
                 let spec = self.directory.device(&node).cloned();
                 let text = match spec.as_ref().and_then(|s| s.points.get(&point)) {
-                    Some(p) => crate::chat::history(p, &values),
+                    Some(p) => crate::chat::history(p, &values, found, &self.zone),
                     None => format!("{point}: no history yet"),
                 };
                 vec![super::messages::with_body(reply, text)]
@@ -491,26 +498,35 @@ impl Gateway {
 /// The last `count` values of `point` in `items`, oldest first, each with
 /// the time it was first read: an item repeats the values that did not
 /// change (read again at every poll), and a person asking for a history
-/// wants the changes, not "off, off, off".
-fn point_history(items: &[Arc<Snapshot>], point: &PointId, count: usize) -> Vec<Sample> {
+/// wants the changes, not "off, off, off". Also how many values `items`
+/// hold in all, for the answer to say what it left out.
+fn point_history(items: &[Arc<Snapshot>], point: &PointId, count: usize) -> (Vec<Sample>, usize) {
     let mut out: Vec<Sample> = Vec::new();
+    // Distinct values (runs of one value) in all of `items`.
+    let mut total = 0;
+    let mut previous: Option<&Sample> = None;
     for s in items.iter().rev() {
         let Some(sample) = s.samples.iter().find(|x| &x.reading.point == point) else {
             continue;
         };
-        let full = out.len() == count;
-        match out.last_mut() {
+        let same = previous.is_some_and(|p| {
+            p.reading.value == sample.reading.value && p.reading.quality == sample.reading.quality
+        });
+        previous = Some(sample);
+        if same {
             // The same value, read earlier: the run started then.
-            Some(last)
-                if last.reading.value == sample.reading.value
-                    && last.reading.quality == sample.reading.quality =>
+            if total <= count
+                && let Some(last) = out.last_mut()
             {
                 *last = sample.clone();
             }
-            _ if full => break,
-            _ => out.push(sample.clone()),
+            continue;
+        }
+        total += 1;
+        if out.len() < count {
+            out.push(sample.clone());
         }
     }
     out.reverse();
-    out
+    (out, total)
 }

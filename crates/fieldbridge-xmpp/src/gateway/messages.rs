@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Value};
+use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Value, display};
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
@@ -62,7 +62,9 @@ impl Gateway {
             return Vec::new();
         };
         let answer = match chat::parse(&body) {
-            ChatCommand::Help | ChatCommand::Unknown => chat::help(&spec, may_control),
+            ChatCommand::Help => chat::help(&spec, may_control),
+            ChatCommand::Unknown(word) => chat::unknown_command(word, &spec, may_control),
+            ChatCommand::Usage(usage) => chat::usage(usage, &spec, may_control),
             ChatCommand::Status => {
                 let live = self.devices.get(device);
                 chat::status(
@@ -72,15 +74,23 @@ impl Gateway {
                     SystemTime::now(),
                 )
             }
-            ChatCommand::Get(point) => match spec.points.get(point) {
+            ChatCommand::GetAll => chat::point_lines(
+                &spec,
+                self.devices
+                    .get(device)
+                    .map(|l| &l.latest)
+                    .unwrap_or(&BTreeMap::new()),
+                SystemTime::now(),
+            ),
+            ChatCommand::Get(point) => match chat::find_point(&spec, point) {
                 Some(p) => chat::point_line(
                     p,
-                    self.devices.get(device).and_then(|l| l.latest.get(point)),
+                    self.devices.get(device).and_then(|l| l.latest.get(&p.id)),
                     SystemTime::now(),
                 ),
                 None => unknown_point(&spec, point),
             },
-            ChatCommand::History { point, count } => match spec.points.get(point) {
+            ChatCommand::History { point, count } => match chat::find_point(&spec, point) {
                 Some(p) => {
                     // Answered once the store was read (Gateway::read_done);
                     // a snapshot repeats unchanged values, so read enough.
@@ -101,8 +111,8 @@ impl Gateway {
                 }
                 None => unknown_point(&spec, point),
             },
-            ChatCommand::Set { point, value } => {
-                match self.queue_write(&spec, point, value, may_control, &bare, reply.clone()) {
+            ChatCommand::Set(text) => {
+                match self.queue_write(&spec, text, may_control, &bare, reply.clone()) {
                     Ok(()) => return Vec::new(),
                     Err(why) => why,
                 }
@@ -115,8 +125,7 @@ impl Gateway {
     fn queue_write(
         &mut self,
         spec: &DeviceSpec,
-        point: &str,
-        value: &str,
+        text: &str,
         may_control: bool,
         who: &BareJid,
         reply: Element,
@@ -125,7 +134,12 @@ impl Gateway {
             self.guard.control_refused(who, &spec.id, "chat set");
             return Err(NOT_IN_CONTROL.to_owned());
         }
-        let (point, value) = parse_write(spec, point, value)?;
+        let (point, value) =
+            chat::point_and_value(spec, text).map_err(|typed| unknown_point(spec, typed))?;
+        if value.is_empty() {
+            return Err(chat::usage("set <point> <value>", spec, may_control));
+        }
+        let (point, value) = parse_write(spec, point.id.as_str(), value)?;
         tracing::info!(jid = %who, device = %spec.id, point = %point, value = %value, "write asked by chat");
         self.queue_job(Job {
             device: spec.id.clone(),
@@ -142,24 +156,29 @@ impl Gateway {
         reply: Element,
         outcome: JobOutcome,
     ) -> Element {
-        let point = match action {
+        let point_id = match action {
             JobAction::Write { point, .. } => point.as_str(),
             JobAction::Read(_) | JobAction::WriteMany(_) => "",
         };
+        let point = self.label(device, point_id);
         let text = match outcome {
             JobOutcome::Written(Ok(v)) => {
-                tracing::info!(device = %device, point, value = %v, "write done");
-                format!("{point} set to {}.", self.shown(device, point, &v))
+                tracing::info!(device = %device, point = point_id, value = %v, "write done");
+                format!("{point} set to {}.", self.shown(device, point_id, &v))
             }
             JobOutcome::Written(Err(e)) => {
-                tracing::warn!(device = %device, point, error = %e, "write failed");
+                tracing::warn!(device = %device, point = point_id, error = %e, "write failed");
                 format!("Could not set {point}: {e}")
             }
             JobOutcome::Values(values) => values
                 .iter()
                 .map(|(p, r)| match r {
-                    Ok(v) => format!("{p} {}", self.shown(device, p.as_str(), v)),
-                    Err(e) => format!("{p}: {e}"),
+                    Ok(v) => format!(
+                        "{} {}",
+                        self.label(device, p.as_str()),
+                        self.shown(device, p.as_str(), v)
+                    ),
+                    Err(e) => format!("{}: {e}", self.label(device, p.as_str())),
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
@@ -167,12 +186,21 @@ impl Gateway {
         with_body(reply, text)
     }
 
-    /// `value unit` for a point of a device.
+    /// `value unit` for a point of a device, as people read it.
     pub(super) fn shown(&self, device: &DeviceId, point: &str, v: &Value) -> String {
         self.directory
             .device(device.as_str())
             .and_then(|d| d.points.get(point))
-            .map_or_else(|| v.to_string(), |p| chat::value_with_unit(v, p))
+            .map_or_else(|| v.to_string(), |p| display::with_unit(p, v))
+    }
+
+    /// A point's label, or the id of a point the device does not have.
+    pub(super) fn label(&self, device: &DeviceId, point: &str) -> String {
+        self.directory
+            .device(device.as_str())
+            .and_then(|d| d.points.get(point))
+            .map_or(point, |p| p.label())
+            .to_owned()
     }
 
     /// An empty reply to a chat message: from the device, to the sender's
@@ -205,9 +233,9 @@ pub(super) fn parse_write(
         return Err(unknown_point(spec, point));
     };
     if !p.settings.writable {
-        return Err(format!("{point} is read-only."));
+        return Err(format!("{} is read-only.", p.label()));
     }
-    let value = Value::parse_as(value, p.kind).map_err(|e| format!("{point}: {e}"))?;
+    let value = Value::parse_as(value, p.kind).map_err(|e| format!("{}: {e}", p.label()))?;
     Ok((p.id.clone(), value))
 }
 

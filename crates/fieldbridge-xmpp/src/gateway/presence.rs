@@ -8,9 +8,10 @@
 //! contact is not woken every few seconds.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use fieldbridge_core::{DeviceId, DeviceSpec, DeviceStatus};
+use fieldbridge_core::{DeviceId, DeviceSpec, DeviceStatus, PointSpec, display};
 use fieldbridge_store::SubscriptionKind;
 use minidom::Element;
 use tokio::time::Instant;
@@ -29,6 +30,8 @@ pub(super) struct PresenceBook {
     said: HashMap<DeviceId, Said>,
     /// Each device's entity capabilities element, sent in every presence.
     caps: HashMap<DeviceId, Element>,
+    /// Each device's spec: which points its text shows, and how.
+    specs: HashMap<DeviceId, Arc<DeviceSpec>>,
     /// Each device's avatar hash (XEP-0153), sent in every presence.
     photo: HashMap<DeviceId, Element>,
     /// How often a status text may change with the values.
@@ -51,6 +54,7 @@ impl PresenceBook {
         Self {
             said: HashMap::new(),
             caps: HashMap::new(),
+            specs: HashMap::new(),
             photo: HashMap::new(),
             interval,
         }
@@ -61,11 +65,17 @@ impl PresenceBook {
     }
 
     /// A device to speak for.
-    pub(super) fn add(&mut self, spec: &DeviceSpec) {
+    pub(super) fn add(&mut self, spec: &Arc<DeviceSpec>) {
         self.said.entry(spec.id.clone()).or_default();
         self.caps.insert(spec.id.clone(), entity::device_caps(spec));
+        self.specs.insert(spec.id.clone(), Arc::clone(spec));
         self.photo
             .insert(spec.id.clone(), card::Avatar::of(spec).update());
+    }
+
+    /// The device's status text now.
+    fn text(&self, device: &str, state: &DeviceState) -> String {
+        status_text(self.specs.get(device).map(|s| &**s), state)
     }
 
     /// The `<c/>` a device advertises.
@@ -83,7 +93,7 @@ impl PresenceBook {
         subscribers: &Subscribers,
         now: Instant,
     ) -> Vec<Element> {
-        let text = status_text(state);
+        let text = self.text(device.as_str(), state);
         let said = self.said.entry(device.clone()).or_default();
         said.text = Some(text.clone());
         said.at = Some(now);
@@ -135,7 +145,7 @@ impl PresenceBook {
                 waited >= self.interval
                     || (said.is_some_and(|s| s.for_status) && waited >= STATUS_SETTLE)
             })
-            && said.and_then(|s| s.text.as_deref()) != Some(&status_text(state))
+            && said.and_then(|s| s.text.as_deref()) != Some(&self.text(device.as_str(), state))
     }
 
     /// The device's current presence, addressed to `to`.
@@ -146,7 +156,10 @@ impl PresenceBook {
         state: &DeviceState,
         to: &str,
     ) -> Option<Element> {
-        addressed(&self.current(me, device, state, status_text(state)), to)
+        addressed(
+            &self.current(me, device, state, self.text(device, state)),
+            to,
+        )
     }
 
     /// The device's current presence, with `text` as its status, to nobody yet.
@@ -196,23 +209,49 @@ pub(super) fn goodbye(me: &Entity, subscribers: &Subscribers) -> Vec<Element> {
     out
 }
 
-/// Latest readings as people read them: `temperature 21.5 °C, pump on`.
-fn readings_text(state: &DeviceState) -> String {
-    state
-        .latest
-        .values()
-        .map(|s| &s.reading)
-        .map(|r| match &r.unit {
-            Some(u) => format!("{} {} {u}", r.point, r.value),
-            None => format!("{} {}", r.point, r.value),
-        })
+/// How long the readings in a status text may grow when the device sets no
+/// `summary`: about one line of a phone's contact list.
+pub(super) const SUMMARY_WIDTH: usize = 80;
+
+/// Latest readings as people read them, `Temperature 62.80 °C, pump on`:
+/// the device's `summary` points in its order, or else its points in id
+/// order as long as they fit [`SUMMARY_WIDTH`] (whole points only; the
+/// first always shows).
+fn readings_text(spec: &DeviceSpec, state: &DeviceState) -> String {
+    let part = |p: &PointSpec| {
+        let s = state.latest.get(&p.id)?;
+        Some(format!(
+            "{} {}",
+            p.label(),
+            display::with_unit(p, &s.reading.value)
+        ))
+    };
+    let Some(summary) = &spec.settings.summary else {
+        let mut out = String::new();
+        for text in spec.points.values().filter_map(part) {
+            if out.is_empty() {
+                out = text;
+            } else if out.chars().count() + 2 + text.chars().count() <= SUMMARY_WIDTH {
+                out.push_str(", ");
+                out.push_str(&text);
+            } else {
+                break;
+            }
+        }
+        return out;
+    };
+    summary
+        .iter()
+        .filter_map(|id| spec.points.get(id))
+        .filter_map(part)
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// The status text: the readings, or why there are none.
-pub(super) fn status_text(state: &DeviceState) -> String {
-    let readings = readings_text(state);
+/// The status text: the readings, or why there are none. Without the
+/// device's spec (never the case for a known device) it shows no readings.
+pub(super) fn status_text(spec: Option<&DeviceSpec>, state: &DeviceState) -> String {
+    let readings = spec.map(|s| readings_text(s, state)).unwrap_or_default();
     match &state.status {
         None => "waiting for the first reading".to_owned(),
         Some(DeviceStatus::Online) if readings.is_empty() => "online".to_owned(),

@@ -12,9 +12,9 @@ use fieldbridge_core::{
 };
 use serde::de::DeserializeOwned;
 
-use super::de::{fields_of, read};
+use super::de::{fields_of, read, unknown_key_message};
 use super::load::Loader;
-use super::tree::{Node, join, null_as_empty_map};
+use super::tree::{Kind, Node, join, null_as_empty_map};
 
 impl Loader<'_> {
     pub(super) fn device<D: DeserializeOwned, P: DeserializeOwned + PointSource>(
@@ -71,6 +71,11 @@ impl Loader<'_> {
                     .push(&key.origin, &path, format!("invalid point id: {e}"));
             });
             let pnode = null_as_empty_map(pnode);
+            if pnode.get("name").is_some() {
+                self.notes.borrow_mut().push(format!(
+                    "{path}.name: a point's `name` is now `label` (`name` still works)"
+                ));
+            }
             let core = read::<PointSettings>(&pnode, &path, adapter_fields, true, self.problems);
             let own = read::<P>(&pnode, &path, core_fields, false, self.problems);
             let (Ok(pid), Some(core), Some(own)) = (pid, core, own) else {
@@ -108,6 +113,9 @@ impl Loader<'_> {
         else {
             return None;
         };
+        if !self.check_summary(node, path, &settings, &specs) {
+            return None;
+        }
         if settings.poll.is_none() {
             settings.poll = default_poll;
         }
@@ -132,6 +140,47 @@ impl Loader<'_> {
             config,
             points,
         })
+    }
+
+    /// Every id in `summary` must be one of the device's points, once.
+    fn check_summary(
+        &self,
+        node: &Node,
+        path: &str,
+        settings: &DeviceSettings,
+        points: &BTreeMap<PointId, PointSpec>,
+    ) -> bool {
+        let Some(summary) = &settings.summary else {
+            return true;
+        };
+        let list = node.get("summary").unwrap_or(node);
+        let items = match &list.kind {
+            Kind::Seq(items) => &items[..],
+            _ => &[],
+        };
+        let mut ok = true;
+        let mut seen = HashSet::new();
+        for (i, id) in summary.iter().enumerate() {
+            let at = items.get(i).unwrap_or(list);
+            let ipath = format!("{}[{i}]", join(path, "summary"));
+            if !points.contains_key(id) {
+                let known: Vec<&str> = points.keys().map(PointId::as_str).collect();
+                self.problems.push(
+                    &at.origin,
+                    &ipath,
+                    unknown_key_message("point", id.as_str(), &known),
+                );
+                ok = false;
+            } else if !seen.insert(id) {
+                self.problems.push(
+                    &at.origin,
+                    &ipath,
+                    format!("`{id}` is in the summary twice"),
+                );
+                ok = false;
+            }
+        }
+        ok
     }
 
     fn check_point_settings(

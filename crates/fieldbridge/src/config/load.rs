@@ -9,8 +9,9 @@ use std::sync::Arc;
 use fieldbridge_core::files::{self, MIB};
 use fieldbridge_core::{ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory};
 use fieldbridge_xmpp::XmppConfig;
+use jiff::tz::TimeZone;
 
-use super::de::{self, Problems, read, unknown_key_message};
+use super::de::{self, Problems, read, suggestion, unknown_key_message};
 use super::env::apply_env;
 use super::error::ConfigErrors;
 use super::kinds;
@@ -153,6 +154,7 @@ impl Loader<'_> {
             None => Some(GatewaySection {
                 id: default_gateway_id(),
                 state_dir: None,
+                timezone: None,
             }),
         };
         if let (Some(g), Some(node)) = (&gateway, root.get("gateway"))
@@ -165,6 +167,8 @@ impl Loader<'_> {
                 format!("invalid id {:?}: {e}", g.id),
             );
         }
+
+        let time_zone = self.time_zone(root.get("gateway"), gateway.as_ref());
 
         let (xmpp, secret) = match root.get("xmpp") {
             Some(node) => self.xmpp(node),
@@ -182,6 +186,7 @@ impl Loader<'_> {
         let (specs, device_count) = self.devices(root.get("devices"), &mut connections);
 
         let gateway = gateway?;
+        let time_zone = time_zone?;
         let xmpp = xmpp?;
         let secret = secret?;
         let state_dir = match gateway.state_dir {
@@ -215,6 +220,7 @@ impl Loader<'_> {
             gateway: GatewaySettings {
                 id: gateway.id,
                 state_dir,
+                time_zone,
             },
             xmpp,
             secret,
@@ -222,6 +228,36 @@ impl Loader<'_> {
             connections: out,
             notes: self.notes.take(),
         })
+    }
+
+    /// `gateway.timezone` as a zone, or the system's; `None` (with the
+    /// problem recorded) for a name the tz database does not know.
+    fn time_zone(&self, node: Option<&Node>, gateway: Option<&GatewaySection>) -> Option<TimeZone> {
+        let Some(name) = gateway.and_then(|g| g.timezone.as_deref()) else {
+            // No TZ and no /etc/localtime means UTC to the C library too.
+            return Some(TimeZone::try_system().unwrap_or(TimeZone::UTC));
+        };
+        match TimeZone::get(name) {
+            Ok(zone) => Some(zone),
+            Err(_) => {
+                let at = node.and_then(|n| n.get("timezone")).or(node);
+                let names: Vec<String> =
+                    jiff::tz::db().available().map(|n| n.to_string()).collect();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let hint = match suggestion(name, &names) {
+                    Some(s) => format!(", did you mean `{s}`?"),
+                    None => " (an IANA name such as `Europe/Berlin` or `UTC`)".to_owned(),
+                };
+                if let Some(at) = at {
+                    self.problems.push(
+                        &at.origin,
+                        "gateway.timezone",
+                        format!("unknown time zone `{name}`{hint}"),
+                    );
+                }
+                None
+            }
+        }
     }
 
     /// Reports keys outside `known`, and duplicates.

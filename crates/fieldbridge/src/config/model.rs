@@ -6,6 +6,7 @@ use std::sync::Arc;
 use fieldbridge_core::kind::BuildContext;
 use fieldbridge_core::{ConnectionId, DeviceId, Directory};
 use fieldbridge_xmpp::XmppConfig;
+use jiff::tz::TimeZone;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -23,6 +24,11 @@ pub struct GatewaySection {
     /// the config file (default: `state` beside it).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// The IANA time zone (`Europe/Berlin`, `UTC`) of every time shown to
+    /// people, in chat and forms (default: the system's, from `TZ` or
+    /// `/etc/localtime`; UTC when it has none).
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 pub(super) fn default_gateway_id() -> String {
@@ -37,6 +43,8 @@ pub struct GatewaySettings {
     pub id: String,
     /// The state directory, absolute or relative to the working directory.
     pub state_dir: PathBuf,
+    /// The zone of times shown to people: `gateway.timezone`, or the system's.
+    pub time_zone: TimeZone,
 }
 
 /// A loaded, checked configuration.

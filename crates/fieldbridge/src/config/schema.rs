@@ -176,7 +176,14 @@ pub fn gateway_schema() -> Value {
     );
 
     let core_device = schema_of::<DeviceSettings>();
-    let core_point = schema_of::<PointSettings>();
+    let mut core_point = schema_of::<PointSettings>();
+    // serde's alias is invisible to schemars: the old key of `label`, so
+    // that editors do not flag configurations that still use it.
+    core_point["properties"]["name"] = json!({
+        "deprecated": true,
+        "description": "The old key of `label`; still read.",
+        "type": ["string", "null"],
+    });
     let device_shapes: Vec<Value> = shapes()
         .into_iter()
         .map(|s| {
@@ -219,7 +226,7 @@ pub fn gateway_schema() -> Value {
     let devices = id_map(
         "`devices:` every device, by id (the localpart of its XMPP address). A device \
          names its `connection`; its keys are core's (name, connection, poll, stale_after, \
-         history, points) and those of its connection's kind.",
+         history, summary, points) and those of its connection's kind.",
         json!({ "anyOf": device_shapes }),
     );
 

@@ -73,6 +73,16 @@ fn set_a_point_is_a_two_stage_form_that_ends_as_a_write() {
         .filter_map(|o| o.get_child("value", NS_DATA).map(|v| v.text()))
         .collect();
     assert_eq!(options, ["setpoint"], "only writable points");
+    let preselected = x
+        .children()
+        .find(|f| f.attr("var") == Some("point"))
+        .and_then(|f| f.get_child("value", NS_DATA))
+        .map(|v| v.text());
+    assert_eq!(
+        preselected.as_deref(),
+        Some("setpoint"),
+        "the first writable point is the default, so clients preselect it"
+    );
 
     let submit = |value: &str| {
         format!(
@@ -108,7 +118,7 @@ fn set_a_point_is_a_two_stage_form_that_ends_as_a_write() {
     assert_eq!(cmd.attr("sessionid"), Some(session.as_str()));
     let note = cmd.get_child("note", NS_COMMANDS).unwrap();
     assert_eq!(note.attr("type"), Some("info"));
-    assert_eq!(note.text(), "setpoint set to 60 °C.");
+    assert_eq!(note.text(), "Target temperature set to 60.0 °C.");
 
     let canceled = execute(
         &mut gw,
@@ -156,7 +166,7 @@ fn read_now_info_and_list_report_the_device() {
     assert_eq!(
         form_values(command_of(&done)),
         [
-            ("setpoint".to_owned(), "50 °C".to_owned()),
+            ("setpoint".to_owned(), "50.0 °C".to_owned()),
             (
                 "temperature".to_owned(),
                 "error: sensor unplugged".to_owned()
@@ -177,11 +187,11 @@ fn read_now_info_and_list_report_the_device() {
         values[2],
         (
             "point.setpoint".to_owned(),
-            "setpoint: no reading yet".to_owned()
+            "Target temperature: no reading yet".to_owned()
         )
     );
     assert!(
-        values[3].1.starts_with("temperature 21.5 °C ("),
+        values[3].1.starts_with("temperature 21.50 °C ("),
         "{values:?}"
     );
 
@@ -195,7 +205,7 @@ fn read_now_info_and_list_report_the_device() {
         form_values(command_of(&list[0])),
         [(
             "boiler".to_owned(),
-            "online: temperature 21.5 °C".to_owned()
+            "online: temperature 21.50 °C".to_owned()
         )]
     );
 }

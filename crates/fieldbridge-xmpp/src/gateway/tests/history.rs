@@ -136,7 +136,7 @@ fn a_reconnect_resends_presence_and_the_last_items() {
     assert!(feed(&mut r.gw, reading(23.0), now).is_empty());
     let out = connect(&mut r.gw, now);
     let presence = out.iter().find(|e| e.name() == "presence").unwrap();
-    assert_eq!(status_of(presence), "temperature 23 °C");
+    assert_eq!(status_of(presence), "temperature 23.00 °C");
     let message = out.iter().find(|e| e.name() == "message").unwrap();
     assert_eq!(message.attr("to"), Some(ALICE));
     assert_eq!(values(&item_values(message, NS_PUBSUB_EVENT)), ["23"]);
@@ -320,6 +320,7 @@ fn the_state_of_the_previous_version_is_upgraded_with_its_subscribers_and_items(
             stale_after: None,
             history: None,
             stale_default: Default::default(),
+            summary: None,
         },
         points: points
             .iter()

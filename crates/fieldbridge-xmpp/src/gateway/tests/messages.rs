@@ -33,12 +33,19 @@ fn help_lists_set_only_for_controllers_and_unknown_words_get_help() {
         "{alice}"
     );
     assert!(
-        alice.contains("get <point>: one reading (setpoint, temperature)"),
+        alice.contains("get [point]: one reading, or all (setpoint, temperature)"),
         "{alice}"
     );
     let bob = body_of(&one_reply(&mut gw, BOB, "help"));
     assert!(!bob.contains("set <point>"), "{bob}");
-    assert_eq!(body_of(&one_reply(&mut gw, BOB, "what is this")), bob);
+    assert_eq!(
+        body_of(&one_reply(&mut gw, BOB, "what is this")),
+        format!("unknown command `what`\n{bob}")
+    );
+    assert_eq!(
+        body_of(&one_reply(&mut gw, BOB, "set setpoint")),
+        format!("usage: set <point> <value>\n{bob}")
+    );
 }
 
 #[test]
@@ -54,13 +61,20 @@ fn status_and_get_show_values_units_age_and_quality() {
     let s = body_of(&one_reply(&mut gw, BOB, "status"));
     let mut lines = s.lines();
     assert_eq!(lines.next(), Some("Boiler room: online"));
-    assert_eq!(lines.next(), Some("setpoint: no reading yet"));
+    assert_eq!(lines.next(), Some("Target temperature: no reading yet"));
     let t = lines.next().unwrap();
-    assert!(t.starts_with("temperature 21.5 °C ("), "{t}");
+    assert!(t.starts_with("temperature 21.50 °C ("), "{t}");
     assert!(t.ends_with(" s ago)"), "{t}");
 
-    let g = body_of(&one_reply(&mut gw, BOB, "get temperature"));
-    assert!(g.starts_with("temperature 21.5 °C ("), "{g}");
+    for asked in ["get temperature", "GET TEMPERATURE", "Get Temperature"] {
+        let g = body_of(&one_reply(&mut gw, BOB, asked));
+        assert!(g.starts_with("temperature 21.50 °C ("), "{asked}: {g}");
+    }
+    let by_label = body_of(&one_reply(&mut gw, BOB, "get target TEMPERATURE"));
+    assert_eq!(by_label, "Target temperature: no reading yet");
+    // `get` alone: the lines of `status`, without its header.
+    let all = body_of(&one_reply(&mut gw, BOB, "get"));
+    assert_eq!(all, s.split_once('\n').unwrap().1);
 
     let mut bad = reading(0.0);
     if let EventKind::Readings(samples) = &mut bad.kind {
@@ -93,7 +107,9 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
     let ro = body_of(&one_reply(&mut gw, ALICE, "set temperature 5"));
     assert_eq!(ro, "temperature is read-only.");
     let bad = body_of(&one_reply(&mut gw, ALICE, "set setpoint warm"));
-    assert_eq!(bad, "setpoint: \"warm\" is not a number");
+    assert_eq!(bad, "Target temperature: \"warm\" is not a number");
+    let bad = body_of(&one_reply(&mut gw, ALICE, "set Target Temperature warm"));
+    assert_eq!(bad, "Target temperature: \"warm\" is not a number");
     assert!(
         gw.take_jobs(usize::MAX).is_empty(),
         "nothing reached the adapter"
@@ -101,7 +117,7 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
 
     let out = ask(
         &mut gw,
-        &chat(ALICE, "boiler@gw.example.org", "chat", "set setpoint 55.5"),
+        &chat(ALICE, "boiler@gw.example.org", "chat", "SET SetPoint 55.5"),
     );
     assert!(out.is_empty(), "the answer waits for the adapter");
     let mut jobs = gw.take_jobs(usize::MAX);
@@ -120,7 +136,7 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
     let ok = gw
         .job_done(w.clone(), JobOutcome::Written(Ok(Value::Float(55.5))))
         .remove(0);
-    assert_eq!(body_of(&ok), "setpoint set to 55.5 °C.");
+    assert_eq!(body_of(&ok), "Target temperature set to 55.5 °C.");
     assert_eq!(ok.attr("to"), Some(ALICE));
     assert_eq!(ok.attr("type"), Some("chat"));
     let failed = gw
@@ -133,7 +149,7 @@ fn set_is_queued_only_for_controllers_on_writable_points_with_valid_values() {
         .remove(0);
     assert_eq!(
         body_of(&failed),
-        "Could not set setpoint: device answered NAK"
+        "Could not set Target temperature: device answered NAK"
     );
 }
 
@@ -200,14 +216,24 @@ fn chat_history_shows_each_change_once_with_when_it_began() {
     let body = body_of(&one_reply(&mut gw, ALICE, "history temperature 5"));
     assert_eq!(
         body,
-        "temperature (UTC):\n\
-         2026-11-25 05:00:00  20 °C\n\
-         2026-11-25 05:00:06  21.5 °C\n\
-         2026-11-25 05:00:10  20 °C"
+        "temperature: all 3 values, 05:00:00–05:00:10 +00:00\n\
+         2026-11-25 05:00:00 +00:00  20.00 °C\n\
+         2026-11-25 05:00:06 +00:00  21.50 °C\n\
+         2026-11-25 05:00:10 +00:00  20.00 °C"
     );
-    let body = body_of(&one_reply(&mut gw, ALICE, "history temperature 2"));
+    let body = body_of(&one_reply(&mut gw, ALICE, "History TEMPERATURE 2"));
+    assert_eq!(
+        body,
+        "temperature: last 2 of 3 values, 05:00:06–05:00:10 +00:00; \
+         `history temperature 20` shows up to 20\n\
+         2026-11-25 05:00:06 +00:00  21.50 °C\n\
+         2026-11-25 05:00:10 +00:00  20.00 °C"
+    );
+    // The gateway's time zone, with its offset.
+    gw.set_time_zone(jiff::tz::TimeZone::get("Asia/Kolkata").unwrap());
+    let body = body_of(&one_reply(&mut gw, ALICE, "history temperature 1"));
     assert!(
-        body.ends_with("05:00:06  21.5 °C\n2026-11-25 05:00:10  20 °C"),
+        body.ends_with("\n2026-11-25 10:30:10 +05:30  20.00 °C"),
         "{body}"
     );
 }

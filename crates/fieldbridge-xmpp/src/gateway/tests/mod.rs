@@ -37,6 +37,7 @@ fn directory() -> Arc<Directory> {
             stale_after: None,
             history: None,
             stale_default: Default::default(),
+            summary: None,
         },
         points: BTreeMap::from([(point.id.clone(), point)]),
     }]))
@@ -296,7 +297,9 @@ fn chat_gateway(dir: &std::path::Path) -> Gateway {
         id: PointId::new("setpoint").unwrap(),
         kind: ValueKind::Float,
         settings: PointSettings {
+            label: Some("Target temperature".into()),
             unit: Some(Unit("°C".into())),
+            decimals: Some(1),
             writable: true,
             ..Default::default()
         },
@@ -588,6 +591,7 @@ fn plug() -> DeviceSpec {
             stale_after: None,
             history: None,
             stale_default: Default::default(),
+            summary: None,
         },
         points: BTreeMap::from([(point.id.clone(), point)]),
     }
@@ -667,6 +671,7 @@ fn meter() -> Arc<Directory> {
             stale_after: None,
             history: None,
             stale_default: Default::default(),
+            summary: None,
         },
         points: BTreeMap::from([
             point("current", Some("A")),

@@ -15,7 +15,7 @@ fn an_allowed_subscriber_gets_subscribed_and_the_current_presence_and_is_remembe
     assert_eq!(out[0].attr("to"), Some("alice@example.org"));
     assert_eq!(out[0].attr("from"), Some("boiler@gw.example.org"));
     assert_eq!(kind_of(&out[1]), None, "available");
-    assert_eq!(status_of(&out[1]), "temperature 21.456 °C");
+    assert_eq!(status_of(&out[1]), "temperature 21.46 °C");
 
     // A new gateway on the same state dir still knows alice.
     let mut again = restart(r).gw;
@@ -72,7 +72,7 @@ fn presence_tells_online_stale_and_offline_apart() {
     let online = feed(&mut r.gw, status(DeviceStatus::Online), now);
     assert_eq!(
         (kind_of(&online[0]), status_of(&online[0]).as_str()),
-        (None, "temperature 20 °C")
+        (None, "temperature 20.00 °C")
     );
     let stale = feed(&mut r.gw, status(DeviceStatus::Stale), now);
     assert_eq!(
@@ -109,7 +109,7 @@ fn status_text_refreshes_at_most_every_ten_seconds() {
     );
     feed(&mut r.gw, reading(20.0), t0);
     let online = feed(&mut r.gw, status(DeviceStatus::Online), t0);
-    assert_eq!(status_of(&online[0]), "temperature 20 °C");
+    assert_eq!(status_of(&online[0]), "temperature 20.00 °C");
     // The rest of the message that brought the device online: shown once it
     // settled, not ten seconds later.
     let out = feed(&mut r.gw, reading(21.0), t0 + ms(10));
@@ -117,14 +117,14 @@ fn status_text_refreshes_at_most_every_ten_seconds() {
     assert!(r.gw.tick(t0 + ms(500)).is_empty());
     let out = r.gw.tick(t0 + STATUS_SETTLE);
     assert_eq!(out.len(), 1);
-    assert_eq!(status_of(&out[0]), "temperature 21 °C");
+    assert_eq!(status_of(&out[0]), "temperature 21.00 °C");
     // From then on, at most every STATUS_INTERVAL.
     let t1 = t0 + STATUS_SETTLE;
     feed(&mut r.gw, reading(22.0), t1 + ms(100));
     assert!(r.gw.tick(t1 + Duration::from_secs(5)).is_empty());
     let out = r.gw.tick(t1 + STATUS_INTERVAL);
     assert_eq!(out.len(), 1);
-    assert_eq!(status_of(&out[0]), "temperature 22 °C");
+    assert_eq!(status_of(&out[0]), "temperature 22.00 °C");
     assert!(
         r.gw.tick(t1 + STATUS_INTERVAL * 3).is_empty(),
         "nothing changed since"
@@ -144,7 +144,7 @@ fn a_probe_from_a_reader_gets_the_current_presence() {
     assert_eq!(out.len(), 1);
     assert_eq!(kind_of(&out[0]), None, "available");
     assert_eq!(out[0].attr("to"), Some(ALICE));
-    assert_eq!(status_of(&out[0]), "temperature 21.5 °C");
+    assert_eq!(status_of(&out[0]), "temperature 21.50 °C");
 }
 
 #[test]
@@ -186,4 +186,64 @@ fn a_damaged_subscription_gets_no_presence_and_the_others_still_do() {
     let out = r.gw.on_event(status(DeviceStatus::Online), Instant::now());
     let to: Vec<Option<&str>> = out.iter().map(|p| p.attr("to")).collect();
     assert_eq!(to, [Some("alice@example.org")], "{out:?}");
+}
+
+#[test]
+fn the_status_text_shows_the_summary_or_as_many_whole_points_as_fit_a_line() {
+    use crate::gateway::DeviceState;
+    use crate::gateway::presence::{SUMMARY_WIDTH, status_text};
+    use fieldbridge_core::{Quality, Reading, Sample, Value};
+
+    let mut spec = (**directory().device("boiler").unwrap()).clone();
+    let template = spec.points["temperature"].clone();
+    let mut state = DeviceState {
+        status: Some(DeviceStatus::Online),
+        ..DeviceState::default()
+    };
+    for (id, label, value) in [
+        ("a_power", Some("Power"), 1670.218989),
+        ("b_flow", Some("Flow temperature"), 62.79916),
+        ("c_return", Some("Return temperature"), 48.1234),
+        ("d_outside", Some("Outside temperature"), -3.5),
+        ("temperature", None, 21.0),
+    ] {
+        let mut p = template.clone();
+        p.id = PointId::new(id).unwrap();
+        p.settings.label = label.map(str::to_owned);
+        spec.points.insert(p.id.clone(), p.clone());
+        state.latest.insert(
+            p.id.clone(),
+            Sample {
+                at: SystemTime::now(),
+                reading: Reading {
+                    point: p.id,
+                    value: Value::Float(value),
+                    unit: None,
+                    quality: Quality::Good,
+                },
+            },
+        );
+    }
+    // By default: points in id order, whole, while the line stays short.
+    let text = status_text(Some(&spec), &state);
+    assert_eq!(
+        text,
+        "Power 1670 °C, Flow temperature 62.80 °C, Return temperature 48.12 °C"
+    );
+    assert!(text.chars().count() <= SUMMARY_WIDTH);
+    // `summary`: these points, in this order, however long.
+    spec.settings.summary = Some(
+        ["temperature", "d_outside", "b_flow"]
+            .map(|p| PointId::new(p).unwrap())
+            .to_vec(),
+    );
+    assert_eq!(
+        status_text(Some(&spec), &state),
+        "temperature 21.00 °C, Outside temperature -3.500 °C, Flow temperature 62.80 °C"
+    );
+    state.status = Some(DeviceStatus::Stale);
+    assert!(
+        status_text(Some(&spec), &state)
+            .starts_with("no fresh readings; last: temperature 21.00 °C, ")
+    );
 }
