@@ -249,6 +249,15 @@ impl Loader<'_> {
             self.problems
                 .push(&at.origin, &join("xmpp", &p.path), p.message);
         }
+        // `tls:` with nothing after the colon asks for TLS with the
+        // defaults, as `simulator:` does for a connection: never clear text.
+        if cfg.tls.is_none()
+            && node
+                .get("tls")
+                .is_some_and(|t| matches!(t.kind, Kind::Null))
+        {
+            cfg.tls = Some(fieldbridge_xmpp::TlsConfig::default());
+        }
         cfg.resolve_paths(self.base);
         if let Some(path) = cfg.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
             let at = locate(node, "tls.ca_file").unwrap_or(node);
