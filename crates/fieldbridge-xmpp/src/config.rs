@@ -109,7 +109,7 @@ impl XmppConfig {
         host.eq_ignore_ascii_case("localhost")
             || host
                 .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
     }
 
     /// A warning when the link is clear text and leaves the machine (no
@@ -253,10 +253,21 @@ mod tests {
             "[::1]:5347",
             "localhost:5347",
             "127.8.0.1:1",
+            "[::ffff:127.0.0.1]:5347",
         ] {
             let c = config("gw.example.org", local, &[], &[]);
             assert!(c.server_is_local(), "{local}");
             assert_eq!(c.clear_text_warning(), None, "{local}");
+        }
+        for remote in [
+            "192.0.2.1:5347",
+            "[2001:db8::1]:5347",
+            "localhost.example.org:1",
+        ] {
+            assert!(
+                !config("gw.example.org", remote, &[], &[]).server_is_local(),
+                "{remote}"
+            );
         }
         let mut c = config("gw.example.org", "xmpp.example.org:5347", &[], &[]);
         assert!(!c.server_is_local());
