@@ -61,6 +61,14 @@ pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+impl TlsConfig {
+    /// The name the server's certificate must cover, sent as SNI:
+    /// `server_name`, or the component's domain.
+    pub fn name<'a>(&'a self, component: &'a str) -> &'a str {
+        self.server_name.as_deref().unwrap_or(component)
+    }
+}
+
 fn default_server() -> String {
     "127.0.0.1:5347".to_owned()
 }
@@ -93,9 +101,7 @@ impl XmppConfig {
     /// The name the server's certificate is checked against, when the link
     /// is encrypted: `tls.server_name`, or the component's domain.
     pub fn tls_server_name(&self) -> Option<&str> {
-        self.tls
-            .as_ref()
-            .map(|t| t.server_name.as_deref().unwrap_or(&self.component))
+        self.tls.as_ref().map(|t| t.name(&self.component))
     }
 
     /// Whether `server` names this machine (a loopback address or

@@ -159,7 +159,7 @@ async fn encrypt(
     domain: &str,
     tls: &TlsConfig,
 ) -> Result<Box<dyn Transport>, XmppError> {
-    let name = tls.server_name.as_deref().unwrap_or(domain).to_owned();
+    let name = tls.name(domain).to_owned();
     let fail = |reason: String, misconfigured: bool| XmppError::Tls {
         server: server.to_owned(),
         name: name.clone(),
