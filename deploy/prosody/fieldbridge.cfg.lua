@@ -7,7 +7,8 @@
 --     prosodyctl reload   (or restart prosody)
 --
 -- The component protocol is not encrypted: keep the component port on
--- loopback, and run fieldbridge on the same machine or through a tunnel.
+-- loopback, and run fieldbridge on the same machine. A gateway elsewhere
+-- connects over TLS: see fieldbridge-tls.cfg.lua.
 
 component_ports = { 5347 }
 component_interfaces = { "127.0.0.1" }

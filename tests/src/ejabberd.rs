@@ -45,6 +45,8 @@ pub struct Ejabberd {
     pub c2s_port: u16,
     /// Component port.
     pub component_port: u16,
+    /// The TLS component port (`tls: true`), with [`Options::tls`].
+    pub tls_port: Option<u16>,
     /// The component secret.
     pub secret: String,
     /// Erlang distribution port (ejabberdctl talks to the node on it).
@@ -71,6 +73,7 @@ impl Ejabberd {
             dir,
             c2s_port: free_port(),
             component_port: free_port(),
+            tls_port: options.tls.as_ref().map(|_| free_port()),
             secret: format!("secret-{}", std::process::id()),
             dist_port: free_port(),
             run_as,
@@ -83,6 +86,10 @@ impl Ejabberd {
         std::fs::write(d.join("ejabberd.yml"), e.config())?;
         std::fs::write(d.join("ejabberdctl.cfg"), e.ctl_config())?;
         std::fs::copy("/etc/ejabberd/inetrc", d.join("inetrc"))?;
+        if let Some(ca) = &options.tls {
+            // Readable by the ejabberd user after the chown below.
+            std::fs::copy(&ca.bundle, d.join("component.pem"))?;
+        }
         if run_as.is_some() {
             let out = output_within(
                 Command::new("chown")
@@ -134,12 +141,25 @@ impl Ejabberd {
         } else {
             "debug"
         };
+        // The component also on a TLS port, with a certificate for its name.
+        let (certfiles, tls_listener) = match self.tls_port {
+            Some(port) => (
+                format!("[\"{}/component.pem\"]", self.dir.path().display()),
+                format!(
+                    "  - port: {port}\n    ip: \"127.0.0.1\"\n    module: ejabberd_service\n    tls: true\n    \
+                     certfile: \"{}/component.pem\"\n    hosts:\n      \"{COMPONENT}\":\n        password: \"{}\"\n",
+                    self.dir.path().display(),
+                    self.secret
+                ),
+            ),
+            None => ("[]".to_owned(), String::new()),
+        };
         format!(
             r#"hosts:
   - localhost
 loglevel: {level}
 log_rotate_count: 0
-certfiles: []
+certfiles: {certfiles}
 listen:
   - port: {c2s}
     ip: "127.0.0.1"
@@ -151,7 +171,7 @@ listen:
     hosts:
       "{COMPONENT}":
         password: "{secret}"
-auth_method: internal
+{tls_listener}auth_method: internal
 auth_password_format: plain
 {register}acl:
   local:

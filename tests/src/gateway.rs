@@ -67,6 +67,18 @@ impl Gateway {
         setup: &Setup<'_>,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let gw = Self::launch(server, setup, env)?;
+        gw.wait_connected(0).await?;
+        Ok(gw)
+    }
+
+    /// [`Gateway::start_with_env`] without waiting for the login: for a
+    /// gateway that must not log in.
+    pub fn launch(
+        server: &impl ComponentServer,
+        setup: &Setup<'_>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         std::fs::write(
             dir.path().join("component.secret"),
@@ -99,7 +111,7 @@ impl Gateway {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         };
-        gw.spawn().await?;
+        gw.spawn_process()?;
         Ok(gw)
     }
 
@@ -192,11 +204,26 @@ impl Gateway {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
+        let connected_before = self.log_count("connected to the XMPP server");
+        self.spawn_process()?;
+        self.wait_connected(connected_before).await
+    }
+
+    /// Waits for the login after `before` earlier ones.
+    async fn wait_connected(&self, before: usize) -> anyhow::Result<()> {
+        self.wait_log(
+            "connected to the XMPP server",
+            before + 1,
+            Duration::from_secs(20),
+        )
+        .await
+    }
+
+    fn spawn_process(&mut self) -> anyhow::Result<()> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("gateway.log"))?;
-        let connected_before = self.log_count("connected to the XMPP server");
         let child = Command::new(fieldbridge_bin())
             .current_dir(self.dir.path())
             .args(["run", "-c", "gateway.yaml", "--log-format", "json", "-v"])
@@ -206,12 +233,7 @@ impl Gateway {
             .stderr(log)
             .spawn()?;
         self.child = Some(child);
-        self.wait_log(
-            "connected to the XMPP server",
-            connected_before + 1,
-            Duration::from_secs(20),
-        )
-        .await
+        Ok(())
     }
 
     /// Stops the gateway with SIGTERM, as systemd would.

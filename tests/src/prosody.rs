@@ -21,6 +21,8 @@ pub struct Prosody {
     pub c2s_port: u16,
     /// Component port.
     pub component_port: u16,
+    /// The TLS component port (Direct TLS), with [`Options::tls`].
+    pub tls_port: Option<u16>,
     /// The component secret.
     pub secret: String,
     options: Options,
@@ -41,12 +43,19 @@ impl Prosody {
             dir,
             c2s_port: free_port(),
             component_port: free_port(),
+            tls_port: options.tls.as_ref().map(|_| free_port()),
             secret: format!("secret-{}", std::process::id()),
             options: options.clone(),
             child: None,
         };
         std::fs::create_dir_all(p.dir.path().join("data"))?;
         std::fs::create_dir_all(p.dir.path().join("certs"))?;
+        if let Some(ca) = &options.tls {
+            // Found by name for SNI: certs/<host>.crt and .key.
+            let certs = p.dir.path().join("certs");
+            std::fs::copy(&ca.cert, certs.join(format!("{COMPONENT}.crt")))?;
+            std::fs::copy(&ca.key, certs.join(format!("{COMPONENT}.key")))?;
+        }
         std::fs::write(p.config_path(), p.config())?;
         p.spawn().await?;
         Ok(p)
@@ -75,6 +84,16 @@ impl Prosody {
         } else {
             "debug"
         };
+        // Direct TLS for the component: `net_multiplex` on its own port
+        // (bound to loopback only: it binds every interface otherwise),
+        // routing a `jabber:component:accept` stream to the component.
+        let (multiplex, tls) = match self.tls_port {
+            Some(port) => (
+                "; \"net_multiplex\"",
+                format!("ssl_ports = {{ {port} }}\nssl_interfaces = {{ \"127.0.0.1\" }}\n"),
+            ),
+            None => ("", String::new()),
+        };
         format!(
             r#"daemonize = false
 run_as_root = true
@@ -93,8 +112,8 @@ allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
 network_settings = {{ nagle = false }}
 log = {{ {level} = "{d}/prosody.log" }}
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"{register} }}
-{allow_registration}VirtualHost "localhost"
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"{register}{multiplex} }}
+{tls}{allow_registration}VirtualHost "localhost"
 Component "{COMPONENT}"
     component_secret = "{secret}"
 "#,
@@ -114,6 +133,9 @@ Component "{COMPONENT}"
         self.child = Some(child);
         let ready = async {
             wait_for_port(self.c2s_port, Duration::from_secs(20)).await?;
+            if let Some(port) = self.tls_port {
+                wait_for_port(port, Duration::from_secs(20)).await?;
+            }
             wait_for_port(self.component_port, Duration::from_secs(20)).await
         };
         ready

@@ -16,6 +16,10 @@ pub struct Options {
     /// Logs at `info` instead of `debug`: the tests read the stanza traces
     /// of a debug log, which costs the server most of its CPU under load.
     pub info_log: bool,
+    /// Also listens for the component on a TLS port (ejabberd's
+    /// `ejabberd_service` with `tls: true`, Prosody's Direct-TLS port with
+    /// `net_multiplex`), with this certificate; see `tls_port`.
+    pub tls: Option<crate::certs::TestCa>,
 }
 
 /// Which server to start.
@@ -151,6 +155,15 @@ impl Server {
     /// The component secret.
     pub fn secret(&self) -> &str {
         ComponentServer::secret(self)
+    }
+
+    /// The TLS component port on 127.0.0.1, when started with
+    /// [`Options::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        match self {
+            Server::Prosody(s) => s.tls_port,
+            Server::Ejabberd(s) => s.tls_port,
+        }
     }
 }
 

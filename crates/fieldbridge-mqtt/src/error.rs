@@ -28,3 +28,12 @@ fn hint(what: &str, e: &files::FileError) -> &'static str {
         _ => "",
     }
 }
+
+impl From<fieldbridge_tls::TlsError> for MqttError {
+    fn from(e: fieldbridge_tls::TlsError) -> Self {
+        match e {
+            fieldbridge_tls::TlsError::File { what, source } => MqttError::File { what, source },
+            fieldbridge_tls::TlsError::Invalid(why) => MqttError::Tls(why),
+        }
+    }
+}

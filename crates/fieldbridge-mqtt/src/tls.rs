@@ -1,81 +1,28 @@
 //! TLS for `mqtts://`: rustls with the system's roots or `ca_file`, and a
-//! client certificate if the settings name one. The files are read when
-//! the adapter starts, each bounded in size and required to be a regular
-//! file (a FIFO or `/dev/zero` must not hang or exhaust the gateway).
-
-use std::sync::Arc;
+//! client certificate if the settings name one, set up by the shared
+//! [`fieldbridge_tls`] (as the XMPP component link is). The files are read
+//! when the adapter starts.
 
 use fieldbridge_core::files;
 
 use crate::config::MqttConnection;
 use crate::error::MqttError;
 
-/// The most a PEM file (`ca_file`, `client_cert`, `client_key`) may hold:
-/// a whole system CA bundle is about 200 KiB.
-pub const PEM_FILE_LIMIT: u64 = files::MIB;
+pub use fieldbridge_tls::PEM_FILE_LIMIT;
 /// The most `password_file` may hold.
 pub const PASSWORD_FILE_LIMIT: u64 = 4 * files::KIB;
-
-fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, MqttError> {
-    files::read_limited(path, PEM_FILE_LIMIT).map_err(|source| MqttError::File { what, source })
-}
 
 /// rustls with the ring provider: the system's roots or `ca_file`, and
 /// the client certificate if there is one.
 pub(crate) fn tls_config(settings: &MqttConnection) -> Result<rustls::ClientConfig, MqttError> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let tls = |e: String| MqttError::Tls(e);
-    let mut roots = rustls::RootCertStore::empty();
-    match &settings.ca_file {
-        Some(path) => {
-            let pem = read_file("ca_file", path)?;
-            let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<_, _>>()
-                .map_err(|e| tls(format!("ca_file {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(tls(format!(
-                    "ca_file {} holds no PEM certificate",
-                    path.display()
-                )));
-            }
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| tls(format!("ca_file {}: {e}", path.display())))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(tls(
-                    "no system root certificates found (install ca-certificates, or set ca_file)"
-                        .into(),
-                ));
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls(e.to_string()))?
-        .with_root_certificates(roots);
-    match (&settings.client_cert, &settings.client_key) {
-        (Some(cert), Some(key)) => {
-            let pem = read_file("client_cert", cert)?;
-            let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<_, _>>()
-                .map_err(|e| tls(format!("client_cert {}: {e}", cert.display())))?;
-            let pem = read_file("client_key", key)?;
-            let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pem.as_slice())
-                .map_err(|e| tls(format!("client_key {}: {e}", key.display())))?
-                .ok_or_else(|| tls(format!("client_key {} holds no PEM key", key.display())))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| tls(e.to_string()))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
+    let client = match (&settings.client_cert, &settings.client_key) {
+        (Some(cert), Some(key)) => Some(fieldbridge_tls::ClientAuth { cert, key }),
+        _ => None,
+    };
+    Ok(fieldbridge_tls::client_config(
+        settings.ca_file.as_deref(),
+        client,
+    )?)
 }
 
 #[cfg(test)]

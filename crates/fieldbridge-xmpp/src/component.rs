@@ -156,13 +156,14 @@ pub async fn run(
                     config.server.clone(),
                     config.component.clone(),
                     secret.clone(),
+                    config.tls.clone(),
                 )));
             },
             result = async { link.connecting.as_mut().expect("guarded").await }, if link.connecting.is_some() => {
                 link.connecting = None;
                 match result {
                     Ok(s) => {
-                        tracing::info!(server = %config.server, component = %config.component, "connected to the XMPP server");
+                        tracing::info!(server = %config.server, component = %config.component, tls = config.tls.is_some(), "connected to the XMPP server");
                         last_error = None;
                         let now = link.connected(s);
                         let out = gw.on_connected(now);

@@ -15,10 +15,16 @@ pub struct XmppConfig {
     /// `<device-id>@<component>`.
     pub component: String,
     /// The server's component port, `host:port` (Prosody and ejabberd
-    /// listen on 5347 by default). Loopback or a trusted network only: the
-    /// component protocol is not encrypted.
+    /// listen on 5347 by default). The component protocol itself is not
+    /// encrypted: a link that leaves the machine needs `tls`.
     #[serde(default = "default_server")]
     pub server: String,
+    /// Encrypts the link with TLS from the first byte (ejabberd's
+    /// `ejabberd_service` with `tls: true`, Prosody's Direct-TLS port with
+    /// `net_multiplex`). A failed TLS handshake is an error, never a
+    /// fallback to clear text.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// The component secret. Prefer `secret_file` or the environment
     /// variable `FIELDBRIDGE__XMPP__SECRET`, so that the secret stays out of
     /// the config file.
@@ -38,6 +44,29 @@ pub struct XmppConfig {
     #[serde(default, deserialize_with = "fieldbridge_core::duration::optional")]
     #[schemars(schema_with = "fieldbridge_core::duration::optional_schema")]
     pub status_interval: Option<Duration>,
+}
+
+/// `xmpp.tls` — how the server's certificate is checked.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The name the server's certificate must cover, also sent as SNI
+    /// (default: the component's domain, which is how Prosody picks the
+    /// certificate).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// A PEM file of the CA certificates to trust instead of the system's
+    /// roots (a private CA). Relative paths are relative to the config file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The name the server's certificate must cover, sent as SNI:
+    /// `server_name`, or the component's domain.
+    pub fn name<'a>(&'a self, component: &'a str) -> &'a str {
+        self.server_name.as_deref().unwrap_or(component)
+    }
 }
 
 fn default_server() -> String {
@@ -69,6 +98,49 @@ pub struct ConfigProblem {
 }
 
 impl XmppConfig {
+    /// The name the server's certificate is checked against, when the link
+    /// is encrypted: `tls.server_name`, or the component's domain.
+    pub fn tls_server_name(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.name(&self.component))
+    }
+
+    /// Whether `server` names this machine (a loopback address or
+    /// `localhost`): a clear-text link that goes nowhere else is fine.
+    pub fn server_is_local(&self) -> bool {
+        let host = self
+            .server
+            .rsplit_once(':')
+            .map_or(self.server.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    }
+
+    /// A warning when the link is clear text and leaves the machine (no
+    /// `tls`, `server` not loopback): a note in `check` and at startup,
+    /// not a refusal, since a trusted network (a VPN, a private LAN) may be
+    /// the operator's choice.
+    pub fn clear_text_warning(&self) -> Option<String> {
+        (self.tls.is_none() && !self.server_is_local()).then(|| {
+            format!(
+                "the XMPP link to {} is clear text: every stanza and the secret's digest cross the network readable; add `xmpp.tls` for a link that leaves the machine",
+                self.server
+            )
+        })
+    }
+
+    /// Makes a relative `tls.ca_file` relative to `base`, the
+    /// configuration file's directory.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Some(ca) = self.tls.as_mut().and_then(|t| t.ca_file.as_mut())
+            && ca.is_relative()
+        {
+            *ca = base.join(&*ca);
+        }
+    }
+
     /// [`XmppConfig::status_interval`], or its default.
     pub fn status_interval(&self) -> Duration {
         self.status_interval
@@ -100,6 +172,14 @@ impl XmppConfig {
                 format!("{:?} is not host:port, e.g. 127.0.0.1:5347", self.server),
             ),
         }
+        if let Some(name) = self.tls.as_ref().and_then(|t| t.server_name.as_deref())
+            && fieldbridge_tls::rustls::pki_types::ServerName::try_from(name).is_err()
+        {
+            problem(
+                "tls.server_name".into(),
+                format!("{name:?} is not a DNS name or IP address, e.g. gw.example.org"),
+            );
+        }
         for (list, entries) in [
             ("read", &self.access.read),
             ("control", &self.access.control),
@@ -122,6 +202,7 @@ mod tests {
         XmppConfig {
             component: component.into(),
             server: server.into(),
+            tls: None,
             secret: None,
             secret_file: None,
             access: AccessConfig {
@@ -169,6 +250,48 @@ mod tests {
         let problems = c.problems();
         assert!(problems[0].message.contains("not a domain"), "{problems:?}");
         assert!(problems[2].message.contains("bare JID"), "{problems:?}");
+    }
+
+    #[test]
+    fn only_a_clear_text_link_off_the_machine_is_warned_about() {
+        for local in [
+            "127.0.0.1:5347",
+            "[::1]:5347",
+            "localhost:5347",
+            "127.8.0.1:1",
+            "[::ffff:127.0.0.1]:5347",
+        ] {
+            let c = config("gw.example.org", local, &[], &[]);
+            assert!(c.server_is_local(), "{local}");
+            assert_eq!(c.clear_text_warning(), None, "{local}");
+        }
+        for remote in [
+            "192.0.2.1:5347",
+            "[2001:db8::1]:5347",
+            "localhost.example.org:1",
+        ] {
+            assert!(
+                !config("gw.example.org", remote, &[], &[]).server_is_local(),
+                "{remote}"
+            );
+        }
+        let mut c = config("gw.example.org", "xmpp.example.org:5347", &[], &[]);
+        assert!(!c.server_is_local());
+        let w = c.clear_text_warning().unwrap();
+        assert!(w.contains("xmpp.example.org:5347 is clear text"), "{w}");
+        c.tls = Some(TlsConfig::default());
+        assert_eq!(c.clear_text_warning(), None);
+        assert_eq!(c.tls_server_name(), Some("gw.example.org"));
+        c.tls = Some(TlsConfig {
+            server_name: Some("not a name".into()),
+            ca_file: Some("ca.pem".into()),
+        });
+        assert_eq!(paths(&c), vec!["tls.server_name"]);
+        c.resolve_paths(std::path::Path::new("/etc/fieldbridge"));
+        assert_eq!(
+            c.tls.as_ref().and_then(|t| t.ca_file.as_deref()),
+            Some(std::path::Path::new("/etc/fieldbridge/ca.pem"))
+        );
     }
 
     #[test]

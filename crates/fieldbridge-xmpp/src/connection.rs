@@ -8,15 +8,24 @@
 //! elements recursively and its limits cannot be set). Here the stream
 //! yields plain elements within limits, and the gateway decides what is
 //! malformed.
+//!
+//! With `xmpp.tls` the stream is TLS from the first byte (no STARTTLS:
+//! XEP-0114 has none). The certificate is checked against the name the
+//! SNI carries, the component's domain by default; no ALPN protocol is
+//! offered, since Prosody routes `xmpp-client` to c2s. A failed handshake
+//! ends the attempt: nothing is ever sent in clear text instead.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use fieldbridge_tls::rustls;
 use minidom::Element;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use xmpp_parsers::component::Handshake;
 
 use crate::XmppError;
+use crate::config::TlsConfig;
 use crate::gateway::Notification;
 use crate::reader::{Incoming, StanzaReader};
 use crate::xml::{NS_COMPONENT, NS_STREAMS};
@@ -40,10 +49,14 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// to each, so a long catch-up is fine while the server keeps taking data.
 const WRITE_STEP: usize = 64 * 1024;
 
+/// What the stream runs over: TCP, or TLS over TCP.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> Transport for T {}
+
 /// An established, logged-in component stream.
 #[derive(Debug)]
 pub struct Stream {
-    io: TcpStream,
+    io: Box<dyn Transport>,
     reader: StanzaReader,
     chunk: Box<[u8]>,
     out: Vec<u8>,
@@ -110,10 +123,18 @@ async fn stalled(step: impl Future<Output = std::io::Result<()>>) -> std::io::Re
         })
 }
 
-/// Connects to `server` and logs in as `domain` (owned arguments so that
-/// the attempt can run as a `'static` future beside the bus).
-pub async fn connect(server: String, domain: String, secret: String) -> Result<Stream, XmppError> {
-    match tokio::time::timeout(LOGIN_TIMEOUT, login(&server, &domain, &secret)).await {
+/// Connects to `server` (with TLS when `tls` is set) and logs in as
+/// `domain` (owned arguments so that the attempt can run as a `'static`
+/// future beside the bus). The CA file is read on each attempt, so that a
+/// corrected one is used without a restart.
+pub async fn connect(
+    server: String,
+    domain: String,
+    secret: String,
+    tls: Option<TlsConfig>,
+) -> Result<Stream, XmppError> {
+    let login = login(&server, &domain, &secret, tls.as_ref());
+    match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
         Ok(r) => r,
         Err(_) => Err(XmppError::Timeout {
             server,
@@ -122,7 +143,73 @@ pub async fn connect(server: String, domain: String, secret: String) -> Result<S
     }
 }
 
-async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, XmppError> {
+/// What the server's certificate is checked against, for messages.
+fn trusted(tls: &TlsConfig) -> String {
+    match &tls.ca_file {
+        Some(ca) => format!("the CA in ca_file {}", ca.display()),
+        None => "the system's root certificates".to_owned(),
+    }
+}
+
+/// The TLS handshake over `tcp`, checking the certificate for the name
+/// `tls` gives (or `domain`).
+async fn encrypt(
+    tcp: TcpStream,
+    server: &str,
+    domain: &str,
+    tls: &TlsConfig,
+) -> Result<Box<dyn Transport>, XmppError> {
+    let name = tls.name(domain).to_owned();
+    let fail = |reason: String, misconfigured: bool| XmppError::Tls {
+        server: server.to_owned(),
+        name: name.clone(),
+        trusted: trusted(tls),
+        reason,
+        misconfigured,
+    };
+    let config = fieldbridge_tls::client_config(tls.ca_file.as_deref(), None)
+        .map_err(|e| fail(e.to_string(), true))?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+        .map_err(|e| fail(format!("{name:?}: {e}"), true))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    match connector.connect(server_name, tcp).await {
+        Ok(stream) => Ok(Box::new(stream)),
+        Err(e) => {
+            // rustls's own refusal (a certificate it does not trust, a
+            // name it does not cover, a port that does not speak TLS)
+            // needs someone to fix the settings; a reset connection may
+            // pass on the next attempt.
+            let refusal = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            let misconfigured = refusal.is_some_and(|r| {
+                matches!(
+                    r,
+                    rustls::Error::InvalidCertificate(_)
+                        | rustls::Error::AlertReceived(_)
+                        | rustls::Error::PeerIncompatible(_)
+                        | rustls::Error::InvalidMessage(_)
+                )
+            });
+            let reason = if matches!(refusal, Some(rustls::Error::InvalidMessage(_))) {
+                format!("{e}: the port does not speak TLS (a clear-text component port?)")
+            } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "the server closed the connection during the handshake (is this a TLS port?)"
+                    .to_owned()
+            } else {
+                e.to_string()
+            };
+            Err(fail(reason, misconfigured))
+        }
+    }
+}
+
+async fn login(
+    server: &str,
+    domain: &str,
+    secret: &str,
+    tls: Option<&TlsConfig>,
+) -> Result<Stream, XmppError> {
     let io = |source| XmppError::Connect {
         server: server.to_owned(),
         source,
@@ -134,8 +221,12 @@ async fn login(server: &str, domain: &str, secret: &str) -> Result<Stream, XmppE
     let tcp = TcpStream::connect(server).await.map_err(io)?;
     // Small stanzas must not wait ~40 ms for Nagle.
     tcp.set_nodelay(true).map_err(io)?;
+    let transport: Box<dyn Transport> = match tls {
+        Some(tls) => encrypt(tcp, server, domain, tls).await?,
+        None => Box::new(tcp),
+    };
     let mut stream = Stream {
-        io: tcp,
+        io: transport,
         reader: StanzaReader::new(),
         chunk: vec![0; 16 * 1024].into_boxed_slice(),
         out: Vec::new(),
@@ -263,10 +354,44 @@ mod tests {
             format!("127.0.0.1:{port}"),
             "gw.example.org".into(),
             "s".into(),
+            None,
         )
         .await
         .err()
         .unwrap();
         assert!(matches!(e, XmppError::Connect { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_tls_link_to_a_clear_text_server_fails_and_sends_nothing_in_clear() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap().to_string();
+        // A clear-text component port: it answers anything with a header.
+        let peer = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='x'>")
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got).await;
+            got
+        });
+        let tls = TlsConfig {
+            server_name: None,
+            ca_file: None,
+        };
+        let e = connect(server, "gw.example.org".into(), "s".into(), Some(tls))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, XmppError::Tls { .. }), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("not falling back to clear text"), "{text}");
+        assert!(text.contains("for gw.example.org"), "{text}");
+        let got = peer.await.unwrap();
+        // Only a TLS ClientHello (a handshake record) was sent, no stream.
+        assert_eq!(got.first(), Some(&0x16), "{got:?}");
+        assert!(!String::from_utf8_lossy(&got).contains("stream:stream"));
     }
 }

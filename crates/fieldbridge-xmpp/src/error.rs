@@ -19,6 +19,26 @@ pub enum XmppError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The TLS link could not be set up: the CA file, or a handshake the
+    /// server or rustls refused. The gateway never falls back to clear text.
+    #[error(
+        "TLS to the XMPP server at {server} failed: {reason} (its certificate is checked \
+         for {name} against {trusted}); not falling back to clear text"
+    )]
+    Tls {
+        /// host:port
+        server: String,
+        /// The name the certificate must cover.
+        name: String,
+        /// What the certificate is checked against (`ca_file` or the
+        /// system's roots).
+        trusted: String,
+        /// What went wrong.
+        reason: String,
+        /// The settings are wrong (the CA file, a certificate rustls
+        /// refuses, a port that does not speak TLS): retrying will not fix it.
+        misconfigured: bool,
+    },
     /// Connecting and logging in took too long.
     #[error("no answer from the XMPP server at {server} within {after:?}")]
     Timeout {
@@ -77,7 +97,12 @@ impl XmppError {
     pub fn needs_operator(&self) -> bool {
         matches!(
             self,
-            XmppError::NotAuthorized { .. } | XmppError::HostUnknown { .. }
+            XmppError::NotAuthorized { .. }
+                | XmppError::HostUnknown { .. }
+                | XmppError::Tls {
+                    misconfigured: true,
+                    ..
+                }
         )
     }
 }

@@ -53,5 +53,5 @@ mod error;
 mod link;
 
 pub use component::{ComponentOptions, run};
-pub use config::{AccessConfig, XmppConfig};
+pub use config::{AccessConfig, TlsConfig, XmppConfig};
 pub use error::XmppError;

@@ -158,6 +158,7 @@ fn start(
         config: XmppConfig {
             component: "gw.localhost".into(),
             server: listener.local_addr().unwrap().to_string(),
+            tls: None,
             secret: None,
             secret_file: None,
             access: AccessConfig {

@@ -19,9 +19,20 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
         cfg.gateway.id,
         cfg.gateway.state_dir.display()
     );
+    let link = match (&cfg.xmpp.tls, cfg.xmpp.tls_server_name()) {
+        (Some(tls), Some(name)) => format!(
+            "TLS for {name}, trusting {}",
+            tls.ca_file
+                .as_deref()
+                .map_or("the system's roots".to_owned(), |ca| ca
+                    .display()
+                    .to_string())
+        ),
+        _ => "clear text".to_owned(),
+    };
     let _ = writeln!(
         out,
-        "xmpp component {} via {}; read: {}; control: {}",
+        "xmpp component {} via {} ({link}); read: {}; control: {}",
         cfg.xmpp.component,
         cfg.xmpp.server,
         list(&cfg.xmpp.access.read),

@@ -39,6 +39,9 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         "fieldbridge {} starting",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(warning) = cfg.xmpp.clear_text_warning() {
+        tracing::warn!(server = %cfg.xmpp.server, "{warning}");
+    }
 
     let bus = Bus::new(DEFAULT_QUEUE);
     let xmpp_events = bus.subscribe("xmpp");

@@ -143,6 +143,7 @@ async fn run_server(kind: ServerKind, args: &Args, report: &mut Report) {
     let options = Options {
         in_band_registration: true,
         info_log: true,
+        ..Options::default()
     };
     let mut server = match Server::start_with(kind, &options).await {
         Ok(s) => s,

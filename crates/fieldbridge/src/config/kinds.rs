@@ -117,8 +117,8 @@ impl<K: AdapterKind> ErasedKind for Kind<K> {
 /// Reads a file the settings name as the adapter will: a file that is
 /// missing, of the wrong kind or too large is a problem. One the system
 /// refuses to read is a note in `check`, which may run as another user
-/// than the gateway (as for the XMPP secret file).
-fn check_file(loader: &Loader<'_>, at: &Node, path: &str, file: &NamedFile<'_>) {
+/// than the gateway (as for the XMPP secret file). Also for `xmpp.tls.ca_file`.
+pub(super) fn check_file(loader: &Loader<'_>, at: &Node, path: &str, file: &NamedFile<'_>) {
     let read = if file.text {
         files::read_text_limited(file.path, file.limit).map(drop)
     } else {

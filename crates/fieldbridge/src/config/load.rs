@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fieldbridge_core::files::{self, MIB};
+use fieldbridge_core::kind::NamedFile;
 use fieldbridge_core::{ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory};
 use fieldbridge_xmpp::XmppConfig;
 use jiff::tz::TimeZone;
@@ -276,13 +277,37 @@ impl Loader<'_> {
     }
 
     fn xmpp(&self, node: &Node) -> (Option<XmppConfig>, Option<String>) {
-        let Some(cfg) = read::<XmppConfig>(node, "xmpp", &[], true, self.problems) else {
+        let Some(mut cfg) = read::<XmppConfig>(node, "xmpp", &[], true, self.problems) else {
             return (None, None);
         };
         for p in cfg.problems() {
             let at = locate(node, &p.path).unwrap_or(node);
             self.problems
                 .push(&at.origin, &join("xmpp", &p.path), p.message);
+        }
+        // `tls:` with nothing after the colon asks for TLS with the
+        // defaults, as `simulator:` does for a connection: never clear text.
+        if cfg.tls.is_none()
+            && node
+                .get("tls")
+                .is_some_and(|t| matches!(t.kind, Kind::Null))
+        {
+            cfg.tls = Some(fieldbridge_xmpp::TlsConfig::default());
+        }
+        cfg.resolve_paths(self.base);
+        if let Some(path) = cfg.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
+            let at = locate(node, "tls.ca_file").unwrap_or(node);
+            let file = NamedFile {
+                key: "ca_file",
+                path,
+                limit: fieldbridge_tls::PEM_FILE_LIMIT,
+                text: false,
+                holds: "a PEM file",
+            };
+            kinds::check_file(self, at, "xmpp.tls.ca_file", &file);
+        }
+        if let Some(warning) = cfg.clear_text_warning() {
+            self.notes.borrow_mut().push(warning);
         }
         let secret = self.secret(node, &cfg);
         (Some(cfg), secret)
