@@ -65,6 +65,18 @@ fn nick(stanza: &Element) -> Option<String> {
 }
 
 /// The XEP-0153 photo hash a presence carries.
+/// The nickname of a PEP notification on the nick node.
+fn pep_nick(message: &Element) -> Option<String> {
+    const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+    let items = message
+        .get_child("event", NS_EVENT)?
+        .get_child("items", NS_EVENT)?;
+    if items.attr("node") != Some(NS_NICK) {
+        return None;
+    }
+    nick(items.get_child("item", NS_EVENT)?)
+}
+
 fn photo_hash(presence: &Element) -> Option<String> {
     presence
         .get_child("x", NS_UPDATE)?
@@ -131,6 +143,20 @@ async fn devices_introduce_themselves(kind: ServerKind) {
     let online = boiler_online(&mut alice).await;
     assert_eq!(nick(&online), None, "{}", xml(&online));
     let hash = photo_hash(&online).unwrap_or_else(|| panic!("no photo hash in {}", xml(&online)));
+    // Where Gajim and Conversations read a contact's name: a PEP nickname
+    // notification from the device's bare JID (XEP-0172 §4.5).
+    let event = alice
+        .expect("the boiler's nickname event", WAIT, |e| {
+            e.name() == "message" && e.attr("from") == Some(BOILER) && pep_nick(e).is_some()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        pep_nick(&event).as_deref(),
+        Some("Boiler room"),
+        "{}",
+        xml(&event)
+    );
 
     // The vCard, from the bare and the full JID, with the configured name
     // and the photo whose hash the presence carries.

@@ -19,7 +19,9 @@ use xmpp_parsers::vcard_update::{self, VCardUpdate};
 
 use super::Gateway;
 use super::entity::point_title;
-use crate::xml::{DefinedCondition, ErrorType, iq_error, iq_result, text};
+use crate::xml::{
+    DefinedCondition, ErrorType, NS_PUBSUB_EVENT, element, iq_error, iq_result, stanza, text, with,
+};
 
 /// XEP-0054 (`vcard-temp`).
 pub const NS_VCARD: &str = ns::VCARD;
@@ -129,6 +131,23 @@ pub fn nick(spec: &DeviceSpec) -> Element {
     Nick(spec.display_name().to_owned()).into()
 }
 
+/// The nickname as a PEP notification (XEP-0172 §4.5, XEP-0163), from the
+/// device's bare JID: Gajim and Conversations take a contact's name from
+/// there, not from the subscription answer. A device has no PEP service
+/// to remember it for the user's clients, so it is sent when someone
+/// subscribes and when their server probes (once per login).
+fn nick_event(spec: &DeviceSpec, from: &str, to: &str) -> Element {
+    let mut item = with(element("item", NS_PUBSUB_EVENT), "id", "current");
+    item.append_child(nick(spec));
+    let mut items = with(element("items", NS_PUBSUB_EVENT), "node", ns::NICK);
+    items.append_child(item);
+    let mut event = element("event", NS_PUBSUB_EVENT);
+    event.append_child(items);
+    let mut message = with(stanza("message", from, to), "type", "headline");
+    message.append_child(event);
+    message
+}
+
 /// What a device is, in a sentence or two: for its vCard's DESC.
 fn description(spec: &DeviceSpec) -> String {
     let points: Vec<String> = spec.points.values().map(describe_point).collect();
@@ -165,6 +184,13 @@ fn vcard(name: &str, description: &str, avatar: Avatar) -> Element {
 }
 
 impl Gateway {
+    /// The device's nickname event to `to`, if the device exists.
+    pub(super) fn nick_event(&self, device: &str, from: &str, to: &str) -> Option<Element> {
+        self.directory
+            .device(device)
+            .map(|spec| nick_event(spec, from, to))
+    }
+
     /// A vCard iq to a device (`Some`) or to the service: a get is
     /// answered with its card, a set refused (the configuration names a
     /// device, not a client). `None` when `payload` is not a vCard.

@@ -344,6 +344,7 @@ impl Gateway {
                     .extend(self.directory.device(device).map(|spec| card::nick(spec)));
                 let mut out = vec![subscribed.into()];
                 out.extend(self.presence.presence(&self.me, device, state, &subscriber));
+                out.extend(self.nick_event(device, &device_jid, &subscriber));
                 out
             }
             "unsubscribe" => {
@@ -351,11 +352,15 @@ impl Gateway {
                     .unsubscribe(SubscriptionKind::Presence, device, &subscriber);
                 vec![answer(Type::Unsubscribed, &subscriber).into()]
             }
-            _ => self
-                .presence
-                .presence(&self.me, device, state, &from.to_string())
-                .into_iter()
-                .collect(),
+            _ => {
+                let mut out: Vec<Element> = self
+                    .presence
+                    .presence(&self.me, device, state, &from.to_string())
+                    .into_iter()
+                    .collect();
+                out.extend(self.nick_event(device, &device_jid, &subscriber));
+                out
+            }
         }
     }
 }

@@ -69,6 +69,41 @@ fn the_nickname_comes_with_subscribed_and_not_in_presence_broadcasts() {
     assert!(offline[0].get_child("nick", NS_NICK).is_none());
 }
 
+/// The nickname in a PEP notification, as Gajim and Conversations read it.
+fn nick_event(message: &Element) -> Option<String> {
+    let items = message
+        .get_child("event", crate::xml::NS_PUBSUB_EVENT)?
+        .get_child("items", crate::xml::NS_PUBSUB_EVENT)?;
+    if items.attr("node") != Some(NS_NICK) {
+        return None;
+    }
+    let item = items.get_child("item", crate::xml::NS_PUBSUB_EVENT)?;
+    Some(item.get_child("nick", NS_NICK)?.text())
+}
+
+#[test]
+fn the_nickname_is_also_announced_as_a_pep_event_on_subscribe_and_probe() {
+    let mut r = rig();
+    feed(&mut r.gw, status(DeviceStatus::Online), Instant::now());
+    for kind in ["subscribe", "probe"] {
+        let out = ask(&mut r.gw, &presence(ALICE, "boiler@gw.example.org", kind));
+        let events: Vec<&Element> = out.iter().filter(|e| e.name() == "message").collect();
+        assert_eq!(events.len(), 1, "{kind}: one nickname event");
+        let m = events[0];
+        assert_eq!(m.attr("type"), Some("headline"), "{kind}");
+        // From the device's bare JID, as a PEP service would send it.
+        assert_eq!(m.attr("from"), Some("boiler@gw.example.org"), "{kind}");
+        assert_eq!(m.attr("to"), Some("alice@example.org"), "{kind}");
+        assert_eq!(nick_event(m).as_deref(), Some("Boiler room"), "{kind}");
+    }
+    // An outsider's probe learns nothing, not even a name.
+    let out = ask(
+        &mut r.gw,
+        &presence(MALLORY, "boiler@gw.example.org", "probe"),
+    );
+    assert!(out.iter().all(|e| e.name() != "message"));
+}
+
 #[test]
 fn a_devices_vcard_names_it_says_what_it_is_and_carries_its_avatar() {
     let mut r = rig();

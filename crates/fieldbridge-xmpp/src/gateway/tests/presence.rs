@@ -10,7 +10,8 @@ fn an_allowed_subscriber_gets_subscribed_and_the_current_presence_and_is_remembe
         &mut r.gw,
         &presence(ALICE, "boiler@gw.example.org", "subscribe"),
     );
-    assert_eq!(out.len(), 2);
+    // Subscribed, the presence, and the nickname event (tests/card.rs).
+    assert_eq!(out.len(), 3);
     assert_eq!(kind_of(&out[0]), Some("subscribed"));
     assert_eq!(out[0].attr("to"), Some("alice@example.org"));
     assert_eq!(out[0].attr("from"), Some("boiler@gw.example.org"));
@@ -141,7 +142,8 @@ fn a_probe_from_a_reader_gets_the_current_presence() {
         &mut r.gw,
         &presence(ALICE, "boiler@gw.example.org", "probe"),
     );
-    assert_eq!(out.len(), 1);
+    // The presence, then the nickname event (tests/card.rs).
+    assert_eq!(out.len(), 2);
     assert_eq!(kind_of(&out[0]), None, "available");
     assert_eq!(out[0].attr("to"), Some(ALICE));
     assert_eq!(status_of(&out[0]), "temperature 21.50 °C");
