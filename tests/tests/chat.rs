@@ -155,12 +155,12 @@ async fn writes_outside_a_points_limits_are_refused_with_them(kind: ServerKind) 
     let too_hot = ask(&mut alice, "set setpoint 1e6").await;
     assert_eq!(
         too_hot,
-        "Could not set setpoint: 1000000 is above the maximum 85"
+        "Could not set setpoint: 1000000 °C is above the maximum 85 °C"
     );
     let too_cold = ask(&mut alice, "set setpoint 29.9").await;
     assert_eq!(
         too_cold,
-        "Could not set setpoint: 29.9 is below the minimum 30"
+        "Could not set setpoint: 29.9 °C is below the minimum 30 °C"
     );
     let now = ask(&mut alice, "get setpoint").await;
     assert!(now.starts_with("setpoint 50.0 °C ("), "{now}");

@@ -291,18 +291,24 @@ fn within_limits(value: &Value, settings: &PointSettings) -> Result<(), CommandE
         Value::Bool(_) | Value::Text(_) => return Ok(()),
     };
     let refused = |why: String| Err(CommandError::Failed(AdapterError::Refused(why)));
+    // "1000000 °C is above the maximum 85 °C": both in the point's unit.
+    let unit = settings
+        .unit
+        .as_ref()
+        .map(|u| format!(" {u}"))
+        .unwrap_or_default();
     if x.is_nan() && (settings.min.is_some() || settings.max.is_some()) {
         return refused(format!("{value} is not a number"));
     }
     if let Some(min) = settings.min
         && x < min
     {
-        return refused(format!("{value} is below the minimum {min}"));
+        return refused(format!("{value}{unit} is below the minimum {min}{unit}"));
     }
     if let Some(max) = settings.max
         && x > max
     {
-        return refused(format!("{value} is above the maximum {max}"));
+        return refused(format!("{value}{unit} is above the maximum {max}{unit}"));
     }
     Ok(())
 }
@@ -343,8 +349,10 @@ mod tests {
                 ..Default::default()
             },
         };
+        let mut setpoint = point("setpoint", ValueKind::Float, true, Some(30.0), Some(85.0));
+        setpoint.settings.unit = Some(crate::value::Unit("°C".into()));
         let points = [
-            point("setpoint", ValueKind::Float, true, Some(30.0), Some(85.0)),
+            setpoint,
             point("level", ValueKind::Int, true, None, Some(10.0)),
             point("pump", ValueKind::Bool, true, None, None),
             point("temperature", ValueKind::Float, false, None, None),
@@ -467,15 +475,15 @@ mod tests {
         let refused = |why: &str| Err(CommandError::Failed(AdapterError::Refused(why.into())));
         assert_eq!(
             r.write_text("boiler", "setpoint", "1e6").await,
-            refused("1000000 is above the maximum 85")
+            refused("1000000 °C is above the maximum 85 °C")
         );
         assert_eq!(
             r.write_text("boiler", "setpoint", "29.5").await,
-            refused("29.5 is below the minimum 30")
+            refused("29.5 °C is below the minimum 30 °C")
         );
         assert_eq!(
             r.write("boiler", "setpoint", Value::Int(-5)).await,
-            refused("-5 is below the minimum 30")
+            refused("-5 °C is below the minimum 30 °C")
         );
         assert_eq!(
             r.write("boiler", "setpoint", Value::Float(f64::NAN)).await,
@@ -490,7 +498,7 @@ mod tests {
                 .await
                 .unwrap_err()
                 .to_string(),
-            "85.5 is above the maximum 85"
+            "85.5 °C is above the maximum 85 °C"
         );
         assert!(seen.try_recv().is_err(), "nothing reached the adapter");
 
