@@ -171,7 +171,7 @@ async fn encrypted_link(kind: ServerKind) {
         })
         .await
         .unwrap();
-    assert_eq!(status_text(&p).as_deref(), Some("temperature 21.5 °C"));
+    assert_eq!(status_text(&p).as_deref(), Some("temperature 21.50 °C"));
     pubsub::subscribe(&mut alice, "boiler").await.unwrap();
     let fields = pubsub::next_fields(&mut alice, "boiler", WAIT)
         .await
