@@ -26,13 +26,8 @@ fn directory() -> Arc<Directory> {
         DeviceSpec {
             id: DeviceId::new(&format!("dev{d}")).expect("valid id"),
             settings: DeviceSettings {
-                name: None,
-                connection: ConnectionId::new("bench").expect("valid id"),
                 poll: Some(Duration::from_secs(1)),
-                stale_after: None,
-                history: None,
-                stale_default: Default::default(),
-                summary: None,
+                ..DeviceSettings::on(ConnectionId::new("bench").expect("valid id"))
             },
             points: (0..POINTS)
                 .map(|p| {

@@ -359,15 +359,7 @@ mod tests {
         ];
         Arc::new(Directory::new([DeviceSpec {
             id: DeviceId::new("boiler").unwrap(),
-            settings: DeviceSettings {
-                name: None,
-                connection: ConnectionId::new("c").unwrap(),
-                poll: None,
-                stale_after: None,
-                history: None,
-                stale_default: Default::default(),
-                summary: None,
-            },
+            settings: DeviceSettings::on(ConnectionId::new("c").unwrap()),
             points: points
                 .into_iter()
                 .map(|p| (p.id.clone(), p))

@@ -77,6 +77,23 @@ pub struct DeviceSettings {
     pub summary: Option<Vec<PointId>>,
 }
 
+impl DeviceSettings {
+    /// A device on `connection` with every other setting at its default:
+    /// where code that makes devices without a file (tests, benches)
+    /// starts, so that a new setting is added in one place.
+    pub fn on(connection: ConnectionId) -> Self {
+        Self {
+            name: None,
+            connection,
+            poll: None,
+            stale_after: None,
+            history: None,
+            summary: None,
+            stale_default: StaleDefault::default(),
+        }
+    }
+}
+
 /// `devices.<id>.history`: bounds of a device's kept history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -358,15 +375,7 @@ mod tests {
     fn spec(id: &str) -> DeviceSpec {
         DeviceSpec {
             id: DeviceId::new(id).unwrap(),
-            settings: DeviceSettings {
-                name: None,
-                connection: ConnectionId::new("c").unwrap(),
-                poll: None,
-                stale_after: None,
-                history: None,
-                stale_default: Default::default(),
-                summary: None,
-            },
+            settings: DeviceSettings::on(ConnectionId::new("c").unwrap()),
             points: BTreeMap::new(),
         }
     }

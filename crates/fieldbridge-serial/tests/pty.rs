@@ -210,13 +210,9 @@ fn start(
     let spec = Arc::new(DeviceSpec {
         id: id.clone(),
         settings: DeviceSettings {
-            name: None,
-            connection: ConnectionId::new("line").unwrap(),
             poll: Some(poll),
             stale_after: Some(Duration::from_secs(600)),
-            history: None,
-            stale_default: Default::default(),
-            summary: None,
+            ..DeviceSettings::on(ConnectionId::new("line").unwrap())
         },
         points: specs,
     });

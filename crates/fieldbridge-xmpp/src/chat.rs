@@ -413,12 +413,7 @@ mod tests {
             id: DeviceId::new("boiler").unwrap(),
             settings: DeviceSettings {
                 name: Some("Boiler".into()),
-                connection: ConnectionId::new("c").unwrap(),
-                poll: None,
-                stale_after: None,
-                history: None,
-                summary: None,
-                stale_default: Default::default(),
+                ..DeviceSettings::on(ConnectionId::new("c").unwrap())
             },
             points: [
                 point("temperature", None, None),

@@ -136,15 +136,7 @@ fn status(presence: &Element) -> String {
 fn directory() -> Arc<Directory> {
     Arc::new(Directory::new([DeviceSpec {
         id: DeviceId::new("boiler").unwrap(),
-        settings: DeviceSettings {
-            name: None,
-            connection: ConnectionId::new("sim").unwrap(),
-            poll: None,
-            stale_after: None,
-            history: None,
-            stale_default: Default::default(),
-            summary: None,
-        },
+        settings: DeviceSettings::on(ConnectionId::new("sim").unwrap()),
         points: BTreeMap::new(),
     }]))
 }

@@ -23,13 +23,8 @@ fn device(id: &str, points: Vec<PointSpec>) -> DeviceSpec {
     DeviceSpec {
         id: DeviceId::new(id).unwrap(),
         settings: DeviceSettings {
-            name: None,
-            connection: ConnectionId::new("c").unwrap(),
             poll: Some(POLL),
-            stale_after: None,
-            history: None,
-            stale_default: Default::default(),
-            summary: None,
+            ..DeviceSettings::on(ConnectionId::new("c").unwrap())
         },
         points: points
             .into_iter()

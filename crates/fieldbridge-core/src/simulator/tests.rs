@@ -31,13 +31,8 @@ fn start(device: SimulatorDevice, points: Vec<(&str, SimulatorPoint)>, poll: Dur
     let spec = DeviceSpec {
         id: DeviceId::new("sim").unwrap(),
         settings: DeviceSettings {
-            name: None,
-            connection: ConnectionId::new("demo").unwrap(),
             poll: Some(poll),
-            stale_after: None,
-            history: None,
-            stale_default: Default::default(),
-            summary: None,
+            ..DeviceSettings::on(ConnectionId::new("demo").unwrap())
         },
         points: points
             .iter()

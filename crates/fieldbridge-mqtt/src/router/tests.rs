@@ -50,12 +50,7 @@ fn device(
             id: DeviceId::new(id).unwrap(),
             settings: DeviceSettings {
                 name,
-                connection: ConnectionId::new("broker").unwrap(),
-                poll: None,
-                stale_after: None,
-                history: None,
-                stale_default: Default::default(),
-                summary: None,
+                ..DeviceSettings::on(ConnectionId::new("broker").unwrap())
             },
             points: specs,
         }),

@@ -433,13 +433,8 @@ pub fn device_with(
         spec: Arc::new(DeviceSpec {
             id: DeviceId::new(id).unwrap(),
             settings: DeviceSettings {
-                name: None,
-                connection: ConnectionId::new("broker").unwrap(),
-                poll: None,
                 stale_after: Some(Duration::from_secs(600)),
-                history: None,
-                stale_default: Default::default(),
-                summary: None,
+                ..DeviceSettings::on(ConnectionId::new("broker").unwrap())
             },
             points: specs,
         }),

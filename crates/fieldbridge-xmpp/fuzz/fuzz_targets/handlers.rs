@@ -51,15 +51,7 @@ fn rig() -> Rig {
     let dir = tempfile::tempdir().expect("a temp dir");
     let directory = Arc::new(Directory::new([DeviceSpec {
         id: DeviceId::new("boiler").expect("a valid id"),
-        settings: DeviceSettings {
-            name: Some("Boiler room".into()),
-            connection: ConnectionId::new("sim").expect("a valid id"),
-            poll: None,
-            stale_after: None,
-            history: None,
-            stale_default: Default::default(),
-            summary: None,
-        },
+        settings: DeviceSettings { name: Some("Boiler room".into()), ..DeviceSettings::on(ConnectionId::new("sim").expect("a valid id")) },
         points: BTreeMap::from([
             point("temperature", ValueKind::Float, false),
             point("setpoint", ValueKind::Float, true),

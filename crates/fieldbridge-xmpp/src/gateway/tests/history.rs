@@ -313,15 +313,7 @@ fn the_state_of_the_previous_version_is_upgraded_with_its_subscribers_and_items(
     }
     let spec = |id: &str, points: &[&str]| DeviceSpec {
         id: DeviceId::new(id).unwrap(),
-        settings: DeviceSettings {
-            name: None,
-            connection: ConnectionId::new("sim").unwrap(),
-            poll: None,
-            stale_after: None,
-            history: None,
-            stale_default: Default::default(),
-            summary: None,
-        },
+        settings: DeviceSettings::on(ConnectionId::new("sim").unwrap()),
         points: points
             .iter()
             .map(|p| {

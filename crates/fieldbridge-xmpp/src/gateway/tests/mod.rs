@@ -32,12 +32,7 @@ fn directory() -> Arc<Directory> {
         id: DeviceId::new("boiler").unwrap(),
         settings: DeviceSettings {
             name: Some("Boiler room".into()),
-            connection: ConnectionId::new("sim").unwrap(),
-            poll: None,
-            stale_after: None,
-            history: None,
-            stale_default: Default::default(),
-            summary: None,
+            ..DeviceSettings::on(ConnectionId::new("sim").unwrap())
         },
         points: BTreeMap::from([(point.id.clone(), point)]),
     }]))
@@ -584,15 +579,7 @@ fn plug() -> DeviceSpec {
     };
     DeviceSpec {
         id: DeviceId::new("plug").unwrap(),
-        settings: DeviceSettings {
-            name: None,
-            connection: ConnectionId::new("broker").unwrap(),
-            poll: None,
-            stale_after: None,
-            history: None,
-            stale_default: Default::default(),
-            summary: None,
-        },
+        settings: DeviceSettings::on(ConnectionId::new("broker").unwrap()),
         points: BTreeMap::from([(point.id.clone(), point)]),
     }
 }
@@ -664,15 +651,7 @@ fn meter() -> Arc<Directory> {
     };
     Arc::new(Directory::new([DeviceSpec {
         id: DeviceId::new("meter").unwrap(),
-        settings: DeviceSettings {
-            name: None,
-            connection: ConnectionId::new("sim").unwrap(),
-            poll: None,
-            stale_after: None,
-            history: None,
-            stale_default: Default::default(),
-            summary: None,
-        },
+        settings: DeviceSettings::on(ConnectionId::new("sim").unwrap()),
         points: BTreeMap::from([
             point("current", Some("A")),
             point("power", Some("W")),
