@@ -48,6 +48,15 @@ pub fn with_child(mut parent: Element, child: Element) -> Element {
     parent
 }
 
+/// A XEP-0325 control `set` of one float point: `<set><double name value/></set>`.
+pub fn control_set(point: &str, value: &str) -> Element {
+    const NS_CONTROL: &str = "urn:xmpp:iot:control";
+    with_child(
+        el("set", NS_CONTROL, &[]),
+        el("double", NS_CONTROL, &[("name", point), ("value", value)]),
+    )
+}
+
 /// Serializes for failure messages.
 pub fn xml(e: &Element) -> String {
     String::from(e)

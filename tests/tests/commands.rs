@@ -1,7 +1,7 @@
 //! End-to-end: ad-hoc commands (XEP-0050) from a real client through a real
 //! Prosody and a real ejabberd to the real gateway and its simulator.
 
-use fieldbridge_e2e::client::{XmppUser, el, error_condition, with_child, xml};
+use fieldbridge_e2e::client::{XmppUser, control_set, el, error_condition, with_child, xml};
 use fieldbridge_e2e::gateway::{Gateway, Setup};
 use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
 use minidom::Element;
@@ -281,18 +281,10 @@ async fn sensor_data_readout_and_control_from_iot_software(kind: ServerKind) {
             ("temperature".to_owned(), "21.5".to_owned())
         ]
     );
-
-    let set = |value: &str| {
-        with_child(
-            el("set", "urn:xmpp:iot:control", &[]),
-            el(
-                "double",
-                "urn:xmpp:iot:control",
-                &[("name", "setpoint"), ("value", value)],
-            ),
-        )
-    };
-    let refused = bob.iq(BOILER, "set", set("70")).await.unwrap();
+    let refused = bob
+        .iq(BOILER, "set", control_set("setpoint", "70"))
+        .await
+        .unwrap();
     assert_eq!(
         error_condition(&refused).as_deref(),
         Some("forbidden"),
@@ -305,7 +297,10 @@ async fn sensor_data_readout_and_control_from_iot_software(kind: ServerKind) {
         ("setpoint".to_owned(), "50".to_owned()),
         "bob's refused write changed the value"
     );
-    let done = alice.iq(BOILER, "set", set("61.25")).await.unwrap();
+    let done = alice
+        .iq(BOILER, "set", control_set("setpoint", "61.25"))
+        .await
+        .unwrap();
     assert_eq!(done.attr("type"), Some("result"), "{}", xml(&done));
     assert_eq!(
         readout(&mut bob, "3").await[0],

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use fieldbridge_e2e::client::{
-    XmppUser, el, error_condition, is_presence, status_text, with_child, xml,
+    XmppUser, control_set, el, error_condition, is_presence, status_text, with_child, xml,
 };
 use fieldbridge_e2e::gateway::{Gateway, Setup};
 use fieldbridge_e2e::pubsub::{self, Field, next_fields, subscribe};
@@ -799,17 +799,10 @@ async fn writes_from_xmpp_change_the_devices_registers(kind: ServerKind) {
 
     // XEP-0325 control: the device's refusal is answered by its cause
     // (`not-acceptable`: not like this), a write in range goes through.
-    let control = |value: &str| {
-        with_child(
-            el("set", "urn:xmpp:iot:control", &[]),
-            el(
-                "double",
-                "urn:xmpp:iot:control",
-                &[("name", "setpoint"), ("value", value)],
-            ),
-        )
-    };
-    let refused = alice.iq(BOILER, "set", control("95")).await.unwrap();
+    let refused = alice
+        .iq(BOILER, "set", control_set("setpoint", "95"))
+        .await
+        .unwrap();
     assert_eq!(
         error_condition(&refused).as_deref(),
         Some("not-acceptable"),
@@ -822,7 +815,10 @@ async fn writes_from_xmpp_change_the_devices_registers(kind: ServerKind) {
         xml(&refused)
     );
     assert_eq!(bank.holding(100, 1), before);
-    let done = alice.iq(BOILER, "set", control("55")).await.unwrap();
+    let done = alice
+        .iq(BOILER, "set", control_set("setpoint", "55"))
+        .await
+        .unwrap();
     assert_eq!(done.attr("type"), Some("result"), "{}", xml(&done));
     assert_eq!(bank.holding(100, 1), [550]);
 
