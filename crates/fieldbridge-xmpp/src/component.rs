@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fieldbridge_core::audit::AuditLog;
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -30,6 +31,8 @@ pub struct ComponentOptions {
     pub gateway_id: String,
     /// The zone of times shown to people (`gateway.timezone`).
     pub time_zone: jiff::tz::TimeZone,
+    /// Where write attempts are audited.
+    pub audit: AuditLog,
 }
 
 /// How long the goodbye may take when stopping.
@@ -60,6 +63,7 @@ pub async fn run(
         state_dir,
         gateway_id,
         time_zone,
+        audit,
     } = options;
     let state_error = |source| XmppError::State {
         dir: state_dir.clone(),
@@ -75,6 +79,7 @@ pub async fn run(
     .map_err(state_error)?;
     gw.set_status_interval(config.status_interval());
     gw.set_time_zone(time_zone);
+    gw.set_audit(audit);
 
     let mut link = Link::new();
     let mut tick = tokio::time::interval(TICK);

@@ -163,6 +163,7 @@ fn start(
         state_dir: state.path().to_owned(),
         gateway_id: "test".into(),
         time_zone: jiff::tz::TimeZone::UTC,
+        audit: fieldbridge_core::audit::AuditLog::log_only(),
     };
     let directory = directory();
     let events = bus.subscribe("xmpp");

@@ -30,6 +30,13 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
             cfg.gateway.state_dir.display()
         )
     })?;
+    let (audit, audit_writer) = fieldbridge_core::audit::spawn(&cfg.gateway.state_dir)
+        .with_context(|| {
+            format!(
+                "cannot open the audit log in {}",
+                cfg.gateway.state_dir.display()
+            )
+        })?;
     let directory = cfg.directory.clone();
     tracing::info!(
         gateway = %cfg.gateway.id,
@@ -76,6 +83,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         state_dir: cfg.gateway.state_dir,
         gateway_id: cfg.gateway.id,
         time_zone: cfg.gateway.time_zone,
+        audit,
     };
     let mut xmpp = tokio::spawn(fieldbridge_xmpp::run(
         options,
@@ -130,11 +138,21 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
             }
         },
     };
+    finish_audit(audit_writer).await;
     xmpp_result
         .context("the XMPP component panicked")?
         .context("the XMPP component failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits for the audit writer to write what the component recorded (it
+/// has let go of its log by now).
+async fn finish_audit(writer: fieldbridge_core::audit::Writer) {
+    let finished = tokio::task::spawn_blocking(move || writer.finish());
+    if tokio::time::timeout(STOP_GRACE, finished).await.is_err() {
+        tracing::warn!("the audit writer did not finish within {STOP_GRACE:?}");
+    }
 }
 
 /// Waits for SIGINT or SIGTERM (Ctrl-C only, off Unix).
