@@ -30,6 +30,7 @@ pub mod normalize;
 pub mod process;
 pub mod simulator;
 pub mod value;
+pub mod watchdog;
 
 pub use adapter::{Adapter, AdapterContext, EventSender};
 pub use bus::{Bus, Subscription};

@@ -9,6 +9,7 @@
 mod logging;
 mod modbus_cli;
 mod runtime;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
