@@ -31,6 +31,7 @@ use crate::device::{DeviceSpec, Directory, MAX_DECIMALS, PointSpec};
 use crate::event::{DeviceEvent, DeviceStatus, EventKind};
 use crate::id::{DeviceId, PointId};
 use crate::value::{Quality, Reading, Sample, Value};
+use crate::watchdog::Heartbeat;
 
 pub use crate::device::DEFAULT_MAX_INTERVAL;
 
@@ -66,9 +67,19 @@ pub struct NormalizeStats {
 /// every clone of it is dropped the engine flushes, stops, and drops the
 /// bus, which ends every sink's subscription.
 pub fn spawn(directory: Arc<Directory>, bus: Bus) -> (EventSender, JoinHandle<NormalizeStats>) {
+    spawn_watched(directory, bus, Heartbeat::new("normalization engine"))
+}
+
+/// [`spawn`], the engine beating `alive` at least every tick (100 ms) for
+/// a watchdog.
+pub fn spawn_watched(
+    directory: Arc<Directory>,
+    bus: Bus,
+    alive: Heartbeat,
+) -> (EventSender, JoinHandle<NormalizeStats>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let engine = Engine::new(directory, bus);
-    (EventSender::new(tx), tokio::spawn(engine.run(rx)))
+    (EventSender::new(tx), tokio::spawn(engine.run(rx, alive)))
 }
 
 #[derive(Debug)]
@@ -209,17 +220,31 @@ impl Engine {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<DeviceEvent>) -> NormalizeStats {
+    /// Runs until every sender is gone; beats `alive` on every turn (events
+    /// come first, so a flood could starve the tick: both arms beat).
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<DeviceEvent>,
+        alive: Heartbeat,
+    ) -> NormalizeStats {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 event = rx.recv() => match event {
-                    Some(e) => self.handle(e, Instant::now()),
+                    Some(e) => {
+                        let now = Instant::now();
+                        alive.beat_at(now);
+                        self.handle(e, now);
+                    }
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick(Instant::now()),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    alive.beat_at(now);
+                    self.on_tick(now);
+                }
             }
         }
         // Publish what min_interval was holding back: nothing is lost on stop.

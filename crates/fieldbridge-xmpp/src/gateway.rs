@@ -25,6 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fieldbridge_core::audit::AuditLog;
 use fieldbridge_core::{
     DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Sample,
 };
@@ -132,6 +133,8 @@ pub struct Gateway {
     commands: Commands,
     /// The zone of times shown to people.
     zone: TimeZone,
+    /// Where write attempts are recorded.
+    audit: AuditLog,
 }
 
 impl Gateway {
@@ -169,6 +172,7 @@ impl Gateway {
             guard: Guard::default(),
             commands: Commands::default(),
             zone: TimeZone::UTC,
+            audit: AuditLog::log_only(),
         })
     }
 
@@ -180,6 +184,11 @@ impl Gateway {
     /// Sets the zone of times shown to people (UTC until set).
     pub fn set_time_zone(&mut self, zone: TimeZone) {
         self.zone = zone;
+    }
+
+    /// Sets where write attempts are audited (only logged until set).
+    pub fn set_audit(&mut self, audit: AuditLog) {
+        self.audit = audit;
     }
 
     /// Counters so far.
