@@ -36,6 +36,8 @@ const el = (tag, props = {}, ...kids) => {
 };
 
 let conn = null;
+/** The endpoint the connection went through (WebSocket, or BOSH after it). */
+let connectedUrl = null;
 let session = null; // { component, jid (full), devices: Map }
 
 // ----- settings: config.json, the query string, what was remembered -------
@@ -125,15 +127,21 @@ function connect(urls, jid, password, component) {
   loginStatus(`Connecting to ${url} …`);
   const c = new Strophe.Connection(url);
   let connected = false;
+  // A failed attempt reports CONNFAIL, then DISCONNECTED: move on once.
+  let gaveUp = false;
   c.connect(jid, password, (status, condition) => {
     const S = Strophe.Status;
+    if (gaveUp) return;
     if (status === S.CONNECTED) {
       connected = true;
       conn = c;
+      connectedUrl = url;
       start(component).catch((e) => boardStatus(`Cannot load the devices: ${e.message}`, true));
     } else if (status === S.AUTHFAIL) {
+      gaveUp = true;
       failed('Wrong address or password.');
     } else if ((status === S.CONNFAIL || status === S.DISCONNECTED) && !connected) {
+      gaveUp = true;
       if (fallback.length) connect(fallback, jid, password, component);
       else failed(`Cannot connect to ${url}${condition ? ` (${condition})` : ''}.`);
     } else if (status === S.DISCONNECTED && connected && session) {
@@ -489,6 +497,7 @@ function tick() {
 window.fieldbridge = {
   setPoint: writePoint,
   devices: () => (session ? [...session.devices.keys()] : []),
+  connectedUrl: () => connectedUrl,
 };
 
 init();
