@@ -4,11 +4,9 @@
 //! ejabberd's WebSocket with real accounts: what a reader, a controller and
 //! an outsider see and may do.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use fieldbridge_e2e::browser::{built_dashboard, drive};
+use fieldbridge_e2e::browser::{built_dashboard, drive, http_get};
 use fieldbridge_e2e::client::XmppUser;
 use fieldbridge_e2e::free_port;
 use fieldbridge_e2e::gateway::{Gateway, Setup};
@@ -294,20 +292,10 @@ async fn ejabberd_reader_logs_in_over_its_websocket_and_sees_a_live_value() {
     assert_ne!(live["before"], live["after"], "{report:#}");
 }
 
-/// A raw HTTP/1.1 request to the dashboard listener: (status line, headers
-/// and body as text).
-fn http_get(port: u16, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the listener answers");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("an answer");
-    let status = out.lines().next().unwrap_or_default().to_owned();
-    (status, out)
+/// A GET to the dashboard listener: (status line, the whole answer).
+fn get(port: u16, path: &str) -> (String, String) {
+    let out = http_get(port, path);
+    (out.lines().next().unwrap_or_default().to_owned(), out)
 }
 
 #[tokio::test]
@@ -337,17 +325,17 @@ async fn the_listener_serves_the_page_and_nothing_outside_it() {
     )
     .await
     .expect("the gateway starts");
-    let (status, page) = http_get(port, "/");
+    let (status, page) = get(port, "/");
     assert_eq!(status, "HTTP/1.1 200 OK", "{page}");
     assert!(
         page.to_lowercase()
             .contains("content-type: text/html; charset=utf-8"),
         "{page}"
     );
-    let (status, js) = http_get(port, "/app.js");
+    let (status, js) = get(port, "/app.js");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(js.to_lowercase().contains("content-type: text/javascript"));
-    let (status, config) = http_get(port, "/config.json");
+    let (status, config) = get(port, "/config.json");
     assert_eq!(status, "HTTP/1.1 200 OK");
     let body = config.split("\r\n\r\n").nth(1).unwrap_or_default();
     let config: Value = serde_json::from_str(body).expect("config.json is JSON");
@@ -363,7 +351,7 @@ async fn the_listener_serves_the_page_and_nothing_outside_it() {
         "/.%2e/package.json",
         "/nothing.js",
     ] {
-        let (status, _) = http_get(port, path);
+        let (status, _) = get(port, path);
         assert_eq!(status, "HTTP/1.1 404 Not Found", "{path}");
     }
 }
