@@ -371,7 +371,7 @@ function chartFor(d, p) {
   const unit = p.unit ? ` (${p.unit})` : '';
   const box = el('div', { class: 'plot' });
   const wrap = el('figure', { class: 'chart', 'data-point': p.id },
-    el('h3', { text: `${p.label}${unit}, last ${HISTORY_HOURS} h` }), box);
+    el('h3', { text: `${p.label}${unit}: up to ${HISTORY_HOURS} h of history, then live` }), box);
   wrap.style.margin = '0';
   d.card.querySelector('.charts').append(wrap);
   const width = Math.max(200, box.clientWidth || d.card.clientWidth - 32);
@@ -382,7 +382,15 @@ function chartFor(d, p) {
     legend: { show: false },
     scales: { x: { time: true } },
     series: [{}, { label: p.label, stroke: '#0969da', width: 2, fill: 'rgba(9,105,218,0.08)', value: (u, v) => fmt(v) }],
-    axes: [{ stroke: '#57606a' }, { stroke: '#57606a', size: 56, values: (u, vals) => vals.map(fmt) }],
+    axes: [
+      { stroke: '#57606a', space: 80, size: 36, values: (u, ticks) => ticks.map((t) => tickTime(t, u)) },
+      {
+        stroke: '#57606a',
+        values: (u, vals) => vals.map(fmt),
+        // Wide enough for the longest label (1000.00 as well as 1.5).
+        size: (u, values) => 16 + 8 * Math.max(3, ...(values || []).map((v) => v.length)),
+      },
+    ],
   }, [s.xs, s.ys], box);
   new ResizeObserver(() => {
     const w = box.clientWidth;
@@ -390,6 +398,17 @@ function chartFor(d, p) {
   }).observe(box);
   wrap.dataset.points = String(s.xs.length);
   d.charts.set(p.id, { plot, wrap, series: s });
+}
+
+/** An x-axis label: the time of day, to the second over a short span,
+ *  with the date when the chart spans days. */
+function tickTime(t, u) {
+  const xs = u.data[0];
+  const span = xs.length ? xs[xs.length - 1] - xs[0] : 0;
+  const d = new Date(t * 1000);
+  if (span > 2 * 86400) return `${d.toLocaleDateString([], { month: 'short', day: 'numeric' })} ${d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
+  if (span > 1800) return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
 function renderSetForm(d) {
@@ -486,10 +505,12 @@ function markAllUnknown() {
 }
 
 /** "12 s ago" stays true. */
+let ticking = null;
 function tick() {
+  clearTimeout(ticking);
   if (!session) return;
   for (const d of session.devices.values()) renderUpdated(d);
-  setTimeout(tick, 5000);
+  ticking = setTimeout(tick, 5000);
 }
 
 // For people scripting the page (and for its end-to-end test): a write

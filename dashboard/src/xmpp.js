@@ -3,7 +3,7 @@
 // notifications in the XEP-0323 `fields` shape), ad-hoc "Set a point".
 // No page state here: app.js owns that.
 
-import { Strophe, $iq, $build } from 'strophe.js';
+import { $iq } from 'strophe.js';
 
 export const NS = {
   discoInfo: 'http://jabber.org/protocol/disco#info',
@@ -212,4 +212,3 @@ export async function setPoint(conn, to, point, value) {
   return { ok: note.getAttribute('type') !== 'error', text: note.textContent };
 }
 
-export { Strophe, $build };
