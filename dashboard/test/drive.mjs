@@ -7,6 +7,7 @@
 //     "expect_devices": true, "watch": {"device": "boiler", "point": "temperature"},
 //     "set": {"device": "boiler", "point": "setpoint", "value": "61.5"},
 //     "forge": {"device": "boiler", "point": "setpoint", "value": "1"},
+//     "wait_state": {"device": "flaky", "contains": "offline"},
 //     "screenshot": "/tmp/x.png"}'
 //
 // Every wait has a deadline; a step that fails puts its reason in `errors`
@@ -96,6 +97,16 @@ try {
       await page.waitForFunction((s, n) => Number(document.querySelector(s)?.dataset.points) > n, { timeout: WAIT }, chart, pointsBefore);
       const pointsAfter = await page.$eval(chart, (e) => Number(e.dataset.points));
       out.live = { before, after, chart_before: pointsBefore, chart_after: pointsAfter };
+    });
+  }
+
+  if (out.logged_in && args.wait_state) {
+    // A device's status as the card shows it, once it reads `contains`.
+    await step('state', async () => {
+      const sel = `.device[data-device="${args.wait_state.device}"] .state`;
+      await page.waitForFunction((s, c) => document.querySelector(s).textContent.includes(c),
+        { timeout: WAIT }, sel, args.wait_state.contains);
+      out.state = await page.$eval(sel, (e) => e.textContent);
     });
   }
 

@@ -16,12 +16,14 @@ use serde_json::{Value, json};
 
 /// A boiler whose temperature changes at every 100 ms poll (so items pile
 /// up in the history and the page sees it move), with a writable set-point
-/// of one decimal and limits; and a meter.
+/// of one decimal and limits; a meter; a sensor offline 2 s of every 4.
 const DEVICES: &str = "  boiler:\n    name: Boiler room\n    connection: sim\n    poll: 100ms\n    period: 20s\n    points:\n      \
 temperature: { signal: sine, range: [50, 70], unit: \"°C\", label: Boiler temperature }\n      \
 setpoint: { signal: constant, value: 65.0, unit: \"°C\", decimals: 1, writable: true, min: 30, max: 85, label: Target temperature }\n  \
 meter:\n    name: Cellar meter\n    connection: sim\n    poll: 100ms\n    points:\n      \
-power: { signal: random_walk, range: [100, 2000], unit: W }\n";
+power: { signal: random_walk, range: [100, 2000], unit: W }\n  \
+flaky:\n    name: Flaky sensor\n    connection: sim\n    poll: 100ms\n    outage: { every: 4s, duration: 2s }\n    points:\n      \
+level: { signal: sine, range: [0, 100], unit: \"%\" }\n";
 
 /// Items the boiler's history holds before a browser opens the page:
 /// more than the live notifications of the page's first second can be.
@@ -135,6 +137,7 @@ async fn prosody_reader_sees_devices_live_values_and_charts_but_may_not_write() 
             "expect_devices": true,
             "watch": { "device": "boiler", "point": "temperature" },
             "forge": { "device": "boiler", "point": "setpoint", "value": "40" },
+            "wait_state": { "device": "flaky", "contains": "offline" },
             "screenshot": shot.path(),
         }),
     );
@@ -152,7 +155,16 @@ async fn prosody_reader_sees_devices_live_values_and_charts_but_may_not_write() 
         .iter()
         .filter_map(|d| d["name"].as_str())
         .collect();
-    assert_eq!(names, ["Boiler room", "Cellar meter"], "{report:#}");
+    assert_eq!(
+        names,
+        ["Boiler room", "Flaky sensor", "Cellar meter"],
+        "{report:#}"
+    );
+    // Offline in words, with the reason from its presence.
+    assert_eq!(
+        report["state"], "✖ offline: scheduled outage (simulated) for 2s",
+        "{report:#}"
+    );
     let boiler = device(&report, "boiler");
     assert!(
         boiler["state"].as_str().unwrap().contains("online"),
