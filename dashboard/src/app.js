@@ -42,17 +42,23 @@ let session = null; // { component, jid (full), devices: Map }
 
 // ----- settings: config.json, the query string, what was remembered -------
 
-async function settings() {
-  const out = {};
+const FIELDS = ['jid', 'component', 'websocket', 'bosh'];
+
+/** What the form starts from, first found first: the query string
+ *  (`?websocket=…&component=…`), what was remembered, config.json, and for
+ *  the WebSocket the same host's `/xmpp-websocket`. */
+async function settings(saved) {
+  let config = {};
   try {
     const r = await fetch('config.json', { cache: 'no-store' });
-    if (r.ok) Object.assign(out, await r.json());
+    if (r.ok) config = await r.json();
   } catch {
     // Served without config.json (by the XMPP server): the form asks.
   }
   const q = new URLSearchParams(location.search);
-  for (const key of ['websocket', 'bosh', 'component', 'jid']) {
-    if (q.get(key)) out[key] = q.get(key);
+  const out = {};
+  for (const key of FIELDS) {
+    out[key] = q.get(key) || (saved && saved[key]) || config[key] || '';
   }
   if (!out.websocket && location.protocol.startsWith('http')) {
     // Served by the XMPP server itself: its endpoint, same origin.
@@ -83,12 +89,9 @@ function resource() {
 }
 
 async function init() {
-  const s = await settings();
   const saved = remembered();
-  for (const key of ['jid', 'component', 'websocket', 'bosh']) {
-    const v = (saved && saved[key]) || s[key];
-    if (v) $(key).value = v;
-  }
+  const s = await settings(saved);
+  for (const key of FIELDS) if (s[key]) $(key).value = s[key];
   if (saved) {
     $('password').value = saved.password || '';
     $('remember').checked = true;
@@ -119,7 +122,8 @@ function login() {
     localStorage.removeItem(STORE);
   }
   $('login').querySelector('button').disabled = true;
-  connect(urls, `${jid}/${resource()}`, password, component);
+  // The page's own resource, whatever was typed after a slash.
+  connect(urls, `${Strophe.getBareJidFromJid(jid)}/${resource()}`, password, component);
 }
 
 function connect(urls, jid, password, component) {
