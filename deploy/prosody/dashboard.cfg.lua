@@ -20,6 +20,9 @@ https_ports = { 5281 }
 -- dashboard/dist after scripts/build-dashboard).
 http_files_dir = "/usr/share/fieldbridge/dashboard"
 http_paths = { files = "/dashboard" }
+-- The files are served on the VirtualHost names; a browser that asks for
+-- another name (an IP address) gets them from this host:
+-- http_default_host = "example.org"
 
 -- Origins. Prosody 0.12 does not check the Origin of a WebSocket and
 -- answers BOSH's CORS requests from anywhere, so a page from another origin

@@ -169,15 +169,25 @@ impl Ejabberd {
         };
         // WebSocket and BOSH on plain HTTP, loopback only; ejabberd takes a
         // WebSocket from any origin unless `websocket_origin` names some.
+        let (files_handler, files_module) = match &self.options.web_files {
+            Some(dir) => (
+                "      /dashboard: mod_http_fileserver\n",
+                format!(
+                    "  mod_http_fileserver:\n    docroot: \"{}\"\n    directory_indices: [index.html]\n",
+                    dir.display()
+                ),
+            ),
+            None => ("", String::new()),
+        };
         let (web_listener, web_module) = match self.http_port {
             Some(port) => (
                 format!(
                     "  - port: {port}\n    ip: \"127.0.0.1\"\n    module: ejabberd_http\n    \
-                     request_handlers:\n      /ws: ejabberd_http_ws\n      /bosh: mod_bosh\n"
+                     request_handlers:\n      /ws: ejabberd_http_ws\n      /bosh: mod_bosh\n{files_handler}"
                 ),
-                "  mod_bosh: {}\n",
+                format!("  mod_bosh: {{}}\n{files_module}"),
             ),
-            None => (String::new(), ""),
+            None => (String::new(), String::new()),
         };
         format!(
             r#"hosts:

@@ -112,12 +112,24 @@ impl Prosody {
         // WebSocket and BOSH on plain HTTP, loopback only; "secure" so that
         // PLAIN logins are allowed as on c2s here. Prosody 0.12 checks no
         // Origin, so a page from another port connects.
+        let files = match &self.options.web_files {
+            Some(dir) => format!(
+                // The page comes from 127.0.0.1, which names no host.
+                "http_files_dir = \"{}\"\nhttp_paths = {{ files = \"/dashboard\" }}\nhttp_default_host = \"localhost\"\n",
+                dir.display()
+            ),
+            None => String::new(),
+        };
         let (web_modules, http) = match self.http_port {
             Some(port) => (
-                "; \"websocket\"; \"bosh\"",
+                if files.is_empty() {
+                    "; \"websocket\"; \"bosh\""
+                } else {
+                    "; \"websocket\"; \"bosh\"; \"http_files\""
+                },
                 format!(
                     "http_ports = {{ {port} }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\n\
-                     consider_websocket_secure = true\nconsider_bosh_secure = true\n"
+                     consider_websocket_secure = true\nconsider_bosh_secure = true\n{files}"
                 ),
             ),
             None => ("", "http_ports = {}\n".to_owned()),

@@ -24,6 +24,10 @@ pub struct Options {
     /// loopback HTTP port, for browsers (the dashboard); see
     /// [`Server::websocket_url`].
     pub web: bool,
+    /// With [`Options::web`], also serves this directory at `/dashboard/`
+    /// (Prosody's `http_files`, ejabberd's `mod_http_fileserver`), as
+    /// `deploy/*/dashboard.*` set it up.
+    pub web_files: Option<std::path::PathBuf>,
 }
 
 /// Which server to start.
@@ -159,6 +163,15 @@ impl Server {
     /// The component secret.
     pub fn secret(&self) -> &str {
         ComponentServer::secret(self)
+    }
+
+    /// The HTTP port of WebSocket and BOSH on 127.0.0.1, when started with
+    /// [`Options::web`].
+    pub fn http_port(&self) -> Option<u16> {
+        match self {
+            Server::Prosody(s) => s.http_port,
+            Server::Ejabberd(s) => s.http_port,
+        }
     }
 
     /// The WebSocket endpoint (`ws://127.0.0.1:PORT/...`), when started

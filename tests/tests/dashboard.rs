@@ -304,6 +304,71 @@ async fn ejabberd_reader_logs_in_over_its_websocket_and_sees_a_live_value() {
     assert_ne!(live["before"], live["after"], "{report:#}");
 }
 
+/// The page served by the XMPP server itself, as `deploy/` sets it up, at
+/// `/dashboard/` beside its WebSocket; the gateway serves nothing. The page
+/// is opened on `host` (ejabberd's file server answers only for the name of
+/// one of its hosts) with `query` (ejabberd's WebSocket is not at the path
+/// the page guesses; Prosody's is found on the page's own origin).
+async fn served_by_the_xmpp_server(
+    kind: ServerKind,
+    host: &str,
+    query: impl Fn(&Server) -> String,
+) {
+    let options = Options {
+        web: true,
+        web_files: Some(built_dashboard()),
+        ..Options::default()
+    };
+    let server = Server::start_with(kind, &options)
+        .await
+        .unwrap_or_else(|e| panic!("{} starts: {e}", kind.name()));
+    server.register("reader", "pw").expect("registered");
+    let _gateway = Gateway::start_with(
+        &server,
+        &Setup {
+            read: &["reader@localhost"],
+            control: &[],
+            connections: "  sim: { simulator: {} }\n",
+            devices: DEVICES,
+        },
+    )
+    .await
+    .expect("the gateway starts");
+    let http = server.http_port().expect("an HTTP port");
+    let url = format!("http://{host}:{http}/dashboard/{}", query(&server));
+    let report = drive(&json!({
+        "url": url,
+        "jid": "reader@localhost",
+        "password": "pw",
+        "component": COMPONENT,
+        "expect_devices": true,
+        "watch": { "device": "boiler", "point": "temperature" },
+    }))
+    .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(report["errors"], json!([]), "{report:#}\n{}", server.log());
+    assert_eq!(
+        report["connected_url"],
+        json!(server.websocket_url()),
+        "{report:#}"
+    );
+    assert_eq!(device(&report, "boiler")["name"], "Boiler room");
+    let live = &report["live"];
+    assert_ne!(live["before"], live["after"], "{report:#}");
+}
+
+#[tokio::test]
+async fn prosody_serves_the_page_itself_and_the_page_finds_its_websocket() {
+    served_by_the_xmpp_server(ServerKind::Prosody, "127.0.0.1", |_| String::new()).await;
+}
+
+#[tokio::test]
+async fn ejabberd_serves_the_page_itself_told_its_websocket_by_the_query_string() {
+    served_by_the_xmpp_server(ServerKind::Ejabberd, "localhost", |s| {
+        format!("?websocket={}", s.websocket_url().unwrap_or_default())
+    })
+    .await;
+}
+
 /// A GET to the dashboard listener: (status line, the whole answer).
 fn get(port: u16, path: &str) -> (String, String) {
     let out = http_get(port, path);
