@@ -84,7 +84,16 @@ try {
     // Charts come after the history and the command list.
     await step('charts', () => page.waitForFunction(() => document.querySelectorAll('.chart').length > 0, { timeout: WAIT }));
   }
-  if (out.logged_in) out.devices = await devices();
+  if (out.logged_in) {
+    out.devices = await devices();
+    // How the cards sit: side by side (distinct left edges) or one column,
+    // and whether anything sticks out sideways (a phone would scroll).
+    out.layout = await page.evaluate(() => ({
+      viewport: window.innerWidth,
+      scroll_width: document.documentElement.scrollWidth,
+      columns: new Set([...document.querySelectorAll('.device')].map((c) => Math.round(c.getBoundingClientRect().left))).size,
+    }));
+  }
 
   if (out.logged_in && args.watch) {
     await step('live', async () => {

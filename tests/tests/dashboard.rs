@@ -194,6 +194,8 @@ async fn prosody_reader_sees_devices_live_values_and_charts_but_may_not_write() 
     // No control for a reader, and a write sent anyway through the page's
     // own connection is refused by the gateway.
     assert_eq!(boiler["set_form"], false, "{report:#}");
+    // A wide screen puts cards side by side.
+    assert!(report["layout"]["columns"].as_u64() > Some(1), "{report:#}");
     assert_eq!(report["forge"]["ok"], false, "{report:#}");
     assert_eq!(report["forge"]["condition"], "forbidden", "{report:#}");
     // The screenshot shows a page, not a blank.
@@ -289,13 +291,23 @@ async fn prosody_outsider_sees_no_device_and_bosh_stands_in_for_the_websocket() 
 #[tokio::test]
 async fn ejabberd_reader_logs_in_over_its_websocket_and_sees_a_live_value() {
     let site = site(ServerKind::Ejabberd).await;
+    // On a phone's screen.
     let report = as_user(
         &site,
         "reader",
         json!({
             "expect_devices": true,
             "watch": { "device": "boiler", "point": "temperature" },
+            "width": 390,
+            "height": 844,
         }),
+    );
+    // One column, nothing wider than the screen.
+    let layout = &report["layout"];
+    assert_eq!(layout["columns"], 1, "{report:#}");
+    assert!(
+        layout["scroll_width"].as_u64() <= layout["viewport"].as_u64(),
+        "{report:#}"
     );
     assert_eq!(report["prefilled"], json!(site.server.websocket_url()));
     assert_eq!(report["connected_url"], report["prefilled"], "{report:#}");
