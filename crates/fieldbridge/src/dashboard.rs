@@ -405,6 +405,48 @@ mod tests {
         assert_eq!(content_type(Path::new("blob")), "application/octet-stream");
     }
 
+    async fn body(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn requests_get_the_file_config_json_or_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<p>hi</p>").unwrap();
+        let site = Site {
+            root: dir.path().to_owned(),
+            config: br#"{"component":"gw.example.org"}"#.to_vec(),
+        };
+        let uri = |p: &str| p.parse::<Uri>().unwrap();
+        let r = respond(&site, &Method::GET, &uri("/")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(body(r).await, "<p>hi</p>");
+        let r = respond(&site, &Method::HEAD, &uri("/index.html")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body(r).await, "");
+        let r = respond(&site, &Method::GET, &uri("/config.json?x=1")).await;
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body(r).await, r#"{"component":"gw.example.org"}"#);
+        let r = respond(&site, &Method::POST, &uri("/")).await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "GET, HEAD");
+        let r = respond(&site, &Method::GET, &uri("/../etc/passwd")).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+        // Not built yet: the page says how to build it.
+        std::fs::remove_file(dir.path().join("index.html")).unwrap();
+        let r = respond(&site, &Method::GET, &uri("/")).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(body(r).await.contains("scripts/build-dashboard"));
+    }
+
     #[tokio::test]
     async fn a_link_out_of_the_root_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
