@@ -8,6 +8,7 @@
 //     "set": {"device": "boiler", "point": "setpoint", "value": "61.5"},
 //     "forge": {"device": "boiler", "point": "setpoint", "value": "1"},
 //     "wait_state": {"device": "flaky", "contains": "offline"},
+//     "remember": true, "reload": true,
 //     "screenshot": "/tmp/x.png"}'
 //
 // Every wait has a deadline; a step that fails puts its reason in `errors`
@@ -49,6 +50,7 @@ try {
       if (value === undefined) continue;
       await page.$eval(`#${id}`, (e, v) => { e.value = v; }, value);
     }
+    if (args.remember) await page.click('#remember');
     out.prefilled = await page.$eval('#websocket', (e) => e.value);
     await page.click('#login button[type=submit]');
     await page.waitForFunction(() => (!document.getElementById('board').hidden
@@ -151,6 +153,20 @@ try {
       const png = await page.screenshot({ encoding: 'base64', fullPage: true });
       out.screenshot = await measure(png);
       out.screenshot.path = args.screenshot;
+    });
+  }
+
+  if (args.reload) {
+    // What the browser kept: the form after a reload, and its storage.
+    await step('reload', async () => {
+      await page.reload({ waitUntil: 'load', timeout: WAIT });
+      await page.waitForFunction(() => document.getElementById('websocket').value !== '', { timeout: WAIT });
+      out.after_reload = await page.evaluate(() => ({
+        jid: document.getElementById('jid').value,
+        password: document.getElementById('password').value,
+        remember: document.getElementById('remember').checked,
+        storage: JSON.stringify({ ...localStorage }),
+      }));
     });
   }
 } finally {

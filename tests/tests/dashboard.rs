@@ -138,6 +138,7 @@ async fn prosody_reader_sees_devices_live_values_and_charts_but_may_not_write() 
             "watch": { "device": "boiler", "point": "temperature" },
             "forge": { "device": "boiler", "point": "setpoint", "value": "40" },
             "wait_state": { "device": "flaky", "contains": "offline" },
+            "reload": true,
             "screenshot": shot.path(),
         }),
     );
@@ -198,6 +199,14 @@ async fn prosody_reader_sees_devices_live_values_and_charts_but_may_not_write() 
     assert!(report["layout"]["columns"].as_u64() > Some(1), "{report:#}");
     assert_eq!(report["forge"]["ok"], false, "{report:#}");
     assert_eq!(report["forge"]["condition"], "forbidden", "{report:#}");
+    // "Remember" was not ticked: nothing of the login is kept.
+    let kept = &report["after_reload"];
+    assert_eq!(kept["password"], "", "{report:#}");
+    assert_eq!(kept["jid"], "", "{report:#}");
+    assert!(
+        !kept["storage"].as_str().unwrap().contains("pw"),
+        "{report:#}"
+    );
     // The screenshot shows a page, not a blank.
     let s = &report["screenshot"];
     assert!(s["colours"].as_u64() > Some(200), "{report:#}");
@@ -215,8 +224,15 @@ async fn prosody_controller_sets_a_point_and_sees_the_new_value_come_back() {
         json!({
             "expect_devices": true,
             "set": { "device": "boiler", "point": "setpoint", "value": "61.5", "shown": "61.5 °C" },
+            "remember": true,
+            "reload": true,
         }),
     );
+    // "Remember" ticked: the form is filled again after a reload.
+    let kept = &report["after_reload"];
+    assert_eq!(kept["jid"], "control@localhost", "{report:#}");
+    assert_eq!(kept["password"], "pw", "{report:#}");
+    assert_eq!(kept["remember"], true, "{report:#}");
     assert_eq!(device(&report, "boiler")["set_form"], true, "{report:#}");
     // The meter has nothing writable: no form.
     assert_eq!(device(&report, "meter")["set_form"], false, "{report:#}");
