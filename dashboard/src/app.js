@@ -123,12 +123,34 @@ function login() {
   }
   $('login').querySelector('button').disabled = true;
   // The page's own resource, whatever was typed after a slash.
-  connect(urls, `${Strophe.getBareJidFromJid(jid)}/${resource()}`, password, component);
+  link = { urls, jid: `${Strophe.getBareJidFromJid(jid)}/${resource()}`, password, component, delay: RETRY_FIRST };
+  connect(link.urls);
 }
 
-function connect(urls, jid, password, component) {
+/** Until "Log out": what the page logs in with, again after a lost link. */
+let link = null;
+let retrying = null;
+/** Waits before logging in again after the link was lost: doubling from
+ *  the first to the last, reset by a login. */
+const RETRY_FIRST = 1000;
+const RETRY_LAST = 30000;
+
+/** Logs in again later, after the link was lost (the board stays, marked). */
+function retryLater() {
+  if (!link) return;
+  const seconds = Math.round(link.delay / 1000);
+  boardStatus(`Disconnected from the XMPP server; connecting again in ${seconds} s …`, true);
+  clearTimeout(retrying);
+  retrying = setTimeout(() => link && connect(link.urls, true), link.delay);
+  link.delay = Math.min(link.delay * 2, RETRY_LAST);
+}
+
+/** Connects through the first of `urls`, the next when it fails; `again`
+ *  after a lost link, when failing means trying later, not the login form. */
+function connect(urls, again = false) {
+  const { jid, password, component } = link;
   const [url, ...fallback] = urls;
-  loginStatus(`Connecting to ${url} …`);
+  if (!again) loginStatus(`Connecting to ${url} …`);
   const c = new Strophe.Connection(url);
   let connected = false;
   // A failed attempt reports CONNFAIL, then DISCONNECTED: move on once.
@@ -140,17 +162,24 @@ function connect(urls, jid, password, component) {
       connected = true;
       conn = c;
       connectedUrl = url;
+      link.delay = RETRY_FIRST;
       start(component).catch((e) => boardStatus(`Cannot load the devices: ${e.message}`, true));
     } else if (status === S.AUTHFAIL) {
       gaveUp = true;
+      if (again) {
+        conn = null; // gone: nothing to unsubscribe through
+        logout();
+      }
       failed('Wrong address or password.');
     } else if ((status === S.CONNFAIL || status === S.DISCONNECTED) && !connected) {
       gaveUp = true;
-      if (fallback.length) connect(fallback, jid, password, component);
+      if (fallback.length) connect(fallback, again);
+      else if (again) retryLater();
       else failed(`Cannot connect to ${url}${condition ? ` (${condition})` : ''}.`);
-    } else if (status === S.DISCONNECTED && connected && session) {
-      boardStatus('Disconnected from the XMPP server. Log in again.', true);
+    } else if (status === S.DISCONNECTED && connected && session && link) {
+      gaveUp = true;
       markAllUnknown();
+      retryLater();
     }
   });
 }
@@ -173,6 +202,8 @@ function boardStatus(text, error = false) {
 async function logout() {
   const s = session;
   session = null;
+  link = null;
+  clearTimeout(retrying);
   if (s && conn) {
     // Best effort: the gateway stops sending to this page.
     await Promise.allSettled([...s.devices.values()].map((d) =>
@@ -180,8 +211,7 @@ async function logout() {
     conn.disconnect('logged out');
   }
   conn = null;
-  for (const d of s ? s.devices.values() : []) for (const c of d.charts.values()) c.plot && c.plot.destroy();
-  $('devices').replaceChildren();
+  clearBoard(s);
   $('board').hidden = true;
   $('logout').hidden = true;
   $('who').hidden = true;
@@ -192,7 +222,15 @@ async function logout() {
 
 // ----- the board -------------------------------------------------------------
 
+/** Removes a session's cards and charts. */
+function clearBoard(s) {
+  for (const d of s ? s.devices.values() : []) for (const c of d.charts.values()) c.plot.destroy();
+  $('devices').replaceChildren();
+}
+
+/** After a login (again, after a lost link): the board from the start. */
 async function start(component) {
+  clearBoard(session);
   session = { component, jid: conn.jid, devices: new Map() };
   $('login').hidden = true;
   $('board').hidden = false;

@@ -121,6 +121,28 @@ try {
     });
   }
 
+  if (out.logged_in && args.reconnect) {
+    // The test restarts the XMPP server once `ready_file` exists; the page
+    // must say so, log in again by itself and show live values again.
+    await step('reconnect', async () => {
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(args.reconnect.ready_file, 'ready\n');
+      await page.waitForFunction(() => /connecting again/.test(document.getElementById('board-status').textContent),
+        { timeout: WAIT });
+      const lost = await page.$eval('#board-status', (e) => e.textContent);
+      const states = await page.$$eval('.device .state', (es) => es.map((e) => e.textContent));
+      await page.waitForFunction(() => / devices? on /.test(document.getElementById('board-status').textContent)
+        && [...document.querySelectorAll('.device .state')].every((e) => !/unknown|waiting/.test(e.textContent)),
+      { timeout: WAIT });
+      const sel = `.device[data-device="${args.reconnect.device}"] tr[data-point="${args.reconnect.point}"] td`;
+      await page.waitForSelector(sel, { timeout: WAIT });
+      const before = await page.$eval(sel, (e) => e.textContent);
+      await page.waitForFunction((q, b) => document.querySelector(q).textContent !== b, { timeout: WAIT }, sel, before);
+      out.reconnect = { lost, states_while_lost: states, status: await page.$eval('#board-status', (e) => e.textContent),
+        before, after: await page.$eval(sel, (e) => e.textContent) };
+    });
+  }
+
   if (out.logged_in && args.set) {
     await step('set', async () => {
       const card = `.device[data-device="${args.set.device}"]`;

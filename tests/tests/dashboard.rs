@@ -460,3 +460,54 @@ async fn the_listener_serves_the_page_and_nothing_outside_it() {
         assert_eq!(status, "HTTP/1.1 404 Not Found", "{path}");
     }
 }
+
+#[tokio::test]
+async fn prosody_restart_the_page_says_so_and_logs_in_again_by_itself() {
+    let mut site = site(ServerKind::Prosody).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ready = dir.path().join("ready");
+    let args = json!({
+        "url": site.url,
+        "jid": "reader@localhost",
+        "password": "pw",
+        "expect_devices": true,
+        "reconnect": { "ready_file": ready, "device": "boiler", "point": "temperature" },
+        "wait_ms": 45000,
+    });
+    let driver = std::thread::spawn(move || drive(&args));
+    // Once the page shows the board: the server goes away and comes back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            !driver.is_finished() && tokio::time::Instant::now() < deadline,
+            "the page did not get ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    site.server.stop().await.expect("Prosody stops");
+    site.server.restart().await.expect("Prosody starts again");
+    let report = driver
+        .join()
+        .expect("the driver thread")
+        .unwrap_or_else(|e| panic!("{e}\n{}", site.server.log()));
+    assert_eq!(
+        report["errors"],
+        json!([]),
+        "{report:#}\n{}",
+        site.server.log()
+    );
+    let r = &report["reconnect"];
+    assert!(
+        r["lost"]
+            .as_str()
+            .unwrap()
+            .starts_with("Disconnected from the XMPP server; connecting again in "),
+        "{report:#}"
+    );
+    // While it was gone, no device claimed to be online.
+    for state in r["states_while_lost"].as_array().unwrap() {
+        assert!(state.as_str().unwrap().contains("unknown"), "{report:#}");
+    }
+    assert_eq!(r["status"], "3 devices on gw.localhost.", "{report:#}");
+    assert_ne!(r["before"], r["after"], "{report:#}");
+}
