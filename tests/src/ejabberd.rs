@@ -47,6 +47,8 @@ pub struct Ejabberd {
     pub component_port: u16,
     /// The TLS component port (`tls: true`), with [`Options::tls`].
     pub tls_port: Option<u16>,
+    /// The HTTP port of WebSocket and BOSH, with [`Options::web`].
+    pub http_port: Option<u16>,
     /// The component secret.
     pub secret: String,
     /// Erlang distribution port (ejabberdctl talks to the node on it).
@@ -74,6 +76,7 @@ impl Ejabberd {
             c2s_port: free_port(),
             component_port: free_port(),
             tls_port: options.tls.as_ref().map(|_| free_port()),
+            http_port: options.web.then(free_port),
             secret: format!("secret-{}", std::process::id()),
             dist_port: free_port(),
             run_as,
@@ -123,6 +126,16 @@ impl Ejabberd {
         }
     }
 
+    /// `ws://127.0.0.1:PORT/ws`, with [`Options::web`].
+    pub fn websocket_url(&self) -> Option<String> {
+        self.http_port.map(|p| format!("ws://127.0.0.1:{p}/ws"))
+    }
+
+    /// `http://127.0.0.1:PORT/bosh`, with [`Options::web`].
+    pub fn bosh_url(&self) -> Option<String> {
+        self.http_port.map(|p| format!("http://127.0.0.1:{p}/bosh"))
+    }
+
     fn config(&self) -> String {
         // In-band registration (XEP-0077) from anywhere (the listeners are
         // on loopback), with no pause between two from one address.
@@ -154,6 +167,28 @@ impl Ejabberd {
             ),
             None => ("[]".to_owned(), String::new()),
         };
+        // WebSocket and BOSH on plain HTTP, loopback only; ejabberd takes a
+        // WebSocket from any origin unless `websocket_origin` names some.
+        let (files_handler, files_module) = match &self.options.web_files {
+            Some(dir) => (
+                "      /dashboard: mod_http_fileserver\n",
+                format!(
+                    "  mod_http_fileserver:\n    docroot: \"{}\"\n    directory_indices: [index.html]\n",
+                    dir.display()
+                ),
+            ),
+            None => ("", String::new()),
+        };
+        let (web_listener, web_module) = match self.http_port {
+            Some(port) => (
+                format!(
+                    "  - port: {port}\n    ip: \"127.0.0.1\"\n    module: ejabberd_http\n    \
+                     request_handlers:\n      /ws: ejabberd_http_ws\n      /bosh: mod_bosh\n{files_handler}"
+                ),
+                format!("  mod_bosh: {{}}\n{files_module}"),
+            ),
+            None => (String::new(), String::new()),
+        };
         format!(
             r#"hosts:
   - localhost
@@ -171,7 +206,7 @@ listen:
     hosts:
       "{COMPONENT}":
         password: "{secret}"
-{tls_listener}auth_method: internal
+{tls_listener}{web_listener}auth_method: internal
 auth_password_format: plain
 {register}acl:
   local:
@@ -183,7 +218,7 @@ modules:
   mod_disco: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
-{register_module}"#,
+{register_module}{web_module}"#,
             c2s = self.c2s_port,
             comp = self.component_port,
             secret = self.secret,

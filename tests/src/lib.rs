@@ -6,6 +6,7 @@
 //! polls for a condition (a port open, a stanza arrived), never sleeps for
 //! a fixed time in place of one.
 
+pub mod browser;
 pub mod certs;
 pub mod client;
 pub mod component;

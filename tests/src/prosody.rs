@@ -23,6 +23,8 @@ pub struct Prosody {
     pub component_port: u16,
     /// The TLS component port (Direct TLS), with [`Options::tls`].
     pub tls_port: Option<u16>,
+    /// The HTTP port of WebSocket and BOSH, with [`Options::web`].
+    pub http_port: Option<u16>,
     /// The component secret.
     pub secret: String,
     options: Options,
@@ -44,6 +46,7 @@ impl Prosody {
             c2s_port: free_port(),
             component_port: free_port(),
             tls_port: options.tls.as_ref().map(|_| free_port()),
+            http_port: options.web.then(free_port),
             secret: format!("secret-{}", std::process::id()),
             options: options.clone(),
             child: None,
@@ -70,6 +73,18 @@ impl Prosody {
         std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default()
     }
 
+    /// `ws://127.0.0.1:PORT/xmpp-websocket`, with [`Options::web`].
+    pub fn websocket_url(&self) -> Option<String> {
+        self.http_port
+            .map(|p| format!("ws://127.0.0.1:{p}/xmpp-websocket"))
+    }
+
+    /// `http://127.0.0.1:PORT/http-bind`, with [`Options::web`].
+    pub fn bosh_url(&self) -> Option<String> {
+        self.http_port
+            .map(|p| format!("http://127.0.0.1:{p}/http-bind"))
+    }
+
     fn config(&self) -> String {
         let d = self.dir.path().display();
         // In-band registration (XEP-0077) from loopback, which Prosody's
@@ -94,6 +109,31 @@ impl Prosody {
             ),
             None => ("", String::new()),
         };
+        // WebSocket and BOSH on plain HTTP, loopback only; "secure" so that
+        // PLAIN logins are allowed as on c2s here. Prosody 0.12 checks no
+        // Origin, so a page from another port connects.
+        let files = match &self.options.web_files {
+            Some(dir) => format!(
+                // The page comes from 127.0.0.1, which names no host.
+                "http_files_dir = \"{}\"\nhttp_paths = {{ files = \"/dashboard\" }}\nhttp_default_host = \"localhost\"\n",
+                dir.display()
+            ),
+            None => String::new(),
+        };
+        let (web_modules, http) = match self.http_port {
+            Some(port) => (
+                if files.is_empty() {
+                    "; \"websocket\"; \"bosh\""
+                } else {
+                    "; \"websocket\"; \"bosh\"; \"http_files\""
+                },
+                format!(
+                    "http_ports = {{ {port} }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\n\
+                     consider_websocket_secure = true\nconsider_bosh_secure = true\n{files}"
+                ),
+            ),
+            None => ("", "http_ports = {}\n".to_owned()),
+        };
         format!(
             r#"daemonize = false
 run_as_root = true
@@ -105,14 +145,13 @@ c2s_ports = {{ {c2s} }}
 component_ports = {{ {comp} }}
 component_interfaces = {{ "127.0.0.1" }}
 s2s_ports = {{}}
-http_ports = {{}}
-https_ports = {{}}
+{http}https_ports = {{}}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
 network_settings = {{ nagle = false }}
 log = {{ {level} = "{d}/prosody.log" }}
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"{register}{multiplex} }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"{register}{multiplex}{web_modules} }}
 {tls}{allow_registration}VirtualHost "localhost"
 Component "{COMPONENT}"
     component_secret = "{secret}"
@@ -133,7 +172,7 @@ Component "{COMPONENT}"
         self.child = Some(child);
         let ready = async {
             wait_for_port(self.c2s_port, Duration::from_secs(20)).await?;
-            if let Some(port) = self.tls_port {
+            for port in [self.tls_port, self.http_port].into_iter().flatten() {
                 wait_for_port(port, Duration::from_secs(20)).await?;
             }
             wait_for_port(self.component_port, Duration::from_secs(20)).await

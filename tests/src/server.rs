@@ -20,6 +20,14 @@ pub struct Options {
     /// `ejabberd_service` with `tls: true`, Prosody's Direct-TLS port with
     /// `net_multiplex`), with this certificate; see `tls_port`.
     pub tls: Option<crate::certs::TestCa>,
+    /// Also serves XMPP over WebSocket and BOSH (XEP-0206) on a free
+    /// loopback HTTP port, for browsers (the dashboard); see
+    /// [`Server::websocket_url`].
+    pub web: bool,
+    /// With [`Options::web`], also serves this directory at `/dashboard/`
+    /// (Prosody's `http_files`, ejabberd's `mod_http_fileserver`), as
+    /// `deploy/*/dashboard.*` set it up.
+    pub web_files: Option<std::path::PathBuf>,
 }
 
 /// Which server to start.
@@ -155,6 +163,33 @@ impl Server {
     /// The component secret.
     pub fn secret(&self) -> &str {
         ComponentServer::secret(self)
+    }
+
+    /// The HTTP port of WebSocket and BOSH on 127.0.0.1, when started with
+    /// [`Options::web`].
+    pub fn http_port(&self) -> Option<u16> {
+        match self {
+            Server::Prosody(s) => s.http_port,
+            Server::Ejabberd(s) => s.http_port,
+        }
+    }
+
+    /// The WebSocket endpoint (`ws://127.0.0.1:PORT/...`), when started
+    /// with [`Options::web`].
+    pub fn websocket_url(&self) -> Option<String> {
+        match self {
+            Server::Prosody(s) => s.websocket_url(),
+            Server::Ejabberd(s) => s.websocket_url(),
+        }
+    }
+
+    /// The BOSH endpoint (`http://127.0.0.1:PORT/...`), when started with
+    /// [`Options::web`].
+    pub fn bosh_url(&self) -> Option<String> {
+        match self {
+            Server::Prosody(s) => s.bosh_url(),
+            Server::Ejabberd(s) => s.bosh_url(),
+        }
     }
 
     /// The TLS component port on 127.0.0.1, when started with

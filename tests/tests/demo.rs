@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fieldbridge_e2e::browser::http_get;
 use fieldbridge_e2e::client::{XmppUser, is_presence, status_text};
 use fieldbridge_e2e::{
     fieldbridge_bin, free_port, output_within, repo_root, require_tool, signal, wait_exit,
@@ -21,14 +22,37 @@ use fieldbridge_e2e::{
 const BOILER: &str = "boiler@gw.localhost";
 const WAIT: Duration = Duration::from_secs(15);
 
+/// The demo's ports: client, component, Prosody's HTTP (WebSocket), the
+/// gateway's dashboard.
+#[derive(Clone, Copy)]
+struct Ports {
+    c2s: u16,
+    component: u16,
+    http: u16,
+    dashboard: u16,
+}
+
+impl Ports {
+    fn free() -> Self {
+        Self {
+            c2s: free_port(),
+            component: free_port(),
+            http: free_port(),
+            dashboard: free_port(),
+        }
+    }
+}
+
 /// `scripts/demo` with its ports, directory and binary set.
-fn demo_command(dir: &Path, c2s: u16, component: u16) -> Command {
+fn demo_command(dir: &Path, ports: Ports) -> Command {
     require_tool("prosody", "prosody");
     let mut cmd = Command::new(repo_root().join("scripts/demo"));
     cmd.env("DEMO_DIR", dir)
         .env("FIELDBRIDGE_BIN", fieldbridge_bin())
-        .env("DEMO_C2S_PORT", c2s.to_string())
-        .env("DEMO_COMPONENT_PORT", component.to_string())
+        .env("DEMO_C2S_PORT", ports.c2s.to_string())
+        .env("DEMO_COMPONENT_PORT", ports.component.to_string())
+        .env("DEMO_HTTP_PORT", ports.http.to_string())
+        .env("DEMO_DASHBOARD_PORT", ports.dashboard.to_string())
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd
@@ -63,9 +87,9 @@ struct Demo {
 }
 
 impl Demo {
-    fn start(c2s: u16, component: u16) -> Self {
+    fn start(ports: Ports) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut child = demo_command(dir.path(), c2s, component)
+        let mut child = demo_command(dir.path(), ports)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, as in a terminal, where Ctrl-C
@@ -141,10 +165,14 @@ impl Drop for Demo {
 async fn a_busy_port_stops_the_demo_naming_its_holder_and_free_ports() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
     let c2s = taken.local_addr().unwrap().port();
-    let component = free_port();
+    let ports = Ports {
+        c2s,
+        ..Ports::free()
+    };
+    let component = ports.component;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let out = output_within(
-        &mut demo_command(dir.path(), c2s, component),
+        &mut demo_command(dir.path(), ports),
         Duration::from_secs(60),
     )
     .expect("the demo finishes");
@@ -189,8 +217,9 @@ async fn a_busy_port_stops_the_demo_naming_its_holder_and_free_ports() {
 
 #[tokio::test]
 async fn the_demo_is_running_when_a_client_can_use_it_and_ctrl_c_says_goodbye() {
-    let (c2s, component) = (free_port(), free_port());
-    let mut demo = Demo::start(c2s, component);
+    let ports = Ports::free();
+    let (c2s, component) = (ports.c2s, ports.component);
+    let mut demo = Demo::start(ports);
     demo.wait_for_stdout("fieldbridge demo is running", Duration::from_secs(90))
         .await;
     let password = std::fs::read_to_string(demo.dir.path().join("demo.password"))
@@ -202,6 +231,13 @@ async fn the_demo_is_running_when_a_client_can_use_it_and_ctrl_c_says_goodbye() 
         "{shown}"
     );
     assert!(shown.contains(&format!("port {c2s}, no TLS")), "{shown}");
+    // The web dashboard's URL beside the account, and the page behind it
+    // (scripts/test builds the dashboard before the end-to-end tests).
+    let url = format!("http://127.0.0.1:{}/", ports.dashboard);
+    assert!(shown.contains(&format!("      {url}\n")), "{shown}");
+    let page = http_get(ports.dashboard, "/");
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("fieldbridge dashboard"), "{page}");
 
     let mut user = XmppUser::connect(c2s, "demo", password)
         .await
@@ -242,7 +278,7 @@ async fn the_demo_is_running_when_a_client_can_use_it_and_ctrl_c_says_goodbye() 
         demo.output()
     );
     user.close().await;
-    for port in [c2s, component] {
+    for port in [c2s, component, ports.http, ports.dashboard] {
         wait_for_port_closed(port, Duration::from_secs(10))
             .await
             .unwrap();

@@ -38,6 +38,16 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
         list(&cfg.xmpp.access.read),
         list(&cfg.xmpp.access.control)
     );
+    if let Some(d) = &cfg.dashboard {
+        let _ = writeln!(
+            out,
+            "dashboard on http://{} from {}; WebSocket {}, BOSH {}",
+            d.listen,
+            d.files.display(),
+            d.websocket.as_deref().unwrap_or("(the page asks)"),
+            d.bosh.as_deref().unwrap_or("(none)")
+        );
+    }
     let ctx = cfg.build_context();
     for c in &cfg.connections {
         let (extra, devices) = c.kind.describe(&c.id, &ctx);

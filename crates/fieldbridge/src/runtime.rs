@@ -60,6 +60,10 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     let (events, engine) = normalize::spawn_watched(directory.clone(), bus, engine_alive.clone());
 
     let shutdown = CancellationToken::new();
+    let dashboard = match &cfg.dashboard {
+        Some(d) => Some(start_dashboard(d, &cfg.xmpp.component, shutdown.child_token()).await?),
+        None => None,
+    };
     let mut routes = CommandRoutes::new();
     let mut adapters = JoinSet::new();
     let build = cfg.build_context();
@@ -152,6 +156,9 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         },
     };
     finish_audit(audit_writer).await;
+    if let Some(served) = dashboard {
+        let _ = tokio::time::timeout(STOP_GRACE, served).await;
+    }
     xmpp_result
         .context("the XMPP component panicked")?
         .context("the XMPP component failed")?;
@@ -166,6 +173,23 @@ async fn finish_audit(writer: fieldbridge_core::audit::Writer) {
     if tokio::time::timeout(STOP_GRACE, finished).await.is_err() {
         tracing::warn!("the audit writer did not finish within {STOP_GRACE:?}");
     }
+}
+
+/// Starts the dashboard's listener (a busy or refused address stops the
+/// start, as a mistake in the file would).
+async fn start_dashboard(
+    d: &fieldbridge::dashboard::DashboardSettings,
+    component: &str,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    if let Some(note) = d.missing_files_note() {
+        tracing::warn!("{note}");
+    }
+    let served = fieldbridge::dashboard::serve(d, component, stop)
+        .await
+        .with_context(|| format!("cannot serve the dashboard on {}", d.listen))?;
+    tracing::info!(listen = %d.listen, files = %d.files.display(), "dashboard on http://{}/", d.listen);
+    Ok(served)
 }
 
 /// Waits for SIGINT or SIGTERM (Ctrl-C only, off Unix).

@@ -122,6 +122,46 @@ pub fn point_title(p: &PointSpec) -> String {
     }
 }
 
+/// The `FORM_TYPE` of a point's description in the disco#info of its node
+/// (XEP-0128): what a program (the web dashboard) needs to show and write
+/// it as the chat does, which disco's item names alone do not carry.
+pub const NS_POINT_FORM: &str = "urn:fieldbridge:point:0";
+
+/// disco#info of a point (`node` = point id, as the device's disco#items
+/// list them): its title as identity, and a [`NS_POINT_FORM`] form with
+/// `label`, `type`, `writable` and, where set, `unit`, `decimals`, `min`,
+/// `max`. Outside the caps hash, which covers only the device's own info.
+pub fn point_info(p: &PointSpec) -> DiscoInfoResult {
+    let mut fields = vec![
+        Field::text_single("label", p.label()),
+        Field::text_single("type", &p.kind.to_string()),
+        Field::text_single(
+            "writable",
+            if p.settings.writable { "true" } else { "false" },
+        ),
+    ];
+    if let Some(u) = &p.settings.unit {
+        fields.push(Field::text_single("unit", &u.to_string()));
+    }
+    if let Some(d) = p.settings.decimals {
+        fields.push(Field::text_single("decimals", &d.to_string()));
+    }
+    for (var, v) in [("min", p.settings.min), ("max", p.settings.max)] {
+        if let Some(v) = v {
+            fields.push(Field::text_single(var, &v.to_string()));
+        }
+    }
+    DiscoInfoResult {
+        node: Some(p.id.to_string()),
+        identities: vec![Identity {
+            lang: None,
+            ..Identity::new("hierarchy", "leaf", "", point_title(p))
+        }],
+        features: [NS_DISCO_INFO.to_owned()].into(),
+        extensions: vec![DataForm::new(DataFormType::Result_, NS_POINT_FORM, fields)],
+    }
+}
+
 impl Gateway {
     /// IQs every device and the service answer alike; `None` when `payload`
     /// is not one of them.
@@ -215,7 +255,8 @@ impl Gateway {
     }
 
     /// disco#info and disco#items of a device JID: what it is, what it
-    /// answers, and its points.
+    /// answers, and its points (each described by the disco#info of its
+    /// node, [`point_info`]).
     pub(super) fn device_disco_iq(
         &self,
         el: &Element,
@@ -234,7 +275,10 @@ impl Gateway {
                     disco.node = Some(node.to_owned());
                     iq_result(el, Some(disco.into()))
                 }
-                Some(_) => iq_error(el, ErrorType::Cancel, DefinedCondition::ItemNotFound, None),
+                Some(node) => match spec.points.get(node) {
+                    Some(p) => iq_result(el, Some(point_info(p).into())),
+                    None => iq_error(el, ErrorType::Cancel, DefinedCondition::ItemNotFound, None),
+                },
             },
             ("get", "query", NS_DISCO_ITEMS) => {
                 if payload.attr("node").is_some() {

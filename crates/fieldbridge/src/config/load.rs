@@ -20,11 +20,12 @@ use super::model::{
     Connection, GatewayConfig, GatewaySection, GatewaySettings, default_gateway_id,
 };
 use super::tree::{self, Key, Kind, Node, Origin, join, locate, null_as_empty_map};
+use crate::dashboard::{DashboardSection, DashboardSettings};
 
 /// `gateway.yaml` larger than this is refused (thousands of devices fit).
 pub const CONFIG_FILE_LIMIT: u64 = 16 * MIB;
 
-const TOP_KEYS: &[&str] = &["gateway", "xmpp", "connections", "devices"];
+const TOP_KEYS: &[&str] = &["gateway", "xmpp", "connections", "devices", "dashboard"];
 
 /// How strictly the secret must be available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +184,9 @@ impl Loader<'_> {
             }
         };
 
+        // `None` inside: the section has mistakes (recorded).
+        let dashboard = root.get("dashboard").map(|node| self.dashboard(node));
+
         let mut connections = self.connections(root.get("connections"));
         let (specs, device_count) = self.devices(root.get("devices"), &mut connections);
 
@@ -190,6 +194,10 @@ impl Loader<'_> {
         let time_zone = time_zone?;
         let xmpp = xmpp?;
         let secret = secret?;
+        let dashboard = match dashboard {
+            Some(d) => Some(d?),
+            None => None,
+        };
         let state_dir = match gateway.state_dir {
             Some(dir) if dir.is_absolute() => dir,
             Some(dir) => self.base.join(dir),
@@ -227,6 +235,7 @@ impl Loader<'_> {
             secret,
             directory: Arc::new(Directory::new(specs)),
             connections: out,
+            dashboard,
             notes: self.notes.take(),
         })
     }
@@ -311,6 +320,28 @@ impl Loader<'_> {
         }
         let secret = self.secret(node, &cfg);
         (Some(cfg), secret)
+    }
+
+    /// `dashboard:`: a loopback address, URLs of the right scheme; a note
+    /// when its files are not built.
+    fn dashboard(&self, node: &Node) -> Option<DashboardSettings> {
+        let section = read::<DashboardSection>(node, "dashboard", &[], true, self.problems)?;
+        match section.resolve(self.base) {
+            Ok(settings) => {
+                if let Some(note) = settings.missing_files_note() {
+                    self.notes.borrow_mut().push(note);
+                }
+                Some(settings)
+            }
+            Err(problems) => {
+                for (key, message) in problems {
+                    let at = locate(node, key).unwrap_or(node);
+                    self.problems
+                        .push(&at.origin, &join("dashboard", key), message);
+                }
+                None
+            }
+        }
     }
 
     fn connections(&self, node: Option<&Node>) -> Vec<Declared> {

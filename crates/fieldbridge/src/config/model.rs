@@ -64,6 +64,8 @@ pub struct GatewayConfig {
     pub directory: Arc<Directory>,
     /// Connections with their devices, one adapter each.
     pub connections: Vec<Connection>,
+    /// `dashboard:`, if the gateway serves the web dashboard.
+    pub dashboard: Option<crate::dashboard::DashboardSettings>,
     /// Things worth knowing that do not stop the gateway.
     pub notes: Vec<String>,
 }

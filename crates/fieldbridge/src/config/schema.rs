@@ -242,6 +242,7 @@ pub fn gateway_schema() -> Value {
             "xmpp": schema_of::<XmppConfig>(),
             "connections": connections,
             "devices": devices,
+            "dashboard": schema_of::<crate::dashboard::DashboardSection>(),
         },
         "required": ["xmpp"],
         "additionalProperties": false,

@@ -280,3 +280,71 @@ fn the_caps_node_answers_the_disco_whose_hash_the_presence_carries() {
     );
     assert_eq!(condition(&other).as_deref(), Some("item-not-found"));
 }
+
+#[test]
+fn a_point_node_describes_the_point_for_programs() {
+    let mut r = rig();
+    let info = answer(
+        &mut r.gw,
+        "boiler@gw.example.org",
+        "<query xmlns='http://jabber.org/protocol/disco#info' node='temperature'/>",
+    );
+    let q = info.get_child("query", NS_DISCO_INFO).unwrap();
+    assert_eq!(q.attr("node"), Some("temperature"));
+    let identity = q.get_child("identity", NS_DISCO_INFO).unwrap();
+    assert_eq!(identity.attr("name"), Some("temperature (°C)"));
+    let form = q.get_child("x", "jabber:x:data").unwrap();
+    let fields: Vec<(String, String)> = form
+        .children()
+        .filter(|f| f.name() == "field")
+        .map(|f| {
+            let value = f
+                .children()
+                .find(|v| v.name() == "value")
+                .map(Element::text);
+            (
+                f.attr("var").unwrap_or("").to_owned(),
+                value.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let field = |var: &str| {
+        fields
+            .iter()
+            .find(|(v, _)| v == var)
+            .map(|(_, value)| value.as_str())
+    };
+    assert_eq!(
+        field("FORM_TYPE"),
+        Some("urn:fieldbridge:point:0"),
+        "{fields:?}"
+    );
+    assert_eq!(field("label"), Some("temperature"));
+    assert_eq!(field("type"), Some("float"));
+    assert_eq!(field("unit"), Some("°C"));
+    assert_eq!(field("writable"), Some("false"));
+    // Not set on this point: left out, not empty.
+    assert_eq!(field("decimals"), None);
+    assert_eq!(field("min"), None);
+
+    let out = ask(
+        &mut r.gw,
+        &iq(
+            ALICE,
+            "boiler@gw.example.org",
+            "get",
+            "<query xmlns='http://jabber.org/protocol/disco#info' node='pressure'/>",
+        ),
+    );
+    assert_eq!(condition(&out[0]).as_deref(), Some("item-not-found"));
+    let out = ask(
+        &mut r.gw,
+        &iq(
+            "mallory@evil.example",
+            "boiler@gw.example.org",
+            "get",
+            "<query xmlns='http://jabber.org/protocol/disco#info' node='temperature'/>",
+        ),
+    );
+    assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
+}
