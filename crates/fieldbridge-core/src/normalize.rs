@@ -33,6 +33,8 @@ use crate::id::{DeviceId, PointId};
 use crate::value::{Quality, Reading, Sample, Value};
 
 pub use crate::device::DEFAULT_MAX_INTERVAL;
+pub use reload::EngineReload;
+use reload::Reload;
 
 /// Raw events queued from adapters to the engine.
 const INPUT_QUEUE: usize = 4096;
@@ -66,9 +68,23 @@ pub struct NormalizeStats {
 /// every clone of it is dropped the engine flushes, stops, and drops the
 /// bus, which ends every sink's subscription.
 pub fn spawn(directory: Arc<Directory>, bus: Bus) -> (EventSender, JoinHandle<NormalizeStats>) {
+    let (tx, _reload, task) = spawn_reloadable(directory, bus);
+    (tx, task)
+}
+
+/// [`spawn`], with the handle that tells the engine of a reload.
+pub fn spawn_reloadable(
+    directory: Arc<Directory>,
+    bus: Bus,
+) -> (EventSender, EngineReload, JoinHandle<NormalizeStats>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let (reload, reloads) = mpsc::channel(1);
     let engine = Engine::new(directory, bus);
-    (EventSender::new(tx), tokio::spawn(engine.run(rx)))
+    (
+        EventSender::new(tx),
+        EngineReload { tx: reload },
+        tokio::spawn(engine.run(rx, reloads)),
+    )
 }
 
 #[derive(Debug)]
@@ -209,7 +225,11 @@ impl Engine {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<DeviceEvent>) -> NormalizeStats {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<DeviceEvent>,
+        mut reloads: mpsc::Receiver<Reload>,
+    ) -> NormalizeStats {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -220,6 +240,10 @@ impl Engine {
                     None => break,
                 },
                 _ = tick.tick() => self.on_tick(Instant::now()),
+                Some((directory, applied)) = reloads.recv() => {
+                    self.reconfigure(directory);
+                    let _ = applied.send(());
+                }
             }
         }
         // Publish what min_interval was holding back: nothing is lost on stop.
@@ -476,5 +500,6 @@ fn moved(deadband: Option<f64>, last: &Value, new: &Value) -> bool {
     }
 }
 
+mod reload;
 #[cfg(test)]
 mod tests;
