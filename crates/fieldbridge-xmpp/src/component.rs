@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::config::XmppConfig;
+use crate::config::{AccessConfig, XmppConfig};
 use crate::error::{XmppError, log_connect_error};
 use crate::gateway::{self, Found, Gateway, Job, JobOutcome, StoreRead};
 use crate::link::{Link, next};
@@ -30,6 +31,51 @@ pub struct ComponentOptions {
     pub gateway_id: String,
     /// The zone of times shown to people (`gateway.timezone`).
     pub time_zone: jiff::tz::TimeZone,
+}
+
+/// A reload for the running component: the new directory and the
+/// settings of `xmpp:` that apply without reconnecting.
+#[derive(Debug)]
+struct Reload {
+    directory: Arc<Directory>,
+    access: AccessConfig,
+    status_interval: Duration,
+    applied: oneshot::Sender<gateway::Reconfigured>,
+}
+
+/// Hands a running component ([`run`]) a reload.
+#[derive(Debug, Clone)]
+pub struct Reloader(mpsc::Sender<Reload>);
+
+/// The component's end of [`Reloader`].
+#[derive(Debug)]
+pub struct Reloads(mpsc::Receiver<Reload>);
+
+/// A reloader and the end [`run`] takes.
+pub fn reloader() -> (Reloader, Reloads) {
+    let (tx, rx) = mpsc::channel(1);
+    (Reloader(tx), Reloads(rx))
+}
+
+impl Reloader {
+    /// Applies `directory`, and `config`'s access lists and status
+    /// interval, on the link as it is; waits until done. The rest of
+    /// `config` needs a restart. None when the component has stopped.
+    pub async fn reconfigure(
+        &self,
+        directory: Arc<Directory>,
+        config: &XmppConfig,
+    ) -> Option<gateway::Reconfigured> {
+        let (applied, done) = oneshot::channel();
+        let reload = Reload {
+            directory,
+            access: config.access.clone(),
+            status_interval: config.status_interval(),
+            applied,
+        };
+        self.0.send(reload).await.ok()?;
+        done.await.ok()
+    }
 }
 
 /// How long the goodbye may take when stopping.
@@ -53,6 +99,7 @@ pub async fn run(
     directory: Arc<Directory>,
     mut events: Subscription,
     commands: CommandRouter,
+    mut reloads: Reloads,
 ) -> Result<(), XmppError> {
     let ComponentOptions {
         config,
@@ -214,6 +261,12 @@ pub async fn run(
                 }
             },
             _ = flush.tick(), if writing.is_none() => writing = start_write(&mut gw),
+            Some(reload) = reloads.0.recv() => {
+                gw.set_status_interval(reload.status_interval);
+                let (out, what) = gw.reconfigure(reload.directory, access::Access::new(&reload.access));
+                link.send(out, gw.take_notifications()).await;
+                let _ = reload.applied.send(what);
+            },
             _ = tick.tick() => {
                 let now = Instant::now();
                 let mut out = gw.tick(now);

@@ -17,6 +17,7 @@
 //! - `entity`: who we are, service discovery, caps and the small XEPs;
 //! - `card`: how devices introduce themselves: nickname, vCard, avatar;
 //! - `upgrade`: what an older version kept, read back once;
+//! - `reload`: a new directory and access lists, taken on the same link;
 //! - `jobs`, `commands`, `messages`, `iot`: work for an adapter,
 //!   asked for by ad-hoc command, chat or XEP-0323/0325.
 
@@ -132,6 +133,9 @@ pub struct Gateway {
     commands: Commands,
     /// The zone of times shown to people.
     zone: TimeZone,
+    /// Devices a reload removed, as they were: a probe from a subscriber
+    /// is told so, and adding one back takes up where it left off.
+    removed: HashMap<DeviceId, (items::NodeState, DeviceState)>,
 }
 
 impl Gateway {
@@ -169,6 +173,7 @@ impl Gateway {
             guard: Guard::default(),
             commands: Commands::default(),
             zone: TimeZone::UTC,
+            removed: HashMap::new(),
         })
     }
 
@@ -498,9 +503,11 @@ mod jobs;
 mod messages;
 mod presence;
 mod pubsub;
+mod reload;
 mod subscribers;
 mod upgrade;
 
 pub use jobs::{Job, JobOutcome, MAX_QUEUED_JOBS, MAX_RUNNING_JOBS};
+pub use reload::Reconfigured;
 #[cfg(test)]
 mod tests;

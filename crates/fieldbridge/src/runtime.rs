@@ -77,11 +77,13 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         gateway_id: cfg.gateway.id,
         time_zone: cfg.gateway.time_zone,
     };
+    let (_reloader, reloads) = fieldbridge_xmpp::reloader();
     let mut xmpp = tokio::spawn(fieldbridge_xmpp::run(
         options,
         Arc::clone(&directory),
         xmpp_events,
         router,
+        reloads,
     ));
 
     let early_end = tokio::select! {

@@ -757,3 +757,4 @@ mod items;
 mod messages;
 mod presence;
 mod pubsub;
+mod reload;
