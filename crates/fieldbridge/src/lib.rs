@@ -1,5 +1,7 @@
 //! The `fieldbridge` binary's library half: configuration loading and the
-//! `check` report, public so that integration tests can drive them.
+//! `check` report and what a reload changes, public so that integration
+//! tests can drive them.
 
 pub mod check;
 pub mod config;
+pub mod reload;
