@@ -288,8 +288,7 @@ impl CommandRouter {
             .routes
             .get(&device)
             .or_else(|| table.connections.get(&spec.settings.connection))
-            .ok_or_else(|| CommandError::AdapterGone(device.clone()))?
-            .clone();
+            .ok_or_else(|| CommandError::AdapterGone(device.clone()))?;
         let (reply, answer) = oneshot::channel();
         let command = Command {
             device: device.clone(),
