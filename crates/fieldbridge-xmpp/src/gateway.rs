@@ -296,13 +296,20 @@ impl Gateway {
     }
 
     /// After (re)connecting: every device's presence to every presence
-    /// subscriber, and to every node subscriber the items published while
+    /// subscriber (a device a reload removed says so again), and to every
+    /// node subscriber the items published while
     /// the link was down (bounded by the history), oldest first. Item ids
     /// are stable: a subscriber that already has an item can drop the
     /// duplicate.
     pub fn on_connected(&mut self, now: Instant) -> Vec<Element> {
         self.nodes.connected = true;
-        let out = self.all_presences(now);
+        let mut out = self.all_presences(now);
+        // Devices a reload removed, perhaps while the link was down.
+        let mut removed: Vec<&DeviceId> = self.removed.keys().collect();
+        removed.sort();
+        for device in removed {
+            out.extend(presence::removed(&self.me, device, &self.subscribers));
+        }
         self.nodes.read_missed(&self.subscribers);
         out
     }

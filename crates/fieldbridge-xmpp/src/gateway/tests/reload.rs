@@ -84,6 +84,15 @@ fn a_reload_adds_and_removes_devices_and_leaves_the_others_alone() {
         &presence(ALICE, "boiler@gw.example.org", "probe"),
     );
     assert_eq!(status_of(&out[0]), "removed from the configuration");
+    // After a reconnect, it says so again (the link may have been down).
+    r.gw.on_disconnected();
+    let out = connect(&mut r.gw, now);
+    let boiler: Vec<_> = out
+        .iter()
+        .filter(|e| e.attr("from") == Some("boiler@gw.example.org/test"))
+        .collect();
+    assert_eq!(boiler.len(), 1);
+    assert_eq!(status_of(boiler[0]), "removed from the configuration");
 
     // Back: its subscriber and its last state are there again.
     let (_, what) =
