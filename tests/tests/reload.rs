@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fieldbridge_e2e::client::{XmppUser, el, is_presence, status_text, xml};
+use fieldbridge_e2e::client::{XmppUser, el, error_condition, is_presence, status_text, xml};
 use fieldbridge_e2e::gateway::Gateway;
 use fieldbridge_e2e::pubsub;
 use fieldbridge_e2e::server::{COMPONENT, Server, ServerKind};
@@ -23,16 +23,20 @@ c: { connection: sim, poll: 200ms, points: { flow: { signal: constant, value: 7 
 const B: &str =
     "  b: { connection: sim, poll: 200ms, points: { speed: { signal: ramp, range: [0, 100] } } }\n";
 
+/// The component's answer to a disco#items request.
+async fn disco_items(user: &mut XmppUser) -> minidom::Element {
+    user.iq(
+        COMPONENT,
+        "get",
+        el("query", "http://jabber.org/protocol/disco#items", &[]),
+    )
+    .await
+    .unwrap()
+}
+
 /// The device nodes disco#items lists at the component.
 async fn nodes(user: &mut XmppUser) -> Vec<String> {
-    let answer = user
-        .iq(
-            COMPONENT,
-            "get",
-            el("query", "http://jabber.org/protocol/disco#items", &[]),
-        )
-        .await
-        .unwrap();
+    let answer = disco_items(user).await;
     answer
         .get_child("query", "http://jabber.org/protocol/disco#items")
         .unwrap_or_else(|| panic!("no items: {}", xml(&answer)))
@@ -51,6 +55,7 @@ async fn reload(gw: &Gateway, line: &str, n: usize) {
 async fn a_sighup_adds_and_removes_devices_on_the_same_link_and_a_broken_file_changes_nothing() {
     let server = Server::start(ServerKind::Prosody).await.unwrap();
     server.register("alice", "pw").unwrap();
+    server.register("bob", "pw").unwrap();
     let gw = Gateway::start(&server, &["alice@localhost"], A_AND_C)
         .await
         .unwrap();
@@ -67,24 +72,31 @@ async fn a_sighup_adds_and_removes_devices_on_the_same_link_and_a_broken_file_ch
             .unwrap();
     }
     assert_eq!(nodes(&mut alice).await, ["a", "c"]);
+    let mut bob = XmppUser::connect(server.c2s_port(), "bob", "pw")
+        .await
+        .unwrap();
+    let refused = disco_items(&mut bob).await;
+    assert_eq!(error_condition(&refused).as_deref(), Some("forbidden"));
     // From here on, anything from a would be news.
     alice.forget_unmatched();
 
     // b added, c removed, a left as it was (on the same connection, which
-    // restarts).
+    // restarts), bob let in.
     gw.edit_config(|yaml| {
         yaml.replace(
             "  c: { connection: sim, poll: 200ms, points: { flow: { signal: constant, value: 7 } } }\n",
             B,
         )
+        .replace("read: [\"alice@localhost\"]", "read: [\"alice@localhost\", \"bob@localhost\"]")
     })
     .unwrap();
     reload(
         &gw,
-        "reloaded gateway.yaml: +1 device (b), -1 device (c), ~1 connection (sim)",
+        "reloaded gateway.yaml: +1 device (b), -1 device (c), ~1 connection (sim), access changed",
         1,
     )
     .await;
+    assert_eq!(nodes(&mut bob).await, ["a", "b"], "access applies at once");
     let gone = alice
         .expect("c unavailable", WAIT, |e| {
             is_presence(e, C, Some("unavailable"))
