@@ -34,7 +34,8 @@ pub struct ComponentOptions {
 }
 
 /// A reload for the running component: the new directory and the
-/// settings of `xmpp:` that apply without reconnecting.
+/// settings of `xmpp:` that apply without reconnecting (alarm settings,
+/// issue 14, belong here too: they apply at once).
 #[derive(Debug)]
 struct Reload {
     directory: Arc<Directory>,

@@ -31,6 +31,8 @@ pub struct Applied {
     access: String,
     /// `xmpp.status_interval`, in effect.
     status_interval: std::time::Duration,
+    // Issue 14's alarm settings: compared here, applied at once like
+    // `access` (a flag in `Diff`, a word in its line).
     /// Each setting that needs a restart, by key path, rendered.
     restart: Vec<(&'static str, String)>,
 }
@@ -182,7 +184,7 @@ impl fmt::Display for Diff {
         if self.status_interval {
             parts.push("status_interval changed".to_owned());
         }
-        // Issue 14's alarm settings go here: they apply at once too.
+        // Issue 14's alarm settings: "alarms changed" here.
         if parts.is_empty() {
             parts.push("nothing changed".to_owned());
         }

@@ -75,14 +75,16 @@ impl Reloading {
         if !self.engine.reconfigure(Arc::clone(&directory)).await {
             return;
         }
-        if self
+        let Some(taken) = self
             .xmpp
             .reconfigure(Arc::clone(&directory), &cfg.xmpp)
             .await
-            .is_none()
-        {
+        else {
             return;
-        }
+        };
+        // Beside the file's devices: those made at run time on a removed
+        // connection.
+        tracing::debug!(added = ?taken.added, removed = ?taken.removed, changed = ?taken.changed, "the XMPP component took the new directory");
         let build = BuildContext {
             gateway_id: self.gateway_id.clone(),
             directory: Arc::clone(&directory),
