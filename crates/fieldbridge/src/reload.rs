@@ -20,11 +20,13 @@ use fieldbridge_core::{ConnectionId, DeviceId, DeviceSpec};
 
 use crate::config::GatewayConfig;
 
-/// Of a configuration, what a reload compares.
+/// Of a configuration, what a reload compares. It holds no secret: what
+/// may hold one (a connection's settings, the component secret) is kept
+/// as a hash of its rendering.
 #[derive(Debug, Clone)]
 pub struct Applied {
-    /// Each connection's kind, settings and devices, rendered.
-    connections: BTreeMap<ConnectionId, String>,
+    /// Each connection's kind, settings and devices, rendered and hashed.
+    connections: BTreeMap<ConnectionId, u64>,
     /// The configured devices (not those made at run time).
     devices: BTreeMap<DeviceId, Arc<DeviceSpec>>,
     /// `xmpp.access`, rendered.
@@ -43,7 +45,7 @@ impl Applied {
         let connections = cfg
             .connections
             .iter()
-            .map(|c| (c.id.clone(), format!("{:?}", c.kind)))
+            .map(|c| (c.id.clone(), hash(&format!("{:?}", c.kind))))
             .collect();
         Self {
             connections,
@@ -68,9 +70,6 @@ impl Applied {
 /// component's identity, the store.
 fn restart_only(cfg: &GatewayConfig) -> Vec<(&'static str, String)> {
     let xmpp = &cfg.xmpp;
-    // The secret as a hash: compared, never kept or shown.
-    let mut secret = std::hash::DefaultHasher::new();
-    cfg.secret.hash(&mut secret);
     vec![
         ("gateway.id", cfg.gateway.id.clone()),
         ("gateway.state_dir", format!("{:?}", cfg.gateway.state_dir)),
@@ -78,8 +77,17 @@ fn restart_only(cfg: &GatewayConfig) -> Vec<(&'static str, String)> {
         ("xmpp.component", xmpp.component.clone()),
         ("xmpp.server", xmpp.server.clone()),
         ("xmpp.tls", format!("{:?}", xmpp.tls)),
-        ("xmpp.secret", secret.finish().to_string()),
+        ("xmpp.secret", hash(&cfg.secret).to_string()),
     ]
+}
+
+/// A rendering's hash: enough to tell a change, nothing to read back.
+/// (`DefaultHasher::new()` hashes alike within one process, which is
+/// all a reload compares.)
+fn hash(text: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// What changed between two configurations.
