@@ -119,6 +119,18 @@ impl<'a> Inbound<'a> {
     }
 }
 
+/// Pauses the subscribers `access` does not allow (see
+/// `Subscribers::pause_unless`), saying how many.
+fn pause_outsiders(subscribers: &mut Subscribers, access: &Access) {
+    let paused = subscribers.pause_unless(|jid| access.may_read(jid));
+    if paused > 0 {
+        tracing::info!(
+            paused,
+            "subscribers outside xmpp.access get nothing until it allows them again"
+        );
+    }
+}
+
 /// The component's state and logic.
 #[derive(Debug)]
 pub struct Gateway {
@@ -162,12 +174,14 @@ impl Gateway {
             devices.insert(d.id.clone(), state);
             presence.add(d);
         }
+        let mut subscribers = Subscribers::new(subs);
+        pause_outsiders(&mut subscribers, &access);
         Ok(Self {
             me: Entity::new(domain, gateway_id),
             directory,
             access,
             devices,
-            subscribers: Subscribers::new(subs),
+            subscribers,
             presence,
             nodes,
             guard: Guard::default(),

@@ -10,7 +10,8 @@
 //! removed it, else as the store left it) and speaks when its adapter
 //! reports. A changed one
 //! keeps its state, minus the points it lost, and shows its new name,
-//! points and history bounds.
+//! points and history bounds. Subscribers the new access lists refuse are
+//! paused: kept, sent nothing, resumed when allowed again.
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ impl Gateway {
     ) -> (Vec<Element>, Reconfigured) {
         let old = std::mem::replace(&mut self.directory, directory);
         self.access = access;
+        super::pause_outsiders(&mut self.subscribers, &self.access);
         let mut out = Vec::new();
         let mut what = Reconfigured::default();
         let mut gone: Vec<DeviceId> = self

@@ -105,8 +105,14 @@ fn a_reload_adds_and_removes_devices_and_leaves_the_others_alone() {
 }
 
 #[test]
-fn a_reload_applies_the_access_lists_at_once() {
+fn a_reload_applies_the_access_lists_at_once_and_pauses_who_they_refuse() {
     let mut r = rig();
+    let now = Instant::now();
+    ask(
+        &mut r.gw,
+        &presence(ALICE, "boiler@gw.example.org", "subscribe"),
+    );
+    subscribe_node(&mut r.gw, ALICE, "boiler");
     assert_eq!(nodes(&mut r.gw), ["boiler"]);
     r.gw.reconfigure(directory(), access("other.example"));
     let out = ask(
@@ -119,6 +125,18 @@ fn a_reload_applies_the_access_lists_at_once() {
         ),
     );
     assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
+    // Alice's subscriptions are kept but get nothing: no presence, no item.
+    assert!(feed(&mut r.gw, status(DeviceStatus::Online), now).is_empty());
+    assert!(feed(&mut r.gw, reading(21.0), now).is_empty());
+    assert_eq!(r.gw.stats().items, 1, "published all the same");
+    // Allowed again: she hears from the device at its next change.
+    r.gw.reconfigure(directory(), access("example.org"));
+    let out = feed(&mut r.gw, reading(22.0), now);
+    assert_eq!(notifications(&out).len(), 1);
+    assert_eq!(notifications(&out)[0].attr("to"), Some(ALICE));
+    let out = feed(&mut r.gw, status(DeviceStatus::Stale), now);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].attr("to"), Some("alice@example.org"));
 }
 
 #[test]
