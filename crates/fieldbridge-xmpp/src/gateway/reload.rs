@@ -8,10 +8,10 @@
 //! subscriptions and history stay in the store, so that adding it back
 //! brings both back. An added one gets its node (as it was when a reload
 //! removed it, else as the store left it) and speaks when its adapter
-//! reports. A changed one
-//! keeps its state, minus the points it lost, and shows its new name,
-//! points and history bounds. Subscribers the new access lists refuse are
-//! paused: kept, sent nothing, resumed when allowed again.
+//! reports. A changed one keeps its state, minus the points it lost, and
+//! shows its new name, points and history bounds. Subscribers the new
+//! access lists refuse are paused: kept, sent nothing, resumed when
+//! allowed again.
 
 use std::sync::Arc;
 
@@ -21,7 +21,8 @@ use minidom::Element;
 use super::{DeviceState, Gateway, presence};
 use crate::access::Access;
 
-/// What a reload changed in the component, for its log line.
+/// What a reload changed in the component: the file's devices, and those
+/// made at run time on a connection the file no longer has.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reconfigured {
     /// Devices taken on.
