@@ -121,16 +121,16 @@ impl Gateway {
     }
 
     /// Rewrites gateway.yaml with `edit`, for the next [`Gateway::restart`]
-    /// (the state stays).
+    /// or reload (the state stays).
     pub fn edit_config(&self, edit: impl FnOnce(&str) -> String) -> anyhow::Result<()> {
-        let path = self.dir.path().join("gateway.yaml");
+        let path = self.config_file();
         let yaml = std::fs::read_to_string(&path)?;
         std::fs::write(&path, edit(&yaml))?;
         Ok(())
     }
 
-    /// The gateway.yaml it runs with (for `fieldbridge audit -c`).
-    pub fn config_path(&self) -> PathBuf {
+    /// The gateway's gateway.yaml.
+    pub fn config_file(&self) -> PathBuf {
         self.dir.path().join("gateway.yaml")
     }
 

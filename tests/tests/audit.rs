@@ -29,7 +29,7 @@ fn audit(gateway: &Gateway, args: &[&str]) -> (Vec<String>, String) {
         Command::new(fieldbridge_bin())
             .arg("audit")
             .arg("-c")
-            .arg(gateway.config_path())
+            .arg(gateway.config_file())
             .args(args)
             .env("FIELDBRIDGE__GATEWAY__TIMEZONE", ZONE),
         Duration::from_secs(20),

@@ -2,7 +2,7 @@
 //! owns a device, and their answers.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -105,18 +105,26 @@ pub enum CommandError {
     Failed(#[from] AdapterError),
 }
 
-/// Routes commands to the adapter owning each device. Cheap to clone.
+/// Routes commands to the adapter owning each device. Cheap to clone; the
+/// clones share one table, which a reload replaces
+/// ([`CommandRouter::reconfigure`]).
 #[derive(Clone, Debug)]
 pub struct CommandRouter {
-    directory: Arc<Directory>,
-    routes: Arc<HashMap<DeviceId, mpsc::Sender<Command>>>,
-    /// For devices added at run time: the adapter of their connection.
-    connections: Arc<HashMap<ConnectionId, mpsc::Sender<Command>>>,
+    table: Arc<RwLock<Arc<Table>>>,
     timeout: Duration,
 }
 
-/// Collects each adapter's command inbox before the router is frozen.
+/// The devices and their adapters' inboxes, as of the last (re)load.
 #[derive(Debug)]
+struct Table {
+    directory: Arc<Directory>,
+    routes: HashMap<DeviceId, mpsc::Sender<Command>>,
+    /// For devices added at run time: the adapter of their connection.
+    connections: HashMap<ConnectionId, mpsc::Sender<Command>>,
+}
+
+/// Collects each adapter's command inbox for the router.
+#[derive(Debug, Clone)]
 pub struct CommandRoutes {
     routes: HashMap<DeviceId, mpsc::Sender<Command>>,
     connections: HashMap<ConnectionId, mpsc::Sender<Command>>,
@@ -162,13 +170,27 @@ impl CommandRoutes {
         rx
     }
 
-    /// Freezes the routes.
+    /// Forgets the inbox of `connection`'s adapter (stopped by a reload),
+    /// for its devices too.
+    pub fn remove_connection(&mut self, connection: &ConnectionId) {
+        if let Some(tx) = self.connections.remove(connection) {
+            self.routes.retain(|_, route| !route.same_channel(&tx));
+        }
+    }
+
+    /// The router over these routes.
     pub fn into_router(self, directory: Arc<Directory>, timeout: Duration) -> CommandRouter {
         CommandRouter {
-            directory,
-            routes: Arc::new(self.routes),
-            connections: Arc::new(self.connections),
+            table: Arc::new(RwLock::new(Arc::new(self.into_table(directory)))),
             timeout,
+        }
+    }
+
+    fn into_table(self, directory: Arc<Directory>) -> Table {
+        Table {
+            directory,
+            routes: self.routes,
+            connections: self.connections,
         }
     }
 }
@@ -180,6 +202,18 @@ impl Default for CommandRoutes {
 }
 
 impl CommandRouter {
+    /// After a reload: commands go by `routes` to the devices of
+    /// `directory`, from every clone of this router. A command already on
+    /// its way finishes with the adapter it was sent to.
+    pub fn reconfigure(&self, routes: CommandRoutes, directory: Arc<Directory>) {
+        let table = Arc::new(routes.into_table(directory));
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+    }
+
+    fn table(&self) -> Arc<Table> {
+        Arc::clone(&self.table.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Parses `text` for the point and writes it: the path of a chat `set`
     /// or a form submission. Checks writability, kind and limits before the
     /// adapter sees anything.
@@ -213,8 +247,9 @@ impl CommandRouter {
         self.send(device, point, Action::Read).await
     }
 
-    fn writable_point(&self, device: &str, point: &str) -> Result<&PointSpec, CommandError> {
-        let spec = self
+    fn writable_point(&self, device: &str, point: &str) -> Result<PointSpec, CommandError> {
+        let table = self.table();
+        let spec = table
             .directory
             .device(device)
             .ok_or_else(|| CommandError::UnknownDevice(device.to_owned()))?;
@@ -231,11 +266,12 @@ impl CommandRouter {
                 point: p.id.clone(),
             });
         }
-        Ok(p)
+        Ok(p.clone())
     }
 
     async fn send(&self, device: &str, point: &str, action: Action) -> Result<Value, CommandError> {
-        let spec = self
+        let table = self.table();
+        let spec = table
             .directory
             .device(device)
             .ok_or_else(|| CommandError::UnknownDevice(device.to_owned()))?;
@@ -248,10 +284,10 @@ impl CommandRouter {
                 point: point.to_owned(),
             })?;
         let device = spec.id.clone();
-        let route = self
+        let route = table
             .routes
             .get(&device)
-            .or_else(|| self.connections.get(&spec.settings.connection))
+            .or_else(|| table.connections.get(&spec.settings.connection))
             .ok_or_else(|| CommandError::AdapterGone(device.clone()))?;
         let (reply, answer) = oneshot::channel();
         let command = Command {
@@ -568,6 +604,39 @@ mod tests {
             r.write_text("th-1", "pump", "on").await,
             Ok(Value::Bool(true))
         );
+    }
+
+    #[tokio::test]
+    async fn a_reload_reroutes_every_clone_of_the_router() {
+        let c = ConnectionId::new("c").unwrap();
+        let boiler = DeviceId::new("boiler").unwrap();
+        let mut routes = CommandRoutes::new();
+        let old = routes.register_connection(&c, [boiler.clone()]);
+        let r = routes
+            .clone()
+            .into_router(directory(), DEFAULT_COMMAND_TIMEOUT);
+        let held = r.clone();
+        // The adapter restarts: its old inbox is forgotten, a new one serves.
+        routes.remove_connection(&c);
+        drop(old);
+        let mut inbox = routes.register_connection(&c, [boiler]);
+        r.reconfigure(routes.clone(), directory());
+        tokio::spawn(async move {
+            while let Some(cmd) = inbox.recv().await {
+                let _ = cmd.reply.send(Ok(Value::Bool(true)));
+            }
+        });
+        assert_eq!(
+            held.write_text("boiler", "pump", "on").await,
+            Ok(Value::Bool(true))
+        );
+        // The device is removed: unknown from now on.
+        routes.remove_connection(&c);
+        r.reconfigure(routes, Arc::new(Directory::new([])));
+        assert!(matches!(
+            held.write_text("boiler", "pump", "on").await,
+            Err(CommandError::UnknownDevice(_))
+        ));
     }
 
     #[tokio::test]

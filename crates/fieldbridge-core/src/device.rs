@@ -1,7 +1,7 @@
 //! The devices and points a gateway knows, as configured: the part of
 //! `gateway.yaml` that core understands, whatever the adapter.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// Settings under `devices.<id>` that every device has. Adapters add their
 /// own keys (a Modbus `unit`, an MQTT `topic`) beside these.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceSettings {
     /// Human-readable name, shown in clients (defaults to the id).
@@ -109,7 +109,7 @@ pub struct HistorySettings {
 
 /// Settings under `devices.<id>.points.<id>` that core applies to every
 /// point. Adapters add their own keys (register address, JSON pointer).
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointSettings {
     /// What people read for this point in chat, status texts and forms
@@ -162,7 +162,7 @@ pub struct PointSettings {
 }
 
 /// A point as every part of the gateway sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PointSpec {
     /// The point's id within its device.
     pub id: PointId,
@@ -179,8 +179,9 @@ impl PointSpec {
     }
 }
 
-/// A device as every part of the gateway sees it.
-#[derive(Debug, Clone)]
+/// A device as every part of the gateway sees it. Equal specs mean an
+/// unchanged device on reload.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceSpec {
     /// The device id (JID localpart and pubsub node).
     pub id: DeviceId,
@@ -228,13 +229,21 @@ impl DeviceSpec {
 pub const MAX_RUNTIME_DEVICES: usize = 1024;
 
 /// Every device, shared by adapters, core and sinks: the configured ones,
-/// fixed at start, and those adapters create at run time (an MQTT template
-/// rule), which are only ever added, never changed or removed, so that a
-/// `&Arc<DeviceSpec>` handed out stays valid.
+/// fixed for this directory, and those adapters create at run time (an
+/// MQTT template rule), which are only ever added, never changed or
+/// removed, so that a `&Arc<DeviceSpec>` handed out stays valid.
+///
+/// A reload makes a new directory with [`Directory::reconfigured`]: new
+/// configured devices, the same table of run-time devices (an adapter that
+/// keeps running keeps adding to it through the directory it was built
+/// with), showing only those of connections that are still configured.
 #[derive(Debug, Default)]
 pub struct Directory {
     devices: BTreeMap<DeviceId, Arc<DeviceSpec>>,
-    runtime: RuntimeDevices,
+    runtime: Arc<RuntimeDevices>,
+    /// Run-time devices of other connections are hidden (their connection
+    /// was removed by a reload); None: every connection's are shown.
+    connections: Option<BTreeSet<ConnectionId>>,
 }
 
 /// Devices added at run time: fixed slots, each written once.
@@ -256,10 +265,12 @@ pub enum AddDeviceError {
 }
 
 impl Clone for Directory {
+    /// A copy with a table of run-time devices of its own.
     fn clone(&self) -> Self {
         let copy = Self {
             devices: self.devices.clone(),
-            runtime: RuntimeDevices::default(),
+            runtime: Arc::default(),
+            connections: self.connections.clone(),
         };
         for d in self.runtime_devices() {
             let _ = copy.insert((**d).clone());
@@ -276,8 +287,37 @@ impl Directory {
                 .into_iter()
                 .map(|d| (d.id.clone(), Arc::new(d)))
                 .collect(),
-            runtime: RuntimeDevices::default(),
+            runtime: Arc::default(),
+            connections: None,
         }
+    }
+
+    /// The directory after a reload: the configured `devices` (those equal
+    /// to one here keep its `Arc`), this directory's run-time devices
+    /// (shared, not copied: adapters still add to them), of which only
+    /// those on `connections` show.
+    pub fn reconfigured(
+        &self,
+        devices: impl IntoIterator<Item = DeviceSpec>,
+        connections: impl IntoIterator<Item = ConnectionId>,
+    ) -> Self {
+        let devices = devices
+            .into_iter()
+            .map(|d| match self.devices.get(&d.id) {
+                Some(same) if **same == d => (d.id.clone(), Arc::clone(same)),
+                _ => (d.id.clone(), Arc::new(d)),
+            })
+            .collect();
+        Self {
+            devices,
+            runtime: Arc::clone(&self.runtime),
+            connections: Some(connections.into_iter().collect()),
+        }
+    }
+
+    /// The configured devices (not those added at run time), by id.
+    pub fn configured(&self) -> &BTreeMap<DeviceId, Arc<DeviceSpec>> {
+        &self.devices
     }
 
     /// Adds a device at run time (adapters that discover devices). Core
@@ -304,6 +344,16 @@ impl Directory {
         Ok(spec)
     }
 
+    /// Whether a run-time device shows here: its connection is configured,
+    /// and no configured device took its id in a reload.
+    fn shows(&self, d: &DeviceSpec) -> bool {
+        !self.devices.contains_key(&d.id)
+            && self
+                .connections
+                .as_ref()
+                .is_none_or(|c| c.contains(&d.settings.connection))
+    }
+
     fn runtime_devices(&self) -> impl Iterator<Item = &Arc<DeviceSpec>> {
         self.runtime
             .slots
@@ -311,6 +361,7 @@ impl Directory {
             .into_iter()
             .flat_map(|s| s.iter())
             .map_while(OnceLock::get)
+            .filter(|d| self.shows(d))
     }
 
     /// One device by id.
@@ -325,7 +376,7 @@ impl Directory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)?;
-        slots.get(n)?.get()
+        slots.get(n)?.get().filter(|d| self.shows(d))
     }
 
     /// All devices: the configured ones ordered by id, then those added at
@@ -426,6 +477,50 @@ mod tests {
             Err(AddDeviceError::Exists(_))
         ));
         assert_eq!(dir.clone().len(), 3);
+    }
+
+    #[test]
+    fn a_reconfigured_directory_shares_run_time_devices_of_configured_connections() {
+        let on = |id: &str, connection: &str| {
+            let mut d = spec(id);
+            d.settings.connection = ConnectionId::new(connection).unwrap();
+            d
+        };
+        let c = |id: &str| ConnectionId::new(id).unwrap();
+        let old = Directory::new([on("boiler", "plc"), on("pump", "plc")]);
+        old.insert(on("th-1", "broker")).unwrap();
+        let mut pump = on("pump", "plc");
+        pump.settings.name = Some("Pump".into());
+        let new = old.reconfigured(
+            [on("boiler", "plc"), pump, on("fan", "plc")],
+            [c("plc"), c("broker")],
+        );
+        // An unchanged device keeps its spec; a changed one has the new one.
+        assert!(Arc::ptr_eq(
+            old.device("boiler").unwrap(),
+            new.device("boiler").unwrap()
+        ));
+        assert_eq!(new.device("pump").unwrap().display_name(), "Pump");
+        let ids: Vec<&str> = new.devices().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["boiler", "fan", "pump", "th-1"]);
+        assert_eq!(new.configured().len(), 3);
+        // A device the old directory's adapter adds later shows in the new one.
+        old.insert(on("th-2", "broker")).unwrap();
+        assert!(new.device("th-2").is_some());
+        // Without its connection, a run-time device is hidden; back with it.
+        let gone = new.reconfigured([on("boiler", "plc")], [c("plc")]);
+        assert!(gone.device("th-1").is_none());
+        assert_eq!(gone.len(), 1);
+        let back = gone.reconfigured([on("boiler", "plc")], [c("plc"), c("broker")]);
+        assert_eq!(back.len(), 3);
+        // A configured device that takes a run-time device's id wins, once.
+        let taken = back.reconfigured([on("th-1", "plc")], [c("plc"), c("broker")]);
+        let ids: Vec<&str> = taken.devices().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["th-1", "th-2"]);
+        assert_eq!(
+            taken.device("th-1").unwrap().settings.connection.as_str(),
+            "plc"
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ use crate::value::{Quality, Reading, Sample, Value};
 use crate::watchdog::Heartbeat;
 
 pub use crate::device::DEFAULT_MAX_INTERVAL;
+pub use reload::EngineReload;
+use reload::Reload;
 
 /// Raw events queued from adapters to the engine.
 const INPUT_QUEUE: usize = 4096;
@@ -67,19 +69,26 @@ pub struct NormalizeStats {
 /// every clone of it is dropped the engine flushes, stops, and drops the
 /// bus, which ends every sink's subscription.
 pub fn spawn(directory: Arc<Directory>, bus: Bus) -> (EventSender, JoinHandle<NormalizeStats>) {
-    spawn_watched(directory, bus, Heartbeat::new("normalization engine"))
+    let (tx, _reload, task) =
+        spawn_reloadable(directory, bus, Heartbeat::new("normalization engine"));
+    (tx, task)
 }
 
-/// [`spawn`], the engine beating `alive` at least every tick (100 ms) for
-/// a watchdog.
-pub fn spawn_watched(
+/// [`spawn`], with the handle that tells the engine of a reload, the
+/// engine beating `alive` at least every tick (100 ms) for a watchdog.
+pub fn spawn_reloadable(
     directory: Arc<Directory>,
     bus: Bus,
     alive: Heartbeat,
-) -> (EventSender, JoinHandle<NormalizeStats>) {
+) -> (EventSender, EngineReload, JoinHandle<NormalizeStats>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let (reload, reloads) = mpsc::channel(1);
     let engine = Engine::new(directory, bus);
-    (EventSender::new(tx), tokio::spawn(engine.run(rx, alive)))
+    (
+        EventSender::new(tx),
+        EngineReload { tx: reload },
+        tokio::spawn(engine.run(rx, reloads, alive)),
+    )
 }
 
 #[derive(Debug)]
@@ -225,6 +234,7 @@ impl Engine {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<DeviceEvent>,
+        mut reloads: mpsc::Receiver<Reload>,
         alive: Heartbeat,
     ) -> NormalizeStats {
         let mut tick = tokio::time::interval(TICK);
@@ -244,6 +254,10 @@ impl Engine {
                     let now = Instant::now();
                     alive.beat_at(now);
                     self.on_tick(now);
+                }
+                Some((directory, applied)) = reloads.recv() => {
+                    self.reconfigure(directory);
+                    let _ = applied.send(());
                 }
             }
         }
@@ -501,5 +515,6 @@ fn moved(deadband: Option<f64>, last: &Value, new: &Value) -> bool {
     }
 }
 
+mod reload;
 #[cfg(test)]
 mod tests;

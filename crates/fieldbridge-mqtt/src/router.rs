@@ -281,15 +281,25 @@ impl Router {
         let Some(directory) = self.directory.clone() else {
             return refuse("devices cannot be created at run time here".into(), self);
         };
-        if self.devices.contains_key(&id) || directory.device(id.as_str()).is_some() {
+        if self.devices.contains_key(&id) {
             return refuse(format!("a device {id} exists already"), self);
         }
         let mut spec = (*r.spec).clone();
         spec.id = id.clone();
         // "Zigbee sensors" names the rule; its devices are "Zigbee sensors hall".
         spec.settings.name = r.spec.settings.name.as_ref().map(|n| format!("{n} {id}"));
-        if let Err(e) = directory.insert(spec.clone()) {
-            return refuse(e.to_string(), self);
+        match directory.device(id.as_str()) {
+            // Made by this rule before its connection restarted (a
+            // reload): the same device again. Devices made at run time
+            // are never replaced, so a rule that changed makes new ones
+            // only.
+            Some(existing) if **existing == spec => {}
+            Some(_) => return refuse(format!("a device {id} exists already"), self),
+            None => {
+                if let Err(e) = directory.insert(spec.clone()) {
+                    return refuse(e.to_string(), self);
+                }
+            }
         }
         self.rules[rule].created += 1;
         self.instances.insert((rule, text.to_owned()), id.clone());

@@ -9,11 +9,11 @@ use std::time::Duration;
 use fieldbridge_core::audit::AuditLog;
 use fieldbridge_core::watchdog::Heartbeat;
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::config::XmppConfig;
+use crate::config::{AccessConfig, XmppConfig};
 use crate::error::{XmppError, log_connect_error};
 use crate::gateway::{self, Found, Gateway, Job, JobOutcome, StoreRead};
 use crate::link::{Link, next};
@@ -42,6 +42,52 @@ pub struct ComponentOptions {
     pub link_up: watch::Sender<bool>,
 }
 
+/// A reload for the running component: the new directory and the
+/// settings of `xmpp:` that apply without reconnecting (alarm settings,
+/// issue 14, belong here too: they apply at once).
+#[derive(Debug)]
+struct Reload {
+    directory: Arc<Directory>,
+    access: AccessConfig,
+    status_interval: Duration,
+    applied: oneshot::Sender<gateway::Reconfigured>,
+}
+
+/// Hands a running component ([`run`]) a reload.
+#[derive(Debug, Clone)]
+pub struct Reloader(mpsc::Sender<Reload>);
+
+/// The component's end of [`Reloader`].
+#[derive(Debug)]
+pub struct Reloads(mpsc::Receiver<Reload>);
+
+/// A reloader and the end [`run`] takes.
+pub fn reloader() -> (Reloader, Reloads) {
+    let (tx, rx) = mpsc::channel(1);
+    (Reloader(tx), Reloads(rx))
+}
+
+impl Reloader {
+    /// Applies `directory`, and `config`'s access lists and status
+    /// interval, on the link as it is; waits until done. The rest of
+    /// `config` needs a restart. None when the component has stopped.
+    pub async fn reconfigure(
+        &self,
+        directory: Arc<Directory>,
+        config: &XmppConfig,
+    ) -> Option<gateway::Reconfigured> {
+        let (applied, done) = oneshot::channel();
+        let reload = Reload {
+            directory,
+            access: config.access.clone(),
+            status_interval: config.status_interval(),
+            applied,
+        };
+        self.0.send(reload).await.ok()?;
+        done.await.ok()
+    }
+}
+
 /// How long the goodbye may take when stopping.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often published items and subscription changes are written to the
@@ -63,6 +109,7 @@ pub async fn run(
     directory: Arc<Directory>,
     mut events: Subscription,
     commands: CommandRouter,
+    mut reloads: Reloads,
 ) -> Result<(), XmppError> {
     let ComponentOptions {
         config,
@@ -230,6 +277,12 @@ pub async fn run(
                 }
             },
             _ = flush.tick(), if writing.is_none() => writing = start_write(&mut gw),
+            Some(reload) = reloads.0.recv() => {
+                gw.set_status_interval(reload.status_interval);
+                let (out, what) = gw.reconfigure(reload.directory, access::Access::new(&reload.access));
+                link.send(out, gw.take_notifications()).await;
+                let _ = reload.applied.send(what);
+            },
             _ = tick.tick() => {
                 let now = Instant::now();
                 alive.beat_at(now);

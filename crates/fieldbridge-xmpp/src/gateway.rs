@@ -17,6 +17,7 @@
 //! - `entity`: who we are, service discovery, caps and the small XEPs;
 //! - `card`: how devices introduce themselves: nickname, vCard, avatar;
 //! - `upgrade`: what an older version kept, read back once;
+//! - `reload`: a new directory and access lists, taken on the same link;
 //! - `jobs`, `commands`, `messages`, `iot`: work for an adapter,
 //!   asked for by ad-hoc command, chat or XEP-0323/0325.
 
@@ -119,6 +120,18 @@ impl<'a> Inbound<'a> {
     }
 }
 
+/// Pauses the subscribers `access` does not allow (see
+/// `Subscribers::pause_unless`), saying how many.
+fn pause_outsiders(subscribers: &mut Subscribers, access: &Access) {
+    let paused = subscribers.pause_unless(|jid| access.may_read(jid));
+    if paused > 0 {
+        tracing::info!(
+            paused,
+            "subscribers outside xmpp.access get nothing until it allows them again"
+        );
+    }
+}
+
 /// The component's state and logic.
 #[derive(Debug)]
 pub struct Gateway {
@@ -135,6 +148,9 @@ pub struct Gateway {
     zone: TimeZone,
     /// Where write attempts are recorded.
     audit: AuditLog,
+    /// Devices a reload removed, as they were: a probe from a subscriber
+    /// is told so, and adding one back takes up where it left off.
+    removed: HashMap<DeviceId, (items::NodeState, DeviceState)>,
 }
 
 impl Gateway {
@@ -161,18 +177,21 @@ impl Gateway {
             devices.insert(d.id.clone(), state);
             presence.add(d);
         }
+        let mut subscribers = Subscribers::new(subs);
+        pause_outsiders(&mut subscribers, &access);
         Ok(Self {
             me: Entity::new(domain, gateway_id),
             directory,
             access,
             devices,
-            subscribers: Subscribers::new(subs),
+            subscribers,
             presence,
             nodes,
             guard: Guard::default(),
             commands: Commands::default(),
             zone: TimeZone::UTC,
             audit: AuditLog::log_only(),
+            removed: HashMap::new(),
         })
     }
 
@@ -300,13 +319,20 @@ impl Gateway {
     }
 
     /// After (re)connecting: every device's presence to every presence
-    /// subscriber, and to every node subscriber the items published while
+    /// subscriber (a device a reload removed says so again), and to every
+    /// node subscriber the items published while
     /// the link was down (bounded by the history), oldest first. Item ids
     /// are stable: a subscriber that already has an item can drop the
     /// duplicate.
     pub fn on_connected(&mut self, now: Instant) -> Vec<Element> {
         self.nodes.connected = true;
-        let out = self.all_presences(now);
+        let mut out = self.all_presences(now);
+        // Devices a reload removed, perhaps while the link was down.
+        let mut removed: Vec<&DeviceId> = self.removed.keys().collect();
+        removed.sort();
+        for device in removed {
+            out.extend(presence::removed(&self.me, device, &self.subscribers));
+        }
         self.nodes.read_missed(&self.subscribers);
         out
     }
@@ -507,9 +533,11 @@ mod jobs;
 mod messages;
 mod presence;
 mod pubsub;
+mod reload;
 mod subscribers;
 mod upgrade;
 
 pub use jobs::{Job, JobOutcome, MAX_QUEUED_JOBS, MAX_RUNNING_JOBS};
+pub use reload::Reconfigured;
 #[cfg(test)]
 mod tests;

@@ -52,6 +52,6 @@ mod component;
 mod error;
 mod link;
 
-pub use component::{ComponentOptions, run};
+pub use component::{ComponentOptions, Reloader, Reloads, reloader, run};
 pub use config::{AccessConfig, TlsConfig, XmppConfig};
 pub use error::XmppError;

@@ -170,7 +170,11 @@ fn start(
     let directory = directory();
     let events = bus.subscribe("xmpp");
     let router = CommandRoutes::new().into_router(directory.clone(), Duration::from_secs(1));
-    tokio::spawn(fieldbridge_xmpp::run(options, directory, events, router))
+    // No reloads here: the reloader is dropped at once.
+    let (_, reloads) = fieldbridge_xmpp::reloader();
+    tokio::spawn(fieldbridge_xmpp::run(
+        options, directory, events, router, reloads,
+    ))
 }
 
 #[tokio::test]

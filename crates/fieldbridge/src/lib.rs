@@ -1,8 +1,9 @@
-//! The `fieldbridge` binary's library half: configuration loading, the
-//! `check` report and the `audit` text, public so that integration tests
-//! can drive them.
+//! The `fieldbridge` binary's library half: configuration loading and the
+//! `check` report and what a reload changes, public so that integration
+//! tests can drive them.
 
 pub mod audit;
 pub mod check;
 pub mod config;
 pub mod dashboard;
+pub mod reload;

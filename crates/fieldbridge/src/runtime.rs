@@ -1,24 +1,28 @@
 //! Wiring: one adapter per connection → normalization → bus → XMPP
-//! component, and the orderly stop.
+//! component, reloads, and the orderly stop.
 //!
 //! Once the adapters run, systemd hears `READY=1` ([`crate::systemd`]).
-//! On SIGINT/SIGTERM the adapters are cancelled first; when the last one
-//! has let go of its event sender the engine publishes what it still held
-//! and closes the bus; the component then sends every device's last
-//! "unavailable" presence, saves its state and closes the stream.
+//! On SIGHUP the configuration is read again and applied without dropping
+//! the XMPP link (`reload`). On SIGINT/SIGTERM the adapters are cancelled
+//! first; when the last one has let go of its event sender the engine
+//! publishes what it still held and closes the bus; the component then
+//! sends every device's last "unavailable" presence, saves its state and
+//! closes the stream.
+
+mod adapters;
+mod reload;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use fieldbridge::config::GatewayConfig;
-use fieldbridge_core::adapter::AdapterContext;
 use fieldbridge_core::bus::{Bus, DEFAULT_QUEUE};
-use fieldbridge_core::command::{CommandRoutes, DEFAULT_COMMAND_TIMEOUT};
 use fieldbridge_core::normalize;
 use fieldbridge_core::watchdog::Heartbeat;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use adapters::Adapters;
 
 use crate::systemd::Service;
 
@@ -27,6 +31,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the gateway until a stop signal, or until the XMPP side fails for good.
 pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
+    // First: SIGHUP's default action ends the process.
+    let mut hangup = Hangup::new();
+    let mut stop = StopSignals::new();
     // 0700 when new: it holds subscribers' addresses and every reading.
     fieldbridge_core::files::create_private_dir(&cfg.gateway.state_dir).with_context(|| {
         format!(
@@ -57,35 +64,33 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     let bus = Bus::new(DEFAULT_QUEUE);
     let xmpp_events = bus.subscribe("xmpp");
     let engine_alive = Heartbeat::new("normalization engine");
-    let (events, engine) = normalize::spawn_watched(directory.clone(), bus, engine_alive.clone());
+    let (events, engine_reload, engine) =
+        normalize::spawn_reloadable(directory.clone(), bus, engine_alive.clone());
 
-    let shutdown = CancellationToken::new();
+    let dashboard_stop = CancellationToken::new();
     let dashboard = match &cfg.dashboard {
-        Some(d) => Some(start_dashboard(d, &cfg.xmpp.component, shutdown.child_token()).await?),
+        Some(d) => Some(start_dashboard(d, &cfg.xmpp.component, dashboard_stop.clone()).await?),
         None => None,
     };
-    let mut routes = CommandRoutes::new();
-    let mut adapters = JoinSet::new();
-    let build = cfg.build_context();
-    for connection in cfg.connections {
-        let connection_id = connection.id.clone();
-        let adapter = connection.kind.build(connection.id, &build);
-        let name = adapter.name();
-        let ctx = AdapterContext {
-            events: events.clone(),
-            // By connection too: devices an adapter adds at run time (MQTT
-            // template rules) get their commands.
-            commands: routes.register_connection(&connection_id, adapter.devices()),
-            shutdown: shutdown.child_token(),
-        };
-        tracing::debug!(adapter = %name, "starting adapter");
-        adapters.spawn(adapter.run(ctx));
-    }
-    // From here on only adapters hold event senders: when they stop, the
-    // engine drains and closes the bus.
-    drop(events);
-    let router = routes.into_router(directory.clone(), DEFAULT_COMMAND_TIMEOUT);
 
+    let applied = fieldbridge::reload::Applied::of(&cfg);
+    let build = cfg.build_context();
+    let mut adapters = Adapters::new(events);
+    for connection in cfg.connections {
+        adapters.start(connection, &build);
+    }
+    let router = adapters.router(directory.clone());
+
+    let (reloader, reloads) = fieldbridge_xmpp::reloader();
+    let mut reloading = reload::Reloading {
+        source: cfg.source,
+        applied,
+        directory: Arc::clone(&directory),
+        gateway_id: cfg.gateway.id.clone(),
+        engine: engine_reload,
+        xmpp: reloader,
+        router: router.clone(),
+    };
     let xmpp_alive = Heartbeat::new("XMPP connection loop");
     let (link_up, link_state) = tokio::sync::watch::channel(false);
     let options = fieldbridge_xmpp::ComponentOptions {
@@ -103,33 +108,27 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         Arc::clone(&directory),
         xmpp_events,
         router,
+        reloads,
     ));
 
     // Configuration loaded, adapters running; the link comes when it can.
     let service = Service::ready(vec![engine_alive, xmpp_alive], link_state, directory.len());
 
-    let early_end = tokio::select! {
-        signal = stop_signal() => {
-            tracing::info!(signal, "stopping");
-            None
+    let early_end = loop {
+        tokio::select! {
+            signal = stop.recv() => {
+                tracing::info!(signal, "stopping");
+                break None;
+            }
+            ended = &mut xmpp => break Some(ended),
+            () = hangup.recv() => reloading.reload(&mut adapters).await,
         }
-        ended = &mut xmpp => Some(ended),
     };
 
     service.stopping();
-    shutdown.cancel();
-    let adapters_stopped = tokio::time::timeout(STOP_GRACE, async {
-        while let Some(result) = adapters.join_next().await {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "an adapter panicked");
-            }
-        }
-    })
-    .await;
-    if adapters_stopped.is_err() {
-        tracing::warn!("adapters did not stop within {STOP_GRACE:?}; abandoning them");
-        adapters.abort_all();
-    }
+    // Only adapters hold event senders now: when they stop, the engine
+    // drains and closes the bus.
+    adapters.stop_all().await;
     match tokio::time::timeout(STOP_GRACE, engine).await {
         Ok(Ok(stats)) => tracing::info!(
             received = stats.received,
@@ -156,6 +155,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         },
     };
     finish_audit(audit_writer).await;
+    dashboard_stop.cancel();
     if let Some(served) = dashboard {
         let _ = tokio::time::timeout(STOP_GRACE, served).await;
     }
@@ -192,28 +192,69 @@ async fn start_dashboard(
     Ok(served)
 }
 
-/// Waits for SIGINT or SIGTERM (Ctrl-C only, off Unix).
-async fn stop_signal() -> &'static str {
+/// SIGINT and SIGTERM (Ctrl-C only, off Unix), listened to from creation.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                unix: signal(SignalKind::terminate())
+                    .ok()
+                    .zip(signal(SignalKind::interrupt()).ok()),
             }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// The next stop signal's name.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.unix {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+        }
         let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        "SIGINT"
+    }
+}
+
+/// SIGHUP (`systemctl reload`): read the configuration again. Never
+/// fires off Unix.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signal = signal(SignalKind::hangup())
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP: no reloads"))
+                .ok();
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal
+            && s.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending().await
     }
 }

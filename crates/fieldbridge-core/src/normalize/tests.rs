@@ -39,6 +39,7 @@ fn directory(points: Vec<PointSpec>) -> Arc<Directory> {
 
 struct Rig {
     tx: EventSender,
+    reload: EngineReload,
     sub: Subscription,
     task: JoinHandle<NormalizeStats>,
     dev: DeviceId,
@@ -52,9 +53,10 @@ impl Rig {
     fn with(directory: Arc<Directory>) -> Self {
         let bus = Bus::new(1024);
         let sub = bus.subscribe("test");
-        let (tx, task) = spawn(directory, bus);
+        let (tx, reload, task) = spawn_reloadable(directory, bus, Heartbeat::new("engine"));
         Self {
             tx,
+            reload,
             sub,
             task,
             dev: DeviceId::new("dev").unwrap(),
@@ -698,7 +700,8 @@ fn decimals_round_what_is_published_and_compared() {
 #[tokio::test(start_paused = true)]
 async fn the_engine_beats_every_tick_for_the_watchdog() {
     let alive = Heartbeat::new("normalization engine");
-    let (tx, task) = spawn_watched(directory(vec![plain("a")]), Bus::new(16), alive.clone());
+    let (tx, _reload, task) =
+        spawn_reloadable(directory(vec![plain("a")]), Bus::new(16), alive.clone());
     // Paused time runs on as the engine's ticks are due: a minute passes,
     // and its last beat is never older than a tick.
     for _ in 0..60 {
@@ -714,4 +717,54 @@ async fn the_engine_beats_every_tick_for_the_watchdog() {
     // Stopped: it beats no more.
     tokio::time::advance(Duration::from_secs(5)).await;
     assert!(alive.age(Instant::now()) >= Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_keeps_unchanged_devices_as_they_were_and_takes_on_new_ones() {
+    let int = |id| point(id, ValueKind::Int, PointSettings::default());
+    let dir = Arc::new(Directory::new([
+        device("dev", vec![int("a")]),
+        device("gone", vec![int("a")]),
+        device("moved", vec![int("a"), int("b")]),
+    ]));
+    let mut rig = Rig::with(Arc::clone(&dir));
+    rig.read("a", Value::Int(1)).await;
+    rig.poll_device("moved", &[("a", Value::Int(1)), ("b", Value::Int(1))])
+        .await;
+    assert_eq!(rig.published().await.len(), 4, "two updates, two online");
+
+    let mut moved = device("moved", vec![int("a"), int("b")]);
+    moved.points.get_mut("b").unwrap().settings.deadband = Some(5.0);
+    let new = dir.reconfigured(
+        [
+            device("dev", vec![int("a")]),
+            moved,
+            device("new", vec![int("a")]),
+        ],
+        [ConnectionId::new("c").unwrap()],
+    );
+    assert!(rig.reload.reconfigure(Arc::new(new)).await);
+    // Nothing is published for a reload itself.
+    assert!(rig.published().await.is_empty());
+    // Unchanged: still online, same baseline (an equal value is not due).
+    rig.read("a", Value::Int(1)).await;
+    assert!(rig.published().await.is_empty());
+    // Changed: its status is kept, so is the baseline of its unchanged
+    // point; the changed point starts over (due at once).
+    rig.poll_device("moved", &[("a", Value::Int(1)), ("b", Value::Int(1))])
+        .await;
+    assert_eq!(updates(&rig.kinds().await), [vec!["a=1", "b=1"]]);
+    // Added: normalized from its first reading.
+    rig.poll_device("new", &[("a", Value::Int(7))]).await;
+    let events = rig.published().await;
+    assert!(events.iter().all(|e| e.device.as_str() == "new"));
+    assert_eq!(
+        statuses(&events.into_iter().map(|e| e.kind).collect::<Vec<_>>()),
+        [DeviceStatus::Online]
+    );
+    // Removed: unknown from now on.
+    rig.poll_device("gone", &[("a", Value::Int(2))]).await;
+    assert!(rig.published().await.is_empty());
+    let (stats, _) = rig.stop().await;
+    assert_eq!(stats.unknown, 1);
 }

@@ -407,6 +407,41 @@ fn template_rules_create_valid_devices_up_to_their_cap() {
 }
 
 #[test]
+fn a_restarted_connection_takes_back_the_devices_its_rule_made() {
+    let (mut router, dir, stats) = router(vec![sensors(2)]);
+    let now = SystemTime::now();
+    router.on_message("sensors/th-1/state", br#"{"t":21.5}"#, now);
+    // A reload restarted the connection: a new router, the same directory.
+    let mut again = Router::new(
+        &settings(),
+        vec![sensors(2)],
+        Some(Arc::clone(&dir)),
+        Arc::clone(&stats),
+    );
+    let (events, created) = again.on_message("sensors/th-1/state", br#"{"t":22}"#, now);
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        readings(&events),
+        [r("th-1", "temperature", Value::Float(22.0), true)]
+    );
+    assert_eq!(dir.len(), 1, "the same device, not a second one");
+    // A rule that changed does not take over what the old one made.
+    let mut changed = sensors(2);
+    changed.config.max_devices = Some(3);
+    let mut spec = (*changed.spec).clone();
+    spec.settings.name = Some("Other sensors".into());
+    changed.spec = Arc::new(spec);
+    let mut other = Router::new(
+        &settings(),
+        vec![changed],
+        Some(Arc::clone(&dir)),
+        Arc::clone(&stats),
+    );
+    let (events, created) = other.on_message("sensors/th-1/state", br#"{"t":23}"#, now);
+    assert!(events.is_empty() && created.is_empty());
+}
+
+#[test]
 fn readings_of_a_device_said_offline_are_uncertain_until_it_is_back() {
     let (mut router, _, _) = router(vec![plug()]);
     let now = SystemTime::now();

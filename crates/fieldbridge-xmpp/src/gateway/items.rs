@@ -203,6 +203,25 @@ impl Nodes {
         Arc::make_mut(&mut self.limits).insert(spec.id.to_string(), history::limits(spec));
     }
 
+    /// Stops serving `device`'s node (removed by a reload); its history
+    /// stays in the store, and items on their way there still go. What the
+    /// node was, for [`Nodes::restore`].
+    pub(super) fn remove(&mut self, device: &DeviceId) -> Option<NodeState> {
+        self.nodes.remove(device)
+    }
+
+    /// Serves a node removed earlier again, as it was (the store may not
+    /// have its newest items yet).
+    pub(super) fn restore(&mut self, spec: &DeviceSpec, node: NodeState) {
+        self.nodes.insert(spec.id.clone(), node);
+        self.set_limits(spec);
+    }
+
+    /// `spec`'s history bounds, after a reload changed them.
+    pub(super) fn set_limits(&mut self, spec: &DeviceSpec) {
+        Arc::make_mut(&mut self.limits).insert(spec.id.to_string(), history::limits(spec));
+    }
+
     /// One node's items.
     pub(super) fn get(&self, node: &str) -> Option<&NodeState> {
         self.nodes.get(node)
@@ -361,7 +380,7 @@ impl Gateway {
         }
     }
 
-    fn publish(&mut self, device: &DeviceId) {
+    pub(super) fn publish(&mut self, device: &DeviceId) {
         if let Some(state) = self.devices.get(device) {
             self.nodes
                 .publish(&self.me, device, state, &mut self.subscribers);

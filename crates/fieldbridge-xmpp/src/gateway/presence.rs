@@ -73,6 +73,14 @@ impl PresenceBook {
             .insert(spec.id.clone(), card::Avatar::of(spec).update());
     }
 
+    /// A device no longer spoken for (removed by a reload).
+    pub(super) fn remove(&mut self, device: &DeviceId) {
+        self.said.remove(device);
+        self.caps.remove(device);
+        self.specs.remove(device);
+        self.photo.remove(device);
+    }
+
     /// The device's status text now.
     fn text(&self, device: &str, state: &DeviceState) -> String {
         status_text(self.specs.get(device).map(|s| &**s), state)
@@ -209,6 +217,23 @@ pub(super) fn goodbye(me: &Entity, subscribers: &Subscribers) -> Vec<Element> {
     out
 }
 
+/// What a removed device's subscribers read: it is gone, not failed.
+pub(super) const REMOVED: &str = "removed from the configuration";
+
+/// A device's last word when a reload removed it: unavailable, saying so,
+/// to each of its presence subscribers (who stay subscribed, so that
+/// adding it back brings them its presence again).
+pub(super) fn removed(me: &Entity, device: &DeviceId, subscribers: &Subscribers) -> Vec<Element> {
+    subscribers
+        .of(SubscriptionKind::Presence, device.as_str())
+        .map(|to| {
+            let mut p = presence(Type::Unavailable, &me.device_full_jid(device.as_str()), to);
+            p.set_status("en", REMOVED);
+            p.into()
+        })
+        .collect()
+}
+
 /// How long the readings in a status text may grow when the device sets no
 /// `summary`: about one line of a phone's contact list.
 pub(super) const SUMMARY_WIDTH: usize = 80;
@@ -292,14 +317,20 @@ impl Gateway {
                 .has(SubscriptionKind::Presence, device, &subscriber)
         {
             // A subscriber's device made at run time, not seen since the
-            // gateway started: offline, not "unsubscribed" (which would
-            // remove it from the subscriber's roster).
+            // gateway started, or removed by a reload: offline, not
+            // "unsubscribed" (which would remove it from the subscriber's
+            // roster).
             let mut p = presence(
                 Type::Unavailable,
                 &self.me.device_full_jid(device),
                 &from.to_string(),
             );
-            p.set_status("en", "not seen since the gateway started");
+            let why = if self.removed.contains_key(device) {
+                REMOVED
+            } else {
+                "not seen since the gateway started"
+            };
+            p.set_status("en", why);
             return vec![p.into()];
         }
         if !exists || !self.access.may_read(&bare) {

@@ -2,11 +2,11 @@
 //! the limits that keep one user or one device from taking the gateway's
 //! memory; each change is kept until the store has it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use fieldbridge_store::{Change, SubscriptionKind, Subscriptions};
-use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::jid::{BareJid, Jid};
 
 /// A node's subscriptions per user (bare JID): one per resource, and
 /// that many resources at most.
@@ -27,6 +27,10 @@ pub(super) struct Subscribers {
     /// Each node's pubsub subscribers as one shared list, made when first
     /// asked for after a change: every notification of the node holds it.
     lists: HashMap<String, Arc<[String]>>,
+    /// Subscribers the access lists no longer allow (changed by a reload,
+    /// or while the gateway was stopped): kept, so that allowing them again
+    /// resumes them, but sent nothing.
+    paused: HashSet<String>,
 }
 
 /// Which subscription limit a request reached.
@@ -74,7 +78,24 @@ impl Subscribers {
             subs,
             changes: Vec::new(),
             lists: HashMap::new(),
+            paused: HashSet::new(),
         }
+    }
+
+    /// Pauses every subscriber whose account `allowed` refuses, resumes
+    /// the others; how many are paused.
+    pub(super) fn pause_unless(&mut self, allowed: impl Fn(&BareJid) -> bool) -> usize {
+        self.paused = self
+            .subs
+            .presence
+            .values()
+            .chain(self.subs.pubsub.values())
+            .flatten()
+            .filter(|j| Jid::new(j).is_ok_and(|j| !allowed(&j.to_bare())))
+            .cloned()
+            .collect();
+        self.lists.clear();
+        self.paused.len()
     }
 
     fn of_kind(&self, kind: SubscriptionKind) -> &BTreeMap<String, BTreeSet<String>> {
@@ -91,9 +112,13 @@ impl Subscribers {
         }
     }
 
-    /// The subscribers of `node`, in order.
+    /// The subscribers of `node` that are not paused, in order.
     pub(super) fn of(&self, kind: SubscriptionKind, node: &str) -> impl Iterator<Item = &String> {
-        self.of_kind(kind).get(node).into_iter().flatten()
+        self.of_kind(kind)
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter(|j| !self.paused.contains(j.as_str()))
     }
 
     /// Every node with its subscribers, in node order.

@@ -758,3 +758,4 @@ mod items;
 mod messages;
 mod presence;
 mod pubsub;
+mod reload;
