@@ -28,6 +28,7 @@ pub mod kind;
 pub mod normalize;
 pub mod process;
 pub mod simulator;
+pub mod telemetry;
 pub mod value;
 
 pub use adapter::{Adapter, AdapterContext, EventSender};

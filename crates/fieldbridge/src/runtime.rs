@@ -15,6 +15,7 @@ use fieldbridge_core::adapter::AdapterContext;
 use fieldbridge_core::bus::{Bus, DEFAULT_QUEUE};
 use fieldbridge_core::command::{CommandRoutes, DEFAULT_COMMAND_TIMEOUT};
 use fieldbridge_core::normalize;
+use fieldbridge_core::telemetry::Telemetry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +44,11 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         tracing::warn!(server = %cfg.xmpp.server, "{warning}");
     }
 
-    let bus = Bus::new(DEFAULT_QUEUE);
+    // Every counter of this run: adapters, engine, bus and component count
+    // into it, the shutdown summary reads it.
+    let telemetry = Arc::new(Telemetry::new());
+    telemetry.set_adapters_configured(cfg.connections.len());
+    let bus = Bus::with_telemetry(DEFAULT_QUEUE, Arc::clone(&telemetry));
     let xmpp_events = bus.subscribe("xmpp");
     let (events, engine) = normalize::spawn(directory.clone(), bus);
 
@@ -63,7 +68,13 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
             shutdown: shutdown.child_token(),
         };
         tracing::debug!(adapter = %name, "starting adapter");
-        adapters.spawn(adapter.run(ctx));
+        let running = telemetry.adapter_running();
+        let run = adapter.run(ctx);
+        adapters.spawn(async move {
+            run.await;
+            // Counted as running until its loop returns.
+            drop(running);
+        });
     }
     // From here on only adapters hold event senders: when they stop, the
     // engine drains and closes the bus.
@@ -106,16 +117,23 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         adapters.abort_all();
     }
     match tokio::time::timeout(STOP_GRACE, engine).await {
-        Ok(Ok(stats)) => tracing::info!(
-            received = stats.received,
-            published = stats.published,
-            updates = stats.updates,
-            within_deadband = stats.within_deadband,
-            rate_limited = stats.rate_limited,
-            unknown = stats.unknown,
-            invalid = stats.invalid,
-            "normalization stopped"
-        ),
+        Ok(Ok(())) => {
+            let t = &telemetry;
+            let sum = |name| t.sum(name, []) as u64;
+            let skipped = |cause| t.sum("readings_skipped_total", [("cause", cause)]) as u64;
+            tracing::info!(
+                received = sum("readings_received_total"),
+                published = sum("readings_published_total"),
+                updates = sum("updates_published_total"),
+                within_deadband = skipped("deadband"),
+                rate_limited = skipped("rate_limited"),
+                unknown = skipped("unknown"),
+                invalid = skipped("invalid"),
+                coalesced = sum("readings_coalesced_total"),
+                dropped = sum("readings_dropped_total"),
+                "normalization stopped"
+            );
+        }
         Ok(Err(e)) => tracing::error!(error = %e, "normalization engine panicked"),
         Err(_) => tracing::warn!("normalization engine did not stop in time"),
     }

@@ -4,6 +4,7 @@
 //! through core's command router (which bounds it with a timeout) and hands
 //! the [`JobOutcome`] back to [`Gateway::job_done`] for the reply.
 
+use fieldbridge_core::telemetry::{InternalEvent, WriteEnded, WriteOutcome};
 use fieldbridge_core::{AdapterError, CommandError, CommandRouter, DeviceId, PointId, Value};
 use minidom::Element;
 
@@ -112,8 +113,23 @@ pub(super) struct Commands {
     pub(super) sessions: u64,
     /// Stanzas that follow an IQ's reply (readout values), sent after it.
     pub(super) follow_ups: Vec<Element>,
-    /// Chat commands answered.
-    pub(super) chat_commands: u64,
+}
+
+/// How a write ended, for the `writes` counter: refused when the request
+/// itself was wrong (the device never saw it or said no), failed when the
+/// adapter or device could not do it.
+fn write_outcome(result: &Result<Value, CommandError>) -> WriteOutcome {
+    match result {
+        Ok(_) => WriteOutcome::Done,
+        Err(
+            CommandError::UnknownDevice(_)
+            | CommandError::UnknownPoint { .. }
+            | CommandError::NotWritable { .. }
+            | CommandError::InvalidValue(_)
+            | CommandError::Failed(AdapterError::Refused(_) | AdapterError::Unsupported(_)),
+        ) => WriteOutcome::Refused,
+        Err(_) => WriteOutcome::Failed,
+    }
 }
 
 /// The stanza error that says why a command failed, by its cause: a
@@ -144,6 +160,25 @@ pub(super) fn error_condition(e: &CommandError) -> (ErrorType, DefinedCondition)
 }
 
 impl Gateway {
+    /// Counts the writes of a finished job.
+    fn count_writes(&self, job: &Job, outcome: &JobOutcome) {
+        let device = &job.device;
+        let emit = |r: &Result<Value, CommandError>| {
+            WriteEnded {
+                device,
+                outcome: write_outcome(r),
+            }
+            .emit(&self.telemetry);
+        };
+        match (&job.action, outcome) {
+            (JobAction::Write { .. }, JobOutcome::Written(r)) => emit(r),
+            (JobAction::WriteMany(_), JobOutcome::Values(values)) => {
+                values.iter().for_each(|(_, r)| emit(r));
+            }
+            _ => {}
+        }
+    }
+
     /// Queues adapter work, or says why not.
     pub(super) fn queue_job(&mut self, job: Job) -> Result<(), String> {
         if self.commands.jobs.len() >= MAX_QUEUED_JOBS {
@@ -174,8 +209,14 @@ impl Gateway {
         self.commands.jobs.drain(..n).collect()
     }
 
+    /// Jobs waiting for the connection loop to take them.
+    pub fn queued_jobs(&self) -> usize {
+        self.commands.jobs.len()
+    }
+
     /// The answer to a job once its adapter has spoken.
     pub fn job_done(&self, job: Job, outcome: JobOutcome) -> Vec<Element> {
+        self.count_writes(&job, &outcome);
         match job.reply {
             Reply::Chat(reply) => {
                 vec![self.chat_job_done(&job.device, &job.action, reply, outcome)]

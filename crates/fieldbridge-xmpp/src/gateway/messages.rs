@@ -55,7 +55,10 @@ impl Gateway {
                 DefinedCondition::Forbidden,
             )];
         }
-        self.commands.chat_commands += 1;
+        fieldbridge_core::telemetry::InternalEvent::emit(
+            &fieldbridge_core::telemetry::ChatCommand,
+            &self.telemetry,
+        );
         let reply = self.chat_reply_to(el, device, from);
         let may_control = self.access.may_control(&bare);
         let Some(spec) = self.directory.device(device).cloned() else {

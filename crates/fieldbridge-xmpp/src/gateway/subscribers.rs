@@ -5,6 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use fieldbridge_core::telemetry::{
+    InternalEvent, SubscribersLoaded, SubscriptionChanged, Telemetry,
+};
 use fieldbridge_store::{Change, SubscriptionKind, Subscriptions};
 use xmpp_parsers::jid::BareJid;
 
@@ -27,6 +30,8 @@ pub(super) struct Subscribers {
     /// Each node's pubsub subscribers as one shared list, made when first
     /// asked for after a change: every notification of the node holds it.
     lists: HashMap<String, Arc<[String]>>,
+    /// Where subscriptions added and removed are counted.
+    telemetry: Arc<Telemetry>,
 }
 
 /// Which subscription limit a request reached.
@@ -67,13 +72,26 @@ impl std::fmt::Display for Limit {
     }
 }
 
+/// The `kind` label of a subscription.
+fn kind_label(kind: SubscriptionKind) -> &'static str {
+    match kind {
+        SubscriptionKind::Presence => "presence",
+        SubscriptionKind::Pubsub => "pubsub",
+    }
+}
+
 impl Subscribers {
     /// The subscriptions the store kept.
-    pub(super) fn new(subs: Subscriptions) -> Self {
+    pub(super) fn new(subs: Subscriptions, telemetry: Arc<Telemetry>) -> Self {
+        for (kind, of_kind) in [("presence", &subs.presence), ("pubsub", &subs.pubsub)] {
+            let count = of_kind.values().map(|s| s.len() as u64).sum();
+            SubscribersLoaded { kind, count }.emit(&telemetry);
+        }
         Self {
             subs,
             changes: Vec::new(),
             lists: HashMap::new(),
+            telemetry,
         }
     }
 
@@ -130,6 +148,11 @@ impl Subscribers {
             .or_default()
             .insert(jid.to_owned());
         if added {
+            SubscriptionChanged {
+                kind: kind_label(kind),
+                added: true,
+            }
+            .emit(&self.telemetry);
             self.lists.remove(node);
             self.changes.push(Change::Subscribe {
                 kind,
@@ -147,6 +170,11 @@ impl Subscribers {
             .get_mut(node)
             .is_some_and(|s| s.remove(jid));
         if removed {
+            SubscriptionChanged {
+                kind: kind_label(kind),
+                added: false,
+            }
+            .emit(&self.telemetry);
             self.lists.remove(node);
             self.changes.push(Change::Unsubscribe {
                 kind,
