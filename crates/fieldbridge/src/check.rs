@@ -38,6 +38,13 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
         list(&cfg.xmpp.access.read),
         list(&cfg.xmpp.access.control)
     );
+    if let Some(m) = &cfg.metrics {
+        let _ = writeln!(
+            out,
+            "metrics on http://{}/metrics, health on http://{}/healthz",
+            m.listen, m.listen
+        );
+    }
     let ctx = cfg.build_context();
     for c in &cfg.connections {
         let (extra, devices) = c.kind.describe(&c.id, &ctx);

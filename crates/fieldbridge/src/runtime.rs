@@ -49,6 +49,14 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::new());
     telemetry.set_adapters_configured(cfg.connections.len());
     let bus = Bus::with_telemetry(DEFAULT_QUEUE, Arc::clone(&telemetry));
+    // Bound before anything starts: a taken port stops start-up.
+    let ops_stop = CancellationToken::new();
+    let ops = match cfg.metrics {
+        Some(m) => {
+            Some(fieldbridge::ops::serve(m.listen, Arc::clone(&telemetry), ops_stop.clone()).await?)
+        }
+        None => None,
+    };
     let xmpp_events = bus.subscribe("xmpp");
     let (events, engine) = normalize::spawn(directory.clone(), bus);
 
@@ -148,6 +156,11 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
             }
         },
     };
+    // Scrapes answer until the end, so that the last counters can be read.
+    ops_stop.cancel();
+    if let Some(ops) = ops {
+        let _ = tokio::time::timeout(STOP_GRACE, ops).await;
+    }
     xmpp_result
         .context("the XMPP component panicked")?
         .context("the XMPP component failed")?;
