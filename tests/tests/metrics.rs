@@ -1,7 +1,7 @@
-//! End-to-end: the gateway's Prometheus `/metrics`, scraped from the real
-//! binary against a real Prosody while a real XMPP client chats and
-//! subscribes: the text passes `promtool check metrics` and the counters
-//! move by what the test did.
+//! End-to-end: the gateway's Prometheus `/metrics` and `/healthz`, scraped
+//! from the real binary against a real Prosody while a real XMPP client
+//! chats and subscribes: the text passes `promtool check metrics`, the
+//! counters move by what the test did, and health follows the XMPP link.
 
 use std::time::Duration;
 
@@ -128,4 +128,37 @@ async fn metrics_are_linted_and_count_what_the_test_did() {
         0.0
     );
     alice.close().await;
+}
+
+#[tokio::test]
+async fn healthz_follows_the_xmpp_link() {
+    let (mut server, gateway, port) = setup().await;
+    let up = get_until(port, "/healthz", WAIT, |a| a.status == 200)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gateway.log()));
+    assert!(up.body.contains("\"link\":\"up\""), "{}", up.body);
+    assert!(
+        up.body.contains("\"adapters\":{\"running\":1"),
+        "{}",
+        up.body
+    );
+
+    server.stop().await.unwrap();
+    let down = get_until(port, "/healthz", WAIT, |a| a.status == 503)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gateway.log()));
+    assert!(
+        down.body.contains("\"reason\":\"the XMPP link is down\""),
+        "{}",
+        down.body
+    );
+
+    server.restart().await.unwrap();
+    // The gateway's reconnect backoff is capped at 30 s.
+    let back = get_until(port, "/healthz", Duration::from_secs(45), |a| {
+        a.status == 200
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", gateway.log()));
+    assert!(back.body.contains("\"link\":\"up\""), "{}", back.body);
 }

@@ -1,7 +1,7 @@
-//! The operations listener (`metrics:`): Prometheus `/metrics` on an
-//! HTTP/1 listener, loopback unless allowed otherwise.
+//! The operations listener (`metrics:`): Prometheus `/metrics` and
+//! `/healthz` on one HTTP/1 listener, loopback unless allowed otherwise.
 //!
-//! It reads the run's [`Telemetry`]; encoding happens here, on the
+//! Both read the run's [`Telemetry`]; encoding happens here, on the
 //! listener's task, never on an event loop.
 
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use fieldbridge_core::telemetry::Telemetry;
@@ -30,7 +30,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for metrics: {e}"))?;
     let local = listener.local_addr().unwrap_or(listen);
-    tracing::info!(listen = %local, "serving /metrics");
+    tracing::info!(listen = %local, "serving /metrics and /healthz");
     let app = router(telemetry);
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -46,11 +46,28 @@ pub async fn serve(
 pub fn router(telemetry: Arc<Telemetry>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
         .with_state(telemetry)
 }
 
 async fn metrics(State(t): State<Arc<Telemetry>>) -> Response {
     ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], t.encode()).into_response()
+}
+
+/// 200 with the health as JSON, or 503 with the same body and its reason.
+async fn healthz(State(t): State<Arc<Telemetry>>) -> Response {
+    let health = t.health();
+    let status = if health.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        health.to_json(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
