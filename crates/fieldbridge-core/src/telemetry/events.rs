@@ -498,9 +498,9 @@ impl InternalEvent for ItemSent {
 
 /// A chat command answered.
 #[derive(Debug)]
-pub struct ChatCommand;
+pub struct ChatAnswered;
 
-impl InternalEvent for ChatCommand {
+impl InternalEvent for ChatAnswered {
     fn emit(&self, t: &Telemetry) {
         t.chat_commands.get_or_create(&Vec::new()).inc();
     }

@@ -149,7 +149,7 @@ fn health_names_what_is_wrong() {
 #[test]
 fn encoding_is_prometheus_text() {
     let t = Telemetry::new();
-    ChatCommand.emit(&t);
+    ChatAnswered.emit(&t);
     let text = t.encode();
     assert!(!text.contains("# EOF"), "{text}");
     assert!(
