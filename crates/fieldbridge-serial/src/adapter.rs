@@ -336,11 +336,13 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                                     sample_at(point, value.clone(), Quality::Bad { reason: reason.clone() }, at)
                                 })
                                 .collect();
-                            ctx.events.readings(&d.id, unanswered).await;
+                            // Counted before it is reported: whoever sees the
+                            // bad readings sees the counts too.
                             if let Some((_, timeout)) = &d.request {
                                 problems.request("timeout", *timeout);
                             }
                             problems.report(&d.id, None, "no_answer", "no answer to the poll request; skipped", &"timeout");
+                            ctx.events.readings(&d.id, unanswered).await;
                         }
                         if d.next_request <= now
                             && let Some(deadline) = d.awaiting
@@ -436,14 +438,15 @@ async fn dispatch(text: &str, devices: &mut [Device], ctx: &AdapterContext, prob
                 }
             }
         }
-        ctx.events.readings(&d.id, samples).await;
         if any {
-            // An answer to the poll request: how long it took.
+            // An answer to the poll request: how long it took (counted
+            // before the readings are reported).
             if let (Some(deadline), Some((_, timeout))) = (d.awaiting.take(), &d.request) {
                 let sent = deadline - *timeout;
                 problems.request("ok", Instant::now().saturating_duration_since(sent));
             }
         }
+        ctx.events.readings(&d.id, samples).await;
     }
 }
 
