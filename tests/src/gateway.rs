@@ -129,6 +129,11 @@ impl Gateway {
         Ok(())
     }
 
+    /// The gateway.yaml it runs with (for `fieldbridge audit -c`).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.yaml")
+    }
+
     /// Where the gateway keeps its state.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

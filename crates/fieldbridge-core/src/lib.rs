@@ -15,6 +15,7 @@
 //! [`kind::AdapterKind`] impl.
 
 pub mod adapter;
+pub mod audit;
 pub mod backoff;
 pub mod bus;
 pub mod command;
@@ -30,6 +31,7 @@ pub mod process;
 pub mod simulator;
 pub mod telemetry;
 pub mod value;
+pub mod watchdog;
 
 pub use adapter::{Adapter, AdapterContext, EventSender};
 pub use bus::{Bus, Subscription};

@@ -35,6 +35,7 @@ use crate::telemetry::{
     UpdatePublished,
 };
 use crate::value::{Quality, Reading, Sample, Value};
+use crate::watchdog::Heartbeat;
 
 pub use crate::device::DEFAULT_MAX_INTERVAL;
 
@@ -51,12 +52,22 @@ const TICK: Duration = Duration::from_millis(100);
 /// published, skipped by cause; updates; device statuses), which the
 /// sender hands on to adapters.
 pub fn spawn(directory: Arc<Directory>, bus: Bus) -> (EventSender, JoinHandle<()>) {
+    spawn_watched(directory, bus, Heartbeat::new("normalization engine"))
+}
+
+/// [`spawn`], the engine beating `alive` at least every tick (100 ms) for
+/// a watchdog.
+pub fn spawn_watched(
+    directory: Arc<Directory>,
+    bus: Bus,
+    alive: Heartbeat,
+) -> (EventSender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let telemetry = Arc::clone(bus.telemetry());
     let engine = Engine::new(directory, bus);
     (
         EventSender::new(tx, telemetry),
-        tokio::spawn(engine.run(rx)),
+        tokio::spawn(engine.run(rx, alive)),
     )
 }
 
@@ -200,17 +211,27 @@ impl Engine {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<DeviceEvent>) {
+    /// Runs until every sender is gone; beats `alive` on every turn (events
+    /// come first, so a flood could starve the tick: both arms beat).
+    async fn run(mut self, mut rx: mpsc::Receiver<DeviceEvent>, alive: Heartbeat) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 event = rx.recv() => match event {
-                    Some(e) => self.handle(e, Instant::now()),
+                    Some(e) => {
+                        let now = Instant::now();
+                        alive.beat_at(now);
+                        self.handle(e, now);
+                    }
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick(Instant::now()),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    alive.beat_at(now);
+                    self.on_tick(now);
+                }
             }
         }
         // Publish what min_interval was holding back: nothing is lost on stop.

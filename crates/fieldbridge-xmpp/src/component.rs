@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fieldbridge_core::audit::AuditLog;
 use fieldbridge_core::telemetry::{InternalEvent, JobsPending, Telemetry};
+use fieldbridge_core::watchdog::Heartbeat;
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -31,6 +34,13 @@ pub struct ComponentOptions {
     pub gateway_id: String,
     /// The zone of times shown to people (`gateway.timezone`).
     pub time_zone: jiff::tz::TimeZone,
+    /// Where write attempts are audited.
+    pub audit: AuditLog,
+    /// Beaten every turn of the loop's 1 s tick, while the link is down
+    /// and reconnecting too, for a watchdog.
+    pub alive: Heartbeat,
+    /// Whether the link to the server is up now (false until it is).
+    pub link_up: watch::Sender<bool>,
 }
 
 /// How long the goodbye may take when stopping.
@@ -63,6 +73,9 @@ pub async fn run(
         state_dir,
         gateway_id,
         time_zone,
+        audit,
+        alive,
+        link_up,
     } = options;
     let state_error = |source| XmppError::State {
         dir: state_dir.clone(),
@@ -80,6 +93,7 @@ pub async fn run(
     let telemetry = Arc::clone(events.telemetry());
     gw.set_status_interval(config.status_interval());
     gw.set_time_zone(time_zone);
+    gw.set_audit(audit);
 
     let mut link = Link::new();
     let mut tick = tokio::time::interval(TICK);
@@ -98,6 +112,7 @@ pub async fn run(
     loop {
         if link.stream.is_none() && gw.is_connected() {
             gw.on_disconnected();
+            link_up.send_replace(false);
         }
         for job in gw.take_jobs(gateway::MAX_RUNNING_JOBS.saturating_sub(jobs.len())) {
             jobs.spawn(job.run(commands.clone()));
@@ -176,6 +191,7 @@ pub async fn run(
                         tracing::info!(server = %config.server, component = %config.component, tls = config.tls.is_some(), "connected to the XMPP server");
                         last_error = None;
                         let now = link.connected(s);
+                        link_up.send_replace(true);
                         let out = gw.on_connected(now);
                         link.send(out, gw.take_notifications()).await;
                     }
@@ -226,6 +242,7 @@ pub async fn run(
             _ = flush.tick(), if writing.is_none() => writing = start_write(&mut gw),
             _ = tick.tick() => {
                 let now = Instant::now();
+                alive.beat_at(now);
                 let mut out = gw.tick(now);
                 if let Some(c) = &mut link.stream
                     && now.duration_since(c.last_rx) >= connection::KEEPALIVE

@@ -25,6 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fieldbridge_core::audit::AuditLog;
 use fieldbridge_core::telemetry::{InternalEvent, LinkChanged, Telemetry};
 use fieldbridge_core::{
     DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Sample,
@@ -114,6 +115,8 @@ pub struct Gateway {
     zone: TimeZone,
     /// Where what happens is counted.
     telemetry: Arc<Telemetry>,
+    /// Where write attempts are recorded.
+    audit: AuditLog,
 }
 
 impl Gateway {
@@ -154,6 +157,7 @@ impl Gateway {
             commands: Commands::default(),
             zone: TimeZone::UTC,
             telemetry,
+            audit: AuditLog::log_only(),
         })
     }
 
@@ -165,6 +169,11 @@ impl Gateway {
     /// Sets the zone of times shown to people (UTC until set).
     pub fn set_time_zone(&mut self, zone: TimeZone) {
         self.zone = zone;
+    }
+
+    /// Sets where write attempts are audited (only logged until set).
+    pub fn set_audit(&mut self, audit: AuditLog) {
+        self.audit = audit;
     }
 
     /// The metrics it counts into.

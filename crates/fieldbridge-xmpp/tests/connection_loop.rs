@@ -163,6 +163,9 @@ fn start(
         state_dir: state.path().to_owned(),
         gateway_id: "test".into(),
         time_zone: jiff::tz::TimeZone::UTC,
+        audit: fieldbridge_core::audit::AuditLog::log_only(),
+        alive: fieldbridge_core::watchdog::Heartbeat::new("XMPP connection loop"),
+        link_up: tokio::sync::watch::Sender::new(false),
     };
     let directory = directory();
     let events = bus.subscribe("xmpp");

@@ -9,6 +9,7 @@
 mod logging;
 mod modbus_cli;
 mod runtime;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ use clap::{Parser, Subcommand};
 const EXIT_CONFIG: u8 = 3;
 /// Exit code for a failure at run time.
 const EXIT_RUNTIME: u8 = 1;
+/// Exit code for bad command-line usage (as clap exits).
+const EXIT_USAGE: u8 = 2;
 
 /// fieldbridge: field devices (Modbus, MQTT, serial lines, simulated) on XMPP.
 #[derive(Debug, Parser)]
@@ -47,6 +50,20 @@ enum Command {
         /// The gateway configuration.
         #[arg(short, long, default_value = "gateway.yaml")]
         config: PathBuf,
+    },
+    /// Print the write audit: every write asked for over XMPP (chat, ad-hoc,
+    /// XEP-0325), done or refused, oldest first. Safe while the gateway runs.
+    Audit {
+        /// The gateway configuration (for its state directory and time zone).
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// Only entries this recent (`1h`, `30m`, `2d`) or since this time
+        /// (`2026-12-01T10:00:00+01:00`).
+        #[arg(long)]
+        since: Option<String>,
+        /// The entries as JSON lines (one object per line) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the JSON Schema of gateway.yaml (for editors and other tools).
     Schema,
@@ -105,6 +122,11 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit {
+            config,
+            since,
+            json,
+        } => audit(&config, since.as_deref(), json),
         Command::Check { config } => {
             match fieldbridge::config::load(&config, fieldbridge::config::Purpose::Check) {
                 Ok(cfg) => {
@@ -153,4 +175,50 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `fieldbridge audit`: the entries on stdout, lines that are not entries
+/// (with file and line number) on stderr, skipped.
+fn audit(config: &std::path::Path, since: Option<&str>, json: bool) -> ExitCode {
+    use fieldbridge_core::audit;
+    let cfg = match fieldbridge::config::load(config, fieldbridge::config::Purpose::Check) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let since = match since.map(|s| audit::parse_since(s, std::time::SystemTime::now())) {
+        None => None,
+        Some(Ok(at)) => Some(at),
+        Some(Err(e)) => {
+            eprintln!("--since: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let found = match audit::read(&cfg.gateway.state_dir, since) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    for bad in &found.bad {
+        eprintln!("{bad}");
+    }
+    let mut out = String::new();
+    for entry in &found.entries {
+        if json {
+            out.push_str(&entry.to_line());
+        } else {
+            out.push_str(&fieldbridge::audit::render(
+                entry,
+                &cfg.directory,
+                &cfg.gateway.time_zone,
+            ));
+        }
+        out.push('\n');
+    }
+    print!("{out}");
+    ExitCode::SUCCESS
 }

@@ -1,6 +1,7 @@
 //! Wiring: one adapter per connection → normalization → bus → XMPP
 //! component, and the orderly stop.
 //!
+//! Once the adapters run, systemd hears `READY=1` ([`crate::systemd`]).
 //! On SIGINT/SIGTERM the adapters are cancelled first; when the last one
 //! has let go of its event sender the engine publishes what it still held
 //! and closes the bus; the component then sends every device's last
@@ -16,8 +17,11 @@ use fieldbridge_core::bus::{Bus, DEFAULT_QUEUE};
 use fieldbridge_core::command::{CommandRoutes, DEFAULT_COMMAND_TIMEOUT};
 use fieldbridge_core::normalize;
 use fieldbridge_core::telemetry::Telemetry;
+use fieldbridge_core::watchdog::Heartbeat;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::systemd::Service;
 
 /// How long each stage of the stop may take before we stop waiting for it.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -31,6 +35,13 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
             cfg.gateway.state_dir.display()
         )
     })?;
+    let (audit, audit_writer) = fieldbridge_core::audit::spawn(&cfg.gateway.state_dir)
+        .with_context(|| {
+            format!(
+                "cannot open the audit log in {}",
+                cfg.gateway.state_dir.display()
+            )
+        })?;
     let directory = cfg.directory.clone();
     tracing::info!(
         gateway = %cfg.gateway.id,
@@ -58,7 +69,8 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         None => None,
     };
     let xmpp_events = bus.subscribe("xmpp");
-    let (events, engine) = normalize::spawn(directory.clone(), bus);
+    let engine_alive = Heartbeat::new("normalization engine");
+    let (events, engine) = normalize::spawn_watched(directory.clone(), bus, engine_alive.clone());
 
     let shutdown = CancellationToken::new();
     let mut routes = CommandRoutes::new();
@@ -89,12 +101,17 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     drop(events);
     let router = routes.into_router(directory.clone(), DEFAULT_COMMAND_TIMEOUT);
 
+    let xmpp_alive = Heartbeat::new("XMPP connection loop");
+    let (link_up, link_state) = tokio::sync::watch::channel(false);
     let options = fieldbridge_xmpp::ComponentOptions {
         config: cfg.xmpp,
         secret: cfg.secret,
         state_dir: cfg.gateway.state_dir,
         gateway_id: cfg.gateway.id,
         time_zone: cfg.gateway.time_zone,
+        audit,
+        alive: xmpp_alive.clone(),
+        link_up,
     };
     let mut xmpp = tokio::spawn(fieldbridge_xmpp::run(
         options,
@@ -102,6 +119,9 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         xmpp_events,
         router,
     ));
+
+    // Configuration loaded, adapters running; the link comes when it can.
+    let service = Service::ready(vec![engine_alive, xmpp_alive], link_state, directory.len());
 
     let early_end = tokio::select! {
         signal = stop_signal() => {
@@ -111,6 +131,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         ended = &mut xmpp => Some(ended),
     };
 
+    service.stopping();
     shutdown.cancel();
     let adapters_stopped = tokio::time::timeout(STOP_GRACE, async {
         while let Some(result) = adapters.join_next().await {
@@ -156,6 +177,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
             }
         },
     };
+    finish_audit(audit_writer).await;
     // Scrapes answer until the end, so that the last counters can be read.
     ops_stop.cancel();
     if let Some(ops) = ops {
@@ -166,6 +188,15 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         .context("the XMPP component failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits for the audit writer to write what the component recorded (it
+/// has let go of its log by now).
+async fn finish_audit(writer: fieldbridge_core::audit::Writer) {
+    let finished = tokio::task::spawn_blocking(move || writer.finish());
+    if tokio::time::timeout(STOP_GRACE, finished).await.is_err() {
+        tracing::warn!("the audit writer did not finish within {STOP_GRACE:?}");
+    }
 }
 
 /// Waits for SIGINT or SIGTERM (Ctrl-C only, off Unix).

@@ -723,3 +723,24 @@ fn decimals_round_what_is_published_and_compared() {
     assert_eq!(value(&spec, Value::Int(7)), Value::Int(7));
     assert_eq!(value(&spec, Value::Bool(true)), Value::Bool(true));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_engine_beats_every_tick_for_the_watchdog() {
+    let alive = Heartbeat::new("normalization engine");
+    let (tx, task) = spawn_watched(directory(vec![plain("a")]), Bus::new(16), alive.clone());
+    // Paused time runs on as the engine's ticks are due: a minute passes,
+    // and its last beat is never older than a tick.
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            alive.age(Instant::now()) <= TICK,
+            "{:?}",
+            alive.age(Instant::now())
+        );
+    }
+    drop(tx);
+    task.await.unwrap();
+    // Stopped: it beats no more.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(alive.age(Instant::now()) >= Duration::from_secs(5));
+}

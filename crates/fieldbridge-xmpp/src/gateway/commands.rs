@@ -6,11 +6,13 @@
 
 use std::time::SystemTime;
 
+use fieldbridge_core::audit::Via;
 use fieldbridge_core::{DeviceId, DeviceSpec, DeviceStatus};
 use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
-use super::jobs::{Job, JobAction, JobOutcome, Reply};
+use super::guard::NOT_IN_CONTROL;
+use super::jobs::{BUSY, Job, JobAction, JobOutcome, Reply};
 use super::messages::parse_write;
 use super::{Gateway, presence};
 use crate::chat;
@@ -85,10 +87,17 @@ impl Gateway {
             // A reader (outsiders never get here) asking to write, at any
             // step of the command: XEP-0050 §4.4's `forbidden`, as a chat
             // `set` or a XEP-0325 `set` gets.
-            return Some(
-                self.guard
-                    .control_refused_iq(el, who, &spec.id, "ad-hoc set"),
-            );
+            let refused = self
+                .guard
+                .control_refused_iq(el, who, &spec.id, "ad-hoc set");
+            // A submitted form asked to write (audited); opening the form
+            // did not yet.
+            if let Some(form) = submitted_form(payload) {
+                let point = field_value(form, "point").unwrap_or_default();
+                let value = field_value(form, "value").unwrap_or_default();
+                self.audit_refused(who, Via::Adhoc, spec, &point, &value, NOT_IN_CONTROL);
+            }
+            return Some(refused);
         }
         if !self
             .commands_for(device, who)
@@ -110,9 +119,7 @@ impl Gateway {
         if payload.attr("action") == Some("cancel") {
             return Some(iq_result(el, Some(response(node, &session, "canceled"))));
         }
-        let submitted = payload
-            .get_child("x", NS_DATA)
-            .filter(|x| x.attr("type") == Some("submit"));
+        let submitted = submitted_form(payload);
         match (node, device) {
             ("list", _) => Some(self.list_devices(el, &session)),
             ("info", Some(spec)) => Some(self.device_info(el, spec, &session)),
@@ -133,9 +140,10 @@ impl Gateway {
                 Some(form) => {
                     let point = field_value(form, "point").unwrap_or_default();
                     let value = field_value(form, "value").unwrap_or_default();
-                    let (point, value) = match parse_write(spec, &point, &value) {
+                    let (point_id, value) = match parse_write(spec, &point, &value) {
                         Ok(pv) => pv,
                         Err(why) => {
+                            self.audit_refused(who, Via::Adhoc, spec, &point, &value, &why);
                             return Some(iq_error(
                                 el,
                                 ErrorType::Modify,
@@ -144,17 +152,24 @@ impl Gateway {
                             ));
                         }
                     };
-                    tracing::info!(jid = %who, device = %spec.id, point = %point, value = %value, "write asked by ad-hoc command");
+                    tracing::info!(jid = %who, device = %spec.id, point = %point_id, value = %value, "write asked by ad-hoc command");
                     let job = Job {
                         device: spec.id.clone(),
-                        action: JobAction::Write { point, value },
+                        action: JobAction::Write {
+                            point: point_id,
+                            value: value.clone(),
+                        },
                         reply: Reply::Command {
                             request: el.clone(),
                             node: node.to_owned(),
                             session,
                         },
                     };
-                    self.queue_job_for(el, job)
+                    let busy = self.queue_job_for(el, job);
+                    if busy.is_some() {
+                        self.audit_refused(who, Via::Adhoc, spec, &point, &value.to_string(), BUSY);
+                    }
+                    busy
                 }
             },
             _ => Some(iq_error(
@@ -348,6 +363,13 @@ fn field(kind: &str, var: &str, label: &str, value: &str) -> Element {
     set(&mut f, "label", label);
     f.append_child(text("value", NS_DATA, value));
     f
+}
+
+/// The form a command request submits, if it submits one.
+fn submitted_form(payload: &Element) -> Option<&Element> {
+    payload
+        .get_child("x", NS_DATA)
+        .filter(|x| x.attr("type") == Some("submit"))
 }
 
 /// The first value of a submitted form's field.

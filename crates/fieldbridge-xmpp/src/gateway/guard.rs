@@ -8,9 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use fieldbridge_core::DeviceId;
-use fieldbridge_core::telemetry::{
-    InternalEvent, RefusalCause, StanzaRefused, Telemetry, WriteEnded, WriteOutcome,
-};
+use fieldbridge_core::telemetry::{InternalEvent, RefusalCause, StanzaRefused, Telemetry};
 use minidom::Element;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -141,11 +139,6 @@ impl Guard {
     /// asked (chat, ad-hoc, XEP-0325).
     pub(super) fn control_refused(&mut self, who: &BareJid, device: &DeviceId, how: &'static str) {
         self.refused(RefusalCause::Forbidden);
-        WriteEnded {
-            device,
-            outcome: WriteOutcome::Refused,
-        }
-        .emit(&self.telemetry);
         tracing::info!(jid = %who, device = %device, "{how} refused: not in access.control");
     }
 

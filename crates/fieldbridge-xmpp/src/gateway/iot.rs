@@ -8,14 +8,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use fieldbridge_core::audit::Via;
 use fieldbridge_core::{CommandError, DeviceId, DeviceSpec, PointId, Quality, Reading, Sample};
 use fieldbridge_store::Snapshot;
 use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
 use super::Gateway;
+use super::guard::NOT_IN_CONTROL;
 use super::history::{Query, Then};
-use super::jobs::{Job, JobAction, JobOutcome, Reply, error_condition};
+use super::jobs::{BUSY, Job, JobAction, JobOutcome, Reply, error_condition};
 use super::messages::parse_write;
 use crate::sensordata::{self, FieldType};
 use crate::xml::{DefinedCondition, ErrorType};
@@ -216,7 +218,18 @@ impl Gateway {
         spec: &DeviceSpec,
         who: &BareJid,
     ) -> Option<Element> {
+        // Every parameter asked for; a refused set is audited for each.
+        let asked: Vec<(&str, &str)> = payload
+            .children()
+            .filter_map(|p| Some((p.attr("name")?, p.attr("value")?)))
+            .collect();
+        let audit_refused = |gw: &Self, why: &str| {
+            for (point, value) in &asked {
+                gw.audit_refused(who, Via::Xep0325, spec, point, value, why);
+            }
+        };
         if !self.access.may_control(who) {
+            audit_refused(self, NOT_IN_CONTROL);
             return Some(self.guard.control_refused_iq(el, who, &spec.id, "control"));
         }
         let mut writes = Vec::new();
@@ -232,6 +245,8 @@ impl Gateway {
             match parse_write(spec, name, value) {
                 Ok(w) => writes.push(w),
                 Err(why) => {
+                    // Nothing of the set is written.
+                    audit_refused(self, &why);
                     return Some(iq_error(
                         el,
                         ErrorType::Modify,
@@ -255,7 +270,11 @@ impl Gateway {
             action: JobAction::WriteMany(writes),
             reply: Reply::Control(el.clone()),
         };
-        self.queue_job_for(el, job)
+        let busy = self.queue_job_for(el, job);
+        if busy.is_some() {
+            audit_refused(self, BUSY);
+        }
+        busy
     }
 
     /// The control result: success, or the first failure in words.

@@ -4,9 +4,13 @@
 //! through core's command router (which bounds it with a timeout) and hands
 //! the [`JobOutcome`] back to [`Gateway::job_done`] for the reply.
 
+use fieldbridge_core::audit::{Entry, Via};
 use fieldbridge_core::telemetry::{InternalEvent, WriteEnded, WriteOutcome};
-use fieldbridge_core::{AdapterError, CommandError, CommandRouter, DeviceId, PointId, Value};
+use fieldbridge_core::{
+    AdapterError, CommandError, CommandRouter, DeviceId, DeviceSpec, PointId, Value,
+};
 use minidom::Element;
+use xmpp_parsers::jid::{BareJid, Jid};
 
 use super::Gateway;
 use crate::xml::{DefinedCondition, ErrorType, iq_error};
@@ -16,6 +20,9 @@ pub const MAX_QUEUED_JOBS: usize = 16;
 
 /// Jobs running at once; each ends within the router's timeout.
 pub const MAX_RUNNING_JOBS: usize = 16;
+
+/// What a request is told when too many wait already.
+pub(super) const BUSY: &str = "Too many requests at once; try again in a moment.";
 
 /// What the adapter is asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +63,24 @@ pub(super) enum Reply {
         /// The session.
         session: String,
     },
+}
+
+impl Reply {
+    /// Who asked (bare JID) and how, for the audit; `None` for a readout,
+    /// which writes nothing.
+    fn requester(&self) -> Option<(String, Via)> {
+        let (jid, via) = match self {
+            Reply::Chat(reply) => (reply.attr("to"), Via::Chat),
+            Reply::Command { request, .. } => (request.attr("from"), Via::Adhoc),
+            Reply::Control(request) => (request.attr("from"), Via::Xep0325),
+            Reply::Readout { .. } => return None,
+        };
+        let who = jid
+            .and_then(|j| Jid::new(j).ok())
+            .map(|j| j.to_bare().to_string())
+            .unwrap_or_default();
+        Some((who, via))
+    }
 }
 
 /// One piece of adapter work and where its answer goes.
@@ -182,7 +207,7 @@ impl Gateway {
     /// Queues adapter work, or says why not.
     pub(super) fn queue_job(&mut self, job: Job) -> Result<(), String> {
         if self.commands.jobs.len() >= MAX_QUEUED_JOBS {
-            return Err("Too many requests at once; try again in a moment.".to_owned());
+            return Err(BUSY.to_owned());
         }
         self.commands.jobs.push(job);
         Ok(())
@@ -214,9 +239,11 @@ impl Gateway {
         self.commands.jobs.len()
     }
 
-    /// The answer to a job once its adapter has spoken.
+    /// The answer to a job once its adapter has spoken (a write is
+    /// counted and audited here, with what the adapter answered).
     pub fn job_done(&self, job: Job, outcome: JobOutcome) -> Vec<Element> {
         self.count_writes(&job, &outcome);
+        self.audit_job(&job, &outcome);
         match job.reply {
             Reply::Chat(reply) => {
                 vec![self.chat_job_done(&job.device, &job.action, reply, outcome)]
@@ -229,5 +256,68 @@ impl Gateway {
                 session,
             } => vec![self.command_job_done(&job.device, &request, &node, &session, outcome)],
         }
+    }
+}
+
+impl Gateway {
+    /// Audits the writes of a finished job, one entry per point.
+    fn audit_job(&self, job: &Job, outcome: &JobOutcome) {
+        let Some((who, via)) = job.reply.requester() else {
+            return;
+        };
+        let device = job.device.as_str();
+        let entry = |point: &PointId, asked: &Value, result: &Result<Value, CommandError>| {
+            Entry::write(
+                who.clone(),
+                via,
+                device,
+                point.as_str(),
+                asked.clone(),
+                result.clone().map_err(|e| e.to_string()),
+            )
+        };
+        match (&job.action, outcome) {
+            (JobAction::Write { point, value }, JobOutcome::Written(result)) => {
+                self.audit.record(entry(point, value, result));
+            }
+            (JobAction::WriteMany(writes), JobOutcome::Values(results)) => {
+                for ((point, asked), (_, result)) in writes.iter().zip(results) {
+                    self.audit.record(entry(point, asked, result));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts and audits a write refused before it reached the adapter (not allowed,
+    /// unknown or read-only point, a value that does not fit, busy): the
+    /// value as typed, typed as the point's kind when it parses.
+    pub(super) fn audit_refused(
+        &self,
+        who: &BareJid,
+        via: Via,
+        spec: &DeviceSpec,
+        point: &str,
+        value: &str,
+        why: &str,
+    ) {
+        WriteEnded {
+            device: &spec.id,
+            outcome: WriteOutcome::Refused,
+        }
+        .emit(&self.telemetry);
+        let asked = spec
+            .points
+            .get(point)
+            .and_then(|p| Value::parse_as(value, p.kind).ok())
+            .unwrap_or_else(|| Value::Text(value.to_owned()));
+        self.audit.record(Entry::write(
+            who.to_string(),
+            via,
+            spec.id.as_str(),
+            point,
+            asked,
+            Err(why.to_owned()),
+        ));
     }
 }

@@ -5,6 +5,7 @@ use fieldbridge_core::telemetry::{ChatAnswered, InternalEvent};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use fieldbridge_core::audit::Via;
 use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Value, display};
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -122,8 +123,29 @@ impl Gateway {
         vec![with_body(reply, answer)]
     }
 
-    /// Checks a chat `set` and queues it for the adapter, or says why not.
+    /// Checks a chat `set` and queues it for the adapter, or says why not
+    /// (and audits the refusal; a queued write is audited when done).
     fn queue_write(
+        &mut self,
+        spec: &DeviceSpec,
+        text: &str,
+        may_control: bool,
+        who: &BareJid,
+        reply: Element,
+    ) -> Result<(), String> {
+        let queued = self.check_and_queue_write(spec, text, may_control, who, reply);
+        if let Err(why) = &queued {
+            // What was asked, as far as it can be told.
+            let (point, value) = match chat::point_and_value(spec, text) {
+                Ok((p, value)) => (p.id.as_str(), value),
+                Err(typed) => (typed, text.get(typed.len()..).unwrap_or_default().trim()),
+            };
+            self.audit_refused(who, Via::Chat, spec, point, value, why);
+        }
+        queued
+    }
+
+    fn check_and_queue_write(
         &mut self,
         spec: &DeviceSpec,
         text: &str,

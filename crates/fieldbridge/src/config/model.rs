@@ -21,8 +21,9 @@ pub struct GatewaySection {
     #[serde(default = "default_gateway_id")]
     #[schemars(with = "DeviceId")]
     pub id: String,
-    /// Where subscriptions and other state survive restarts; relative to
-    /// the config file (default: `state` beside it).
+    /// Where subscriptions, history and the write audit (`audit.jsonl`,
+    /// read by `fieldbridge audit`) survive restarts; relative to the
+    /// config file (default: `state` beside it).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
     /// The IANA time zone (`Europe/Berlin`, `UTC`) of every time shown to

@@ -777,6 +777,7 @@ fn notifications(out: &[Element]) -> Vec<&Element> {
         .collect()
 }
 
+mod audit;
 mod card;
 mod commands;
 mod entity;
