@@ -13,6 +13,7 @@ pub mod component;
 pub mod count;
 pub mod ejabberd;
 pub mod gateway;
+pub mod http;
 pub mod mosquitto;
 pub mod procfs;
 pub mod prosody;

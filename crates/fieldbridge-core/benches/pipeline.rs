@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use fieldbridge_core::adapter::sample;
 use fieldbridge_core::bus::{Bus, Subscription};
 use fieldbridge_core::device::{DeviceSettings, DeviceSpec, Directory, PointSettings, PointSpec};
+use fieldbridge_core::telemetry::Telemetry;
 use fieldbridge_core::{ConnectionId, DeviceId, PointId, Quality, Value, ValueKind, normalize};
 
 const DEVICES: usize = 100;
@@ -73,6 +74,7 @@ async fn run(slow_sink: bool) {
     let bus = Bus::new(4096);
     let fast = tokio::spawn(drain(bus.subscribe("fast"), None));
     let slow = slow_sink.then(|| tokio::spawn(drain(bus.subscribe("slow"), Some(64))));
+    let telemetry = Arc::clone(bus.telemetry());
     let (events, engine) = normalize::spawn(dir, bus);
     let cpu0 = cpu_time();
     let t0 = Instant::now();
@@ -85,7 +87,7 @@ async fn run(slow_sink: bool) {
         events.readings(device, samples).await;
     }
     drop(events);
-    let stats = engine.await.expect("engine");
+    engine.await.expect("engine");
     let (received, _) = fast.await.expect("fast sink");
     let elapsed = t0.elapsed();
     let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
@@ -97,14 +99,18 @@ async fn run(slow_sink: bool) {
         READINGS as f64 / elapsed.as_secs_f64(),
         cpu.map_or("n/a".into(), |c| format!("{:.2?}", c / READINGS as u32)),
     );
-    assert_eq!(stats.published as usize, READINGS);
-    assert_eq!(stats.updates as usize, READINGS / POINTS);
+    let published = telemetry.sum("readings_published_total", []) as usize;
+    let updates = telemetry.sum("updates_published_total", []) as usize;
+    assert_eq!(published, READINGS);
+    assert_eq!(updates, READINGS / POINTS);
     if let Some(slow) = slow {
         let (got, sub) = slow.await.expect("slow sink");
-        let s = sub.stats();
+        drop(sub);
+        let sink = [("sink", "slow")];
         println!(
             "  slow sink: received {got} events, coalesced {} readings (newest per point kept), dropped {}",
-            s.coalesced, s.dropped
+            Telemetry::count(&telemetry.readings_coalesced, sink),
+            Telemetry::count(&telemetry.readings_dropped, sink),
         );
     }
 }

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::command::Command;
 use crate::event::{DeviceEvent, DeviceStatus, EventKind};
 use crate::id::{DeviceId, PointId};
+use crate::telemetry::Telemetry;
 use crate::value::{Quality, Reading, Sample, Value};
 
 /// A raw sample of `point` read just now, for [`EventSender::readings`]. A
@@ -63,11 +65,18 @@ pub struct AdapterContext {
 #[derive(Debug, Clone)]
 pub struct EventSender {
     tx: mpsc::Sender<DeviceEvent>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl EventSender {
-    pub(crate) fn new(tx: mpsc::Sender<DeviceEvent>) -> Self {
-        Self { tx }
+    pub(crate) fn new(tx: mpsc::Sender<DeviceEvent>, telemetry: Arc<Telemetry>) -> Self {
+        Self { tx, telemetry }
+    }
+
+    /// The gateway's metrics: where an adapter's events
+    /// ([`crate::telemetry::InternalEvent`]) are counted.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// Reports what was read together from one device (one poll, one frame,

@@ -6,7 +6,8 @@
 //! change replaces the device's pending status. A sink that falls behind
 //! therefore costs memory proportional to the number of points, never to
 //! time, and field polling never waits on it. What the overflow replaces is
-//! counted and logged once per lag episode.
+//! counted (`fieldbridge_readings_coalesced_total{sink}`) and logged once per
+//! lag episode, through the bus's [`Telemetry`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +16,9 @@ use tokio::sync::Notify;
 
 use crate::event::{DeviceEvent, EventKind};
 use crate::id::DeviceId;
+use crate::telemetry::{
+    InternalEvent, ReadingsCoalesced, ReadingsDropped, SinkCaughtUp, SinkLagging, Telemetry,
+};
 
 /// Events a sink's mailbox queues in order before it starts coalescing.
 pub const DEFAULT_QUEUE: usize = 4096;
@@ -30,6 +34,7 @@ const MAX_OVERFLOW_KEYS: usize = 1 << 20;
 pub struct Bus {
     mailboxes: Mutex<Vec<Arc<Mailbox>>>,
     queue: usize,
+    telemetry: Arc<Telemetry>,
 }
 
 /// A sink's end of the bus.
@@ -38,20 +43,10 @@ pub struct Subscription {
     mailbox: Arc<Mailbox>,
 }
 
-/// Counters of one sink's mailbox.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MailboxStats {
-    /// Samples replaced by a newer one of the same point, and statuses by a
-    /// newer one of the same device, while the sink lagged.
-    pub coalesced: u64,
-    /// Samples and statuses dropped because the overflow was full (a
-    /// misbehaving publisher).
-    pub dropped: u64,
-}
-
 #[derive(Debug)]
 struct Mailbox {
     sink: String,
+    telemetry: Arc<Telemetry>,
     state: Mutex<MailboxState>,
     notify: Notify,
 }
@@ -62,7 +57,6 @@ struct MailboxState {
     overflow: Overflow,
     closed: bool,
     detached: bool,
-    stats: MailboxStats,
     coalesced_this_episode: u64,
     lagging: bool,
 }
@@ -183,18 +177,32 @@ fn lock(m: &Mutex<MailboxState>) -> MutexGuard<'_, MailboxState> {
 }
 
 impl Bus {
-    /// A bus whose sinks queue `queue` events in order before coalescing.
+    /// A bus whose sinks queue `queue` events in order before coalescing,
+    /// counting into a telemetry of its own (for tests).
     pub fn new(queue: usize) -> Self {
+        Self::with_telemetry(queue, Arc::default())
+    }
+
+    /// A bus counting into `telemetry`, which the engine and every sink
+    /// take from it.
+    pub fn with_telemetry(queue: usize, telemetry: Arc<Telemetry>) -> Self {
         Self {
             mailboxes: Mutex::new(Vec::new()),
             queue: queue.max(1),
+            telemetry,
         }
+    }
+
+    /// The metrics everything on this bus counts into.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// Adds a sink; it sees every event published from now on.
     pub fn subscribe(&self, sink: &str) -> Subscription {
         let mailbox = Arc::new(Mailbox {
             sink: sink.to_owned(),
+            telemetry: Arc::clone(&self.telemetry),
             state: Mutex::new(MailboxState::default()),
             notify: Notify::new(),
         });
@@ -239,28 +247,23 @@ impl Mailbox {
         if st.overflow.is_empty() && st.queue.len() < queue {
             st.queue.push_back(event);
         } else {
+            let sink = self.sink.as_str();
             if !st.lagging {
                 st.lagging = true;
-                tracing::warn!(
-                    sink = %self.sink,
-                    "sink is falling behind; keeping only the newest value per point until it catches up"
-                );
+                SinkLagging { sink }.emit(&self.telemetry);
             }
             let put = st.overflow.put(event);
-            st.stats.coalesced += put.replaced;
             st.coalesced_this_episode += put.replaced;
-            if put.dropped > 0 {
-                let before = st.stats.dropped;
-                st.stats.dropped += put.dropped;
-                // Logged at 1, 2, 4, 8... dropped: loud, never a flood.
-                if before.checked_ilog2() != st.stats.dropped.checked_ilog2() {
-                    tracing::error!(
-                        sink = %self.sink,
-                        dropped = st.stats.dropped,
-                        "sink overflow is full; dropping readings"
-                    );
-                }
+            ReadingsCoalesced {
+                sink,
+                count: put.replaced,
             }
+            .emit(&self.telemetry);
+            ReadingsDropped {
+                sink,
+                count: put.dropped,
+            }
+            .emit(&self.telemetry);
         }
         drop(st);
         self.notify.notify_one();
@@ -295,12 +298,11 @@ impl Subscription {
         }
         if st.lagging {
             st.lagging = false;
-            let n = std::mem::take(&mut st.coalesced_this_episode);
-            tracing::warn!(
-                sink = %self.mailbox.sink,
-                coalesced = n,
-                "sink caught up; {n} readings were replaced by newer values of the same point"
-            );
+            SinkCaughtUp {
+                sink: &self.mailbox.sink,
+                coalesced: std::mem::take(&mut st.coalesced_this_episode),
+            }
+            .emit(&self.mailbox.telemetry);
         }
         if st.closed {
             return Some(None);
@@ -308,9 +310,9 @@ impl Subscription {
         None
     }
 
-    /// Counters since the subscription began.
-    pub fn stats(&self) -> MailboxStats {
-        lock(&self.mailbox.state).stats
+    /// The metrics of the bus this subscription reads.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.mailbox.telemetry
     }
 }
 
@@ -377,6 +379,16 @@ mod tests {
         }
     }
 
+    /// (coalesced, dropped) of the subscription's sink.
+    fn counts(sub: &Subscription) -> (u64, u64) {
+        let t = sub.telemetry();
+        let sink = [("sink", sub.mailbox.sink.as_str())];
+        (
+            Telemetry::count(&t.readings_coalesced, sink),
+            Telemetry::count(&t.readings_dropped, sink),
+        )
+    }
+
     fn drain(sub: &mut Subscription) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(Some(e)) = sub.try_recv() {
@@ -396,7 +408,7 @@ mod tests {
             drain(&mut sub),
             ["d: p=0", "d: p=1", "d: p=2", "d: p=3", "d: p=4"]
         );
-        assert_eq!(sub.stats(), MailboxStats::default());
+        assert_eq!(counts(&sub), (0, 0));
     }
 
     #[test]
@@ -421,13 +433,7 @@ mod tests {
             ]
         );
         // a of d was replaced twice; nothing else was.
-        assert_eq!(
-            sub.stats(),
-            MailboxStats {
-                coalesced: 2,
-                dropped: 0
-            }
-        );
+        assert_eq!(counts(&sub), (2, 0));
     }
 
     #[test]
@@ -439,7 +445,7 @@ mod tests {
         bus.publish(reading("d", "a", 2));
         bus.publish(status("d", DeviceStatus::Online));
         assert_eq!(drain(&mut sub), ["d: a=1", "d: a=2", "d: online"]);
-        assert_eq!(sub.stats().coalesced, 1);
+        assert_eq!(counts(&sub).0, 1);
     }
 
     #[test]
@@ -455,8 +461,7 @@ mod tests {
         bus.publish(update("d", &[("a", 1), ("b", 1)]));
         bus.publish(update("d", &[("a", 2), ("c", 2)]));
         bus.publish(status("e", DeviceStatus::Online));
-        let stats = sub.stats();
-        assert_eq!((stats.coalesced, stats.dropped), (1, 3));
+        assert_eq!(counts(&sub), (1, 3));
         assert_eq!(drain(&mut sub), ["d: queued=0", "d: a=2"]);
         assert!(lock(&sub.mailbox.state).overflow.is_empty());
     }
@@ -471,8 +476,8 @@ mod tests {
             assert_eq!(drain(&mut fast), [format!("d: p={i}")]);
         }
         assert_eq!(drain(&mut slow), ["d: p=0", "d: p=2"]);
-        assert_eq!(fast.stats().coalesced, 0);
-        assert_eq!(slow.stats().coalesced, 1);
+        assert_eq!(counts(&fast).0, 0);
+        assert_eq!(counts(&slow).0, 1);
     }
 
     #[tokio::test]

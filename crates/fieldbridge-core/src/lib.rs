@@ -29,6 +29,7 @@ pub mod kind;
 pub mod normalize;
 pub mod process;
 pub mod simulator;
+pub mod telemetry;
 pub mod value;
 pub mod watchdog;
 

@@ -17,7 +17,7 @@
 //! [`DeviceSpec::stale_after`]), offline when the adapter says the device
 //! cannot be reached.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -30,6 +30,10 @@ use crate::bus::Bus;
 use crate::device::{DeviceSpec, Directory, MAX_DECIMALS, PointSpec};
 use crate::event::{DeviceEvent, DeviceStatus, EventKind};
 use crate::id::{DeviceId, PointId};
+use crate::telemetry::{
+    DeviceStatusChanged, InternalEvent, ReadingsReceived, ReadingsSkipped, SkipCause, Telemetry,
+    UpdatePublished,
+};
 use crate::value::{Quality, Reading, Sample, Value};
 use crate::watchdog::Heartbeat;
 
@@ -42,33 +46,14 @@ const INPUT_QUEUE: usize = 4096;
 /// How often timers (staleness, heartbeats, held readings) are checked.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Counters the engine returns when it stops. Samples are single readings of
-/// one point; updates are the bus events that carry them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NormalizeStats {
-    /// Samples received from adapters.
-    pub received: u64,
-    /// Samples published on the bus (including heartbeats and unchanged
-    /// points riding along with a change).
-    pub published: u64,
-    /// Readings updates published on the bus (one per device and input
-    /// event with something due, heartbeat or release of held samples).
-    pub updates: u64,
-    /// Samples not published because they did not move beyond the deadband
-    /// (without one: did not change) and nothing else of their event was due.
-    pub within_deadband: u64,
-    /// Held samples replaced by a newer one during `min_interval`.
-    pub rate_limited: u64,
-    /// Samples and status events for devices or points that are not configured.
-    pub unknown: u64,
-    /// Values that are not finite numbers (NaN, infinity).
-    pub invalid: u64,
-}
-
 /// Starts the engine. Adapters report through the returned sender; when
 /// every clone of it is dropped the engine flushes, stops, and drops the
 /// bus, which ends every sink's subscription.
-pub fn spawn(directory: Arc<Directory>, bus: Bus) -> (EventSender, JoinHandle<NormalizeStats>) {
+///
+/// What it does is counted in the bus's [`Telemetry`] (samples received,
+/// published, skipped by cause; updates; device statuses), which the
+/// sender hands on to adapters.
+pub fn spawn(directory: Arc<Directory>, bus: Bus) -> (EventSender, JoinHandle<()>) {
     let (tx, _reload, task) =
         spawn_reloadable(directory, bus, Heartbeat::new("normalization engine"));
     (tx, task)
@@ -80,12 +65,13 @@ pub fn spawn_reloadable(
     directory: Arc<Directory>,
     bus: Bus,
     alive: Heartbeat,
-) -> (EventSender, EngineReload, JoinHandle<NormalizeStats>) {
+) -> (EventSender, EngineReload, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (reload, reloads) = mpsc::channel(1);
+    let telemetry = Arc::clone(bus.telemetry());
     let engine = Engine::new(directory, bus);
     (
-        EventSender::new(tx),
+        EventSender::new(tx, telemetry),
         EngineReload { tx: reload },
         tokio::spawn(engine.run(rx, reloads, alive)),
     )
@@ -210,22 +196,24 @@ struct Engine {
     /// Consulted for devices added at run time (template rules).
     directory: Arc<Directory>,
     devices: HashMap<DeviceId, DeviceState>,
-    stats: NormalizeStats,
-    warned_unknown: HashSet<(DeviceId, Option<PointId>)>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Engine {
     fn new(directory: Arc<Directory>, bus: Bus) -> Self {
+        let telemetry = Arc::clone(bus.telemetry());
         let devices = directory
             .devices()
-            .map(|d| (d.id.clone(), DeviceState::new(d)))
+            .map(|d| {
+                telemetry.device_known(&d.id);
+                (d.id.clone(), DeviceState::new(d))
+            })
             .collect();
         Self {
             bus,
             directory,
             devices,
-            stats: NormalizeStats::default(),
-            warned_unknown: HashSet::new(),
+            telemetry,
         }
     }
 
@@ -236,7 +224,7 @@ impl Engine {
         mut rx: mpsc::Receiver<DeviceEvent>,
         mut reloads: mpsc::Receiver<Reload>,
         alive: Heartbeat,
-    ) -> NormalizeStats {
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -263,7 +251,6 @@ impl Engine {
         }
         // Publish what min_interval was holding back: nothing is lost on stop.
         self.release_held(Instant::now(), true);
-        self.stats
     }
 
     fn handle(&mut self, event: DeviceEvent, now: Instant) {
@@ -272,6 +259,7 @@ impl Engine {
             && let Some(spec) = self.directory.device(device.as_str())
         {
             // Added at run time by its adapter.
+            self.telemetry.device_known(&device);
             self.devices.insert(device.clone(), DeviceState::new(spec));
         }
         match kind {
@@ -280,18 +268,18 @@ impl Engine {
         }
     }
 
-    fn warn_unknown(&mut self, device: &DeviceId, point: Option<&PointId>) {
-        self.stats.unknown += 1;
-        if self.warned_unknown.insert((device.clone(), point.cloned())) {
-            match point {
-                Some(p) => {
-                    tracing::warn!(device = %device, point = %p, "reading for a point that is not configured; ignored")
-                }
-                None => {
-                    tracing::warn!(device = %device, "event for a device that is not configured; ignored")
-                }
-            }
+    fn skipped(&self, device: &DeviceId, point: Option<&PointId>, cause: SkipCause, count: u64) {
+        if count == 0 {
+            return;
         }
+        ReadingsSkipped {
+            device,
+            known_device: self.devices.contains_key(device),
+            point,
+            cause,
+            count,
+        }
+        .emit(&self.telemetry);
     }
 
     fn set_status(&mut self, device: &DeviceId, status: DeviceStatus, at: SystemTime) {
@@ -301,7 +289,11 @@ impl Engine {
         if state.status.as_ref() == Some(&status) {
             return;
         }
-        tracing::info!(device = %device, status = %status, "device status changed");
+        DeviceStatusChanged {
+            device,
+            status: &status,
+        }
+        .emit(&self.telemetry);
         state.status = Some(status.clone());
         self.bus.publish(DeviceEvent {
             device: device.clone(),
@@ -312,7 +304,7 @@ impl Engine {
 
     fn on_status(&mut self, device: &DeviceId, status: DeviceStatus, at: SystemTime, now: Instant) {
         let Some(state) = self.devices.get_mut(device) else {
-            self.warn_unknown(device, None);
+            self.skipped(device, None, SkipCause::Unknown, 1);
             return;
         };
         if status == DeviceStatus::Online {
@@ -323,13 +315,16 @@ impl Engine {
     }
 
     fn on_readings(&mut self, device: &DeviceId, raw: Vec<Sample>, at: SystemTime, now: Instant) {
-        self.stats.received += raw.len() as u64;
+        ReadingsReceived {
+            device,
+            count: raw.len() as u64,
+        }
+        .emit(&self.telemetry);
         let Some(state) = self.devices.get_mut(device) else {
-            for _ in &raw {
-                self.warn_unknown(device, None);
-            }
+            self.skipped(device, None, SkipCause::Unknown, raw.len() as u64);
             return;
         };
+        let mut rate_limited = 0;
         let mut unknown = Vec::new();
         let mut invalid = Vec::new();
         // What goes out if anything is due: every sample not held, in the
@@ -362,7 +357,7 @@ impl Engine {
                 update.push(sample);
             } else if point.too_soon(now) {
                 if point.held.replace(sample).is_some() {
-                    self.stats.rate_limited += 1;
+                    rate_limited += 1;
                 }
             } else {
                 point.held = None;
@@ -375,17 +370,19 @@ impl Engine {
         if fresh {
             state.last_fresh = Some(now);
         }
-        if any_due {
+        let within_deadband = if any_due {
             self.publish_readings(device, update, at, now);
+            0
         } else {
-            self.stats.within_deadband += update.len() as u64;
-        }
+            update.len() as u64
+        };
+        self.skipped(device, None, SkipCause::Deadband, within_deadband);
+        self.skipped(device, None, SkipCause::RateLimited, rate_limited);
         for point in unknown {
-            self.warn_unknown(device, Some(&point));
+            self.skipped(device, Some(&point), SkipCause::Unknown, 1);
         }
         for point in invalid {
-            self.stats.invalid += 1;
-            tracing::warn!(device = %device, point = %point, "value is not a finite number; ignored");
+            self.skipped(device, Some(&point), SkipCause::Invalid, 1);
         }
         // The readings go first, so that the "online" status that follows
         // can already show them.
@@ -455,8 +452,11 @@ impl Engine {
         if let Some(d) = self.devices.get_mut(device) {
             d.last_published = Some(now);
         }
-        self.stats.published += samples.len() as u64;
-        self.stats.updates += 1;
+        UpdatePublished {
+            device,
+            samples: samples.len() as u64,
+        }
+        .emit(&self.telemetry);
         self.bus.publish(DeviceEvent {
             device: device.clone(),
             at,

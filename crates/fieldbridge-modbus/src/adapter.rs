@@ -24,6 +24,7 @@ use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture, sample};
 use fieldbridge_core::backoff::Backoff;
 use fieldbridge_core::device::AdapterDevice;
 use fieldbridge_core::normalize::normalize;
+use fieldbridge_core::telemetry::{BadValues, InternalEvent, Reconnect, RequestDone, Telemetry};
 use fieldbridge_core::{
     Action, AdapterError, Command, ConnectionId, DeviceId, DeviceSpec, DeviceStatus, EventSender,
     PointId, PointSpec, Quality, Reading, Sample, Value,
@@ -221,8 +222,11 @@ async fn run(adapter: ModbusAdapter, ctx: AdapterContext) {
             connection: adapter.id.clone(),
             link,
             devices,
+            stats: Stats {
+                telemetry: Arc::clone(events.telemetry()),
+                connection: adapter.id.clone(),
+            },
             events: events.clone(),
-            stats: Stats::default(),
         };
         tasks.spawn(lane.run(rx, shutdown.clone()));
     }
@@ -249,30 +253,48 @@ async fn run(adapter: ModbusAdapter, ctx: AdapterContext) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// What a link did, logged when it stops.
-#[derive(Debug, Default, Clone, Copy)]
+/// Counts what a link did into the gateway's telemetry: every request by
+/// outcome with its latency, lost connections, unusable values.
+#[derive(Debug)]
 struct Stats {
-    requests: u64,
-    exceptions: u64,
-    timeouts: u64,
-    connect_errors: u64,
-    transport_errors: u64,
-    protocol_errors: u64,
-    cycles: u64,
-    failed_cycles: u64,
-    bad_values: u64,
+    telemetry: Arc<Telemetry>,
+    connection: ConnectionId,
 }
 
 impl Stats {
-    fn count(&mut self, outcome: &Result<Response, CallError>) {
-        self.requests += 1;
-        match outcome {
-            Ok(_) => {}
-            Err(CallError::Exception(_)) => self.exceptions += 1,
-            Err(CallError::Timeout(_)) => self.timeouts += 1,
-            Err(CallError::Connect(_) | CallError::Waiting { .. }) => self.connect_errors += 1,
-            Err(CallError::Transport(_)) => self.transport_errors += 1,
-            Err(CallError::Protocol(_)) => self.protocol_errors += 1,
+    /// Counts a request that started at `started`.
+    fn count(&self, outcome: &Result<Response, CallError>, started: Instant) {
+        let connection = &self.connection;
+        let (outcome, sent) = match outcome {
+            Ok(_) => ("ok", true),
+            Err(CallError::Exception(_)) => ("exception", true),
+            Err(CallError::Timeout(_)) => ("timeout", true),
+            Err(CallError::Connect(_) | CallError::Waiting { .. }) => ("connect", false),
+            Err(CallError::Transport(_)) => ("transport", true),
+            Err(CallError::Protocol(_)) => ("protocol", true),
+        };
+        RequestDone {
+            connection,
+            outcome,
+            // A request that never went out has no latency.
+            elapsed: sent.then(|| started.elapsed()),
+        }
+        .emit(&self.telemetry);
+        if matches!(outcome, "connect" | "transport" | "timeout") {
+            Reconnect { connection }.emit(&self.telemetry);
+        }
+    }
+
+    /// Counts values that could not be decoded (`mark_bad` logs them, once
+    /// per point and reason).
+    fn bad_values(&self, device: &DeviceId, n: u64) {
+        if n > 0 {
+            BadValues {
+                connection: &self.connection,
+                device,
+                count: n,
+            }
+            .emit(&self.telemetry);
         }
     }
 }
@@ -314,18 +336,15 @@ impl Lane {
             }
         }
         self.link.close().await;
-        let s = self.stats;
+        let t = &self.stats.telemetry;
+        let connection = [("connection", self.connection.as_str())];
         tracing::info!(
             connection = %self.connection,
-            requests = s.requests,
-            cycles = s.cycles,
-            failed_cycles = s.failed_cycles,
-            exceptions = s.exceptions,
-            timeouts = s.timeouts,
-            connect_errors = s.connect_errors,
-            transport_errors = s.transport_errors,
-            protocol_errors = s.protocol_errors,
-            bad_values = s.bad_values,
+            requests = t.sum("requests_total", connection) as u64,
+            timeouts = t.sum("requests_total", [("connection", self.connection.as_str()), ("outcome", "timeout")]) as u64,
+            exceptions = t.sum("requests_total", [("connection", self.connection.as_str()), ("outcome", "exception")]) as u64,
+            reconnects = t.sum("reconnects_total", connection) as u64,
+            bad_values = t.sum("bad_input_total", connection) as u64,
             "modbus link stopped"
         );
     }
@@ -349,11 +368,13 @@ impl Lane {
         let mut r = 0;
         while r < d.reads.len() {
             let read = d.reads[r].clone();
+            let started = Instant::now();
             let outcome = link.call(d.unit, request(&read)).await;
-            stats.count(&outcome);
+            stats.count(&outcome, started);
             match outcome {
                 Ok(response) => {
-                    stats.bad_values += deliver(connection, d, &read, &response, &mut readings);
+                    let bad = deliver(connection, d, &read, &response, &mut readings);
+                    stats.bad_values(&d.id, bad);
                 }
                 Err(CallError::Exception(code)) if read.points.len() > 1 => {
                     tracing::warn!(
@@ -394,7 +415,6 @@ impl Lane {
         // What was read before a failure is still news.
         events.readings(&d.id, readings).await;
         let now = Instant::now();
-        stats.cycles += 1;
         match failure {
             None => {
                 d.failures = 0;
@@ -409,7 +429,6 @@ impl Lane {
                 d.next_due = (due + d.poll).max(now);
             }
             Some(e) => {
-                stats.failed_cycles += 1;
                 d.failures += 1;
                 tracing::debug!(connection = %connection, device = %d.id, error = %e, failures = d.failures, "poll failed");
                 if d.failures >= d.offline_after {
@@ -475,11 +494,13 @@ impl Lane {
             count: d.points[p].codec.width.max(1),
             points: vec![p],
         };
+        let started = Instant::now();
         let outcome = link.call(d.unit, request(&read)).await;
-        stats.count(&outcome);
+        stats.count(&outcome, started);
         let response = outcome.map_err(|e| e.failed(format_args!("reading {}", d.points[p].id)))?;
         let mut readings = Vec::new();
-        stats.bad_values += deliver(connection, d, &read, &response, &mut readings);
+        let bad = deliver(connection, d, &read, &response, &mut readings);
+        stats.bad_values(&d.id, bad);
         events.readings(&d.id, readings).await;
         let point = &d.points[p];
         match (&point.bad, &point.last) {
@@ -526,11 +547,12 @@ impl Lane {
                 };
                 let bit = point.codec.bit.unwrap_or(0);
                 // The register's other bits are kept: read, change, write.
+                let started = Instant::now();
                 let outcome = self
                     .link
                     .call(unit, Request::ReadHoldingRegisters(address, 1))
                     .await;
-                self.stats.count(&outcome);
+                self.stats.count(&outcome, started);
                 let current = match outcome {
                     Ok(Response::ReadHoldingRegisters(w)) if !w.is_empty() => w[0],
                     Ok(_) => {
@@ -567,8 +589,9 @@ impl Lane {
             }
         };
         tracing::info!(connection = %self.connection, device = %d.id, point = %point.id, value = %value, "modbus write");
+        let started = Instant::now();
         let outcome = self.link.call(unit, request).await;
-        self.stats.count(&outcome);
+        self.stats.count(&outcome, started);
         outcome.map_err(|e| e.failed("write refused"))?;
         // Read back: the device has the last word on what it holds.
         let now = self.read_point(i, p).await?;

@@ -382,6 +382,12 @@ async fn tcp_one_poll_cycle_is_one_event_with_every_point() {
         3,
         "one cycle: the event came after its three requests"
     );
+    // Each request counted as answered, with its latency, before the event.
+    let t = rig.sub.telemetry();
+    let ok = [("connection", "field"), ("outcome", "ok")];
+    assert_eq!(t.sum("requests_total", ok), 3.0);
+    let timed = [("connection", "field")];
+    assert_eq!(t.sum("request_duration_seconds_count", timed), 3.0);
 }
 
 #[tokio::test]
@@ -452,6 +458,9 @@ async fn tcp_an_exception_marks_only_the_refused_point_bad() {
         log.iter()
             .any(|s| (s.function, s.address, s.count) == (3, 2, 1))
     );
+    // The merged read's refusal and b's own are counted as exceptions.
+    let exceptions = [("connection", "field"), ("outcome", "exception")];
+    assert!(rig.sub.telemetry().sum("requests_total", exceptions) >= 2.0);
 }
 
 #[tokio::test]
@@ -477,6 +486,8 @@ async fn tcp_a_silent_server_takes_the_device_offline_and_it_comes_back() {
         offline.to_string().contains("no answer within 100ms"),
         "{offline}"
     );
+    let timeouts = [("connection", "field"), ("outcome", "timeout")];
+    assert!(rig.sub.telemetry().sum("requests_total", timeouts) >= 1.0);
     bank.with(|s| s.silent = false);
     bank.regs(1, |r| r.put_holding(0, &[77]));
     rig.status_where("plc", |s| *s == DeviceStatus::Online)
@@ -505,6 +516,8 @@ async fn tcp_a_server_restart_is_survived() {
         .status_where("plc", |s| matches!(s, DeviceStatus::Offline { .. }))
         .await;
     assert!(offline.to_string().contains("unit 1 on field"), "{offline}");
+    let field = [("connection", "field")];
+    assert!(rig.sub.telemetry().sum("reconnects_total", field) >= 1.0);
     bank.regs(1, |r| r.put_holding(0, &[5]));
     server.restart().await.unwrap();
     rig.status_where("plc", |s| *s == DeviceStatus::Online)

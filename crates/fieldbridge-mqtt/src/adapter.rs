@@ -31,7 +31,6 @@ pub struct MqttAdapter {
     settings: MqttConnection,
     devices: Vec<AdapterDevice<MqttDevice, MqttPoint>>,
     directory: Option<Arc<Directory>>,
-    stats: Arc<MqttStats>,
 }
 
 impl MqttAdapter {
@@ -49,7 +48,6 @@ impl MqttAdapter {
             settings,
             devices,
             directory: None,
-            stats: Arc::default(),
         }
     }
 
@@ -58,11 +56,6 @@ impl MqttAdapter {
     pub fn with_directory(mut self, directory: Arc<Directory>) -> Self {
         self.directory = Some(directory);
         self
-    }
-
-    /// The adapter's counters.
-    pub fn stats(&self) -> Arc<MqttStats> {
-        Arc::clone(&self.stats)
     }
 
     /// The client id this adapter connects with.
@@ -99,9 +92,9 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
         settings,
         devices,
         directory,
-        stats,
     } = adapter;
-    let mut router = Router::new(&settings, devices, directory, Arc::clone(&stats));
+    let stats = MqttStats::new(id.clone(), Arc::clone(ctx.events.telemetry()));
+    let mut router = Router::new(&settings, devices, directory, stats.clone());
     let Session {
         client,
         events: mut rx,
@@ -143,7 +136,7 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                 let Some(ev) = ev else { break };
                 match ev {
                     SessionEvent::Error(e) => {
-                        stats.with(|s| s.connection_errors += 1);
+                        stats.connection_error();
                         let was_connected = std::mem::replace(&mut connected, false);
                         if was_connected || !outage_reported {
                             tracing::warn!(connection = %id, error = %e, "MQTT broker unreachable; retrying with backoff");
@@ -163,7 +156,7 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                         connected = true;
                         outage_reported = false;
                         writes.connected(session_present);
-                        stats.with(|s| s.connects += 1);
+                        stats.connected();
                         // Everything on the first connection (a session kept
                         // from an earlier run may predate this configuration)
                         // and whenever the broker kept no session; otherwise
@@ -192,7 +185,7 @@ async fn run(adapter: MqttAdapter, mut ctx: AdapterContext) {
                         }
                     }
                     SessionEvent::SubAck { refused } => {
-                        stats.with(|s| s.subacks += 1);
+                        stats.suback();
                         if refused > 0 {
                             tracing::error!(connection = %id, refused, "the broker refused subscriptions (check its ACL)");
                         }

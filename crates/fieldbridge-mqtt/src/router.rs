@@ -22,7 +22,7 @@ use crate::adapter::not_connected;
 use crate::config::{
     DEFAULT_MAX_DEVICES, DEFAULT_MAX_PAYLOAD, MqttConnection, MqttDevice, MqttPoint,
 };
-use crate::payload::{Cause, Payload, PayloadError, command_payload};
+use crate::payload::{Cause, Payload, command_payload};
 use crate::stats::MqttStats;
 use crate::topic::Filter;
 use crate::writes::{PendingWrite, WriteRequest};
@@ -80,7 +80,7 @@ pub struct Router {
     instances: HashMap<(usize, String), DeviceId>,
     directory: Option<Arc<Directory>>,
     max_payload: usize,
-    stats: Arc<MqttStats>,
+    stats: MqttStats,
     warned_refusals: HashSet<(usize, String)>,
 }
 
@@ -90,7 +90,7 @@ impl Router {
         settings: &MqttConnection,
         devices: Vec<AdapterDevice<MqttDevice, MqttPoint>>,
         directory: Option<Arc<Directory>>,
-        stats: Arc<MqttStats>,
+        stats: MqttStats,
     ) -> Self {
         let mut rules = Vec::new();
         let mut routes = Vec::new();
@@ -203,7 +203,6 @@ impl Router {
         payload: &[u8],
         now: SystemTime,
     ) -> (Vec<DeviceEvent>, Vec<DeviceSpec>) {
-        self.stats.with(|s| s.messages += 1);
         let mut events = Vec::new();
         let mut created = Vec::new();
         let mut matched = false;
@@ -241,8 +240,8 @@ impl Router {
                 }
             }
         }
+        self.stats.message(matched);
         if !matched {
-            self.stats.with(|s| s.unmatched += 1);
             tracing::trace!(topic, "message matches no device");
         }
         (events, created)
@@ -260,7 +259,7 @@ impl Router {
         }
         let r = &self.rules[rule];
         let refuse = |why: String, this: &mut Self| {
-            this.stats.with(|s| s.refused_devices += 1);
+            this.stats.device_refused(&this.rules[rule].spec.id);
             // Logged once per id, remembering a bounded number of ids: a
             // publisher inventing ids must not grow our memory.
             if this.warned_refusals.len() < MAX_REMEMBERED_REFUSALS
@@ -372,7 +371,7 @@ impl Router {
                 Ok(None) => {}
                 // The points say what is wrong with the payload itself.
                 Err(f) if f.cause() != Cause::BadTimestamp => {}
-                Err(f) => note_failure(&self.stats, state, device, None, &f),
+                Err(f) => self.stats.failure(device, None, &f),
             }
         }
         let mut samples = Vec::with_capacity(pids.len());
@@ -382,7 +381,6 @@ impl Router {
             };
             let reading = match payload.value(point) {
                 Ok(v) => {
-                    self.stats.with(|s| s.readings += 1);
                     state.last.insert(pid.clone(), v.clone());
                     Reading {
                         point: pid.clone(),
@@ -396,7 +394,7 @@ impl Router {
                     }
                 }
                 Err(f) => {
-                    note_failure(&self.stats, state, device, Some(pid), &f);
+                    self.stats.failure(device, Some(pid), &f);
                     // The point keeps its last value, now bad; without one
                     // there is nothing to report.
                     let Some(last) = state.last.get(pid) else {
@@ -498,24 +496,6 @@ fn status(device: &DeviceId, s: DeviceStatus) -> DeviceEvent {
         device: device.clone(),
         at: SystemTime::now(),
         kind: EventKind::Status(s),
-    }
-}
-
-/// Counts a payload failure, and logs it the first time per device and cause.
-fn note_failure(
-    stats: &MqttStats,
-    state: &mut DeviceState,
-    device: &DeviceId,
-    point: Option<&PointId>,
-    failure: &PayloadError,
-) {
-    let cause = failure.cause();
-    stats.with(|s| *s.failures.entry((device.to_string(), cause)).or_default() += 1);
-    if state.warned.insert(cause) {
-        let point = point.map(PointId::as_str).unwrap_or("");
-        // A `&str` field, as before: log formats quote it, unlike `%failure`.
-        let message = failure.to_string();
-        tracing::warn!(device = %device, point, cause = cause.name(), error = message.as_str(), "payload unusable; the point keeps its last value with bad quality (logged once per device and cause)");
     }
 }
 

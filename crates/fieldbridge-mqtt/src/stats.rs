@@ -1,71 +1,137 @@
-//! The adapter's counters: the router counts messages, readings and
-//! payload failures, the loop counts connections; tests, benches and
-//! (later) metrics read them.
+//! The adapter's internal events (counted in core's telemetry) and a view
+//! of its counters for tests and benches.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use crate::payload::Cause;
+use fieldbridge_core::telemetry::{
+    BadInput, Connected, DeviceRefused, InternalEvent, MessageReceived, Reconnect, SubscribeAcked,
+    Telemetry,
+};
+use fieldbridge_core::{ConnectionId, DeviceId, PointId};
 
-/// Counters of one adapter, shared with whoever wants to look (tests,
-/// benches, future metrics).
-#[derive(Debug, Default)]
+use crate::payload::{Cause, PayloadError};
+
+/// One connection's counters, read from (and counted into) the gateway's
+/// [`Telemetry`]: cheap to clone, holds no counts of its own.
+#[derive(Debug, Clone)]
 pub struct MqttStats {
-    inner: Mutex<StatsInner>,
-}
-
-#[derive(Debug, Default, Clone)]
-pub(crate) struct StatsInner {
-    pub(crate) messages: u64,
-    pub(crate) readings: u64,
-    pub(crate) unmatched: u64,
-    pub(crate) connects: u64,
-    pub(crate) subacks: u64,
-    pub(crate) connection_errors: u64,
-    pub(crate) failures: BTreeMap<(String, Cause), u64>,
-    pub(crate) refused_devices: u64,
+    connection: ConnectionId,
+    telemetry: Arc<Telemetry>,
 }
 
 impl MqttStats {
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut StatsInner) -> R) -> R {
-        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    /// The counters of `connection` in `telemetry`.
+    pub fn new(connection: ConnectionId, telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            connection,
+            telemetry,
+        }
     }
+
+    fn of(&self) -> [(&'static str, &str); 1] {
+        [("connection", self.connection.as_str())]
+    }
+
     /// Messages received from the broker.
     pub fn messages(&self) -> u64 {
-        self.with(|s| s.messages)
-    }
-    /// Good readings extracted.
-    pub fn readings(&self) -> u64 {
-        self.with(|s| s.readings)
+        self.telemetry.sum("messages_received_total", self.of()) as u64
     }
     /// Messages that matched no device.
     pub fn unmatched(&self) -> u64 {
-        self.with(|s| s.unmatched)
+        Telemetry::count(
+            &self.telemetry.messages_received,
+            [
+                ("connection", self.connection.as_str()),
+                ("matched", "false"),
+            ],
+        )
     }
     /// ConnAcks received (first connection and every reconnection).
     pub fn connects(&self) -> u64 {
-        self.with(|s| s.connects)
+        Telemetry::count(&self.telemetry.connects, self.of())
     }
     /// SUBACKs received: after the n-th, the subscriptions asked for on
     /// the n-th ConnAck are in place.
     pub fn subacks(&self) -> u64 {
-        self.with(|s| s.subacks)
+        Telemetry::count(&self.telemetry.subacks, self.of())
     }
     /// Connection errors (each followed by a backoff).
     pub fn connection_errors(&self) -> u64 {
-        self.with(|s| s.connection_errors)
+        Telemetry::count(&self.telemetry.reconnects, self.of())
     }
     /// Payload failures of `device` for `cause`.
     pub fn failures(&self, device: &str, cause: Cause) -> u64 {
-        self.with(|s| {
-            s.failures
-                .get(&(device.to_owned(), cause))
-                .copied()
-                .unwrap_or(0)
-        })
+        Telemetry::count(
+            &self.telemetry.bad_input,
+            [
+                ("connection", self.connection.as_str()),
+                ("device", device),
+                ("cause", cause.name()),
+            ],
+        )
     }
     /// Ids a template rule did not create (invalid, taken, or over the cap).
     pub fn refused_devices(&self) -> u64 {
-        self.with(|s| s.refused_devices)
+        self.telemetry.sum(
+            "bad_input_total",
+            [
+                ("connection", self.connection.as_str()),
+                ("cause", "device_refused"),
+            ],
+        ) as u64
+    }
+
+    // ----- the events ----------------------------------------------------
+
+    pub(crate) fn message(&self, matched: bool) {
+        MessageReceived {
+            connection: &self.connection,
+            matched,
+        }
+        .emit(&self.telemetry);
+    }
+
+    pub(crate) fn connected(&self) {
+        Connected {
+            connection: &self.connection,
+        }
+        .emit(&self.telemetry);
+    }
+
+    pub(crate) fn suback(&self) {
+        SubscribeAcked {
+            connection: &self.connection,
+        }
+        .emit(&self.telemetry);
+    }
+
+    pub(crate) fn connection_error(&self) {
+        Reconnect {
+            connection: &self.connection,
+        }
+        .emit(&self.telemetry);
+    }
+
+    /// A payload a point (or the device's timestamp) could not use:
+    /// counted, logged once per device and cause.
+    pub(crate) fn failure(&self, device: &DeviceId, point: Option<&PointId>, f: &PayloadError) {
+        BadInput {
+            connection: &self.connection,
+            device: Some(device),
+            point: point.map(PointId::as_str),
+            cause: f.cause().name(),
+            what: "payload unusable; the point keeps its last value with bad quality",
+            error: f,
+        }
+        .emit(&self.telemetry);
+    }
+
+    /// A template rule did not create a device (the router logs the id).
+    pub(crate) fn device_refused(&self, rule: &DeviceId) {
+        DeviceRefused {
+            connection: &self.connection,
+            rule,
+        }
+        .emit(&self.telemetry);
     }
 }

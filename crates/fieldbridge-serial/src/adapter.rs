@@ -2,12 +2,14 @@
 //! missing or busy), cut frames, hand each device its fields, send poll
 //! requests and writes, and report the truth about each device meanwhile.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fieldbridge_core::adapter::{Adapter, AdapterContext, AdapterFuture, sample};
 use fieldbridge_core::backoff::Backoff;
 use fieldbridge_core::device::AdapterDevice;
+use fieldbridge_core::telemetry::{BadInput, InternalEvent, Reconnect, RequestDone, Telemetry};
 use fieldbridge_core::{
     Action, AdapterError, Command, ConnectionId, DeviceId, DeviceStatus, PointId, Quality, Sample,
     Value,
@@ -90,32 +92,62 @@ struct PendingWrite {
     reply: tokio::sync::oneshot::Sender<Result<Value, AdapterError>>,
 }
 
-/// Logs each distinct problem of a device once; counts all of them.
-#[derive(Default)]
+/// Reports what went wrong on this connection as internal events: each
+/// distinct problem of a device logged once, all of them counted.
 struct Problems {
-    seen: HashSet<(String, String)>,
-    count: u64,
+    connection: ConnectionId,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Problems {
-    fn report(&mut self, device: &str, cause: &str, detail: &str) {
-        self.count += 1;
-        if self.seen.insert((device.to_owned(), cause.to_owned())) {
-            tracing::warn!(device, error = %detail, count = self.count, "{cause}; skipped (further ones are counted quietly)");
-        } else {
-            tracing::debug!(device, error = %detail, "{cause}; skipped");
+    fn report(
+        &self,
+        device: &DeviceId,
+        point: Option<&str>,
+        cause: &'static str,
+        what: &'static str,
+        detail: &dyn std::fmt::Display,
+    ) {
+        BadInput {
+            connection: &self.connection,
+            device: Some(device),
+            point,
+            cause,
+            what,
+            error: detail,
         }
+        .emit(&self.telemetry);
     }
 
-    /// A frame that belongs to no device yet (not text, too long): said
-    /// once per connection, then counted.
-    fn bad_frame(&mut self, connection: &ConnectionId, detail: &str) {
-        self.count += 1;
-        if self.seen.insert((String::new(), "bad frame".to_owned())) {
-            tracing::warn!(connection = %connection, error = %detail, count = self.count, "bad frame; skipped (further ones are counted quietly)");
-        } else {
-            tracing::debug!(connection = %connection, error = %detail, "bad frame; skipped");
+    /// A frame that belongs to no device yet (not text, too long).
+    fn bad_frame(&self, detail: &dyn std::fmt::Display) {
+        BadInput {
+            connection: &self.connection,
+            device: None,
+            point: None,
+            cause: "bad_frame",
+            what: "bad frame; skipped",
+            error: detail,
         }
+        .emit(&self.telemetry);
+    }
+
+    /// A poll request answered (`elapsed` after it was sent) or not.
+    fn request(&self, outcome: &'static str, elapsed: Duration) {
+        RequestDone {
+            connection: &self.connection,
+            outcome,
+            elapsed: Some(elapsed),
+        }
+        .emit(&self.telemetry);
+    }
+
+    /// The port was lost or could not be opened.
+    fn reconnect(&self) {
+        Reconnect {
+            connection: &self.connection,
+        }
+        .emit(&self.telemetry);
     }
 }
 
@@ -188,7 +220,10 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
         }
     };
     let port_name = settings.port.display().to_string();
-    let mut problems = Problems::default();
+    let problems = Problems {
+        connection: id.clone(),
+        telemetry: Arc::clone(ctx.events.telemetry()),
+    };
     let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
     let mut last_failure: Option<String> = None;
     let mut commands_open = true;
@@ -199,6 +234,7 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
             Err(e) => {
                 // `e` names the port: "cannot open /dev/ttyUSB0: …".
                 let reason = format!("cannot open {e}");
+                problems.reconnect();
                 if last_failure.as_deref() != Some(&reason) {
                     tracing::warn!(connection = %id, error = %reason, "serial port unavailable; retrying");
                     for d in &devices {
@@ -254,14 +290,16 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                             tracing::debug!(device = %devices[p.device].id, "write acknowledged");
                             let _ = p.reply.send(Ok(p.value));
                         }
-                        dispatch(&text, &mut devices, &ctx, &mut problems).await;
+                        dispatch(&text, &mut devices, &ctx, &problems).await;
                     }
-                    Some(Ok(Err(e))) => problems.bad_frame(&id, &e.to_string()),
+                    Some(Ok(Err(e))) => problems.bad_frame(&e),
                     Some(Err(e)) => {
+                        problems.reconnect();
                         lost(&id, &port_name, &e.to_string(), &devices, &ctx, &mut pending).await;
                         continue 'reopen;
                     }
                     None => {
+                        problems.reconnect();
                         lost(&id, &port_name, "the port closed", &devices, &ctx, &mut pending).await;
                         continue 'reopen;
                     }
@@ -270,6 +308,7 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                     None => commands_open = false,
                     Some(c) => {
                         if let Err(e) = handle_command(c, &mut devices, &mut writer, &mut pending).await {
+                            problems.reconnect();
                             lost(&id, &port_name, &e.to_string(), &devices, &ctx, &mut pending).await;
                             continue 'reopen;
                         }
@@ -297,8 +336,13 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                                     sample_at(point, value.clone(), Quality::Bad { reason: reason.clone() }, at)
                                 })
                                 .collect();
+                            // Counted before it is reported: whoever sees the
+                            // bad readings sees the counts too.
+                            if let Some((_, timeout)) = &d.request {
+                                problems.request("timeout", *timeout);
+                            }
+                            problems.report(&d.id, None, "no_answer", "no answer to the poll request; skipped", &"timeout");
                             ctx.events.readings(&d.id, unanswered).await;
-                            problems.report(d.id.as_str(), "no answer to the poll request", "timeout");
                         }
                         if d.next_request <= now
                             && let Some(deadline) = d.awaiting
@@ -312,6 +356,7 @@ async fn run(adapter: SerialAdapter, mut ctx: AdapterContext) {
                             d.next_request = now + d.poll;
                             if let Some((send, timeout)) = &d.request {
                                 if let Err(e) = writer.write_all(send).await {
+                                    problems.reconnect();
                                     lost(&id, &port_name, &e.to_string(), &devices, &ctx, &mut pending).await;
                                     continue 'reopen;
                                 }
@@ -350,12 +395,7 @@ async fn lost(
     }
 }
 
-async fn dispatch(
-    text: &str,
-    devices: &mut [Device],
-    ctx: &AdapterContext,
-    problems: &mut Problems,
-) {
+async fn dispatch(text: &str, devices: &mut [Device], ctx: &AdapterContext, problems: &Problems) {
     let at = SystemTime::now();
     for d in devices.iter_mut() {
         if d.prefix.as_deref().is_some_and(|p| !text.starts_with(p)) {
@@ -364,9 +404,8 @@ async fn dispatch(
         let record = match d.parser.parse(text) {
             Ok(r) => r,
             Err(e) => {
-                // One counter for all causes for now; `e.cause()` names
-                // the cause should they be counted apart.
-                problems.report(d.id.as_str(), "unreadable frame", &e.to_string());
+                // One label for all causes (the log names `e.cause()`).
+                problems.report(&d.id, None, "unreadable_frame", e.cause(), &e);
                 continue;
             }
         };
@@ -385,7 +424,13 @@ async fn dispatch(
                 }
                 Err(e) => {
                     let reason = e.to_string();
-                    problems.report(d.id.as_str(), &format!("bad value for {point_id}"), &reason);
+                    problems.report(
+                        &d.id,
+                        Some(point_id.as_str()),
+                        "bad_value",
+                        "bad value; skipped",
+                        &reason,
+                    );
                     if let Some(last) = d.last.get(point_id) {
                         let bad = Quality::Bad { reason };
                         samples.push(sample_at(point_id, last.clone(), bad, at));
@@ -393,10 +438,15 @@ async fn dispatch(
                 }
             }
         }
-        ctx.events.readings(&d.id, samples).await;
         if any {
-            d.awaiting = None;
+            // An answer to the poll request: how long it took (counted
+            // before the readings are reported).
+            if let (Some(deadline), Some((_, timeout))) = (d.awaiting.take(), &d.request) {
+                let sent = deadline - *timeout;
+                problems.request("ok", Instant::now().saturating_duration_since(sent));
+            }
         }
+        ctx.events.readings(&d.id, samples).await;
     }
 }
 

@@ -354,6 +354,17 @@ async fn every_good_line_arrives_through_garbage_noise_and_split_writes() {
         ]
     );
     assert_eq!(rig.next_reading().await, (Value::Float(3.0), Quality::Good));
+    // Every problem was counted by cause (and logged once each).
+    let t = rig.sub.telemetry();
+    let bad = |cause| {
+        t.sum(
+            "bad_input_total",
+            [("connection", "line"), ("cause", cause)],
+        )
+    };
+    assert!(bad("bad_frame") >= 1.0, "not text, too long");
+    assert!(bad("unreadable_frame") >= 1.0, "no pairs here");
+    assert_eq!(bad("bad_value"), 1.0, "T=banana");
 }
 
 #[tokio::test]
@@ -472,6 +483,17 @@ async fn polled_device_goes_bad_when_silent(poll: Duration, timeout: Duration) {
         matches!(quality, Quality::Bad { ref reason } if reason.contains("no answer")),
         "{quality:?}"
     );
+    // One request answered and one timed out, both timed.
+    let t = rig.sub.telemetry();
+    let requests = |outcome| {
+        t.sum(
+            "requests_total",
+            [("connection", "line"), ("outcome", outcome)],
+        )
+    };
+    assert!(requests("ok") >= 1.0);
+    assert!(requests("timeout") >= 1.0);
+    assert!(t.sum("request_duration_seconds_count", [("connection", "line")]) >= 2.0);
 }
 
 #[tokio::test]

@@ -68,8 +68,15 @@ fn run(subscribers: usize) {
         read: vec!["example.org".into()],
         control: vec![],
     });
-    let mut gw =
-        Gateway::new("gw.example.org", "bench", directory(), access, dir.path()).expect("gateway");
+    let mut gw = Gateway::new(
+        "gw.example.org",
+        "bench",
+        directory(),
+        access,
+        dir.path(),
+        Default::default(),
+    )
+    .expect("gateway");
     let now = tokio::time::Instant::now();
     gw.on_connected(now);
     for d in 0..DEVICES {

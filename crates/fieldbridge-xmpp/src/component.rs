@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldbridge_core::audit::AuditLog;
+use fieldbridge_core::telemetry::{InternalEvent, JobsPending, Telemetry};
 use fieldbridge_core::watchdog::Heartbeat;
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -104,6 +105,8 @@ const TICK: Duration = Duration::from_secs(1);
 ///
 /// Connection failures never end it: it reconnects with backoff, logging
 /// what to fix. It fails only if the state directory cannot be used.
+///
+/// What it does is counted in the bus's telemetry (`events.telemetry()`).
 pub async fn run(
     options: ComponentOptions,
     directory: Arc<Directory>,
@@ -131,8 +134,10 @@ pub async fn run(
         directory,
         access::Access::new(&config.access),
         &state_dir,
+        Arc::clone(events.telemetry()),
     )
     .map_err(state_error)?;
+    let telemetry = Arc::clone(events.telemetry());
     gw.set_status_interval(config.status_interval());
     gw.set_time_zone(time_zone);
     gw.set_audit(audit);
@@ -159,6 +164,11 @@ pub async fn run(
         for job in gw.take_jobs(gateway::MAX_RUNNING_JOBS.saturating_sub(jobs.len())) {
             jobs.spawn(job.run(commands.clone()));
         }
+        JobsPending {
+            queued: gw.queued_jobs(),
+            running: jobs.len(),
+        }
+        .emit(&telemetry);
         for read in gw.take_reads() {
             reads.spawn_blocking(move || {
                 let found = read.run();
@@ -303,17 +313,7 @@ pub async fn run(
     }
 
     // Stopping: last presence, state, then close.
-    let stats = gw.stats();
-    tracing::info!(
-        malformed = stats.malformed,
-        forbidden = stats.forbidden,
-        unsupported = stats.unsupported,
-        items = stats.items,
-        notifications = stats.notifications,
-        rate_limited = stats.rate_limited,
-        subscriptions_refused = stats.subscriptions_refused,
-        "XMPP component stopping"
-    );
+    summary(&telemetry);
     gw.publish_all();
     let last_items = gw.take_notifications();
     if let Some(w) = writing.take() {
@@ -341,6 +341,21 @@ pub async fn run(
         }
     }
     saved.map_err(state_error)
+}
+
+/// The shutdown summary, read from the same counters `/metrics` shows.
+fn summary(t: &Telemetry) {
+    let refused = |cause| t.sum("stanzas_refused_total", [("cause", cause)]) as u64;
+    tracing::info!(
+        malformed = refused("malformed"),
+        forbidden = refused("forbidden"),
+        unsupported = refused("unsupported"),
+        items = t.sum("items_published_total", []) as u64,
+        notifications = t.sum("notifications_sent_total", []) as u64,
+        rate_limited = refused("rate_limited"),
+        subscriptions_refused = refused("subscription_limit"),
+        "XMPP component stopping"
+    );
 }
 
 /// Bus events handled before their output is written: enough to make one

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldbridge_core::audit::AuditLog;
+use fieldbridge_core::telemetry::{InternalEvent, LinkChanged, Telemetry};
 use fieldbridge_core::{
     DeviceEvent, DeviceId, DeviceStatus, Directory, EventKind, PointId, Sample,
 };
@@ -66,27 +67,6 @@ pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 
 /// The most items one items request returns; more are asked for by id.
 pub const MAX_ITEMS_REPLY: usize = 500;
-
-/// Counters of what the component received and refused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Stanzas that could not be understood (no sender, bad JID, bad type).
-    pub malformed: u64,
-    /// Requests refused because the sender is not in `access.read`.
-    pub forbidden: u64,
-    /// IQ requests answered with `service-unavailable` or a similar error.
-    pub unsupported: u64,
-    /// Items published (one per device update).
-    pub items: u64,
-    /// Pubsub notifications sent (one per item and subscriber).
-    pub notifications: u64,
-    /// Chat commands answered.
-    pub chat_commands: u64,
-    /// Stanzas refused because their sender was over its rate limit.
-    pub rate_limited: u64,
-    /// Subscriptions refused because a limit was reached.
-    pub subscriptions_refused: u64,
-}
 
 /// What the gateway knows of a device now: read by presence, chat,
 /// commands and items alike.
@@ -146,6 +126,8 @@ pub struct Gateway {
     commands: Commands,
     /// The zone of times shown to people.
     zone: TimeZone,
+    /// Where what happens is counted.
+    telemetry: Arc<Telemetry>,
     /// Where write attempts are recorded.
     audit: AuditLog,
     /// Devices a reload removed, as they were: a probe from a subscriber
@@ -155,13 +137,15 @@ pub struct Gateway {
 
 impl Gateway {
     /// The gateway for `domain`, with subscriptions and items loaded from
-    /// the store in `state_dir` (upgrading what an older version left).
+    /// the store in `state_dir` (upgrading what an older version left),
+    /// counting what it does into `telemetry`.
     pub fn new(
         domain: &str,
         gateway_id: &str,
         directory: Arc<Directory>,
         access: Access,
         state_dir: &Path,
+        telemetry: Arc<Telemetry>,
     ) -> std::io::Result<Self> {
         let store =
             Arc::new(Store::open(state_dir, &mut upgrade::upgrade).map_err(std::io::Error::other)?);
@@ -170,14 +154,14 @@ impl Gateway {
         // with its first message, and its subscribers with it.
         let subs = store.subscriptions().map_err(std::io::Error::other)?;
         let mut devices = HashMap::new();
-        let mut nodes = Nodes::new(store);
+        let mut nodes = Nodes::new(store, Arc::clone(&telemetry));
         let mut presence = PresenceBook::new(STATUS_INTERVAL);
         for d in directory.devices() {
             let state = nodes.resume(d).map_err(std::io::Error::other)?;
             devices.insert(d.id.clone(), state);
             presence.add(d);
         }
-        let mut subscribers = Subscribers::new(subs);
+        let mut subscribers = Subscribers::new(subs, Arc::clone(&telemetry));
         pause_outsiders(&mut subscribers, &access);
         Ok(Self {
             me: Entity::new(domain, gateway_id),
@@ -187,9 +171,10 @@ impl Gateway {
             subscribers,
             presence,
             nodes,
-            guard: Guard::default(),
+            guard: Guard::new(Arc::clone(&telemetry)),
             commands: Commands::default(),
             zone: TimeZone::UTC,
+            telemetry,
             audit: AuditLog::log_only(),
             removed: HashMap::new(),
         })
@@ -210,19 +195,9 @@ impl Gateway {
         self.audit = audit;
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> Stats {
-        let refused = self.guard.counts;
-        Stats {
-            malformed: refused.malformed,
-            forbidden: refused.forbidden,
-            unsupported: refused.unsupported,
-            items: self.nodes.published,
-            notifications: self.nodes.notified,
-            chat_commands: self.commands.chat_commands,
-            rate_limited: refused.rate_limited,
-            subscriptions_refused: refused.subscriptions_refused,
-        }
+    /// The metrics it counts into.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// The component domain.
@@ -325,6 +300,7 @@ impl Gateway {
     /// are stable: a subscriber that already has an item can drop the
     /// duplicate.
     pub fn on_connected(&mut self, now: Instant) -> Vec<Element> {
+        LinkChanged { up: true }.emit(&self.telemetry);
         self.nodes.connected = true;
         let mut out = self.all_presences(now);
         // Devices a reload removed, perhaps while the link was down.

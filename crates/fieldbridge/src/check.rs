@@ -38,6 +38,13 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
         list(&cfg.xmpp.access.read),
         list(&cfg.xmpp.access.control)
     );
+    if let Some(m) = &cfg.metrics {
+        let _ = writeln!(
+            out,
+            "metrics on http://{}/metrics, health on http://{}/healthz",
+            m.listen, m.listen
+        );
+    }
     if let Some(d) = &cfg.dashboard {
         let _ = writeln!(
             out,

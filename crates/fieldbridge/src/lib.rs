@@ -6,4 +6,5 @@ pub mod audit;
 pub mod check;
 pub mod config;
 pub mod dashboard;
+pub mod ops;
 pub mod reload;

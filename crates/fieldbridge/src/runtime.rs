@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use fieldbridge::config::GatewayConfig;
 use fieldbridge_core::bus::{Bus, DEFAULT_QUEUE};
 use fieldbridge_core::normalize;
+use fieldbridge_core::telemetry::Telemetry;
 use fieldbridge_core::watchdog::Heartbeat;
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +62,18 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         tracing::warn!(server = %cfg.xmpp.server, "{warning}");
     }
 
-    let bus = Bus::new(DEFAULT_QUEUE);
+    // Every counter of this run: adapters, engine, bus and component count
+    // into it, the shutdown summary reads it.
+    let telemetry = Arc::new(Telemetry::new());
+    let bus = Bus::with_telemetry(DEFAULT_QUEUE, Arc::clone(&telemetry));
+    // Bound before anything starts: a taken port stops start-up.
+    let ops_stop = CancellationToken::new();
+    let ops = match cfg.metrics {
+        Some(m) => {
+            Some(fieldbridge::ops::serve(m.listen, Arc::clone(&telemetry), ops_stop.clone()).await?)
+        }
+        None => None,
+    };
     let xmpp_events = bus.subscribe("xmpp");
     let engine_alive = Heartbeat::new("normalization engine");
     let (events, engine_reload, engine) =
@@ -130,16 +142,23 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     // drains and closes the bus.
     adapters.stop_all().await;
     match tokio::time::timeout(STOP_GRACE, engine).await {
-        Ok(Ok(stats)) => tracing::info!(
-            received = stats.received,
-            published = stats.published,
-            updates = stats.updates,
-            within_deadband = stats.within_deadband,
-            rate_limited = stats.rate_limited,
-            unknown = stats.unknown,
-            invalid = stats.invalid,
-            "normalization stopped"
-        ),
+        Ok(Ok(())) => {
+            let t = &telemetry;
+            let sum = |name| t.sum(name, []) as u64;
+            let skipped = |cause| t.sum("readings_skipped_total", [("cause", cause)]) as u64;
+            tracing::info!(
+                received = sum("readings_received_total"),
+                published = sum("readings_published_total"),
+                updates = sum("updates_published_total"),
+                within_deadband = skipped("deadband"),
+                rate_limited = skipped("rate_limited"),
+                unknown = skipped("unknown"),
+                invalid = skipped("invalid"),
+                coalesced = sum("readings_coalesced_total"),
+                dropped = sum("readings_dropped_total"),
+                "normalization stopped"
+            );
+        }
         Ok(Err(e)) => tracing::error!(error = %e, "normalization engine panicked"),
         Err(_) => tracing::warn!("normalization engine did not stop in time"),
     }
@@ -158,6 +177,11 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     dashboard_stop.cancel();
     if let Some(served) = dashboard {
         let _ = tokio::time::timeout(STOP_GRACE, served).await;
+    }
+    // Scrapes answer until the end, so that the last counters can be read.
+    ops_stop.cancel();
+    if let Some(ops) = ops {
+        let _ = tokio::time::timeout(STOP_GRACE, ops).await;
     }
     xmpp_result
         .context("the XMPP component panicked")?

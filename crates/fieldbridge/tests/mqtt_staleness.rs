@@ -83,7 +83,7 @@ async fn a_quiet_mqtt_device_with_availability_stays_online() {
         &mqtt.settings,
         mqtt.devices.clone(),
         Some(Arc::clone(&cfg.directory)),
-        Arc::new(MqttStats::default()),
+        MqttStats::new(cfg.connections[0].id.clone(), Arc::default()),
     );
     let bus = Bus::new(1024);
     let mut sub = bus.subscribe("test");

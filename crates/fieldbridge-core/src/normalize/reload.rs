@@ -36,9 +36,17 @@ impl EngineReload {
 impl Engine {
     pub(super) fn reconfigure(&mut self, directory: Arc<Directory>) {
         let old = std::mem::replace(&mut self.directory, directory);
-        // Removed devices (and run-time ones of a removed connection).
-        self.devices
-            .retain(|id, _| self.directory.device(id.as_str()).is_some());
+        // Removed devices (and run-time ones of a removed connection): their
+        // status no longer counts either.
+        let telemetry = &self.telemetry;
+        let directory = &self.directory;
+        self.devices.retain(|id, _| {
+            let kept = directory.device(id.as_str()).is_some();
+            if !kept {
+                telemetry.forget_device(id);
+            }
+            kept
+        });
         for spec in self.directory.devices() {
             let unchanged = old.device(spec.id.as_str()) == Some(spec);
             match self.devices.get_mut(&spec.id) {
@@ -58,10 +66,10 @@ impl Engine {
                     *state = new;
                 }
                 None => {
+                    self.telemetry.device_known(&spec.id);
                     self.devices.insert(spec.id.clone(), DeviceState::new(spec));
                 }
             }
         }
-        self.warned_unknown.clear();
     }
 }

@@ -41,8 +41,33 @@ struct Rig {
     tx: EventSender,
     reload: EngineReload,
     sub: Subscription,
-    task: JoinHandle<NormalizeStats>,
+    task: JoinHandle<()>,
     dev: DeviceId,
+}
+
+/// What the engine counted, read from its telemetry (sums over devices).
+#[derive(Debug, Default, PartialEq)]
+struct Stats {
+    received: u64,
+    published: u64,
+    updates: u64,
+    within_deadband: u64,
+    rate_limited: u64,
+    unknown: u64,
+    invalid: u64,
+}
+
+fn stats(t: &Telemetry) -> Stats {
+    let skipped = |cause| t.sum("readings_skipped_total", [("cause", cause)]) as u64;
+    Stats {
+        received: t.sum("readings_received_total", []) as u64,
+        published: t.sum("readings_published_total", []) as u64,
+        updates: t.sum("updates_published_total", []) as u64,
+        within_deadband: skipped("deadband"),
+        rate_limited: skipped("rate_limited"),
+        unknown: skipped("unknown"),
+        invalid: skipped("invalid"),
+    }
 }
 
 impl Rig {
@@ -113,12 +138,14 @@ impl Rig {
         self.published().await.into_iter().map(|e| e.kind).collect()
     }
 
-    async fn stop(self) -> (NormalizeStats, Vec<EventKind>) {
+    async fn stop(self) -> (Stats, Vec<EventKind>) {
         let Rig {
             tx, mut sub, task, ..
         } = self;
+        let telemetry = Arc::clone(tx.telemetry());
         drop(tx);
-        let stats = stopped(task).await;
+        stopped(task).await;
+        let stats = stats(&telemetry);
         let rest = closed(&mut sub).into_iter().map(|e| e.kind).collect();
         (stats, rest)
     }
@@ -159,9 +186,9 @@ fn closed(sub: &mut Subscription) -> Vec<DeviceEvent> {
     }
 }
 
-/// The engine's stats once it has stopped (all its senders are dropped),
-/// within a minute of (paused) time.
-async fn stopped(task: JoinHandle<NormalizeStats>) -> NormalizeStats {
+/// Waits for the engine to stop (all its senders are dropped), within a
+/// minute of (paused) time.
+async fn stopped(task: JoinHandle<()>) {
     tokio::time::timeout(Duration::from_secs(60), task)
         .await
         .expect("the engine stops once every sender is dropped")
@@ -656,8 +683,10 @@ async fn a_device_added_at_run_time_is_normalized_like_a_configured_one() {
     dir.insert(template).unwrap();
     tx.readings(&th1, vec![sample(&t, Value::Float(2.0), Quality::Good)])
         .await;
+    let telemetry = Arc::clone(tx.telemetry());
     drop(tx);
-    let stats = stopped(task).await;
+    stopped(task).await;
+    let stats = stats(&telemetry);
     let mut got = Vec::new();
     for e in closed(&mut sub) {
         assert_eq!(e.device, th1);

@@ -64,7 +64,7 @@ fn start(device: SimulatorDevice, points: Vec<(&str, SimulatorPoint)>, poll: Dur
     let (commands, rx) = mpsc::channel(8);
     let shutdown = CancellationToken::new();
     let ctx = AdapterContext {
-        events: EventSender::new(tx),
+        events: EventSender::new(tx, Arc::default()),
         commands: rx,
         shutdown: shutdown.clone(),
     };

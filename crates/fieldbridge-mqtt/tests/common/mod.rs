@@ -459,7 +459,7 @@ pub struct Rig {
     /// Where writes go in.
     pub router: CommandRouter,
     /// The adapter's counters.
-    pub stats: Arc<MqttStats>,
+    pub stats: MqttStats,
     /// Every device, including those created at run time.
     pub directory: Arc<Directory>,
     shutdown: CancellationToken,
@@ -503,7 +503,10 @@ impl Rig {
             devices,
         )
         .with_directory(Arc::clone(&directory));
-        let stats = adapter.stats();
+        let stats = MqttStats::new(
+            ConnectionId::new("broker").unwrap(),
+            Arc::clone(events.telemetry()),
+        );
         let adapter: Box<dyn Adapter> = Box::new(adapter);
         let mut routes = CommandRoutes::new();
         let shutdown = CancellationToken::new();

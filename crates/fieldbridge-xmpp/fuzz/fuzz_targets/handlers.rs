@@ -63,7 +63,7 @@ fn rig() -> Rig {
         control: vec!["alice@localhost".into()],
     });
     let mut gw =
-        Gateway::new("gw.localhost", "fuzz", directory, access, dir.path()).expect("a gateway");
+        Gateway::new("gw.localhost", "fuzz", directory, access, dir.path(), Default::default()).expect("a gateway");
     gw.on_connected(tokio::time::Instant::now());
     Rig { gw, _dir: dir }
 }

@@ -5,8 +5,10 @@
 //! so that a noisy peer cannot flood the log.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use fieldbridge_core::DeviceId;
+use fieldbridge_core::telemetry::{InternalEvent, RefusalCause, StanzaRefused, Telemetry};
 use minidom::Element;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -21,24 +23,15 @@ pub(super) const NOT_IN_CONTROL: &str = "You may not change this device (not in 
 const MAX_LOGGED_SENDERS: usize = 1000;
 
 /// Admission and refusals.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Guard {
     senders: SenderLimits,
     /// Causes already logged at `info`.
     logged_causes: HashSet<&'static str>,
     /// Refused senders already logged at `info` (bounded).
     logged_senders: HashSet<BareJid>,
-    pub(super) counts: Refusals,
-}
-
-/// What the guard counted.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Refusals {
-    pub(super) malformed: u64,
-    pub(super) forbidden: u64,
-    pub(super) unsupported: u64,
-    pub(super) rate_limited: u64,
-    pub(super) subscriptions_refused: u64,
+    /// Where refusals are counted (by cause, never by JID).
+    telemetry: Arc<Telemetry>,
 }
 
 /// The sender of a stanza, if it has a valid one.
@@ -55,6 +48,21 @@ pub(super) fn is_request(el: &Element) -> bool {
 }
 
 impl Guard {
+    pub(super) fn new(telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            senders: SenderLimits::default(),
+            logged_causes: HashSet::new(),
+            logged_senders: HashSet::new(),
+            telemetry,
+        }
+    }
+
+    /// Counts a refusal; how many of its cause there were, with this one.
+    pub(super) fn refused(&self, cause: RefusalCause) -> u64 {
+        StanzaRefused { cause }.emit(&self.telemetry);
+        Telemetry::count(&self.telemetry.stanzas_refused, [("cause", cause.name())])
+    }
+
     /// Whether a stanza is looked at at all: not from our own `domain` (we
     /// never send requests to ourselves, so that is a bounce or a spoof,
     /// and answering could start a loop), and its sender within its rate.
@@ -69,12 +77,12 @@ impl Guard {
         match self.senders.check(&from.to_bare(), Instant::now()) {
             Verdict::Allowed => true,
             Verdict::FloodStarts => {
-                self.counts.rate_limited += 1;
+                self.refused(RefusalCause::RateLimited);
                 tracing::info!(jid = %from.to_bare(), rate = flood::RATE, burst = flood::BURST, "sender over its rate limit: its stanzas are refused until it slows down");
                 false
             }
             Verdict::Refused => {
-                self.counts.rate_limited += 1;
+                self.refused(RefusalCause::RateLimited);
                 false
             }
         }
@@ -97,22 +105,17 @@ impl Guard {
     }
 
     pub(super) fn malformed(&mut self, el: &Element, why: &'static str) {
-        self.counts.malformed += 1;
+        let malformed = self.refused(RefusalCause::Malformed);
         let jid = el.attr("from").unwrap_or("?");
         if self.logged_causes.insert(why) {
             tracing::info!(
                 jid,
                 error = why,
-                malformed = self.counts.malformed,
+                malformed,
                 "malformed stanza dropped (further ones with this cause are logged at debug)"
             );
         } else {
-            tracing::debug!(
-                jid,
-                error = why,
-                malformed = self.counts.malformed,
-                "malformed stanza dropped"
-            );
+            tracing::debug!(jid, error = why, malformed, "malformed stanza dropped");
         }
     }
 
@@ -120,7 +123,7 @@ impl Guard {
     /// `info` the first time for each sender (then at `debug`), so that an
     /// operator sees who was refused without a flood filling the log.
     pub(super) fn forbidden(&mut self, who: &BareJid, what: &'static str) {
-        self.counts.forbidden += 1;
+        self.refused(RefusalCause::Forbidden);
         if self.logged_senders.len() >= MAX_LOGGED_SENDERS {
             self.logged_senders.clear();
         }
@@ -135,7 +138,7 @@ impl Guard {
     /// never get this far): counted as forbidden and logged, by the way it
     /// asked (chat, ad-hoc, XEP-0325).
     pub(super) fn control_refused(&mut self, who: &BareJid, device: &DeviceId, how: &'static str) {
-        self.counts.forbidden += 1;
+        self.refused(RefusalCause::Forbidden);
         tracing::info!(jid = %who, device = %device, "{how} refused: not in access.control");
     }
 
@@ -159,7 +162,7 @@ impl Guard {
 
     /// A request refused by a limit: logged once per cause at `info`.
     pub(super) fn limit_reached(&mut self, jid: &str, cause: &'static str) {
-        self.counts.subscriptions_refused += 1;
+        self.refused(RefusalCause::SubscriptionLimit);
         if self.logged_causes.insert(cause) {
             tracing::info!(
                 jid,
@@ -173,7 +176,7 @@ impl Guard {
 
     /// An IQ this entity does not answer.
     pub(super) fn unsupported(&mut self, el: &Element) -> Element {
-        self.counts.unsupported += 1;
+        self.refused(RefusalCause::Unsupported);
         iq_error(
             el,
             ErrorType::Cancel,

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use fieldbridge_core::telemetry::{HistorySize, InternalEvent, LinkChanged, Telemetry};
 use fieldbridge_core::{DeviceSpec, PointId, Sample};
 use fieldbridge_store::{Change, Limits, Snapshot, Store, StoreError, SubscriptionKind, micros};
 use minidom::Element;
@@ -84,6 +85,7 @@ pub fn item_id(micros: u64) -> String {
 #[derive(Debug)]
 pub struct StoreWrite {
     store: Arc<Store>,
+    telemetry: Arc<Telemetry>,
     limits: Arc<HashMap<String, Limits>>,
     items: Vec<(String, Arc<Snapshot>)>,
     changes: Vec<Change>,
@@ -95,8 +97,18 @@ impl StoreWrite {
     pub fn write(self) -> Result<usize, StoreError> {
         let limits = |node: &str| self.limits.get(node).copied().unwrap_or_default();
         self.store
-            .commit(&self.items, &self.changes, limits, SystemTime::now())
-            .map(|()| self.items.len())
+            .commit(&self.items, &self.changes, limits, SystemTime::now())?;
+        // The history size of what was written, counted here, off the
+        // event loop.
+        let mut nodes: Vec<&str> = self.items.iter().map(|(n, _)| n.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for device in nodes {
+            if let Ok(items) = self.store.len(device) {
+                HistorySize { device, items }.emit(&self.telemetry);
+            }
+        }
+        Ok(self.items.len())
     }
 }
 
@@ -213,6 +225,7 @@ impl Nodes {
         self.writing = std::mem::take(&mut self.unsaved);
         Some(StoreWrite {
             store: self.store.clone(),
+            telemetry: Arc::clone(&self.telemetry),
             limits: self.limits.clone(),
             items: self.writing.clone(),
             changes: subscribers.take_changes(),
@@ -354,6 +367,7 @@ impl Gateway {
     /// history keeps what is published) and plan to resend what may have
     /// been in flight.
     pub fn on_disconnected(&mut self) {
+        LinkChanged { up: false }.emit(&self.telemetry);
         self.nodes.disconnected();
     }
 

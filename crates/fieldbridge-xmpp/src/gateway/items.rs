@@ -8,6 +8,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fieldbridge_core::telemetry::{
+    HistorySize, InternalEvent, ItemPublished, ItemSent, NotificationsSent, Telemetry,
+};
 use fieldbridge_core::{DeviceId, DeviceSpec, PointId, Sample};
 use fieldbridge_store::{Limits, Snapshot, Store, StoreError, micros};
 use minidom::Element;
@@ -127,10 +130,8 @@ pub(super) struct Nodes {
     /// Whether the server link is up: notifications are only produced
     /// while it is; the history fills the gap after a reconnect.
     pub(super) connected: bool,
-    /// Items published (one per device update).
-    pub(super) published: u64,
-    /// Notifications produced (one per item and subscriber).
-    pub(super) notified: u64,
+    /// Where items, notifications and their delay are counted.
+    pub(super) telemetry: Arc<Telemetry>,
 }
 
 /// One node's items.
@@ -172,7 +173,7 @@ impl NodeState {
 }
 
 impl Nodes {
-    pub(super) fn new(store: Arc<Store>) -> Self {
+    pub(super) fn new(store: Arc<Store>, telemetry: Arc<Telemetry>) -> Self {
         Self {
             nodes: HashMap::new(),
             store,
@@ -183,8 +184,7 @@ impl Nodes {
             notifications: Vec::new(),
             reads: Vec::new(),
             connected: false,
-            published: 0,
-            notified: 0,
+            telemetry,
         }
     }
 
@@ -192,6 +192,13 @@ impl Nodes {
     /// as its last item holds it.
     pub(super) fn resume(&mut self, spec: &DeviceSpec) -> Result<DeviceState, StoreError> {
         let (node, state) = history::resume(&self.store, spec.id.as_str())?;
+        if let Ok(items) = self.store.len(spec.id.as_str()) {
+            HistorySize {
+                device: spec.id.as_str(),
+                items,
+            }
+            .emit(&self.telemetry);
+        }
         self.nodes.insert(spec.id.clone(), node);
         Arc::make_mut(&mut self.limits).insert(spec.id.to_string(), history::limits(spec));
         Ok(state)
@@ -318,7 +325,7 @@ impl Nodes {
             samples: state.latest.values().cloned().collect(),
         });
         node.last_item = Some(item.clone());
-        self.published += 1;
+        ItemPublished { device }.emit(&self.telemetry);
         self.unsaved.push((device.to_string(), item.clone()));
         if self.connected {
             node.last_sent = id;
@@ -342,7 +349,12 @@ impl Nodes {
             return 0;
         }
         let n = to.len();
-        self.notified += n as u64;
+        NotificationsSent { count: n as u64 }.emit(&self.telemetry);
+        // How old the item's newest reading is as it goes out.
+        if let Some(newest) = item.samples.iter().map(|s| s.at).max() {
+            let delay = SystemTime::now().duration_since(newest).unwrap_or_default();
+            ItemSent { delay }.emit(&self.telemetry);
+        }
         self.notifications.push(Notification {
             from: me.domain.clone(),
             node: node.to_owned(),
@@ -414,6 +426,9 @@ impl Gateway {
         let published = UNIX_EPOCH + Duration::from_micros(item.id);
         set(&mut delay, "stamp", sensordata::timestamp(published));
         message.append_child(delay);
+        // A notification like any other (its reading is old by design: no
+        // delay observed).
+        NotificationsSent { count: 1 }.emit(&self.telemetry);
         Some(message)
     }
 }

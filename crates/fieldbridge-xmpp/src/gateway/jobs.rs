@@ -5,6 +5,7 @@
 //! the [`JobOutcome`] back to [`Gateway::job_done`] for the reply.
 
 use fieldbridge_core::audit::{Entry, Via};
+use fieldbridge_core::telemetry::{InternalEvent, WriteEnded, WriteOutcome};
 use fieldbridge_core::{
     AdapterError, CommandError, CommandRouter, DeviceId, DeviceSpec, PointId, Value,
 };
@@ -137,8 +138,23 @@ pub(super) struct Commands {
     pub(super) sessions: u64,
     /// Stanzas that follow an IQ's reply (readout values), sent after it.
     pub(super) follow_ups: Vec<Element>,
-    /// Chat commands answered.
-    pub(super) chat_commands: u64,
+}
+
+/// How a write ended, for the `writes` counter: refused when the request
+/// itself was wrong (the device never saw it or said no), failed when the
+/// adapter or device could not do it.
+fn write_outcome(result: &Result<Value, CommandError>) -> WriteOutcome {
+    match result {
+        Ok(_) => WriteOutcome::Done,
+        Err(
+            CommandError::UnknownDevice(_)
+            | CommandError::UnknownPoint { .. }
+            | CommandError::NotWritable { .. }
+            | CommandError::InvalidValue(_)
+            | CommandError::Failed(AdapterError::Refused(_) | AdapterError::Unsupported(_)),
+        ) => WriteOutcome::Refused,
+        Err(_) => WriteOutcome::Failed,
+    }
 }
 
 /// The stanza error that says why a command failed, by its cause: a
@@ -169,6 +185,25 @@ pub(super) fn error_condition(e: &CommandError) -> (ErrorType, DefinedCondition)
 }
 
 impl Gateway {
+    /// Counts the writes of a finished job.
+    fn count_writes(&self, job: &Job, outcome: &JobOutcome) {
+        let device = &job.device;
+        let emit = |r: &Result<Value, CommandError>| {
+            WriteEnded {
+                device,
+                outcome: write_outcome(r),
+            }
+            .emit(&self.telemetry);
+        };
+        match (&job.action, outcome) {
+            (JobAction::Write { .. }, JobOutcome::Written(r)) => emit(r),
+            (JobAction::WriteMany(_), JobOutcome::Values(values)) => {
+                values.iter().for_each(|(_, r)| emit(r));
+            }
+            _ => {}
+        }
+    }
+
     /// Queues adapter work, or says why not.
     pub(super) fn queue_job(&mut self, job: Job) -> Result<(), String> {
         if self.commands.jobs.len() >= MAX_QUEUED_JOBS {
@@ -199,9 +234,15 @@ impl Gateway {
         self.commands.jobs.drain(..n).collect()
     }
 
+    /// Jobs waiting for the connection loop to take them.
+    pub fn queued_jobs(&self) -> usize {
+        self.commands.jobs.len()
+    }
+
     /// The answer to a job once its adapter has spoken (a write is
-    /// audited here, with what the adapter answered).
+    /// counted and audited here, with what the adapter answered).
     pub fn job_done(&self, job: Job, outcome: JobOutcome) -> Vec<Element> {
+        self.count_writes(&job, &outcome);
         self.audit_job(&job, &outcome);
         match job.reply {
             Reply::Chat(reply) => {
@@ -248,7 +289,7 @@ impl Gateway {
         }
     }
 
-    /// Audits a write refused before it reached the adapter (not allowed,
+    /// Counts and audits a write refused before it reached the adapter (not allowed,
     /// unknown or read-only point, a value that does not fit, busy): the
     /// value as typed, typed as the point's kind when it parses.
     pub(super) fn audit_refused(
@@ -260,6 +301,11 @@ impl Gateway {
         value: &str,
         why: &str,
     ) {
+        WriteEnded {
+            device: &spec.id,
+            outcome: WriteOutcome::Refused,
+        }
+        .emit(&self.telemetry);
         let asked = spec
             .points
             .get(point)

@@ -1,6 +1,7 @@
 //! Messages to a device JID: commands in words ([`crate::chat`]), answered
 //! in the same chat; writes go to the adapter as [`Job`]s.
 
+use fieldbridge_core::telemetry::{ChatAnswered, InternalEvent};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
@@ -56,7 +57,7 @@ impl Gateway {
                 DefinedCondition::Forbidden,
             )];
         }
-        self.commands.chat_commands += 1;
+        ChatAnswered.emit(&self.telemetry);
         let reply = self.chat_reply_to(el, device, from);
         let may_control = self.access.may_control(&bare);
         let Some(spec) = self.directory.device(device).cloned() else {

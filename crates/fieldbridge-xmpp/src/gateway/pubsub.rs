@@ -154,7 +154,8 @@ impl Gateway {
                 // XEP-0060's answer to a pubsub request the service does not
                 // offer (the nodes are the gateway's own: nobody publishes,
                 // creates or configures them).
-                self.guard.counts.unsupported += 1;
+                self.guard
+                    .refused(fieldbridge_core::telemetry::RefusalCause::Unsupported);
                 let feature = match other {
                     "publish" => "publish",
                     "create" => "create-nodes",

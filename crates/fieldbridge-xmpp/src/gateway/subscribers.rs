@@ -5,6 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use fieldbridge_core::telemetry::{
+    InternalEvent, SubscribersLoaded, SubscriptionChanged, Telemetry,
+};
 use fieldbridge_store::{Change, SubscriptionKind, Subscriptions};
 use xmpp_parsers::jid::{BareJid, Jid};
 
@@ -31,6 +34,8 @@ pub(super) struct Subscribers {
     /// or while the gateway was stopped): kept, so that allowing them again
     /// resumes them, but sent nothing.
     paused: HashSet<String>,
+    /// Where subscriptions added and removed are counted.
+    telemetry: Arc<Telemetry>,
 }
 
 /// Which subscription limit a request reached.
@@ -71,14 +76,27 @@ impl std::fmt::Display for Limit {
     }
 }
 
+/// The `kind` label of a subscription.
+fn kind_label(kind: SubscriptionKind) -> &'static str {
+    match kind {
+        SubscriptionKind::Presence => "presence",
+        SubscriptionKind::Pubsub => "pubsub",
+    }
+}
+
 impl Subscribers {
     /// The subscriptions the store kept.
-    pub(super) fn new(subs: Subscriptions) -> Self {
+    pub(super) fn new(subs: Subscriptions, telemetry: Arc<Telemetry>) -> Self {
+        for (kind, of_kind) in [("presence", &subs.presence), ("pubsub", &subs.pubsub)] {
+            let count = of_kind.values().map(|s| s.len() as u64).sum();
+            SubscribersLoaded { kind, count }.emit(&telemetry);
+        }
         Self {
             subs,
             changes: Vec::new(),
             lists: HashMap::new(),
             paused: HashSet::new(),
+            telemetry,
         }
     }
 
@@ -155,6 +173,11 @@ impl Subscribers {
             .or_default()
             .insert(jid.to_owned());
         if added {
+            SubscriptionChanged {
+                kind: kind_label(kind),
+                added: true,
+            }
+            .emit(&self.telemetry);
             self.lists.remove(node);
             self.changes.push(Change::Subscribe {
                 kind,
@@ -172,6 +195,11 @@ impl Subscribers {
             .get_mut(node)
             .is_some_and(|s| s.remove(jid));
         if removed {
+            SubscriptionChanged {
+                kind: kind_label(kind),
+                added: false,
+            }
+            .emit(&self.telemetry);
             self.lists.remove(node);
             self.changes.push(Change::Unsubscribe {
                 kind,

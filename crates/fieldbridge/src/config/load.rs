@@ -17,7 +17,8 @@ use super::env::apply_env;
 use super::error::ConfigErrors;
 use super::kinds;
 use super::model::{
-    Connection, GatewayConfig, GatewaySection, GatewaySettings, default_gateway_id,
+    Connection, GatewayConfig, GatewaySection, GatewaySettings, HttpListen, HttpListenSection,
+    default_gateway_id,
 };
 use super::tree::{self, Key, Kind, Node, Origin, join, locate, null_as_empty_map};
 use crate::dashboard::{DashboardSection, DashboardSettings};
@@ -25,7 +26,14 @@ use crate::dashboard::{DashboardSection, DashboardSettings};
 /// `gateway.yaml` larger than this is refused (thousands of devices fit).
 pub const CONFIG_FILE_LIMIT: u64 = 16 * MIB;
 
-const TOP_KEYS: &[&str] = &["gateway", "xmpp", "connections", "devices", "dashboard"];
+const TOP_KEYS: &[&str] = &[
+    "gateway",
+    "xmpp",
+    "metrics",
+    "connections",
+    "devices",
+    "dashboard",
+];
 
 /// How strictly the secret must be available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +192,10 @@ impl Loader<'_> {
             }
         };
 
+        let metrics = match root.get("metrics") {
+            Some(node) => self.http_listen(node, "metrics"),
+            None => Some(None),
+        };
         // `None` inside: the section has mistakes (recorded).
         let dashboard = root.get("dashboard").map(|node| self.dashboard(node));
 
@@ -194,6 +206,7 @@ impl Loader<'_> {
         let time_zone = time_zone?;
         let xmpp = xmpp?;
         let secret = secret?;
+        let metrics = metrics?;
         let dashboard = match dashboard {
             Some(d) => Some(d?),
             None => None,
@@ -236,6 +249,7 @@ impl Loader<'_> {
             directory: Arc::new(Directory::new(specs)),
             connections: out,
             dashboard,
+            metrics,
             notes: self.notes.take(),
         })
     }
@@ -281,6 +295,24 @@ impl Loader<'_> {
             } else if !known.contains(&key.name.as_str()) {
                 self.problems
                     .push(&key.origin, &p, unknown_key_message(what, &key.name, known));
+            }
+        }
+    }
+
+    /// An HTTP listener section (`metrics:`): `Some(None)` when it is
+    /// empty (`metrics:` alone: off), `None` when it has problems (recorded).
+    fn http_listen(&self, node: &Node, path: &str) -> Option<Option<HttpListen>> {
+        if matches!(node.kind, Kind::Null) {
+            return Some(None);
+        }
+        let section = read::<HttpListenSection>(node, path, &[], true, self.problems)?;
+        match section.check() {
+            Ok(listen) => Some(Some(listen)),
+            Err(message) => {
+                let at = node.get("listen").unwrap_or(node);
+                self.problems
+                    .push(&at.origin, &join(path, "listen"), message);
+                None
             }
         }
     }

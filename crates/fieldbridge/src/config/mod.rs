@@ -26,7 +26,9 @@ pub use self::env::{ENV_PREFIX, ENV_SEPARATOR};
 pub use self::error::{ConfigError, ConfigErrors, Location};
 pub use self::kinds::{DeviceLines, Loaded, LoadedConnection};
 pub use self::load::{CONFIG_FILE_LIMIT, Purpose, load, load_with_env};
-pub use self::model::{Connection, GatewayConfig, GatewaySection, GatewaySettings};
+pub use self::model::{
+    Connection, GatewayConfig, GatewaySection, GatewaySettings, HttpListen, HttpListenSection,
+};
 pub use self::secrets::SECRET_FILE_LIMIT;
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! What a loaded configuration is: the types `load` produces.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -48,6 +49,49 @@ pub struct GatewaySettings {
     pub time_zone: TimeZone,
 }
 
+/// An HTTP listener of the gateway (`metrics:`; the dashboard's later):
+/// on loopback unless the operator says otherwise, since what it serves
+/// (device names, counts, health) is for the machine's own scraper or a
+/// reverse proxy in front of it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListenSection {
+    /// The address and port to listen on, e.g. `127.0.0.1:9464` or
+    /// `[::1]:9464`.
+    pub listen: String,
+    /// Allow an address that is not loopback (default false). Nothing on
+    /// the listener asks for a password: put it behind a firewall or a
+    /// proxy that does.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+/// An HTTP listener, checked: [`HttpListenSection`] with its address parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpListen {
+    /// Where to listen.
+    pub listen: SocketAddr,
+}
+
+impl HttpListenSection {
+    /// The checked listener, or why not (for `<section>.listen`).
+    pub fn check(&self) -> Result<HttpListen, String> {
+        let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
+            format!(
+                "`{}` is not an address and port such as 127.0.0.1:9464",
+                self.listen
+            )
+        })?;
+        if !listen.ip().is_loopback() && !self.allow_remote {
+            return Err(format!(
+                "{listen} is not a loopback address: anyone who reaches it could read \
+                 it; use 127.0.0.1 or [::1], or set `allow_remote: true` beside it"
+            ));
+        }
+        Ok(HttpListen { listen })
+    }
+}
+
 /// A loaded, checked configuration.
 #[derive(Debug)]
 pub struct GatewayConfig {
@@ -66,6 +110,8 @@ pub struct GatewayConfig {
     pub connections: Vec<Connection>,
     /// `dashboard:`, if the gateway serves the web dashboard.
     pub dashboard: Option<crate::dashboard::DashboardSettings>,
+    /// `metrics:` where `/metrics` and `/healthz` are served, if anywhere.
+    pub metrics: Option<HttpListen>,
     /// Things worth knowing that do not stop the gateway.
     pub notes: Vec<String>,
 }

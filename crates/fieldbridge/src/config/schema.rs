@@ -21,7 +21,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use super::kinds::KINDS;
-use super::model::GatewaySection;
+use super::model::{GatewaySection, HttpListenSection};
 
 /// The JSON Schema dialect the schema is written in: draft 7 is the one
 /// editors' YAML plugins understand best.
@@ -240,6 +240,7 @@ pub fn gateway_schema() -> Value {
         "properties": {
             "gateway": schema_of::<GatewaySection>(),
             "xmpp": schema_of::<XmppConfig>(),
+            "metrics": metrics_schema(),
             "connections": connections,
             "devices": devices,
             "dashboard": schema_of::<crate::dashboard::DashboardSection>(),
@@ -249,6 +250,16 @@ pub fn gateway_schema() -> Value {
     });
     widen_text(&mut schema);
     schema
+}
+
+/// `metrics:`: an HTTP listener, or nothing (off).
+fn metrics_schema() -> Value {
+    let mut listener = schema_of::<HttpListenSection>();
+    listener["description"] = json!(
+        "`metrics:` serves Prometheus `/metrics` and `/healthz` on this address \
+         (off when absent)."
+    );
+    json!({ "anyOf": [listener, { "type": "null" }] })
 }
 
 /// The loader reads a number or a boolean where it expects text (`name:

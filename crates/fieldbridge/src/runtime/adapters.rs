@@ -59,8 +59,15 @@ impl Adapters {
             shutdown: stop.clone(),
         };
         tracing::debug!(adapter = %name, "starting adapter");
-        let task = tokio::spawn(adapter.run(ctx));
+        // Counted as running until its loop returns.
+        let running = events.telemetry().adapter_running();
+        let run = adapter.run(ctx);
+        let task = tokio::spawn(async move {
+            run.await;
+            drop(running);
+        });
         self.running.insert(id, Running { name, stop, task });
+        self.count_configured();
     }
 
     /// Stops `id`'s adapter (a reload removed or changed it) and waits for
@@ -70,6 +77,7 @@ impl Adapters {
         let Some(running) = self.running.remove(id) else {
             return;
         };
+        self.count_configured();
         tracing::debug!(adapter = %running.name, "stopping adapter");
         running.stop.cancel();
         let deadline = tokio::time::Instant::now() + STOP_GRACE;
@@ -89,6 +97,15 @@ impl Adapters {
         }
         if abandoned {
             tracing::warn!("adapters did not stop within {STOP_GRACE:?}; abandoning them");
+        }
+    }
+
+    /// Tells health how many adapters should be running.
+    fn count_configured(&self) {
+        if let Some(events) = &self.events {
+            events
+                .telemetry()
+                .set_adapters_configured(self.running.len());
         }
     }
 

@@ -124,6 +124,18 @@ fn chat_writes_are_audited_done_failed_and_refused() {
             ),
         ]
     );
+    // Counted as audited: the four refused before the adapter, and the
+    // adapter's refusal; one done.
+    let writes = |outcome| {
+        fieldbridge_core::telemetry::Telemetry::count(
+            &gw.telemetry().writes,
+            [("device", "boiler"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (writes("done"), writes("refused"), writes("failed")),
+        (1, 5, 0)
+    );
 }
 
 #[test]

@@ -180,7 +180,7 @@ fn an_outsider_gets_no_vcard_and_cannot_tell_which_devices_exist() {
         answers.push(crate::xml::to_string(&answer));
     }
     assert_eq!(answers[0], answers[1], "a device and no device look alike");
-    assert_eq!(r.gw.stats().forbidden, 3);
+    assert_eq!(stats(&r.gw).forbidden, 3);
 }
 
 #[test]

@@ -241,7 +241,15 @@ fn node_meta_data_tells_the_access_model_honestly() {
         read: vec!["*".into()],
         control: vec![],
     });
-    let mut open = Gateway::new(DOMAIN, "t", directory(), access, dir.path()).unwrap();
+    let mut open = Gateway::new(
+        DOMAIN,
+        "t",
+        directory(),
+        access,
+        dir.path(),
+        Default::default(),
+    )
+    .unwrap();
     let meta = meta_data(&mut open);
     assert!(meta.contains(&("pubsub#access_model".to_owned(), "open".to_owned())));
 }

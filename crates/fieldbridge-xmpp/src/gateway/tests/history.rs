@@ -104,6 +104,7 @@ fn the_history_keeps_the_defaults_or_what_the_device_says() {
         Arc::new(Directory::new([spec])),
         access,
         dir.path(),
+        Default::default(),
     )
     .unwrap();
     connect(&mut gw, Instant::now());
@@ -337,7 +338,15 @@ fn the_state_of_the_previous_version_is_upgraded_with_its_subscribers_and_items(
         read: vec!["example.org".into(), "example.net".into()],
         control: vec![],
     });
-    let mut gw = Gateway::new(DOMAIN, "test", directory, access, dir.path()).unwrap();
+    let mut gw = Gateway::new(
+        DOMAIN,
+        "test",
+        directory,
+        access,
+        dir.path(),
+        Default::default(),
+    )
+    .unwrap();
     connect(&mut gw, Instant::now());
     assert!(dir.path().join("subscriptions.json.imported").exists());
     // The items, each now the device's state after that reading.

@@ -39,7 +39,7 @@ fn notifications_carry_the_reading_in_the_sensordata_shape() {
 <numeric momentary='true' name='temperature' unit='°C' value='21.5'/>\
 </timestamp></node></fields>"
     );
-    assert_eq!(r.gw.stats().notifications, 1);
+    assert_eq!(stats(&r.gw).notifications, 1);
 }
 
 #[test]
@@ -52,7 +52,15 @@ fn a_device_made_at_run_time_is_served_and_keeps_its_subscribers_across_restarts
         })
     };
     let start = |directory: Arc<Directory>| {
-        let mut gw = Gateway::new(DOMAIN, "t", directory, access(), dir.path()).unwrap();
+        let mut gw = Gateway::new(
+            DOMAIN,
+            "t",
+            directory,
+            access(),
+            dir.path(),
+            Default::default(),
+        )
+        .unwrap();
         connect(&mut gw, Instant::now());
         gw
     };
@@ -159,7 +167,7 @@ fn readings_that_arrive_together_make_one_item_with_the_whole_state() {
             row("power", "116", 20)
         ]
     );
-    assert_eq!(gw.stats().items, 2);
+    assert_eq!(stats(&gw).items, 2);
 
     // A late subscriber gets the state at once, stamped with when it was
     // published; and `max_items=1` is the same state.

@@ -51,12 +51,41 @@ fn rig() -> Rig {
     }
 }
 
+/// What the gateway counted, read from its telemetry.
+#[derive(Debug, Default)]
+struct Stats {
+    malformed: u64,
+    forbidden: u64,
+    unsupported: u64,
+    items: u64,
+    notifications: u64,
+    chat_commands: u64,
+    rate_limited: u64,
+    subscriptions_refused: u64,
+}
+
+fn stats(gw: &Gateway) -> Stats {
+    let t = gw.telemetry();
+    let refused = |cause| t.sum("stanzas_refused_total", [("cause", cause)]) as u64;
+    Stats {
+        malformed: refused("malformed"),
+        forbidden: refused("forbidden"),
+        unsupported: refused("unsupported"),
+        items: t.sum("items_published_total", []) as u64,
+        notifications: t.sum("notifications_sent_total", []) as u64,
+        chat_commands: t.sum("chat_commands_total", []) as u64,
+        rate_limited: refused("rate_limited"),
+        subscriptions_refused: refused("subscription_limit"),
+    }
+}
+
 fn gateway_in(dir: &std::path::Path) -> Gateway {
     let access = Access::new(&AccessConfig {
         read: vec!["example.org".into()],
         control: vec![],
     });
-    let mut gw = Gateway::new(DOMAIN, "test", directory(), access, dir).unwrap();
+    let mut gw =
+        Gateway::new(DOMAIN, "test", directory(), access, dir, Default::default()).unwrap();
     connect(&mut gw, Instant::now());
     gw
 }
@@ -310,6 +339,7 @@ fn chat_gateway(dir: &std::path::Path) -> Gateway {
         Arc::new(Directory::new([spec])),
         access,
         dir,
+        Default::default(),
     )
     .unwrap()
 }
@@ -665,7 +695,7 @@ fn meter_gateway(dir: &std::path::Path) -> Gateway {
         read: vec!["example.org".into()],
         control: vec![],
     });
-    let mut gw = Gateway::new(DOMAIN, "test", meter(), access, dir).unwrap();
+    let mut gw = Gateway::new(DOMAIN, "test", meter(), access, dir, Default::default()).unwrap();
     connect(&mut gw, Instant::now());
     subscribe_node(&mut gw, ALICE, "meter");
     gw

@@ -58,7 +58,7 @@ fn a_stranger_is_refused_and_learns_nothing() {
         r.gw.all_presences(Instant::now()).is_empty(),
         "not remembered"
     );
-    assert_eq!(r.gw.stats().forbidden, 3);
+    assert_eq!(stats(&r.gw).forbidden, 3);
 }
 
 #[test]

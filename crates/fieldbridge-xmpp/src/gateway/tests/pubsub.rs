@@ -181,7 +181,7 @@ fn publishing_to_a_device_node_is_not_offered() {
         .and_then(|e| e.get_child("unsupported", crate::xml::NS_PUBSUB_ERRORS))
         .unwrap_or_else(|| panic!("{}", crate::xml::to_string(&out[0])));
     assert_eq!(unsupported.attr("feature"), Some("publish"));
-    assert_eq!(r.gw.stats().unsupported, 1);
+    assert_eq!(stats(&r.gw).unsupported, 1);
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn one_user_subscribes_a_few_resources_to_a_node_and_no_more() {
     // another user is not affected.
     assert_eq!(subscribe_as(&mut r.gw, "alice@example.org/r0"), Ok(()));
     assert_eq!(subscribe_as(&mut r.gw, "bob@example.org/laptop"), Ok(()));
-    assert_eq!(r.gw.stats().subscriptions_refused, 6);
+    assert_eq!(stats(&r.gw).subscriptions_refused, 6);
     // The refused ones are not notified.
     let out = feed(&mut r.gw, reading(1.0), Instant::now());
     let notified: BTreeSet<&str> = out
