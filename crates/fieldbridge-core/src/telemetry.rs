@@ -15,7 +15,6 @@
 //! and a `cause`/`outcome`/`kind` from a fixed list; never a value or a JID.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -476,26 +475,28 @@ impl Health {
         self.problem.is_none()
     }
 
-    /// The `/healthz` body: a small JSON object.
+    /// The `/healthz` body: a small JSON object (`status`, `link`,
+    /// `adapters`, `devices`, and `reason` when unhealthy).
     pub fn to_json(&self) -> String {
         let d = &self.devices;
-        let mut s = format!(
-            "{{\"status\":\"{}\",\"link\":\"{}\",\"adapters\":{{\"running\":{},\"configured\":{}}},\"devices\":{{\"online\":{},\"stale\":{},\"offline\":{},\"unknown\":{}}}",
-            if self.is_ok() { "ok" } else { "unhealthy" },
-            if self.link_up { "up" } else { "down" },
-            self.adapters_running,
-            self.adapters_configured,
-            d.online,
-            d.stale,
-            d.offline,
-            d.unknown,
-        );
+        let mut body = serde_json::json!({
+            "status": if self.is_ok() { "ok" } else { "unhealthy" },
+            "link": if self.link_up { "up" } else { "down" },
+            "adapters": {
+                "running": self.adapters_running,
+                "configured": self.adapters_configured,
+            },
+            "devices": {
+                "online": d.online,
+                "stale": d.stale,
+                "offline": d.offline,
+                "unknown": d.unknown,
+            },
+        });
         if let Some(problem) = &self.problem {
-            // Our own fixed words: nothing to escape.
-            let _ = write!(s, ",\"reason\":\"{problem}\"");
+            body["reason"] = problem.as_str().into();
         }
-        s.push('}');
-        s
+        body.to_string()
     }
 }
 

@@ -10,7 +10,7 @@ use fieldbridge_core::audit::AuditLog;
 use fieldbridge_core::telemetry::{InternalEvent, JobsPending, Telemetry};
 use fieldbridge_core::watchdog::Heartbeat;
 use fieldbridge_core::{CommandRouter, Directory, Subscription};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -39,8 +39,6 @@ pub struct ComponentOptions {
     /// Beaten every turn of the loop's 1 s tick, while the link is down
     /// and reconnecting too, for a watchdog.
     pub alive: Heartbeat,
-    /// Whether the link to the server is up now (false until it is).
-    pub link_up: watch::Sender<bool>,
 }
 
 /// A reload for the running component: the new directory and the
@@ -122,7 +120,6 @@ pub async fn run(
         time_zone,
         audit,
         alive,
-        link_up,
     } = options;
     let state_error = |source| XmppError::State {
         dir: state_dir.clone(),
@@ -159,7 +156,6 @@ pub async fn run(
     loop {
         if link.stream.is_none() && gw.is_connected() {
             gw.on_disconnected();
-            link_up.send_replace(false);
         }
         for job in gw.take_jobs(gateway::MAX_RUNNING_JOBS.saturating_sub(jobs.len())) {
             jobs.spawn(job.run(commands.clone()));
@@ -238,7 +234,6 @@ pub async fn run(
                         tracing::info!(server = %config.server, component = %config.component, tls = config.tls.is_some(), "connected to the XMPP server");
                         last_error = None;
                         let now = link.connected(s);
-                        link_up.send_replace(true);
                         let out = gw.on_connected(now);
                         link.send(out, gw.take_notifications()).await;
                     }

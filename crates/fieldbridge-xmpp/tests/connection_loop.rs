@@ -165,7 +165,6 @@ fn start(
         time_zone: jiff::tz::TimeZone::UTC,
         audit: fieldbridge_core::audit::AuditLog::log_only(),
         alive: fieldbridge_core::watchdog::Heartbeat::new("XMPP connection loop"),
-        link_up: tokio::sync::watch::Sender::new(false),
     };
     let directory = directory();
     let events = bus.subscribe("xmpp");

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::{is_loopback, parse_listen};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
@@ -78,8 +79,8 @@ impl DashboardSection {
     /// Checks the section; `base` is the configuration's directory.
     pub fn resolve(self, base: &Path) -> Result<DashboardSettings, Vec<Problem>> {
         let mut problems = Vec::new();
-        let listen = match self.listen.parse::<SocketAddr>() {
-            Ok(a) if a.ip().to_canonical().is_loopback() => Some(a),
+        let listen = match parse_listen(&self.listen, "127.0.0.1:8080") {
+            Ok(a) if is_loopback(&a) => Some(a),
             Ok(a) => {
                 problems.push((
                     "listen",
@@ -91,14 +92,8 @@ impl DashboardSection {
                 ));
                 None
             }
-            Err(_) => {
-                problems.push((
-                    "listen",
-                    format!(
-                        "`{}` is not an address with a port, e.g. `127.0.0.1:8080`",
-                        self.listen
-                    ),
-                ));
+            Err(message) => {
+                problems.push(("listen", message));
                 None
             }
         };

@@ -104,7 +104,6 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         router: router.clone(),
     };
     let xmpp_alive = Heartbeat::new("XMPP connection loop");
-    let (link_up, link_state) = tokio::sync::watch::channel(false);
     let options = fieldbridge_xmpp::ComponentOptions {
         config: cfg.xmpp,
         secret: cfg.secret,
@@ -113,7 +112,6 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         time_zone: cfg.gateway.time_zone,
         audit,
         alive: xmpp_alive.clone(),
-        link_up,
     };
     let mut xmpp = tokio::spawn(fieldbridge_xmpp::run(
         options,
@@ -124,7 +122,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
     ));
 
     // Configuration loaded, adapters running; the link comes when it can.
-    let service = Service::ready(vec![engine_alive, xmpp_alive], link_state, directory.len());
+    let service = Service::ready(vec![engine_alive, xmpp_alive], Arc::clone(&telemetry));
 
     let early_end = loop {
         tokio::select! {

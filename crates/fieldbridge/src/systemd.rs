@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use fieldbridge_core::telemetry::{Health, Telemetry};
 use fieldbridge_core::watchdog::{self, Heartbeat};
 use sd_notify::NotifyState;
-use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// The shortest time a loop may go without a beat before it counts as
@@ -25,18 +25,36 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// second.
 const MIN_STALE: Duration = Duration::from_secs(2);
 
-/// The one-line summary systemd shows (`systemctl status`). The one place
-/// it is made: it is to follow the gateway's health snapshot once there is
-/// one (device counts by status).
-pub fn status_line(link_up: bool, devices: usize) -> String {
-    let link = if link_up {
+/// The one-line summary systemd shows (`systemctl status`), from the same
+/// health snapshot as `/healthz`.
+pub fn status_line(health: &Health) -> String {
+    let link = if health.link_up {
         "XMPP link up"
     } else {
         "XMPP link down (connecting)"
     };
-    let s = if devices == 1 { "" } else { "s" };
-    format!("{link}; {devices} device{s}")
+    let d = &health.devices;
+    let total = d.online + d.stale + d.offline + d.unknown;
+    let s = if total == 1 { "" } else { "s" };
+    let by_status: Vec<String> = [
+        (d.online, "online"),
+        (d.stale, "stale"),
+        (d.offline, "offline"),
+        (d.unknown, "not heard from yet"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if by_status.is_empty() {
+        format!("{link}; {total} device{s}")
+    } else {
+        format!("{link}; {total} device{s}: {}", by_status.join(", "))
+    }
 }
+
+/// How often the status line is looked at (sent only when it changed).
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// The gateway as a systemd service.
 #[derive(Debug)]
@@ -50,26 +68,29 @@ pub struct Service {
 
 impl Service {
     /// Says `READY=1` with the first `STATUS=`, then keeps `STATUS=` up to
-    /// date with `link_up` and, when systemd asks for it, the watchdog
+    /// date with `telemetry`'s health and, when systemd asks for it, the watchdog
     /// going over `beats`. Needs a tokio runtime.
-    pub fn ready(
-        beats: Vec<Heartbeat>,
-        mut link_up: watch::Receiver<bool>,
-        devices: usize,
-    ) -> Self {
+    pub fn ready(beats: Vec<Heartbeat>, telemetry: Arc<Telemetry>) -> Self {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
         let stopping = Arc::new(AtomicBool::new(false));
         if !enabled {
             return Self { enabled, stopping };
         }
-        let first = status_line(*link_up.borrow_and_update(), devices);
-        notify(&[NotifyState::Ready, NotifyState::Status(&first)]);
-        tracing::info!(status = %first, "told systemd we are ready");
+        let mut sent = status_line(&telemetry.health());
+        notify(&[NotifyState::Ready, NotifyState::Status(&sent)]);
+        tracing::info!(status = %sent, "told systemd we are ready");
+        let stopped = Arc::clone(&stopping);
         tokio::spawn(async move {
-            // Until the component lets go of the sender.
-            while link_up.changed().await.is_ok() {
-                let line = status_line(*link_up.borrow_and_update(), devices);
-                notify(&[NotifyState::Status(&line)]);
+            let mut tick = tokio::time::interval(STATUS_EVERY);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            // `stopping` says "stopping" from then on.
+            while !stopped.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let line = status_line(&telemetry.health());
+                if line != sent && !stopped.load(Ordering::Relaxed) {
+                    notify(&[NotifyState::Status(&line)]);
+                    sent = line;
+                }
             }
         });
         if let Some(timeout) = sd_notify::watchdog_enabled() {
@@ -163,11 +184,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_status_line_says_link_and_devices() {
-        assert_eq!(status_line(true, 3), "XMPP link up; 3 devices");
+    fn the_status_line_says_link_and_devices_by_status() {
+        let mut health = Health {
+            link_up: true,
+            adapters_running: 1,
+            adapters_configured: 1,
+            devices: Default::default(),
+            problem: None,
+        };
+        health.devices.online = 2;
+        health.devices.offline = 1;
         assert_eq!(
-            status_line(false, 1),
-            "XMPP link down (connecting); 1 device"
+            status_line(&health),
+            "XMPP link up; 3 devices: 2 online, 1 offline"
+        );
+        health.link_up = false;
+        health.devices = Default::default();
+        health.devices.unknown = 1;
+        assert_eq!(
+            status_line(&health),
+            "XMPP link down (connecting); 1 device: 1 not heard from yet"
+        );
+        health.devices = Default::default();
+        assert_eq!(
+            status_line(&health),
+            "XMPP link down (connecting); 0 devices"
         );
     }
 

@@ -28,6 +28,7 @@ pub use self::kinds::{DeviceLines, Loaded, LoadedConnection};
 pub use self::load::{CONFIG_FILE_LIMIT, Purpose, load, load_with_env};
 pub use self::model::{
     Connection, GatewayConfig, GatewaySection, GatewaySettings, HttpListen, HttpListenSection,
+    is_loopback, parse_listen,
 };
 pub use self::secrets::SECRET_FILE_LIMIT;
 

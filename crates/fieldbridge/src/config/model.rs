@@ -49,7 +49,7 @@ pub struct GatewaySettings {
     pub time_zone: TimeZone,
 }
 
-/// An HTTP listener of the gateway (`metrics:`; the dashboard's later):
+/// An HTTP listener of the gateway (`metrics:`):
 /// on loopback unless the operator says otherwise, since what it serves
 /// (device names, counts, health) is for the machine's own scraper or a
 /// reverse proxy in front of it.
@@ -73,16 +73,25 @@ pub struct HttpListen {
     pub listen: SocketAddr,
 }
 
+/// A listener's `listen:` parsed, or what is wrong with it (`example` is
+/// the address the message suggests). One place for every HTTP listener.
+pub fn parse_listen(text: &str, example: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not an address and port such as {example}"))
+}
+
+/// Whether only this machine reaches `addr` (an IPv4-mapped 127.0.0.1
+/// included).
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
+}
+
 impl HttpListenSection {
     /// The checked listener, or why not (for `<section>.listen`).
     pub fn check(&self) -> Result<HttpListen, String> {
-        let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
-            format!(
-                "`{}` is not an address and port such as 127.0.0.1:9464",
-                self.listen
-            )
-        })?;
-        if !listen.ip().is_loopback() && !self.allow_remote {
+        let listen = parse_listen(&self.listen, "127.0.0.1:9464")?;
+        if !is_loopback(&listen) && !self.allow_remote {
             return Err(format!(
                 "{listen} is not a loopback address: anyone who reaches it could read \
                  it; use 127.0.0.1 or [::1], or set `allow_remote: true` beside it"
