@@ -23,6 +23,21 @@ pub struct Setup<'a> {
     pub devices: &'a str,
 }
 
+/// The simulator connection most tests use.
+pub const SIMULATOR: &str = "  sim: { simulator: {} }\n";
+
+impl<'a> Setup<'a> {
+    /// The usual site: anyone on localhost reads, alice controls.
+    pub fn alice_controls(connections: &'a str, devices: &'a str) -> Self {
+        Self {
+            read: &["localhost"],
+            control: &["alice@localhost"],
+            connections,
+            devices,
+        }
+    }
+}
+
 /// A gateway process and its files (config, secret, state, log).
 pub struct Gateway {
     dir: tempfile::TempDir,
@@ -70,6 +85,18 @@ impl Gateway {
         let gw = Self::launch(server, setup, env)?;
         gw.wait_connected(0).await?;
         Ok(gw)
+    }
+
+    /// [`Gateway::start_with_env`], or the test fails with the server's
+    /// log (for a gateway that must start).
+    pub async fn started(
+        server: &impl ComponentServer,
+        setup: &Setup<'_>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_with_env(server, setup, env)
+            .await
+            .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.server_log()))
     }
 
     /// [`Gateway::start_with_env`] without waiting for the login: for a

@@ -105,6 +105,9 @@ impl ComponentServer for ComponentProxy {
     fn secret(&self) -> &str {
         &self.secret
     }
+    fn server_log(&self) -> String {
+        "(the server behind the proxy logs elsewhere)".to_owned()
+    }
 }
 
 impl Drop for ComponentProxy {

@@ -55,6 +55,8 @@ pub trait ComponentServer {
     fn component_port(&self) -> u16;
     /// The component secret.
     fn secret(&self) -> &str;
+    /// What the server logged, for failure messages.
+    fn server_log(&self) -> String;
 }
 
 impl ComponentServer for Prosody {
@@ -64,11 +66,17 @@ impl ComponentServer for Prosody {
     fn secret(&self) -> &str {
         &self.secret
     }
+    fn server_log(&self) -> String {
+        self.log()
+    }
 }
 
 impl ComponentServer for Ejabberd {
     fn component_port(&self) -> u16 {
         self.component_port
+    }
+    fn server_log(&self) -> String {
+        self.log()
     }
     fn secret(&self) -> &str {
         &self.secret
@@ -214,5 +222,8 @@ impl ComponentServer for Server {
             Server::Prosody(s) => &s.secret,
             Server::Ejabberd(s) => &s.secret,
         }
+    }
+    fn server_log(&self) -> String {
+        self.log()
     }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fieldbridge_e2e::client::{XmppUser, el, with_child, xml};
-use fieldbridge_e2e::gateway::{Gateway, Setup};
+use fieldbridge_e2e::gateway::{Gateway, SIMULATOR, Setup};
 use fieldbridge_e2e::prosody::Prosody;
 use fieldbridge_e2e::{fieldbridge_bin, output_within};
 use tokio::time::Instant;
@@ -74,18 +74,12 @@ async fn every_write_attempt_is_in_the_audit() {
     for u in ["alice", "bob"] {
         server.register(u, "pw").expect("user registered");
     }
-    let gateway = Gateway::start_with_env(
+    let gateway = Gateway::started(
         &server,
-        &Setup {
-            read: &["localhost"],
-            control: &["alice@localhost"],
-            connections: "  sim: { simulator: {} }\n",
-            devices: DEVICES,
-        },
+        &Setup::alice_controls(SIMULATOR, DEVICES),
         &[("FIELDBRIDGE__GATEWAY__TIMEZONE", ZONE)],
     )
-    .await
-    .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.log()));
+    .await;
     let mut alice = XmppUser::connect(server.c2s_port, "alice", "pw")
         .await
         .unwrap();

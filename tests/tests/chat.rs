@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fieldbridge_e2e::client::{XmppUser, is_presence, status_text};
-use fieldbridge_e2e::gateway::{Gateway, Setup};
+use fieldbridge_e2e::gateway::{Gateway, SIMULATOR, Setup};
 use fieldbridge_e2e::server::{Server, ServerKind};
 
 const BOILER: &str = "boiler@gw.localhost";
@@ -24,18 +24,12 @@ async fn setup(kind: ServerKind) -> (Server, Gateway) {
     for u in ["alice", "bob"] {
         server.register(u, "pw").expect("user registered");
     }
-    let gateway = Gateway::start_with_env(
+    let gateway = Gateway::started(
         &server,
-        &Setup {
-            read: &["localhost"],
-            control: &["alice@localhost"],
-            connections: "  sim: { simulator: {} }\n",
-            devices: DEVICES,
-        },
+        &Setup::alice_controls(SIMULATOR, DEVICES),
         &[("FIELDBRIDGE__GATEWAY__TIMEZONE", ZONE)],
     )
-    .await
-    .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.log()));
+    .await;
     (server, gateway)
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use fieldbridge_e2e::client::XmppUser;
-use fieldbridge_e2e::gateway::{Gateway, Setup};
+use fieldbridge_e2e::gateway::{Gateway, SIMULATOR, Setup};
 use fieldbridge_e2e::http::{Answer, get, get_until, sample};
 use fieldbridge_e2e::pubsub::{next_fields, subscribe};
 use fieldbridge_e2e::server::{Server, ServerKind};
@@ -26,18 +26,12 @@ async fn setup() -> (Server, Gateway, u16) {
     server.register("alice", "pw").expect("alice registered");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let gateway = Gateway::start_with_env(
+    let gateway = Gateway::started(
         &server,
-        &Setup {
-            read: &["localhost"],
-            control: &["alice@localhost"],
-            connections: "  sim: { simulator: {} }\n",
-            devices: DEVICES,
-        },
+        &Setup::alice_controls(SIMULATOR, DEVICES),
         &[("FIELDBRIDGE__METRICS__LISTEN", &listen)],
     )
-    .await
-    .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.log()));
+    .await;
     (server, gateway, port)
 }
 

@@ -430,17 +430,8 @@ async fn start(kind: ServerKind, connections: &str, devices: &str) -> (Server, G
     for u in ["alice", "bob"] {
         server.register(u, "pw").expect("user registered");
     }
-    let gateway = Gateway::start_with(
-        &server,
-        &Setup {
-            read: &["localhost"],
-            control: &["alice@localhost"],
-            connections,
-            devices,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.log()));
+    let gateway =
+        Gateway::started(&server, &Setup::alice_controls(connections, devices), &[]).await;
     (server, gateway)
 }
 

@@ -47,17 +47,8 @@ async fn start(kind: ServerKind, broker: Mosquitto, devices: &str, filters: &[&s
         "  broker: {{ mqtt: {{ url: \"{}\", client_id: {CLIENT_ID} }} }}\n",
         broker.url()
     );
-    let gateway = Gateway::start_with(
-        &server,
-        &Setup {
-            read: &["localhost"],
-            control: &["alice@localhost"],
-            connections: &connections,
-            devices,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.log()));
+    let gateway =
+        Gateway::started(&server, &Setup::alice_controls(&connections, devices), &[]).await;
     for f in filters {
         broker
             .wait_subscribed(CLIENT_ID, f, WAIT)

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use fieldbridge_e2e::client::{XmppUser, el, error_condition, is_presence, status_text, xml};
-use fieldbridge_e2e::gateway::{Gateway, Setup};
+use fieldbridge_e2e::gateway::{Gateway, SIMULATOR, Setup};
 use fieldbridge_e2e::prosody::COMPONENT;
 use fieldbridge_e2e::server::{Server, ServerKind};
 use minidom::Element;
@@ -41,22 +41,15 @@ async fn start(kind: ServerKind, users: &[&str]) -> (Server, Gateway) {
     let setup = Setup {
         read: &["alice@localhost"],
         control: &["alice@localhost"],
-        connections: "  sim: { simulator: {} }\n",
+        connections: SIMULATOR,
         devices: DEVICES,
     };
-    let gateway = Gateway::start_with_env(
+    let gateway = Gateway::started(
         &server,
         &setup,
         &[("FIELDBRIDGE__XMPP__STATUS_INTERVAL", STATUS_INTERVAL)],
     )
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "gateway starts: {e}\n{} log:\n{}",
-            kind.name(),
-            server.log()
-        )
-    });
+    .await;
     (server, gateway)
 }
 

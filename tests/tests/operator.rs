@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use fieldbridge_e2e::client::{XmppUser, is_presence, status_text, xml};
-use fieldbridge_e2e::gateway::{Gateway, Setup};
+use fieldbridge_e2e::gateway::{Gateway, SIMULATOR, Setup};
 use fieldbridge_e2e::pubsub::{next_fields, subscribe};
 use fieldbridge_e2e::server::{Server, ServerKind};
 use serde_json::Value;
@@ -40,18 +40,7 @@ async fn next_of(alice: &mut XmppUser, point: &str) -> f64 {
 async fn setup(kind: ServerKind, env: &[(&str, &str)]) -> (Server, Gateway) {
     let server = Server::start(kind).await.expect("the XMPP server starts");
     server.register("alice", "pw").expect("user registered");
-    let gateway = Gateway::start_with_env(
-        &server,
-        &Setup {
-            read: &["localhost"],
-            control: &["alice@localhost"],
-            connections: "  sim: { simulator: {} }\n",
-            devices: DEVICES,
-        },
-        env,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.log()));
+    let gateway = Gateway::started(&server, &Setup::alice_controls(SIMULATOR, DEVICES), env).await;
     (server, gateway)
 }
 

@@ -25,17 +25,8 @@ async fn start(ptys: &[(&str, &PtyPair)], devices: &str) -> (Prosody, Gateway, X
             )
         })
         .collect();
-    let gateway = Gateway::start_with(
-        &prosody,
-        &Setup {
-            read: &["localhost"],
-            control: &["alice@localhost"],
-            connections: &connections,
-            devices,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("gateway starts: {e}\nprosody log:\n{}", prosody.log()));
+    let gateway =
+        Gateway::started(&prosody, &Setup::alice_controls(&connections, devices), &[]).await;
     let alice = XmppUser::connect(prosody.c2s_port, "alice", "pw")
         .await
         .unwrap();

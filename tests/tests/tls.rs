@@ -41,6 +41,9 @@ impl ComponentServer for TlsPort<'_> {
     fn secret(&self) -> &str {
         self.0.secret()
     }
+    fn server_log(&self) -> String {
+        self.0.log()
+    }
 }
 
 fn setup() -> Setup<'static> {
@@ -129,15 +132,7 @@ async fn encrypted_link(kind: ServerKind) {
         server.log()
     );
 
-    let gateway = Gateway::start_with_env(&TlsPort(&server), &setup(), &[(key, &good_ca)])
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "gateway starts: {e}\n{} log:\n{}",
-                kind.name(),
-                server.log()
-            )
-        });
+    let gateway = Gateway::started(&TlsPort(&server), &setup(), &[(key, &good_ca)]).await;
     let log = gateway.log();
     let login = log.lines().find(|l| l.contains(CONNECTED)).unwrap();
     assert!(login.contains("\"tls\":true"), "{login}");
