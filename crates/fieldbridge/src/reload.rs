@@ -67,7 +67,7 @@ impl Applied {
 }
 
 /// The settings the running gateway cannot change: the link, the
-/// component's identity, the store.
+/// component's identity, the store, its HTTP listeners.
 fn restart_only(cfg: &GatewayConfig) -> Vec<(&'static str, String)> {
     let xmpp = &cfg.xmpp;
     vec![
@@ -78,6 +78,9 @@ fn restart_only(cfg: &GatewayConfig) -> Vec<(&'static str, String)> {
         ("xmpp.server", xmpp.server.clone()),
         ("xmpp.tls", format!("{:?}", xmpp.tls)),
         ("xmpp.secret", hash(&cfg.secret).to_string()),
+        // The listeners are bound once, before anything starts.
+        ("metrics", format!("{:?}", cfg.metrics)),
+        ("dashboard", format!("{:?}", cfg.dashboard)),
     ]
 }
 

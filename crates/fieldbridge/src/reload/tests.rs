@@ -108,3 +108,17 @@ fn what_needs_a_restart_is_named_and_keeps_its_running_value() {
     );
     assert!(!format!("{running:?}").contains("hunter2"), "{running:?}");
 }
+
+#[test]
+fn a_listener_moved_needs_a_restart() {
+    let text = format!("{BASE}metrics: {{ listen: 127.0.0.1:9464 }}\n");
+    let moved = text.replace("9464", "9465");
+    assert_eq!(
+        diff(&text, &moved).to_string(),
+        "nothing changed; needs a restart for: metrics"
+    );
+    assert_eq!(
+        diff(BASE, &text).to_string(),
+        "nothing changed; needs a restart for: metrics"
+    );
+}
