@@ -4,8 +4,6 @@
 //! on. The page is the built one (`scripts/build-dashboard`), served by the
 //! gateway under test.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -59,21 +57,4 @@ pub fn drive(args: &Value) -> anyhow::Result<Value> {
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line)
         .map_err(|e| anyhow::anyhow!("drive.mjs printed no report ({e}):\n{stdout}\n{stderr}"))
-}
-
-/// A plain HTTP/1.1 GET of `path` on 127.0.0.1:`port` (the gateway's
-/// dashboard listener): the whole answer, status line, headers and body.
-pub fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port))
-        .unwrap_or_else(|e| panic!("nothing answers on port {port}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a read timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("the request is sent");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("an answer");
-    out
 }

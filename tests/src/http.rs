@@ -1,5 +1,6 @@
-//! A plain HTTP/1.1 GET over a TcpStream, for the gateway's `/metrics`
-//! and `/healthz` (no HTTP client crate for two requests), and reading
+//! A plain HTTP/1.1 GET over a TcpStream, for the gateway's listeners
+//! (`/metrics`, `/healthz`, the dashboard's files; no HTTP client crate for
+//! a few requests), and reading
 //! samples out of the Prometheus text format.
 
 use std::time::Duration;
@@ -8,11 +9,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// An answer: its status code and body.
+/// An answer: its status code, headers and body.
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// The status code (200, 503, ...).
     pub status: u16,
+    /// The status line and the headers, as sent.
+    pub head: String,
     /// The body, as text.
     pub body: String,
 }
@@ -43,6 +46,7 @@ pub async fn get(port: u16, path: &str) -> anyhow::Result<Answer> {
         );
         Ok(Answer {
             status,
+            head: head.to_owned(),
             body: body.to_owned(),
         })
     })

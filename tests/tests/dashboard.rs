@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use fieldbridge_e2e::browser::{built_dashboard, drive, http_get};
+use fieldbridge_e2e::browser::{built_dashboard, drive};
 use fieldbridge_e2e::client::XmppUser;
 use fieldbridge_e2e::free_port;
 use fieldbridge_e2e::gateway::{Gateway, Setup};
+use fieldbridge_e2e::http::{self, Answer};
 use fieldbridge_e2e::pubsub::{get_items, items_of, seqnr};
 use fieldbridge_e2e::server::{COMPONENT, Options, Server, ServerKind};
 use serde_json::{Value, json};
@@ -397,10 +398,11 @@ async fn ejabberd_serves_the_page_itself_told_its_websocket_by_the_query_string(
     .await;
 }
 
-/// A GET to the dashboard listener: (status line, the whole answer).
-fn get(port: u16, path: &str) -> (String, String) {
-    let out = http_get(port, path);
-    (out.lines().next().unwrap_or_default().to_owned(), out)
+/// A GET to the dashboard listener.
+async fn get(port: u16, path: &str) -> Answer {
+    http::get(port, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 #[tokio::test]
@@ -430,20 +432,24 @@ async fn the_listener_serves_the_page_and_nothing_outside_it() {
     )
     .await
     .expect("the gateway starts");
-    let (status, page) = get(port, "/");
-    assert_eq!(status, "HTTP/1.1 200 OK", "{page}");
+    let page = get(port, "/").await;
+    assert_eq!(page.status, 200, "{page:?}");
     assert!(
-        page.to_lowercase()
+        page.head
+            .to_lowercase()
             .contains("content-type: text/html; charset=utf-8"),
-        "{page}"
+        "{page:?}"
     );
-    let (status, js) = get(port, "/app.js");
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(js.to_lowercase().contains("content-type: text/javascript"));
-    let (status, config) = get(port, "/config.json");
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    let body = config.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let config: Value = serde_json::from_str(body).expect("config.json is JSON");
+    let js = get(port, "/app.js").await;
+    assert_eq!(js.status, 200);
+    assert!(
+        js.head
+            .to_lowercase()
+            .contains("content-type: text/javascript")
+    );
+    let config = get(port, "/config.json").await;
+    assert_eq!(config.status, 200);
+    let config: Value = serde_json::from_str(&config.body).expect("config.json is JSON");
     assert_eq!(
         config,
         json!({ "component": COMPONENT, "websocket": "ws://127.0.0.1:1/ws", "bosh": null })
@@ -456,8 +462,7 @@ async fn the_listener_serves_the_page_and_nothing_outside_it() {
         "/.%2e/package.json",
         "/nothing.js",
     ] {
-        let (status, _) = get(port, path);
-        assert_eq!(status, "HTTP/1.1 404 Not Found", "{path}");
+        assert_eq!(get(port, path).await.status, 404, "{path}");
     }
 }
 

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fieldbridge_e2e::browser::http_get;
 use fieldbridge_e2e::client::{XmppUser, is_presence, status_text};
 use fieldbridge_e2e::{
     fieldbridge_bin, free_port, output_within, repo_root, require_tool, signal, wait_exit,
@@ -235,9 +234,11 @@ async fn the_demo_is_running_when_a_client_can_use_it_and_ctrl_c_says_goodbye() 
     // (scripts/test builds the dashboard before the end-to-end tests).
     let url = format!("http://127.0.0.1:{}/", ports.dashboard);
     assert!(shown.contains(&format!("      {url}\n")), "{shown}");
-    let page = http_get(ports.dashboard, "/");
-    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
-    assert!(page.contains("fieldbridge dashboard"), "{page}");
+    let page = fieldbridge_e2e::http::get(ports.dashboard, "/")
+        .await
+        .unwrap_or_else(|e| panic!("the dashboard answers: {e}"));
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("fieldbridge dashboard"), "{page:?}");
 
     let mut user = XmppUser::connect(c2s, "demo", password)
         .await
