@@ -317,6 +317,7 @@ impl Engine {
     fn on_readings(&mut self, device: &DeviceId, raw: Vec<Sample>, at: SystemTime, now: Instant) {
         ReadingsReceived {
             device,
+            known_device: self.devices.contains_key(device),
             count: raw.len() as u64,
         }
         .emit(&self.telemetry);

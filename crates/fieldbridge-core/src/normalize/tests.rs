@@ -657,8 +657,12 @@ async fn unknown_points_and_non_finite_values_are_counted_not_published() {
     rig.poll(&[("nope", Value::Int(2)), ("t", Value::Float(1.5))])
         .await;
     assert_eq!(updates(&rig.kinds().await), [["t=1.5"]]);
+    let telemetry = Arc::clone(rig.tx.telemetry());
     let (stats, _) = rig.stop().await;
     assert_eq!((stats.unknown, stats.invalid, stats.received), (3, 1, 5));
+    // The unknown device's reading is counted without its id as a label.
+    let received = |device| Telemetry::count(&telemetry.readings_received, [("device", device)]);
+    assert_eq!((received(""), received("ghost")), (1, 0));
 }
 
 #[tokio::test(start_paused = true)]

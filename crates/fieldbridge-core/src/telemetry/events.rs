@@ -14,14 +14,23 @@ use crate::id::{ConnectionId, DeviceId, PointId};
 pub struct ReadingsReceived<'a> {
     /// The device (not necessarily configured).
     pub device: &'a DeviceId,
+    /// Whether the device is configured: if not, its label is empty, as
+    /// for [`ReadingsSkipped`] (ids an adapter invents must not grow the
+    /// metrics).
+    pub known_device: bool,
     /// How many samples.
     pub count: u64,
 }
 
 impl InternalEvent for ReadingsReceived<'_> {
     fn emit(&self, t: &Telemetry) {
+        let device = if self.known_device {
+            self.device.as_str()
+        } else {
+            ""
+        };
         t.readings_received
-            .get_or_create(&labels([("device", self.device.as_str())]))
+            .get_or_create(&labels([("device", device)]))
             .inc_by(self.count);
     }
 }

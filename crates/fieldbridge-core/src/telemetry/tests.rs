@@ -10,6 +10,7 @@ fn events_move_their_counters() {
     let boiler = dev("boiler");
     ReadingsReceived {
         device: &boiler,
+        known_device: true,
         count: 3,
     }
     .emit(&t);
