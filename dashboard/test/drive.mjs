@@ -1,6 +1,6 @@
 // Drives the dashboard in a real browser (Debian's chromium through
 // puppeteer-core) the way a person would, and prints what it saw as one
-// JSON object on stdout, for tests/tests/dashboard.rs to assert on.
+// JSON object on stdout, for tests/tests/suite/dashboard.rs to assert on.
 //
 //   node test/drive.mjs '{"url": "http://127.0.0.1:8080/", "jid": "...",
 //     "password": "...", "component": "gw.localhost", "websocket": "ws://...",
