@@ -6,11 +6,13 @@
 //! reading and, between readings, the time (so that a `for` hold ends
 //! without waiting for the next value).
 
-use std::time::{Duration, Instant};
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::id::{ConnectionId, DeviceId, PointId};
 use crate::value::{Quality, Value};
 
 /// How urgent an alarm is (the text people read, and whether reminders
@@ -282,6 +284,90 @@ impl PointAlarm {
             Limit::Below(below) => value.as_f64().is_some_and(|v| v >= below + h),
         }
     }
+}
+
+// ---------------------------------------------------------------------
+// What sinks receive: alerts on the bus (`EventKind::Alert`).
+// ---------------------------------------------------------------------
+
+/// What is (or was) in alarm; the key of the active alarms a sink keeps,
+/// and what `ack` names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AlarmKey {
+    /// A point's `alarm:` limits.
+    Point {
+        /// The device.
+        device: DeviceId,
+        /// Its point.
+        point: PointId,
+    },
+    /// A device offline for longer than its `offline_alert`.
+    Offline(DeviceId),
+    /// Every alerting device of one connection offline at once: one alert
+    /// instead of one per device (the per-device ones are not sent).
+    Connection(ConnectionId),
+}
+
+impl fmt::Display for AlarmKey {
+    /// `boiler/temperature`, `boiler/offline`, `connection/plc`: the id the
+    /// `alerts` pubsub node's items carry.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AlarmKey::Point { device, point } => write!(f, "{device}/{point}"),
+            AlarmKey::Offline(device) => write!(f, "{device}/offline"),
+            AlarmKey::Connection(c) => write!(f, "connection/{c}"),
+        }
+    }
+}
+
+/// What happened to an alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// It is raised now.
+    Raised,
+    /// It is cleared now.
+    Cleared,
+    /// It was raised and cleared `times` times within the last minute:
+    /// the individual transitions of that minute went out with `notify:
+    /// false`, this one summary is what people get. `raised` says where it
+    /// stands now.
+    Flapping {
+        /// Raises within the minute.
+        times: u32,
+        /// Whether it is raised at the end of it.
+        raised: bool,
+    },
+}
+
+/// One alarm transition, as the engine puts it on the bus. Every
+/// transition is sent (so that a sink's view of the active alarms is
+/// always right); `notify` says whether people should be told of this one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// What is in alarm.
+    pub key: AlarmKey,
+    /// How urgent.
+    pub severity: Severity,
+    /// Raised, cleared, or a flapping summary.
+    pub change: Change,
+    /// False for transitions a flapping summary stands for.
+    pub notify: bool,
+    /// The devices concerned: the one device, or a connection's alerting
+    /// devices, by id. Whoever may read them may see the alert.
+    pub devices: Vec<DeviceId>,
+    /// When the transition happened (wall clock).
+    pub at: SystemTime,
+    /// When the condition began: raised, when the value first went beyond
+    /// the limit (or the device went offline); cleared, when it was raised.
+    pub since: SystemTime,
+    /// The value that raised or cleared it (point alarms).
+    pub value: Option<Value>,
+    /// The sentence people read, without time or severity, which the sink
+    /// adds in its own way: `Boiler room: Temperature is 95.3 °C, above
+    /// 85 °C for 30 s`; `Boiler room: Temperature is back at 83.9 °C (was
+    /// above 85 °C for 5 min)`; `Connection plc is down: Boiler room, Heat
+    /// pump offline for 2 min (connection refused)`.
+    pub text: String,
 }
 
 #[cfg(test)]

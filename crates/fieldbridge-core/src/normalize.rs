@@ -265,6 +265,8 @@ impl Engine {
         match kind {
             EventKind::Status(status) => self.on_status(&device, status, at, now),
             EventKind::Readings(samples) => self.on_readings(&device, samples, at, now),
+            // Alerts are the engine's own output, never an adapter's.
+            EventKind::Alert(_) => {}
         }
     }
 
