@@ -30,6 +30,9 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Every severity, least urgent first.
+    pub const ALL: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
+
     /// The word people read.
     pub fn name(self) -> &'static str {
         match self {
@@ -43,7 +46,10 @@ impl Severity {
 /// The value an `equals` alarm watches for (bool, enumeration or text
 /// points).
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected true/false, a whole number (an enumeration) or a text"
+)]
 pub enum Expected {
     /// On/off.
     Bool(bool),
@@ -54,6 +60,15 @@ pub enum Expected {
 }
 
 impl Expected {
+    /// As a value of the point.
+    pub fn value(&self) -> Value {
+        match self {
+            Expected::Bool(b) => Value::Bool(*b),
+            Expected::Int(i) => Value::Int(*i),
+            Expected::Text(t) => Value::Text(t.clone()),
+        }
+    }
+
     fn matches(&self, v: &Value) -> bool {
         match (self, v) {
             (Expected::Bool(a), Value::Bool(b)) => a == b,
