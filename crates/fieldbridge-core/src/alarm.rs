@@ -15,6 +15,9 @@ use serde::Deserialize;
 use crate::id::{ConnectionId, DeviceId, PointId};
 use crate::value::{Quality, Value};
 
+pub(crate) mod engine;
+pub mod text;
+
 /// How urgent an alarm is (the text people read, and whether reminders
 /// repeat it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]

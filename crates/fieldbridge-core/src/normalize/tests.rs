@@ -801,3 +801,5 @@ async fn a_reload_keeps_unchanged_devices_as_they_were_and_takes_on_new_ones() {
     let (stats, _) = rig.stop().await;
     assert_eq!(stats.unknown, 1);
 }
+
+mod alarms;
