@@ -637,10 +637,7 @@ impl Alarms {
     }
 
     fn gauge(&self) {
-        let mut active = [0; 3];
-        for severity in self.active.values() {
-            active[*severity as usize] += 1;
-        }
+        let active = Severity::ALL.map(|s| self.active.values().filter(|v| **v == s).count());
         AlarmsActive { active }.emit(&self.telemetry);
     }
 
@@ -704,11 +701,14 @@ impl Alarms {
         }
         // Offline alerts.
         let old = std::mem::take(&mut self.watches);
+        // Storm members moved to another connection or no longer watched:
+        // left once the others are in place (the storm's text names them).
+        let mut left = Vec::new();
         for (id, mut w) in old {
             match directory.device(id.as_str()) {
                 Some(d) if d.settings.offline_alert.is_some() => {
                     if d.settings.connection != *w.connection() {
-                        self.leave_storm(&id, w.connection().clone(), now, wall);
+                        left.push((id.clone(), w.connection().clone()));
                     }
                     w.delay = d.settings.offline_alert.unwrap_or(w.delay);
                     w.device = Arc::clone(d);
@@ -734,12 +734,12 @@ impl Alarms {
                             wall,
                         );
                     }
-                    let connection = w.connection().clone();
-                    self.watches.insert(id.clone(), w);
-                    self.leave_storm(&id, connection, now, wall);
-                    self.watches.remove(&id);
+                    left.push((id, w.connection().clone()));
                 }
             }
+        }
+        for (id, connection) in left {
+            self.leave_storm(&id, connection, now, wall);
         }
         for d in directory.devices() {
             if d.settings.offline_alert.is_none() || self.watches.contains_key(&d.id) {

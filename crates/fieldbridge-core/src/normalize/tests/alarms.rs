@@ -537,3 +537,35 @@ async fn a_reload_that_removes_an_offline_alert_clears_it() {
     );
     rig.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_alert_outlives_a_reload_that_removes_one_of_its_devices() {
+    let dir = Arc::new(Directory::new([
+        watched("boiler", "Boiler room", "plc"),
+        watched("heat", "Heat pump", "plc"),
+    ]));
+    let mut rig = Rig::with(Arc::clone(&dir));
+    rig.offline("boiler").await;
+    rig.offline("heat").await;
+    pass(Duration::from_millis(120_100)).await;
+    assert_eq!(rig.alerts().await.len(), 1);
+    let t = Arc::clone(rig.tx.telemetry());
+    assert_eq!(t.sum("alarms_active", [("severity", "warning")]), 1.0);
+    let new = dir.reconfigured(
+        [watched("boiler", "Boiler room", "plc")],
+        [ConnectionId::new("plc").unwrap()],
+    );
+    assert!(rig.reload.reconfigure(Arc::new(new)).await);
+    assert_eq!(rig.alerts().await, [], "the boiler is still down");
+    rig.poll_device("boiler", &[("a", Value::Int(1))]).await;
+    let cleared = rig.alerts().await;
+    assert_eq!(cleared.len(), 1, "{cleared:?}");
+    assert_eq!(cleared[0].change, Change::Cleared);
+    assert_eq!(cleared[0].devices, [dev("boiler")]);
+    assert_eq!(
+        cleared[0].text,
+        "Connection plc is back: Boiler room online (was down for 2 min)"
+    );
+    assert_eq!(t.sum("alarms_active", []), 0.0);
+    rig.stop().await;
+}
