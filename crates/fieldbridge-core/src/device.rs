@@ -222,6 +222,18 @@ impl DeviceSpec {
         }
     }
 
+    /// The spec without what the engine applies at once on a reload (its
+    /// `offline_alert` and its points' `alarm`s): what must be equal for
+    /// its adapter to run on.
+    pub fn without_alarms(&self) -> Self {
+        let mut spec = self.clone();
+        spec.settings.offline_alert = None;
+        for p in spec.points.values_mut() {
+            p.settings.alarm = None;
+        }
+        spec
+    }
+
     /// How long the device, while online, goes without publishing before its
     /// latest readings are repeated: the shortest `max_interval` of its
     /// points, or [`DEFAULT_MAX_INTERVAL`].
