@@ -8,10 +8,11 @@
 //! what the file said (no maps of random order, no handles); devices by
 //! their spec. Alarm settings (`offline_alert`, points' `alarm`) are left
 //! out of the connection's rendering: the engine applies them at once, so
-//! changing only them restarts no adapter ("alarms changed"). What the running component cannot take without a new
-//! link or a new store (`xmpp.component`, `xmpp.server`, `xmpp.tls`, the
-//! secret, `gateway.*`) is reported as needing a restart and keeps its
-//! running value; everything else applies.
+//! changing only them restarts no adapter ("alarms changed"). What the
+//! running component cannot take without a new link or a new store
+//! (`xmpp.component`, `xmpp.server`, `xmpp.tls`, the secret, `gateway.*`)
+//! is reported as needing a restart and keeps its running value;
+//! everything else applies.
 
 use std::collections::BTreeMap;
 use std::fmt;
