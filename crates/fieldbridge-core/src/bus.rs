@@ -65,6 +65,8 @@ struct MailboxState {
 enum Key {
     Readings(DeviceId),
     Status(DeviceId),
+    /// Alerts are never merged: each is its own entry, by its sequence.
+    Alert(u64),
 }
 
 /// What putting an event into the overflow did.
@@ -97,6 +99,7 @@ impl Overflow {
         let key = match &event.kind {
             EventKind::Readings(_) => Key::Readings(event.device.clone()),
             EventKind::Status(_) => Key::Status(event.device.clone()),
+            EventKind::Alert(_) => Key::Alert(self.next_seq),
         };
         let mut put = Put::default();
         let seq = self.next_seq;
@@ -141,11 +144,11 @@ impl Overflow {
                         }
                         samples.len()
                     }
-                    EventKind::Status(_) if self.len >= MAX_OVERFLOW_KEYS => {
+                    EventKind::Status(_) | EventKind::Alert(_) if self.len >= MAX_OVERFLOW_KEYS => {
                         put.dropped += 1;
                         0
                     }
-                    EventKind::Status(_) => 1,
+                    EventKind::Status(_) | EventKind::Alert(_) => 1,
                 };
                 if size == 0 {
                     return put;
@@ -164,7 +167,7 @@ impl Overflow {
         let (_, event) = self.entries.remove(&key)?;
         self.len -= match &event.kind {
             EventKind::Readings(samples) => samples.len(),
-            EventKind::Status(_) => 1,
+            EventKind::Status(_) | EventKind::Alert(_) => 1,
         };
         Some(event)
     }
@@ -376,6 +379,7 @@ mod tests {
                 format!("{}: {}", e.device, points.join(" "))
             }
             EventKind::Status(s) => format!("{}: {s}", e.device),
+            EventKind::Alert(a) => format!("{}: alert {}", e.device, a.key),
         }
     }
 

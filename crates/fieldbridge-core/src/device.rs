@@ -8,6 +8,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::alarm::AlarmSettings;
 use crate::duration;
 use crate::id::{ConnectionId, DeviceId, PointId};
 use crate::value::{Unit, ValueKind};
@@ -75,6 +76,11 @@ pub struct DeviceSettings {
     /// (default: the points in id order, as many as fit a phone's line).
     #[serde(default)]
     pub summary: Option<Vec<PointId>>,
+    /// Raise an alert (severity warning) when the device has been offline
+    /// for this long, cleared when it is online again (default: off).
+    #[serde(default, deserialize_with = "duration::optional")]
+    #[schemars(schema_with = "duration::optional_schema")]
+    pub offline_alert: Option<Duration>,
 }
 
 impl DeviceSettings {
@@ -89,6 +95,7 @@ impl DeviceSettings {
             stale_after: None,
             history: None,
             summary: None,
+            offline_alert: None,
             stale_default: StaleDefault::default(),
         }
     }
@@ -159,6 +166,9 @@ pub struct PointSettings {
     /// and `offset`); numeric points only, at least `min`.
     #[serde(default)]
     pub max: Option<f64>,
+    /// Limits beyond which the point is in alarm, and what people are told.
+    #[serde(default)]
+    pub alarm: Option<AlarmSettings>,
 }
 
 /// A point as every part of the gateway sees it.
@@ -210,6 +220,18 @@ impl DeviceSpec {
             StaleDefault::After(d) => Some(d),
             StaleDefault::Never => None,
         }
+    }
+
+    /// The spec without what the engine applies at once on a reload (its
+    /// `offline_alert` and its points' `alarm`s): what must be equal for
+    /// its adapter to run on.
+    pub fn without_alarms(&self) -> Self {
+        let mut spec = self.clone();
+        spec.settings.offline_alert = None;
+        for p in spec.points.values_mut() {
+            p.settings.alarm = None;
+        }
+        spec
     }
 
     /// How long the device, while online, goes without publishing before its

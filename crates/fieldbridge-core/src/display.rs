@@ -4,7 +4,7 @@
 //! Only for people: pubsub items and XEP-0323/0325 data carry the value at
 //! full (normalized) precision.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
@@ -18,10 +18,32 @@ pub const SIGNIFICANT_DIGITS: i32 = 4;
 
 /// A point's value with its unit: `62.80 °C`, `pump on`'s `on`.
 pub fn with_unit(point: &PointSpec, value: &Value) -> String {
-    let shown = value_text(value, point.settings.decimals);
+    unit_after(point, value_text(value, point.settings.decimals))
+}
+
+/// A number from the configuration (an alarm's limit) with the point's
+/// unit, as it was written: `85 °C`, `0.5 bar` (not rounded to the
+/// point's digits, which could make `85.04` read as the `85.0` it is not).
+pub fn setting_with_unit(point: &PointSpec, x: f64) -> String {
+    unit_after(point, format!("{x}"))
+}
+
+fn unit_after(point: &PointSpec, shown: String) -> String {
     match &point.settings.unit {
         Some(Unit(u)) if !u.is_empty() => format!("{shown} {u}"),
         _ => shown,
+    }
+}
+
+/// A duration in words, as short as a phone's line wants it: `4 s`,
+/// `3 min`, `2 h`, `5 d` (rounded down).
+pub fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s / 60),
+        7200..172_800 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
     }
 }
 
@@ -97,9 +119,16 @@ fn zoned(at: SystemTime, zone: &TimeZone) -> Option<Zoned> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn ages_read_short() {
+        assert_eq!(age(Duration::from_secs(4)), "4 s");
+        assert_eq!(age(Duration::from_secs(119)), "119 s");
+        assert_eq!(age(Duration::from_secs(180)), "3 min");
+        assert_eq!(age(Duration::from_secs(3 * 3600)), "3 h");
+        assert_eq!(age(Duration::from_secs(5 * 86_400)), "5 d");
+    }
 
     #[test]
     fn times_show_in_the_zone_with_their_offset() {

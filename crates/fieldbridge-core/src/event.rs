@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use crate::alarm::Alert;
 use crate::id::DeviceId;
 use crate::value::Sample;
 
@@ -35,6 +36,10 @@ pub enum EventKind {
     Readings(Vec<Sample>),
     /// The device's reachability changed.
     Status(DeviceStatus),
+    /// An alarm was raised or cleared (only core's engine makes these;
+    /// from an adapter it is ignored). `DeviceEvent::device` is the first
+    /// of [`Alert::devices`]; never coalesced on the bus.
+    Alert(Alert),
 }
 
 /// Whether a device can be trusted to report its current state.

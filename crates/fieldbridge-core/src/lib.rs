@@ -15,6 +15,7 @@
 //! [`kind::AdapterKind`] impl.
 
 pub mod adapter;
+pub mod alarm;
 pub mod audit;
 pub mod backoff;
 pub mod bus;

@@ -16,6 +16,11 @@
 //! reading, stale after `stale_after` without one (if it has one: see
 //! [`DeviceSpec::stale_after`]), offline when the adapter says the device
 //! cannot be reached.
+//!
+//! Alarms ([`crate::alarm`]) see every normalized reading before the
+//! deadband and `min_interval` decide what is published, every status
+//! change and every tick; the alerts they make go on the bus right after
+//! what made them (see `alarm/engine.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::adapter::EventSender;
+use crate::alarm::engine::Alarms;
 use crate::bus::Bus;
 use crate::device::{DeviceSpec, Directory, MAX_DECIMALS, PointSpec};
 use crate::event::{DeviceEvent, DeviceStatus, EventKind};
@@ -193,6 +199,9 @@ impl DeviceState {
 
 struct Engine {
     bus: Bus,
+    /// Every alarm's state; alerts it makes go on the bus after what made
+    /// them.
+    alarms: Alarms,
     /// Consulted for devices added at run time (template rules).
     directory: Arc<Directory>,
     devices: HashMap<DeviceId, DeviceState>,
@@ -202,15 +211,18 @@ struct Engine {
 impl Engine {
     fn new(directory: Arc<Directory>, bus: Bus) -> Self {
         let telemetry = Arc::clone(bus.telemetry());
+        let mut alarms = Alarms::new(Arc::clone(&telemetry));
         let devices = directory
             .devices()
             .map(|d| {
                 telemetry.device_known(&d.id);
+                alarms.add_device(d);
                 (d.id.clone(), DeviceState::new(d))
             })
             .collect();
         Self {
             bus,
+            alarms,
             directory,
             devices,
             telemetry,
@@ -235,6 +247,7 @@ impl Engine {
                         let now = Instant::now();
                         alive.beat_at(now);
                         self.handle(e, now);
+                        self.publish_alerts();
                     }
                     None => break,
                 },
@@ -242,9 +255,11 @@ impl Engine {
                     let now = Instant::now();
                     alive.beat_at(now);
                     self.on_tick(now);
+                    self.publish_alerts();
                 }
                 Some((directory, applied)) = reloads.recv() => {
-                    self.reconfigure(directory);
+                    self.reconfigure(directory, Instant::now());
+                    self.publish_alerts();
                     let _ = applied.send(());
                 }
             }
@@ -260,11 +275,14 @@ impl Engine {
         {
             // Added at run time by its adapter.
             self.telemetry.device_known(&device);
+            self.alarms.add_device(spec);
             self.devices.insert(device.clone(), DeviceState::new(spec));
         }
         match kind {
             EventKind::Status(status) => self.on_status(&device, status, at, now),
             EventKind::Readings(samples) => self.on_readings(&device, samples, at, now),
+            // Alerts are the engine's own output, never an adapter's.
+            EventKind::Alert(_) => {}
         }
     }
 
@@ -289,6 +307,12 @@ impl Engine {
         if state.status.as_ref() == Some(&status) {
             return;
         }
+        self.alarms.status(
+            device,
+            &status,
+            Instant::now().into_std(),
+            SystemTime::now(),
+        );
         DeviceStatusChanged {
             device,
             status: &status,
@@ -333,6 +357,7 @@ impl Engine {
         let mut update = Vec::with_capacity(raw.len());
         let mut any_due = false;
         let mut fresh = false;
+        let wall = SystemTime::now();
         for Sample {
             at: read_at,
             reading,
@@ -351,6 +376,15 @@ impl Engine {
                 at: read_at,
                 reading,
             };
+            // Alarms see every reading, whatever is published of it.
+            self.alarms.reading(
+                device,
+                &sample.reading.point,
+                &sample.reading.value,
+                &sample.reading.quality,
+                now.into_std(),
+                wall,
+            );
             point.latest = Some(sample.clone());
             if !point.is_due(&sample.reading) {
                 // Back within the deadband: a change held earlier is void.
@@ -406,6 +440,7 @@ impl Engine {
         for id in stale {
             self.set_status(&id, DeviceStatus::Stale, SystemTime::now());
         }
+        self.alarms.tick(now.into_std(), SystemTime::now());
         // Releasing held samples publishes, which a heartbeat then need not.
         self.release_held(now, false);
         let mut heartbeats = Vec::new();
@@ -437,6 +472,21 @@ impl Engine {
         }
         for (device, samples) in released {
             self.publish_readings(&device, samples, SystemTime::now(), now);
+        }
+    }
+
+    /// Puts the alerts the alarms made on the bus, each on its own (the bus
+    /// never merges them).
+    fn publish_alerts(&mut self) {
+        for alert in self.alarms.take() {
+            let Some(device) = alert.devices.first().cloned() else {
+                continue;
+            };
+            self.bus.publish(DeviceEvent {
+                device,
+                at: alert.at,
+                kind: EventKind::Alert(alert),
+            });
         }
     }
 

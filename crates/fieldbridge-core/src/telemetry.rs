@@ -122,6 +122,10 @@ pub struct Telemetry {
     pub adapters_running: Gauges,
     /// From a reading's time to its pubsub item leaving the gateway.
     pub publish_delay: Histograms,
+    /// Alarms raised, by severity (`info`, `warning`, `critical`).
+    pub alarms_raised: Counters,
+    /// Alarms raised now, by severity.
+    pub alarms_active: Gauges,
     /// Device → status, for the `devices` gauge and for health.
     statuses: Mutex<HashMap<DeviceId, &'static str>>,
     /// Adapters configured (for health).
@@ -286,6 +290,16 @@ impl Telemetry {
                 "From a reading's time to its pubsub item leaving the gateway",
                 histograms(delay_histogram)
             ),
+            alarms_raised: reg!(
+                "alarms_raised",
+                "Alarms raised, by severity",
+                Counters::default()
+            ),
+            alarms_active: reg!(
+                "alarms_active",
+                "Alarms raised now, by severity",
+                Gauges::default()
+            ),
             registry,
             statuses: Mutex::new(HashMap::new()),
             adapters_configured: AtomicU64::new(0),
@@ -296,6 +310,11 @@ impl Telemetry {
         t.adapters_running.get_or_create(&Vec::new()).set(0);
         for status in STATUSES {
             drop(t.devices.get_or_create(&labels([("status", status)])));
+        }
+        for severity in crate::alarm::Severity::ALL {
+            let l = labels([("severity", severity.name())]);
+            drop(t.alarms_raised.get_or_create(&l));
+            drop(t.alarms_active.get_or_create(&l));
         }
         t
     }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use fieldbridge_core::display;
 use fieldbridge_core::{DeviceSpec, DeviceStatus, PointId, PointSpec, Quality, Sample};
@@ -184,16 +184,9 @@ pub fn usage(usage: &str, spec: &DeviceSpec, may_control: bool) -> String {
     format!("usage: {usage}\n{}", help(spec, may_control))
 }
 
-/// A short age: `4 s`, `3 min`, `2 h`, `5 d`.
-pub fn age(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..120 => format!("{s} s"),
-        120..7200 => format!("{} min", s / 60),
-        7200..172_800 => format!("{} h", s / 3600),
-        _ => format!("{} d", s / 86_400),
-    }
-}
+/// A short age: `4 s`, `3 min`, `2 h`, `5 d` (core's, which alert texts
+/// use too).
+pub use fieldbridge_core::display::age;
 
 /// One point's line: `Temperature 21.50 °C (4 s ago)`, with the quality
 /// when it is not good.
@@ -315,6 +308,8 @@ pub fn history(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use fieldbridge_core::{
         ConnectionId, DeviceId, DeviceSettings, PointSettings, Reading, Value, ValueKind,
@@ -521,14 +516,5 @@ mod tests {
             text.starts_with("unknown command `blorp`\nBoiler: commands\n"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn ages_are_short() {
-        assert_eq!(age(Duration::from_secs(4)), "4 s");
-        assert_eq!(age(Duration::from_secs(119)), "119 s");
-        assert_eq!(age(Duration::from_secs(180)), "3 min");
-        assert_eq!(age(Duration::from_secs(3 * 3600)), "3 h");
-        assert_eq!(age(Duration::from_secs(5 * 86_400)), "5 d");
     }
 }

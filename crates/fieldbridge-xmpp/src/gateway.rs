@@ -263,6 +263,8 @@ impl Gateway {
                 self.presence
                     .status_changed(&self.me, &device, state, &self.subscribers, now)
             }
+            // Delivered by issue 14's alert sink (chat, room, `alerts` node).
+            EventKind::Alert(_) => Vec::new(),
         }
     }
 

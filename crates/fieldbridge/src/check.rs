@@ -116,6 +116,9 @@ fn render_device(
         let ids: Vec<&str> = summary.iter().map(PointId::as_str).collect();
         let _ = write!(line, ", summary {}", ids.join(", "));
     }
+    if let Some(after) = spec.settings.offline_alert {
+        let _ = write!(line, ", offline alert after {}", duration::format(after));
+    }
     let _ = writeln!(out, "{line}{device_extra}");
     for (id, p) in &spec.points {
         let mut line = format!("    point {id}");
@@ -157,6 +160,27 @@ fn render_device(
         }
         if s.writable {
             line.push_str(", writable");
+        }
+        if let Some(a) = &s.alarm {
+            let _ = write!(line, ", {} alarm", a.severity.name());
+            for (name, v) in [
+                ("above", a.above),
+                ("below", a.below),
+                ("hysteresis", a.hysteresis),
+            ] {
+                if let Some(v) = v {
+                    let _ = write!(line, " {name} {v}");
+                }
+            }
+            if let Some(e) = &a.equals {
+                let _ = write!(line, " equals {}", e.value());
+            }
+            if let Some(hold) = a.hold {
+                let _ = write!(line, " for {}", duration::format(hold));
+            }
+            if let Some(text) = &a.text {
+                let _ = write!(line, " \"{text}\"");
+            }
         }
         let _ = writeln!(out, "{line}");
     }

@@ -6,17 +6,21 @@
 //! while the others run on. Connections are compared by their `Debug`
 //! rendering, which every adapter's settings derive and which holds only
 //! what the file said (no maps of random order, no handles); devices by
-//! their spec. What the running component cannot take without a new
-//! link or a new store (`xmpp.component`, `xmpp.server`, `xmpp.tls`, the
-//! secret, `gateway.*`) is reported as needing a restart and keeps its
-//! running value; everything else applies.
+//! their spec. Alarm settings (`offline_alert`, points' `alarm`) are left
+//! out of the connection's rendering: the engine applies them at once, so
+//! changing only them restarts no adapter ("alarms changed"). What the
+//! running component cannot take without a new link or a new store
+//! (`xmpp.component`, `xmpp.server`, `xmpp.tls`, the secret, `gateway.*`)
+//! is reported as needing a restart and keeps its running value;
+//! everything else applies.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 
-use fieldbridge_core::{ConnectionId, DeviceId, DeviceSpec};
+use fieldbridge_core::alarm::AlarmSettings;
+use fieldbridge_core::{ConnectionId, DeviceId, DeviceSpec, PointId};
 
 use crate::config::GatewayConfig;
 
@@ -33,8 +37,6 @@ pub struct Applied {
     access: String,
     /// `xmpp.status_interval`, in effect.
     status_interval: std::time::Duration,
-    // Issue 14's alarm settings: compared here, applied at once like
-    // `access` (a flag in `Diff`, a word in its line).
     /// Each setting that needs a restart, by key path, rendered.
     restart: Vec<(&'static str, String)>,
 }
@@ -45,7 +47,7 @@ impl Applied {
         let connections = cfg
             .connections
             .iter()
-            .map(|c| (c.id.clone(), hash(&format!("{:?}", c.kind))))
+            .map(|c| (c.id.clone(), hash(&c.kind.compared())))
             .collect();
         Self {
             connections,
@@ -108,6 +110,10 @@ pub struct Diff {
     pub devices_removed: Vec<DeviceId>,
     /// Devices whose settings or points changed.
     pub devices_changed: Vec<DeviceId>,
+    /// Alarm settings (`offline_alert`, points' `alarm`) changed on a
+    /// device in both: the engine applies them at once, and they alone
+    /// restart no connection.
+    pub alarms: bool,
     /// `xmpp.access` changed (applies at once).
     pub access: bool,
     /// `xmpp.status_interval` changed (applies at once).
@@ -136,6 +142,10 @@ impl Diff {
         let (connections_added, connections_removed, connections_changed) =
             split(&old.connections, &new.connections);
         let (devices_added, devices_removed, devices_changed) = split(&old.devices, &new.devices);
+        let alarms = devices_changed
+            .iter()
+            .filter_map(|id| Some((old.devices.get(id)?, new.devices.get(id)?)))
+            .any(|(o, n)| alarms_of(o) != alarms_of(n));
         let needs_restart = old
             .restart
             .iter()
@@ -150,6 +160,7 @@ impl Diff {
             devices_added,
             devices_removed,
             devices_changed,
+            alarms,
             access: old.access != new.access,
             status_interval: old.status_interval != new.status_interval,
             needs_restart,
@@ -195,7 +206,9 @@ impl fmt::Display for Diff {
         if self.status_interval {
             parts.push("status_interval changed".to_owned());
         }
-        // Issue 14's alarm settings: "alarms changed" here.
+        if self.alarms {
+            parts.push("alarms changed".to_owned());
+        }
         if parts.is_empty() {
             parts.push("nothing changed".to_owned());
         }
@@ -209,6 +222,16 @@ impl fmt::Display for Diff {
         }
         Ok(())
     }
+}
+
+/// A device's alarm settings: its `offline_alert`, its points' `alarm`s.
+fn alarms_of(d: &DeviceSpec) -> (Option<std::time::Duration>, Vec<(&PointId, &AlarmSettings)>) {
+    let points = d
+        .points
+        .values()
+        .filter_map(|p| Some((&p.id, p.settings.alarm.as_ref()?)))
+        .collect();
+    (d.settings.offline_alert, points)
 }
 
 fn names<T: fmt::Display>(ids: &[T]) -> Vec<String> {

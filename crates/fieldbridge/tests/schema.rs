@@ -164,6 +164,20 @@ fn schema_refuses_mistakes_it_can_see() {
             "unknown key in a device",
             "devices: { d: { connection: plc, pol: 5s, points: { p: { coil: 1 } } } }\n",
         ),
+        (
+            "unknown alarm severity",
+            "devices: { d: { connection: demo, points: { p: { signal: sine, \
+             alarm: { above: 1, severity: urgent } } } } }\n",
+        ),
+        (
+            "misspelled alarm key",
+            "devices: { d: { connection: demo, points: { p: { signal: sine, \
+             alarm: { abov: 1 } } } } }\n",
+        ),
+        (
+            "offline_alert without a unit",
+            "devices: { d: { connection: demo, offline_alert: 120, points: { p: { signal: sine } } } }\n",
+        ),
     ];
     let validator = validator();
     for (what, extra) in cases {
@@ -186,6 +200,7 @@ fn schema_refuses_mistakes_it_can_see() {
 fn schema_refuses_the_golden_cases_with_shape_mistakes() {
     let validator = validator();
     for case in [
+        "alarm-wrong-types",
         "bad-history",
         "connection-shapes",
         "device-on-broken-connection",

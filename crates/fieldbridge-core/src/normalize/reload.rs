@@ -7,10 +7,18 @@
 //! and each point whose spec is unchanged keeps its state; new points start
 //! unpublished. A removed device's state (held samples included) is
 //! dropped: its sinks have been told it is gone.
+//!
+//! Alarms take the new settings at once: an unchanged alarm keeps its
+//! state; a changed one that was raised ends (a Cleared alert) and the new
+//! one is evaluated against the point's latest good value; a removed one,
+//! or one of a removed device, that was raised clears.
 
 use std::sync::Arc;
 
+use std::time::SystemTime;
+
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::{DeviceState, Engine};
 use crate::device::Directory;
@@ -34,7 +42,20 @@ impl EngineReload {
 }
 
 impl Engine {
-    pub(super) fn reconfigure(&mut self, directory: Arc<Directory>) {
+    pub(super) fn reconfigure(&mut self, directory: Arc<Directory>, now: Instant) {
+        // Alarms first, while the old states still hold the latest values.
+        let devices = &self.devices;
+        self.alarms.reconfigure(
+            &directory,
+            |d, p| {
+                let sample = devices.get(d)?.points.get(p)?.latest.as_ref()?;
+                let r = &sample.reading;
+                r.quality.is_good().then(|| r.value.clone())
+            },
+            |d| devices.get(d)?.status.clone(),
+            now.into_std(),
+            SystemTime::now(),
+        );
         let old = std::mem::replace(&mut self.directory, directory);
         // Removed devices (and run-time ones of a removed connection): their
         // status no longer counts either.

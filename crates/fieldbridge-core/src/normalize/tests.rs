@@ -206,7 +206,7 @@ fn updates(events: &[EventKind]) -> Vec<Vec<String>> {
                     .map(|s| format!("{}={}", s.reading.point, s.reading.value))
                     .collect(),
             ),
-            EventKind::Status(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -217,7 +217,7 @@ fn values(events: &[EventKind]) -> Vec<Value> {
         .iter()
         .filter_map(|e| match e {
             EventKind::Readings(samples) => Some(samples.iter().map(|s| s.reading.value.clone())),
-            EventKind::Status(_) => None,
+            _ => None,
         })
         .flatten()
         .collect()
@@ -228,7 +228,7 @@ fn statuses(events: &[EventKind]) -> Vec<DeviceStatus> {
         .iter()
         .filter_map(|e| match e {
             EventKind::Status(s) => Some(s.clone()),
-            EventKind::Readings(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -801,3 +801,5 @@ async fn a_reload_keeps_unchanged_devices_as_they_were_and_takes_on_new_ones() {
     let (stats, _) = rig.stop().await;
     assert_eq!(stats.unknown, 1);
 }
+
+mod alarms;

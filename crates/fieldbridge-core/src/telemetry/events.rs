@@ -4,6 +4,7 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use super::{InternalEvent, Telemetry, labels, seconds};
+use crate::alarm::{AlarmKey, Severity};
 use crate::event::DeviceStatus;
 use crate::id::{ConnectionId, DeviceId, PointId};
 
@@ -136,6 +137,91 @@ impl InternalEvent for DeviceStatusChanged<'_> {
     fn emit(&self, t: &Telemetry) {
         tracing::info!(device = %self.device, status = %self.status, "device status changed");
         t.set_device_status(self.device, Some(self.status));
+    }
+}
+
+// ----- alarms -----------------------------------------------------------
+
+/// An alarm was raised (a point's limit, a device offline, a connection
+/// down).
+#[derive(Debug)]
+pub struct AlarmRaised<'a> {
+    /// What is in alarm (`boiler/temperature`, `connection/plc`): logged,
+    /// never a label.
+    pub key: &'a AlarmKey,
+    /// How urgent.
+    pub severity: Severity,
+    /// Whether people are told of it (false while it flaps).
+    pub notify: bool,
+}
+
+impl InternalEvent for AlarmRaised<'_> {
+    fn emit(&self, t: &Telemetry) {
+        let (device, point) = key_parts(self.key);
+        tracing::info!(
+            alarm = %self.key,
+            device,
+            point,
+            severity = self.severity.name(),
+            notify = self.notify,
+            "alarm raised"
+        );
+        t.alarms_raised
+            .get_or_create(&labels([("severity", self.severity.name())]))
+            .inc();
+    }
+}
+
+/// An alarm was cleared.
+#[derive(Debug)]
+pub struct AlarmCleared<'a> {
+    /// What was in alarm.
+    pub key: &'a AlarmKey,
+    /// How urgent it was.
+    pub severity: Severity,
+    /// How long it was raised.
+    pub lasted: Duration,
+}
+
+impl InternalEvent for AlarmCleared<'_> {
+    fn emit(&self, _: &Telemetry) {
+        let (device, point) = key_parts(self.key);
+        tracing::info!(
+            alarm = %self.key,
+            device,
+            point,
+            severity = self.severity.name(),
+            lasted_s = seconds(self.lasted),
+            "alarm cleared"
+        );
+    }
+}
+
+/// The alarms raised now changed: `active` per severity, for the
+/// `alarms_active` gauge.
+#[derive(Debug)]
+pub struct AlarmsActive {
+    /// Raised alarms of each of [`Severity::ALL`], in that order.
+    pub active: [usize; 3],
+}
+
+impl InternalEvent for AlarmsActive {
+    fn emit(&self, t: &Telemetry) {
+        for (severity, n) in Severity::ALL.into_iter().zip(self.active) {
+            t.alarms_active
+                .get_or_create(&labels([("severity", severity.name())]))
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// The device and point fields of an alarm's log line (empty when the key
+/// has none).
+fn key_parts(key: &AlarmKey) -> (&str, &str) {
+    match key {
+        AlarmKey::Point { device, point } => (device.as_str(), point.as_str()),
+        AlarmKey::Offline(device) => (device.as_str(), ""),
+        AlarmKey::Connection(_) => ("", ""),
     }
 }
 

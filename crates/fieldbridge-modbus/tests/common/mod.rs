@@ -191,8 +191,8 @@ impl Rig {
                     }
                     seen.push(s);
                 }
-                EventKind::Status(_) => {}
                 EventKind::Readings(_) => self.passed.push_back(event),
+                _ => {}
             }
         }
     }
@@ -234,11 +234,11 @@ impl Rig {
     }
 }
 
-/// The readings an event carries (none for a status).
+/// The readings an event carries (none for a status or an alert).
 pub fn readings(kind: EventKind) -> Vec<Reading> {
     match kind {
         EventKind::Readings(samples) => samples.into_iter().map(|s| s.reading).collect(),
-        EventKind::Status(_) => Vec::new(),
+        _ => Vec::new(),
     }
 }
 

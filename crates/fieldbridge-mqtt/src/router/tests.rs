@@ -134,11 +134,11 @@ fn readings(events: &[DeviceEvent]) -> Vec<Seen> {
         .collect()
 }
 
-/// The samples of a readings event (none for a status).
+/// The samples of a readings event (none for a status or an alert).
 fn samples(e: &DeviceEvent) -> &[Sample] {
     match &e.kind {
         EventKind::Readings(samples) => samples,
-        EventKind::Status(_) => &[],
+        _ => &[],
     }
 }
 
@@ -147,7 +147,7 @@ fn statuses(events: &[DeviceEvent]) -> Vec<(String, DeviceStatus)> {
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::Status(s) => Some((e.device.to_string(), s.clone())),
-            EventKind::Readings(_) => None,
+            _ => None,
         })
         .collect()
 }

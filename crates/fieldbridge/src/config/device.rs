@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fieldbridge_core::alarm::{AlarmSettings, Expected};
 use fieldbridge_core::device::{AdapterDevice, MAX_DECIMALS, PointSource, StaleDefault};
 use fieldbridge_core::{
     DeviceId, DeviceSettings, DeviceSpec, PointId, PointSettings, PointSpec, ValueKind,
@@ -254,6 +255,124 @@ impl Loader<'_> {
             );
             ok = false;
         }
+        if let Some(alarm) = &s.alarm {
+            let anode = node.get("alarm").unwrap_or(node);
+            ok &= self.check_alarm(anode, &join(path, "alarm"), alarm, kind);
+        }
         ok
+    }
+
+    /// An alarm's limits must fit the point: `above`/`below`/`hysteresis`
+    /// on numbers, `equals` on bool, int (an enumeration) or text and of
+    /// that kind, `above` over `below` by more than the hysteresis.
+    fn check_alarm(&self, node: &Node, path: &str, a: &AlarmSettings, kind: ValueKind) -> bool {
+        let mut found: Vec<(&'static str, String)> = Vec::new();
+        let numeric = matches!(kind, ValueKind::Int | ValueKind::Float);
+        if a.above.is_none() && a.below.is_none() && a.equals.is_none() {
+            self.problems.push(
+                &node.origin,
+                path,
+                "an alarm needs a limit: `above`, `below` or `equals`",
+            );
+            return false;
+        }
+        for (name, value) in [
+            ("above", a.above),
+            ("below", a.below),
+            ("hysteresis", a.hysteresis),
+        ] {
+            let Some(v) = value else { continue };
+            if !numeric {
+                found.push((
+                    name,
+                    format!("`{name}` applies only to numeric points; this point is {kind}"),
+                ));
+            } else if !v.is_finite() {
+                found.push((name, format!("{name} must be a finite number, found {v}")));
+            }
+        }
+        if found.is_empty() {
+            alarm_limits(a, kind, &mut found);
+        }
+        let ok = found.is_empty();
+        for (key, message) in found {
+            let at = node.get(key).unwrap_or(node);
+            self.problems.push(&at.origin, &join(path, key), message);
+        }
+        ok
+    }
+}
+
+/// [`Loader::check_alarm`] of limits that are numbers where they must be.
+fn alarm_limits(a: &AlarmSettings, kind: ValueKind, found: &mut Vec<(&'static str, String)>) {
+    let mut problem = |key, message| found.push((key, message));
+    if let Some(h) = a.hysteresis {
+        if h < 0.0 {
+            problem(
+                "hysteresis",
+                format!("hysteresis must be 0 or more, found {h}"),
+            );
+        } else if a.above.is_none() && a.below.is_none() {
+            problem(
+                "hysteresis",
+                "`hysteresis` applies only to `above` and `below`".to_owned(),
+            );
+        }
+    }
+    if let (Some(above), Some(below)) = (a.above, a.below) {
+        let h = a.hysteresis.unwrap_or(0.0);
+        if above <= below {
+            problem(
+                "above",
+                format!("above ({above}) must be more than below ({below})"),
+            );
+        } else if h > 0.0 && h >= above - below {
+            problem(
+                "hysteresis",
+                format!(
+                    "hysteresis ({h}) must be smaller than above minus below ({}): back \
+                     inside one limit by it, a value would be beyond the other",
+                    above - below
+                ),
+            );
+        }
+    }
+    if let Some(expected) = &a.equals {
+        let fits = matches!(
+            (expected, kind),
+            (Expected::Bool(_), ValueKind::Bool)
+                | (Expected::Int(_), ValueKind::Int)
+                | (Expected::Text(_), ValueKind::Text)
+        );
+        if kind == ValueKind::Float {
+            problem(
+                "equals",
+                "`equals` applies only to bool, int and text points; this point is \
+                 float (use `above` or `below`)"
+                    .to_owned(),
+            );
+        } else if !fits {
+            let found = match expected {
+                Expected::Bool(b) => format!("the bool {b}"),
+                Expected::Int(i) => format!("the number {i}"),
+                Expected::Text(t) => format!("the text {t:?}"),
+            };
+            let hint = match kind {
+                ValueKind::Text => " (quote it to compare as text)",
+                _ => "",
+            };
+            problem(
+                "equals",
+                format!("`equals` must be a value of this {kind} point, found {found}{hint}"),
+            );
+        }
+    }
+    if let Some(text) = &a.text
+        && text.trim().is_empty()
+    {
+        problem(
+            "text",
+            "text must not be empty (leave it out to name the limit)".to_owned(),
+        );
     }
 }

@@ -239,6 +239,10 @@ pub trait LoadedConnection: fmt::Debug + Send + Sync {
     fn build(self: Box<Self>, id: ConnectionId, ctx: &BuildContext) -> Box<dyn Adapter>;
     /// Itself, for `of_kind`.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// What a reload compares to decide whether the adapter restarts: its
+    /// `Debug` rendering without the devices' alarm settings, which the
+    /// engine applies at once.
+    fn compared(&self) -> String;
 }
 
 impl dyn LoadedConnection {
@@ -287,5 +291,13 @@ impl<K: AdapterKind> LoadedConnection for Loaded<K> {
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+    fn compared(&self) -> String {
+        let devices: Vec<_> = self
+            .devices
+            .iter()
+            .map(|d| (d.spec.without_alarms(), &d.config, &d.points))
+            .collect();
+        format!("{}: {:?} {devices:?}", K::NAME, self.settings)
     }
 }

@@ -122,3 +122,33 @@ fn a_listener_moved_needs_a_restart() {
         "nothing changed; needs a restart for: metrics"
     );
 }
+
+#[test]
+fn a_changed_alarm_changes_its_device_but_restarts_no_connection() {
+    let new = BASE.replace(
+        "t: { holding: 1 }",
+        "t: { holding: 1, alarm: { above: 85 } }",
+    );
+    let d = diff(BASE, &new);
+    assert_eq!(d.devices_changed, [DeviceId::new("boiler").unwrap()]);
+    assert!(d.connections_changed.is_empty(), "{d:?}");
+    assert!(d.alarms);
+    assert_eq!(d.to_string(), "~1 device (boiler), alarms changed");
+    let new = BASE.replace(
+        "boiler: { connection: plc, unit: 1,",
+        "boiler: { connection: plc, unit: 1, offline_alert: 2m,",
+    );
+    assert_eq!(
+        diff(BASE, &new).to_string(),
+        "~1 device (boiler), alarms changed"
+    );
+    // With another change of the device: its connection restarts too.
+    let new = BASE.replace(
+        "t: { holding: 1 }",
+        "t: { holding: 1, scale: 0.1, alarm: { above: 85 } }",
+    );
+    assert_eq!(
+        diff(BASE, &new).to_string(),
+        "~1 device (boiler), ~1 connection (plc), alarms changed"
+    );
+}
