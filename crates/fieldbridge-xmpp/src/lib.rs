@@ -53,5 +53,5 @@ mod error;
 mod link;
 
 pub use component::{ComponentOptions, Reloader, Reloads, reloader, run};
-pub use config::{AccessConfig, TlsConfig, XmppConfig};
+pub use config::{AccessConfig, AlertsConfig, TlsConfig, XmppConfig};
 pub use error::XmppError;
