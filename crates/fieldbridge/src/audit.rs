@@ -18,11 +18,17 @@ pub fn render(entry: &Entry, directory: &Directory, zone: &TimeZone) -> String {
         entry.who,
         entry.via.as_str()
     );
-    let Action::Write {
-        device,
-        point,
-        asked,
-    } = &entry.action;
+    let (device, point, asked) = match &entry.action {
+        Action::Write {
+            device,
+            point,
+            asked,
+        } => (device, point, asked),
+        Action::Ack { device, alarm } => {
+            let _ = write!(line, "ack {alarm} (device {device})");
+            return line;
+        }
+    };
     let shown = |v: &Value| {
         // With the point's unit and decimals when the value is of its kind
         // (text that did not parse is shown as it was sent).
