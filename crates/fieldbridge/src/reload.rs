@@ -33,6 +33,8 @@ pub struct Applied {
     access: String,
     /// `xmpp.status_interval`, in effect.
     status_interval: std::time::Duration,
+    /// `alerts:`, applied at once.
+    alerts: fieldbridge_xmpp::AlertsConfig,
     // Issue 14's alarm settings: compared here, applied at once like
     // `access` (a flag in `Diff`, a word in its line).
     /// Each setting that needs a restart, by key path, rendered.
@@ -52,6 +54,7 @@ impl Applied {
             devices: cfg.directory.configured().clone(),
             access: format!("{:?}", cfg.xmpp.access),
             status_interval: cfg.xmpp.status_interval(),
+            alerts: cfg.alerts.clone(),
             restart: restart_only(cfg),
         }
     }
@@ -112,6 +115,8 @@ pub struct Diff {
     pub access: bool,
     /// `xmpp.status_interval` changed (applies at once).
     pub status_interval: bool,
+    /// `alerts:` changed (applies at once).
+    pub alerts: bool,
     /// Key paths of changed settings that need a restart (not applied).
     pub needs_restart: Vec<&'static str>,
 }
@@ -152,6 +157,7 @@ impl Diff {
             devices_changed,
             access: old.access != new.access,
             status_interval: old.status_interval != new.status_interval,
+            alerts: old.alerts != new.alerts,
             needs_restart,
         }
     }
@@ -194,6 +200,9 @@ impl fmt::Display for Diff {
         }
         if self.status_interval {
             parts.push("status_interval changed".to_owned());
+        }
+        if self.alerts {
+            parts.push("alerts changed".to_owned());
         }
         // Issue 14's alarm settings: "alarms changed" here.
         if parts.is_empty() {

@@ -122,3 +122,12 @@ fn a_listener_moved_needs_a_restart() {
         "nothing changed; needs a restart for: metrics"
     );
 }
+
+#[test]
+fn a_changed_alerts_section_applies_at_once() {
+    let new = format!("{BASE}alerts: {{ to: [alice@localhost], room: r@conference.localhost }}\n");
+    let d = diff(BASE, &new);
+    assert!(d.alerts);
+    assert_eq!(d.to_string(), "alerts changed");
+    assert!(d.needs_restart.is_empty());
+}
