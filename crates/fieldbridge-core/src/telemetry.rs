@@ -122,6 +122,12 @@ pub struct Telemetry {
     pub adapters_running: Gauges,
     /// From a reading's time to its pubsub item leaving the gateway.
     pub publish_delay: Histograms,
+    /// Alert messages sent to people, by `via` (`chat`, `room`) and `kind`
+    /// (`live`, `replay`, `reminder`).
+    pub alert_messages: Counters,
+    /// Alerts dropped from a full delivery queue, by `queue` (`chat`,
+    /// `room`).
+    pub alerts_dropped: Counters,
     /// Device → status, for the `devices` gauge and for health.
     statuses: Mutex<HashMap<DeviceId, &'static str>>,
     /// Adapters configured (for health).
@@ -285,6 +291,16 @@ impl Telemetry {
                 "publish_delay_seconds",
                 "From a reading's time to its pubsub item leaving the gateway",
                 histograms(delay_histogram)
+            ),
+            alert_messages: reg!(
+                "alert_messages",
+                "Alert messages sent to people, by via and kind",
+                Counters::default()
+            ),
+            alerts_dropped: reg!(
+                "alerts_dropped",
+                "Alerts dropped from a full delivery queue while the link was down",
+                Counters::default()
             ),
             registry,
             statuses: Mutex::new(HashMap::new()),

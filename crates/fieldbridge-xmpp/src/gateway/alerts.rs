@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use fieldbridge_core::alarm::{AlarmKey, Alert, Change, Severity};
 use fieldbridge_core::audit::{Entry, Via};
+use fieldbridge_core::telemetry::{AlertMessagesSent, AlertsDropped, InternalEvent};
 use fieldbridge_core::{DeviceId, DeviceSpec};
 use fieldbridge_store::micros;
 use jiff::tz::TimeZone;
@@ -110,13 +111,23 @@ pub(super) struct AlertBook {
     pub(super) room: Room,
 }
 
-/// Pushes `alert`, dropping (and counting) the oldest beyond the bound.
-fn enqueue(queue: &mut VecDeque<Alert>, dropped: &mut u64, alert: Alert) {
+/// Pushes `alert`, dropping (and counting) the oldest beyond the bound;
+/// how many it dropped.
+fn enqueue(queue: &mut VecDeque<Alert>, dropped: &mut u64, alert: Alert) -> u64 {
     queue.push_back(alert);
+    let mut now_dropped = 0;
     while queue.len() > MAX_QUEUED {
         queue.pop_front();
-        *dropped += 1;
+        now_dropped += 1;
     }
+    if now_dropped > 0 && *dropped == 0 {
+        tracing::warn!(
+            max = MAX_QUEUED,
+            "more alerts wait than are kept: the oldest are dropped (the summary says how many)"
+        );
+    }
+    *dropped += now_dropped;
+    now_dropped
 }
 
 /// The marker people see first: how bad, or that it is over.
@@ -363,20 +374,38 @@ impl Gateway {
         self.publish_alert(&alert);
         let mut out = Vec::new();
         if self.is_connected() {
-            out.extend(self.chat_alerts(std::slice::from_ref(&alert), None, ""));
+            let sent = self.chat_alerts(std::slice::from_ref(&alert), None, "");
+            self.count_sent("chat", "live", sent.len());
+            out.extend(sent);
         } else {
             let b = &mut self.alerts;
-            enqueue(&mut b.chat_queue, &mut b.chat_dropped, alert.clone());
+            let count = enqueue(&mut b.chat_queue, &mut b.chat_dropped, alert.clone());
+            AlertsDropped {
+                queue: "chat",
+                count,
+            }
+            .emit(&self.telemetry);
         }
         if self.alerts.settings.room.is_some() {
             if self.is_connected() && self.alerts.room.is_in() {
-                out.extend(self.room_alerts(&[alert], None, ""));
+                let sent = self.room_alerts(&[alert], None, "");
+                self.count_sent("room", "live", sent.len());
+                out.extend(sent);
             } else {
                 let b = &mut self.alerts;
-                enqueue(&mut b.room_queue, &mut b.room_dropped, alert);
+                let count = enqueue(&mut b.room_queue, &mut b.room_dropped, alert);
+                AlertsDropped {
+                    queue: "room",
+                    count,
+                }
+                .emit(&self.telemetry);
             }
         }
         out
+    }
+
+    fn count_sent(&self, via: &'static str, kind: &'static str, count: usize) {
+        AlertMessagesSent { via, kind, count }.emit(&self.telemetry);
     }
 
     /// After (re)connecting: what waited for the recipients, delay-stamped;
@@ -409,6 +438,13 @@ impl Gateway {
 
     /// Waiting alerts, each with its time, or one message for many.
     fn replay(&mut self, waiting: &[Alert], dropped: u64, room: bool) -> Vec<Element> {
+        let out = self.replay_messages(waiting, dropped, room);
+        let via = if room { "room" } else { "chat" };
+        self.count_sent(via, "replay", out.len());
+        out
+    }
+
+    fn replay_messages(&mut self, waiting: &[Alert], dropped: u64, room: bool) -> Vec<Element> {
         if waiting.is_empty() {
             return Vec::new();
         }
@@ -628,9 +664,13 @@ impl Gateway {
             .collect();
         for a in due {
             let body = format!("Reminder: {}", render(&a, &self.zone));
-            out.extend(self.chat_alerts(std::slice::from_ref(&a), None, &body));
+            let chat = self.chat_alerts(std::slice::from_ref(&a), None, &body);
+            self.count_sent("chat", "reminder", chat.len());
+            out.extend(chat);
             if self.alerts.room.is_in() {
-                out.extend(self.room_alerts(std::slice::from_ref(&a), None, &body));
+                let room = self.room_alerts(std::slice::from_ref(&a), None, &body);
+                self.count_sent("room", "reminder", room.len());
+                out.extend(room);
             }
         }
         out

@@ -209,6 +209,9 @@ fn many_waiting_alerts_go_as_one_message_stamped_with_the_first() {
         Some("2026-11-25T14:03:12.000Z".into())
     );
     assert_eq!(out[0].attr("from"), Some("boiler@gw.example.org"));
+    let t = gw.telemetry();
+    assert_eq!(t.sum("alert_messages_total", [("kind", "replay")]), 1.0);
+    assert_eq!(t.sum("alert_messages_total", [("kind", "live")]), 0.0);
 }
 
 /// The self-presence a MUC service sends once the gateway is in.
@@ -306,6 +309,18 @@ fn the_gateway_joins_its_room_creates_it_members_only_and_posts_there() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].attr("from"), Some(ME));
     assert!(stamp_of(&out[0]).is_none());
+    let t = gw.telemetry();
+    assert_eq!(
+        t.sum(
+            "alert_messages_total",
+            [("via", "room"), ("kind", "replay")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        t.sum("alert_messages_total", [("via", "room"), ("kind", "live")]),
+        1.0
+    );
 }
 
 #[test]
