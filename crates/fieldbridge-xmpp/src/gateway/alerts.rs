@@ -682,7 +682,7 @@ impl Gateway {
             Some(spec) => self
                 .alerts
                 .listing(Some(&spec.id), spec.display_name(), &self.zone),
-            None => self.alerts.listing(None, &self.me.name, &self.zone),
+            None => self.alerts.listing(None, "All devices", &self.zone),
         }
     }
 

@@ -63,6 +63,9 @@ pub(super) struct Room {
     /// Occupants by nickname, with their real bare JID when the room
     /// shows it.
     occupants: HashMap<String, Option<BareJid>>,
+    /// The nickname the room gave the gateway (a service may change the
+    /// one asked for, status 210): its messages are never answered either.
+    given_nick: Option<String>,
 }
 
 impl Default for Room {
@@ -71,6 +74,7 @@ impl Default for Room {
             state: State::Out,
             backoff: Backoff::new(REJOIN_START, REJOIN_CAP),
             occupants: HashMap::new(),
+            given_nick: None,
         }
     }
 }
@@ -85,6 +89,7 @@ impl Room {
     pub(super) fn disconnected(&mut self) {
         self.state = State::Out;
         self.occupants.clear();
+        self.given_nick = None;
     }
 
     /// Leaves `room` (a reload named another, or the gateway stops).
@@ -272,6 +277,7 @@ impl Gateway {
         }
         self.alerts.room.state = State::In;
         self.alerts.room.backoff.reset();
+        self.alerts.room.given_nick = Some(nick);
         tracing::info!(room = %from.to_bare(), "in the alerts room");
         let mut out = Vec::new();
         if codes.contains(&201) {
@@ -331,6 +337,7 @@ impl Gateway {
         };
         if kind != "groupchat"
             || nick == self.alerts.settings.nick
+            || self.alerts.room.given_nick.as_deref() == Some(nick.as_str())
             || el.get_child("delay", NS_DELAY).is_some()
         {
             // Its own messages, history, private messages: never answered.

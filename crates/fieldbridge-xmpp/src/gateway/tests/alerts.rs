@@ -395,7 +395,7 @@ fn in_the_room_it_answers_its_nick_never_itself_or_history() {
     assert_eq!(out[0].attr("to"), Some(ROOM));
     let body = body_of(&out[0]);
     assert!(
-        body.starts_with("al: fieldbridge test: 1 active alarm\n🔴 CRITICAL"),
+        body.starts_with("al: All devices: 1 active alarm\n🔴 CRITICAL"),
         "{body}"
     );
     assert!(body.ends_with("not acknowledged"), "{body}");
@@ -496,10 +496,7 @@ fn ack_in_chat_is_for_control_users_and_stops_reminders() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].attr("from"), Some(DOMAIN));
     let text = body_of(&all[0]);
-    assert!(
-        text.starts_with("fieldbridge test: 2 active alarms"),
-        "{text}"
-    );
+    assert!(text.starts_with("All devices: 2 active alarms"), "{text}");
     assert!(
         text.contains("acknowledged by alice@example.org at "),
         "{text}"
@@ -600,4 +597,44 @@ fn the_state_item_flags_points_in_alarm() {
     );
     let f = field(&cleared);
     assert!(!f.contains("warning") && !f.contains("error"), "{f}");
+}
+
+#[test]
+fn a_reload_to_another_room_leaves_the_old_one_and_joins_the_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut gw, _) = alerting(dir.path(), config(&[], Some(ROOM), None));
+    connect(&mut gw, Instant::now());
+    gw.on_stanza(&self_presence(&[110], None));
+    let same = AlertSettings::new(&config(&["alice@example.org"], Some(ROOM), None), "test");
+    assert!(
+        gw.set_alerts(same, Instant::now()).is_empty(),
+        "same room: stays"
+    );
+    let other = AlertSettings::new(
+        &config(&[], Some("ops@conference.example.org"), None),
+        "test",
+    );
+    let out = gw.set_alerts(other, Instant::now());
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0].attr("to"), Some("plant@conference.example.org/test"));
+    assert_eq!(kind_of(&out[0]), Some("unavailable"));
+    assert_eq!(out[1].attr("to"), Some("ops@conference.example.org/test"));
+    assert!(out[1].get_child("x", NS_MUC).is_some());
+    // The old room's stanzas are no longer taken as the room's.
+    assert!(gw.on_stanza(&said("al", "test: alarms", false)).is_empty());
+}
+
+#[test]
+fn a_nick_the_room_gave_it_is_its_own_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut gw, _) = alerting(dir.path(), config(&[], Some(ROOM), None));
+    connect(&mut gw, Instant::now());
+    let mut given = self_presence(&[110, 210], None);
+    set(&mut given, "from", format!("{ROOM}/test-1"));
+    gw.on_stanza(&given);
+    assert!(
+        gw.on_stanza(&said("test-1", "test: alarms", false))
+            .is_empty()
+    );
+    assert_eq!(gw.on_stanza(&said("al", "test: alarms", false)).len(), 1);
 }
