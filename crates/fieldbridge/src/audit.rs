@@ -92,6 +92,20 @@ mod tests {
     }
 
     #[test]
+    fn an_ack_reads_as_the_alarm_it_stopped() {
+        let ack = at(Entry::ack(
+            "alice@example.org",
+            Via::Room,
+            "boiler",
+            "boiler/temperature",
+        ));
+        assert_eq!(
+            render(&ack, &directory(), &TimeZone::UTC),
+            "2026-11-25 14:03:07 +00:00  alice@example.org via room: ack boiler/temperature (device boiler)"
+        );
+    }
+
+    #[test]
     fn entries_read_in_the_zone_with_units() {
         let berlin = TimeZone::get("Europe/Berlin").unwrap();
         let done = at(Entry::write(
