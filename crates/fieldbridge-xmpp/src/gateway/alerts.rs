@@ -414,6 +414,12 @@ impl Gateway {
     pub(super) fn alerts_connected(&mut self, now: Instant) -> Vec<Element> {
         let waiting: Vec<Alert> = self.alerts.chat_queue.drain(..).collect();
         let dropped = std::mem::take(&mut self.alerts.chat_dropped);
+        for a in &waiting {
+            // Just sent, if late: the next reminder is a `remind` away.
+            if let Some(active) = self.alerts.active.get_mut(&a.key) {
+                active.sent = now;
+            }
+        }
         let mut out = self.replay(&waiting, dropped, false);
         let missed: Vec<(u64, Arc<str>)> = self
             .alerts

@@ -638,3 +638,28 @@ fn a_nick_the_room_gave_it_is_its_own_too() {
     );
     assert_eq!(gw.on_stanza(&said("al", "test: alarms", false)).len(), 1);
 }
+
+#[test]
+fn an_alert_replayed_late_is_not_reminded_of_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let remind = Duration::from_secs(60);
+    let (mut gw, _) = alerting(
+        dir.path(),
+        config(&["alice@example.org"], None, Some(remind)),
+    );
+    let t0 = Instant::now();
+    gw.on_disconnected();
+    gw.on_event(raised(0), t0);
+    let back = t0 + remind * 10;
+    let replayed = connect(&mut gw, back);
+    assert_eq!(replayed.iter().filter(|e| e.name() == "message").count(), 1);
+    assert!(gw.tick(back).iter().all(|e| e.name() != "message"));
+    let reminded = gw.tick(back + remind);
+    assert_eq!(
+        reminded
+            .iter()
+            .filter(|e| body_of(e).starts_with("Reminder: "))
+            .count(),
+        1
+    );
+}
