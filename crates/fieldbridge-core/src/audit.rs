@@ -14,9 +14,8 @@
 //! always. The running gateway holds its store exclusively; this file is
 //! what `fieldbridge audit` reads, beside it, with [`read`].
 //!
-//! An entry's kind is its `action` (`write` now): a second kind (alarm
-//! acknowledgements) is one more [`Action`] variant, with the same `at`,
-//! `who`, `via` and `result`.
+//! An entry's kind is its `action`: `write`, or `ack` (an alarm
+//! acknowledged, issue 14), with the same `at`, `who`, `via` and `result`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -56,6 +55,9 @@ pub enum Via {
     /// A XEP-0325 control `set`.
     #[serde(rename = "xep0325")]
     Xep0325,
+    /// A message in the alerts room (`fieldbridge: ack all`).
+    #[serde(rename = "room")]
+    Room,
 }
 
 impl Via {
@@ -65,6 +67,7 @@ impl Via {
             Via::Chat => "chat",
             Via::Adhoc => "adhoc",
             Via::Xep0325 => "xep0325",
+            Via::Room => "room",
         }
     }
 }
@@ -82,6 +85,14 @@ pub enum Action {
         /// The value asked for: typed when it was understood, else the
         /// text as sent.
         asked: Value,
+    },
+    /// An alarm acknowledged: its reminders stop.
+    Ack {
+        /// The device, as asked for.
+        device: String,
+        /// The alarm: `boiler/temperature`, `boiler/offline`,
+        /// `connection/plc` (the `alerts` node's key).
+        alarm: String,
     },
 }
 
@@ -146,6 +157,26 @@ impl Entry {
         }
     }
 
+    /// An alarm acknowledged, now (an ack is never refused once it is
+    /// audited: refusals are answered, not recorded).
+    pub fn ack(
+        who: impl Into<String>,
+        via: Via,
+        device: impl Into<String>,
+        alarm: impl Into<String>,
+    ) -> Self {
+        Self {
+            at: SystemTime::now(),
+            who: who.into(),
+            via,
+            action: Action::Ack {
+                device: device.into(),
+                alarm: alarm.into(),
+            },
+            result: Outcome::Ok { value: None },
+        }
+    }
+
     /// The entry as one line of the file (no newline).
     pub fn to_line(&self) -> String {
         // Only strings, numbers and a time: serializing cannot fail.
@@ -155,12 +186,18 @@ impl Entry {
     /// Logs the entry with its fields, at `info` when it went through and
     /// at `warn` when it did not.
     fn log(&self) {
-        let Action::Write {
-            device,
-            point,
-            asked,
-        } = &self.action;
         let via = self.via.as_str();
+        let (device, point, asked) = match &self.action {
+            Action::Write {
+                device,
+                point,
+                asked,
+            } => (device, point, asked),
+            Action::Ack { device, alarm } => {
+                tracing::info!(target: TARGET, action = "ack", who = %self.who, via, device = %device, alarm = %alarm, result = "ok", "alarm acknowledged");
+                return;
+            }
+        };
         match &self.result {
             Outcome::Ok { value } => {
                 let value = value.as_ref().map(ToString::to_string).unwrap_or_default();
@@ -458,6 +495,23 @@ mod tests {
         );
         e.at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_615_387 + n as u64);
         e
+    }
+
+    #[test]
+    fn an_ack_is_one_line_with_its_alarm() {
+        let mut e = Entry::ack(
+            "alice@example.org",
+            Via::Room,
+            "boiler",
+            "boiler/temperature",
+        );
+        e.at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_615_387);
+        let line = e.to_line();
+        assert_eq!(
+            line,
+            r#"{"at":"2026-11-25T14:03:07+00:00","who":"alice@example.org","via":"room","action":"ack","device":"boiler","alarm":"boiler/temperature","result":"ok"}"#
+        );
+        assert_eq!(serde_json::from_str::<Entry>(&line).unwrap(), e);
     }
 
     #[test]

@@ -126,6 +126,12 @@ pub struct Telemetry {
     pub alarms_raised: Counters,
     /// Alarms raised now, by severity.
     pub alarms_active: Gauges,
+    /// Alert messages sent to people, by `via` (`chat`, `room`) and `kind`
+    /// (`live`, `replay`, `reminder`).
+    pub alert_messages: Counters,
+    /// Alerts dropped from a full delivery queue, by `queue` (`chat`,
+    /// `room`).
+    pub alerts_dropped: Counters,
     /// Device → status, for the `devices` gauge and for health.
     statuses: Mutex<HashMap<DeviceId, &'static str>>,
     /// Adapters configured (for health).
@@ -299,6 +305,16 @@ impl Telemetry {
                 "alarms_active",
                 "Alarms raised now, by severity",
                 Gauges::default()
+            ),
+            alert_messages: reg!(
+                "alert_messages",
+                "Alert messages sent to people, by via and kind",
+                Counters::default()
+            ),
+            alerts_dropped: reg!(
+                "alerts_dropped",
+                "Alerts dropped from a full delivery queue while the link was down",
+                Counters::default()
             ),
             registry,
             statuses: Mutex::new(HashMap::new()),

@@ -115,6 +115,25 @@ impl Access {
         self.control.allows(who)
     }
 
+    /// The single accounts that may read (read and control lists, not
+    /// domains or `*`), sorted, once each: the members of a room the
+    /// gateway creates.
+    pub fn accounts(&self) -> Vec<BareJid> {
+        let mut out: Vec<BareJid> = self
+            .read
+            .entries
+            .iter()
+            .chain(&self.control.entries)
+            .filter_map(|e| match e {
+                Entry::Account(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        out.sort_by_key(|a| a.to_string());
+        out.dedup();
+        out
+    }
+
     /// The pubsub access model this amounts to (XEP-0060 §4.5): `open`
     /// only when anyone may read, else `whitelist`.
     pub fn access_model(&self) -> &'static str {
@@ -162,6 +181,18 @@ mod tests {
         assert!(access.may_read(&bare("op@example.org")));
         assert!(access.may_control(&bare("op@example.org")));
         assert!(!access.may_control(&bare("x@example.org")));
+    }
+
+    #[test]
+    fn accounts_are_the_single_readers() {
+        let access = Access::new(&crate::AccessConfig {
+            read: vec!["example.org".into(), "bob@b.example".into(), "*".into()],
+            control: vec!["alice@a.example".into(), "bob@b.example".into()],
+        });
+        assert_eq!(
+            access.accounts(),
+            vec![bare("alice@a.example"), bare("bob@b.example")]
+        );
     }
 
     #[test]

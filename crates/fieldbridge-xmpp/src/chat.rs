@@ -1,7 +1,8 @@
 //! Commands in plain words, sent as chat messages to a device JID, so that
 //! any client (a phone included) can ask a device how it is and, when
 //! allowed, change a set-point: `help`, `status`, `get [point]`,
-//! `history <point> [n]`, `set <point> <value>`. Words in any case, points
+//! `history <point> [n]`, `set <point> <value>`, and for alarms (issue 14)
+//! `alarms` and `ack <point>|offline|all`. Words in any case, points
 //! by id or label (phones capitalize the first letter); values as
 //! [`fieldbridge_core::display`] shows them to people.
 //!
@@ -47,6 +48,12 @@ pub enum ChatCommand<'a> {
         /// How many (default [`HISTORY_DEFAULT`], at most [`HISTORY_MAX`]).
         count: usize,
     },
+    /// `alarms`: the active alarms (of the device, or all on the
+    /// gateway's own JID).
+    Alarms,
+    /// `ack <point>`, `ack offline`, `ack all`: what is acknowledged, as
+    /// typed.
+    Ack(&'a str),
     /// A command word with the wrong words after it; holds the command's
     /// usage.
     Usage(&'static str),
@@ -87,6 +94,10 @@ pub fn parse(body: &str) -> ChatCommand<'_> {
                 },
             }
         }
+        "alarms" | "alarm" if rest.is_empty() => ChatCommand::Alarms,
+        "alarms" | "alarm" => ChatCommand::Usage("alarms"),
+        "ack" if rest.is_empty() => ChatCommand::Usage(ACK_USAGE),
+        "ack" => ChatCommand::Ack(rest),
         "set" if rest.contains(char::is_whitespace) => ChatCommand::Set(rest),
         "set" => ChatCommand::Usage(SET_USAGE),
         "" => ChatCommand::Help,
@@ -96,6 +107,8 @@ pub fn parse(body: &str) -> ChatCommand<'_> {
 
 const HISTORY_USAGE: &str = "history <point> [n]";
 const SET_USAGE: &str = "set <point> <value>";
+/// How `ack` is used.
+pub const ACK_USAGE: &str = "ack <point>|offline|all";
 
 /// The point a person means by `typed`: its id, or else its label, in any
 /// case; `None` when no point or more than one fits.
@@ -167,6 +180,10 @@ pub fn help(spec: &DeviceSpec, may_control: bool) -> String {
         .collect();
     if may_control && !writable.is_empty() {
         let _ = writeln!(out, "{SET_USAGE}: change {}", writable.join(", "));
+    }
+    out.push_str("alarms: its active alarms\n");
+    if may_control {
+        let _ = writeln!(out, "{ACK_USAGE}: acknowledge (stops reminders)");
     }
     out.push_str("help: this text");
     out
@@ -377,6 +394,12 @@ mod tests {
             ),
             ("history", ChatCommand::Usage(HISTORY_USAGE)),
             ("status now", ChatCommand::Usage("status")),
+            ("alarms", ChatCommand::Alarms),
+            ("Alarms", ChatCommand::Alarms),
+            ("alarms now", ChatCommand::Usage("alarms")),
+            ("ack all", ChatCommand::Ack("all")),
+            ("Ack Temperature", ChatCommand::Ack("Temperature")),
+            ("ack", ChatCommand::Usage(ACK_USAGE)),
             ("hello", ChatCommand::Unknown("hello")),
             ("blorp the pump", ChatCommand::Unknown("blorp")),
         ];

@@ -14,9 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::config::{AccessConfig, XmppConfig};
+use crate::config::{AccessConfig, AlertsConfig, XmppConfig};
 use crate::error::{XmppError, log_connect_error};
-use crate::gateway::{self, Found, Gateway, Job, JobOutcome, StoreRead};
+use crate::gateway::{self, AlertSettings, Found, Gateway, Job, JobOutcome, StoreRead};
 use crate::link::{Link, next};
 use crate::reader::Incoming;
 use crate::{access, connection};
@@ -34,6 +34,8 @@ pub struct ComponentOptions {
     pub gateway_id: String,
     /// The zone of times shown to people (`gateway.timezone`).
     pub time_zone: jiff::tz::TimeZone,
+    /// `alerts:` from gateway.yaml: who hears of alarms.
+    pub alerts: AlertsConfig,
     /// Where write attempts are audited.
     pub audit: AuditLog,
     /// Beaten every turn of the loop's 1 s tick, while the link is down
@@ -41,14 +43,15 @@ pub struct ComponentOptions {
     pub alive: Heartbeat,
 }
 
-/// A reload for the running component: the new directory and the
-/// settings of `xmpp:` that apply without reconnecting (alarm settings,
-/// issue 14, belong here too: they apply at once).
+/// A reload for the running component: the new directory, the settings
+/// of `xmpp:` that apply without reconnecting, and `alerts:` (applied at
+/// once: new recipients, a new room joined and the old one left).
 #[derive(Debug)]
 struct Reload {
     directory: Arc<Directory>,
     access: AccessConfig,
     status_interval: Duration,
+    alerts: AlertsConfig,
     applied: oneshot::Sender<gateway::Reconfigured>,
 }
 
@@ -67,19 +70,21 @@ pub fn reloader() -> (Reloader, Reloads) {
 }
 
 impl Reloader {
-    /// Applies `directory`, and `config`'s access lists and status
-    /// interval, on the link as it is; waits until done. The rest of
+    /// Applies `directory`, `config`'s access lists and status interval,
+    /// and `alerts`, on the link as it is; waits until done. The rest of
     /// `config` needs a restart. None when the component has stopped.
     pub async fn reconfigure(
         &self,
         directory: Arc<Directory>,
         config: &XmppConfig,
+        alerts: &AlertsConfig,
     ) -> Option<gateway::Reconfigured> {
         let (applied, done) = oneshot::channel();
         let reload = Reload {
             directory,
             access: config.access.clone(),
             status_interval: config.status_interval(),
+            alerts: alerts.clone(),
             applied,
         };
         self.0.send(reload).await.ok()?;
@@ -118,6 +123,7 @@ pub async fn run(
         state_dir,
         gateway_id,
         time_zone,
+        alerts,
         audit,
         alive,
     } = options;
@@ -138,6 +144,8 @@ pub async fn run(
     gw.set_status_interval(config.status_interval());
     gw.set_time_zone(time_zone);
     gw.set_audit(audit);
+    // Not connected yet: the room is joined on connect.
+    gw.set_alerts(AlertSettings::new(&alerts, &gateway_id), Instant::now());
 
     let mut link = Link::new();
     let mut tick = tokio::time::interval(TICK);
@@ -284,7 +292,8 @@ pub async fn run(
             _ = flush.tick(), if writing.is_none() => writing = start_write(&mut gw),
             Some(reload) = reloads.0.recv() => {
                 gw.set_status_interval(reload.status_interval);
-                let (out, what) = gw.reconfigure(reload.directory, access::Access::new(&reload.access));
+                let (mut out, what) = gw.reconfigure(reload.directory, access::Access::new(&reload.access));
+                out.extend(gw.set_alerts(AlertSettings::new(&reload.alerts, &gateway_id), Instant::now()));
                 link.send(out, gw.take_notifications()).await;
                 let _ = reload.applied.send(what);
             },

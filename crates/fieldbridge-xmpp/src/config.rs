@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use xmpp_parsers::jid::BareJid;
 
 /// `xmpp:` — how the gateway reaches its XMPP server and who may use it.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -85,6 +86,125 @@ pub struct AccessConfig {
     /// May write points marked `writable` (implies read).
     #[serde(default)]
     pub control: Vec<String>,
+}
+
+/// `alerts:` — who hears of alarms (issue 14): chat messages to readers,
+/// and a multi-user chat room the gateway joins. Empty (the default): alarms
+/// are still on the `alerts` pubsub node and in `alarms`, but nobody is
+/// messaged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Bare JIDs (`alice@example.org`) that get every alert as a chat
+    /// message from the device's JID. Each must be allowed by
+    /// `xmpp.access.read`: an alert says what a device reads.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// A multi-user chat room (`plant-alerts@conference.example.org`) the
+    /// gateway joins and posts every alert to. If it does not exist and the
+    /// service lets it, the gateway creates it members-only, with the
+    /// readers as members.
+    #[serde(default)]
+    pub room: Option<String>,
+    /// The gateway's nickname in `room` (default: `gateway.id`). A room
+    /// message starting with `<nick>:` or `<nick>,` is a command.
+    #[serde(default)]
+    pub nick: Option<String>,
+    /// Every this long, each raised, unacknowledged critical alarm is sent
+    /// again, prefixed `Reminder:` (default: off). `ack` stops it.
+    #[serde(default, deserialize_with = "fieldbridge_core::duration::optional")]
+    #[schemars(schema_with = "fieldbridge_core::duration::optional_schema")]
+    pub remind: Option<Duration>,
+}
+
+impl AlertsConfig {
+    /// The recipients that are bare JIDs (the loader refused the others).
+    pub fn recipients(&self) -> Vec<BareJid> {
+        self.to.iter().filter_map(|t| account(t).ok()).collect()
+    }
+
+    /// The room, if it is a valid bare JID with a node.
+    pub fn room_jid(&self) -> Option<BareJid> {
+        self.room.as_deref().and_then(|r| account(r).ok())
+    }
+
+    /// The nickname in the room: `nick`, or the gateway id.
+    pub fn nick_or<'a>(&'a self, gateway_id: &'a str) -> &'a str {
+        self.nick.as_deref().unwrap_or(gateway_id)
+    }
+
+    /// Checks what serde cannot: recipients and the room are bare JIDs of
+    /// an account or room, every recipient may read (by `access`), the
+    /// nickname and reminder make sense. Paths are below `alerts`.
+    pub fn problems(&self, access: Option<&AccessConfig>) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let readers = access.map(crate::access::Access::new);
+        for (i, to) in self.to.iter().enumerate() {
+            let path = format!("to[{i}]");
+            match account(to) {
+                Err(message) => out.push(ConfigProblem { path, message }),
+                Ok(jid) => {
+                    if let Some(a) = &readers
+                        && !a.may_read(&jid)
+                    {
+                        out.push(ConfigProblem {
+                            path,
+                            message: format!(
+                                "{jid} may not read devices, and an alert tells what they read: add it (or its domain) to xmpp.access.read, or remove it here"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(room) = &self.room
+            && let Err(message) = checked_account(room, "plant-alerts@conference.example.org")
+        {
+            out.push(ConfigProblem {
+                path: "room".into(),
+                message,
+            });
+        }
+        if let Some(nick) = &self.nick
+            && (nick.trim().is_empty() || nick.trim() != nick || nick.chars().any(char::is_control))
+        {
+            out.push(ConfigProblem {
+                path: "nick".into(),
+                message: format!(
+                    "{nick:?} is not a nickname: use a word without surrounding spaces, e.g. fieldbridge"
+                ),
+            });
+        }
+        if self.remind == Some(Duration::ZERO) {
+            out.push(ConfigProblem {
+                path: "remind".into(),
+                message: "a reminder every 0 s would never stop: use e.g. 30m, or remove `remind` to send none".into(),
+            });
+        }
+        out
+    }
+}
+
+/// `text` as the bare JID of an account or room (`node@domain`), or why not.
+fn account(text: &str) -> Result<BareJid, String> {
+    checked_account(text, "alice@example.org")
+}
+
+/// [`account`], with `example` in the message for what is no JID at all.
+fn checked_account(text: &str, example: &str) -> Result<BareJid, String> {
+    match xmpp_parsers::jid::Jid::new(text) {
+        Err(e) => Err(format!(
+            "{text:?} is not a JID ({e}); use a bare JID, e.g. {example}"
+        )),
+        Ok(j) if j.resource().is_some() => Err(format!(
+            "{text:?} has a resource; use the bare JID {:?}",
+            j.to_bare().to_string()
+        )),
+        Ok(j) if j.node().is_none() => Err(format!(
+            "{text:?} is a domain; use a bare JID with a name before the @, e.g. {example}"
+        )),
+        Ok(j) => Ok(j.to_bare()),
+    }
 }
 
 /// A problem found in the `xmpp:` section, with the key path below `xmpp`

@@ -19,7 +19,9 @@
 //! - `upgrade`: what an older version kept, read back once;
 //! - `reload`: a new directory and access lists, taken on the same link;
 //! - `jobs`, `commands`, `messages`, `iot`: work for an adapter,
-//!   asked for by ad-hoc command, chat or XEP-0323/0325.
+//!   asked for by ad-hoc command, chat or XEP-0323/0325;
+//! - [`alerts`] and `room`: alarms to people (chat, the alerts room) and
+//!   to software (the `alerts` node), `alarms` and `ack`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -133,6 +135,8 @@ pub struct Gateway {
     /// Devices a reload removed, as they were: a probe from a subscriber
     /// is told so, and adding one back takes up where it left off.
     removed: HashMap<DeviceId, (items::NodeState, DeviceState)>,
+    /// Active alarms and the alerts still to deliver.
+    alerts: alerts::AlertBook,
 }
 
 impl Gateway {
@@ -177,6 +181,7 @@ impl Gateway {
             telemetry,
             audit: AuditLog::log_only(),
             removed: HashMap::new(),
+            alerts: alerts::AlertBook::default(),
         })
     }
 
@@ -232,6 +237,9 @@ impl Gateway {
     /// [`Gateway::publish_due`]), so that what arrives together goes out
     /// as one item; a status change goes to presence subscribers at once.
     pub fn on_event(&mut self, event: DeviceEvent, now: Instant) -> Vec<Element> {
+        if let EventKind::Alert(alert) = event.kind {
+            return self.on_alert(alert, now);
+        }
         let device = event.device;
         if !self.devices.contains_key(&device) && !self.adopt(&device) {
             return Vec::new();
@@ -263,14 +271,15 @@ impl Gateway {
                 self.presence
                     .status_changed(&self.me, &device, state, &self.subscribers, now)
             }
-            // Delivered by issue 14's alert sink (chat, room, `alerts` node).
+            // Taken above.
             EventKind::Alert(_) => Vec::new(),
         }
     }
 
-    /// Periodic work: status texts of online devices whose values changed.
+    /// Periodic work: status texts of online devices whose values
+    /// changed; alarm reminders; rejoining the alerts room.
     pub fn tick(&mut self, now: Instant) -> Vec<Element> {
-        let mut out = Vec::new();
+        let mut out = self.alerts_tick(now);
         for (device, state) in &self.devices {
             out.extend(self.presence.refresh_if_due(
                 &self.me,
@@ -312,12 +321,18 @@ impl Gateway {
             out.extend(presence::removed(&self.me, device, &self.subscribers));
         }
         self.nodes.read_missed(&self.subscribers);
+        out.extend(self.alerts_connected(now));
         out
     }
 
     /// The last word: every device unavailable to every subscriber.
-    pub fn goodbye(&self) -> Vec<Element> {
-        presence::goodbye(&self.me, &self.subscribers)
+    pub fn goodbye(&mut self) -> Vec<Element> {
+        let mut out = presence::goodbye(&self.me, &self.subscribers);
+        if let Some(room) = self.alerts.settings.room.clone() {
+            let nick = self.alerts.settings.nick.clone();
+            out.extend(self.alerts.room.leave(&self.me.domain, &room, &nick));
+        }
+        out
     }
 
     // ----- inbound stanzas -------------------------------------------
@@ -327,6 +342,9 @@ impl Gateway {
         let inbound = Inbound::parse(el);
         if !self.guard.admit(el, inbound.from.as_ref(), &self.me.domain) {
             return Guard::over_limit(el, inbound.from.as_ref(), &self.me.domain);
+        }
+        if let Some(out) = self.on_room_stanza(el, inbound.from.as_ref()) {
+            return out;
         }
         match el.name() {
             "iq" => self.on_iq(&inbound),
@@ -500,6 +518,7 @@ impl Gateway {
     }
 }
 
+pub mod alerts;
 mod card;
 mod commands;
 mod entity;
@@ -512,9 +531,11 @@ mod messages;
 mod presence;
 mod pubsub;
 mod reload;
+mod room;
 mod subscribers;
 mod upgrade;
 
+pub use alerts::AlertSettings;
 pub use jobs::{Job, JobOutcome, MAX_QUEUED_JOBS, MAX_RUNNING_JOBS};
 pub use reload::Reconfigured;
 #[cfg(test)]

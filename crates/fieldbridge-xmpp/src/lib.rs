@@ -25,6 +25,12 @@
 //! reconnect, each node subscriber gets the items it missed from the
 //! history, and presence is sent again.
 //!
+//! Alarms (`EventKind::Alert` on the bus) go to people as chat messages
+//! from the device (`alerts.to`) and in a multi-user chat room the gateway
+//! joins (`alerts.room`), and to software as items of the `alerts` node;
+//! those raised while the link was down follow with a XEP-0203 delay
+//! ([`gateway::alerts`]).
+//!
 //! The stream is read by the gateway's own [`reader`], within limits of
 //! depth and size that no remote sender can get past, and yields plain
 //! `minidom` elements: tokio-xmpp's `Component` ends the stream on one
@@ -53,5 +59,5 @@ mod error;
 mod link;
 
 pub use component::{ComponentOptions, Reloader, Reloads, reloader, run};
-pub use config::{AccessConfig, TlsConfig, XmppConfig};
+pub use config::{AccessConfig, AlertsConfig, TlsConfig, XmppConfig};
 pub use error::XmppError;

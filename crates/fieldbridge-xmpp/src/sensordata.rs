@@ -9,7 +9,8 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fieldbridge_core::{Quality, Sample, Value};
+use fieldbridge_core::alarm::Severity;
+use fieldbridge_core::{PointId, Quality, Sample, Value};
 
 use crate::xml::NS_SENSORDATA;
 
@@ -36,6 +37,23 @@ pub fn fields<'a>(
     samples: impl IntoIterator<Item = &'a Sample>,
     kind: FieldType,
     done: bool,
+) -> String {
+    fields_flagged(seqnr, device, samples, kind, done, |_| None)
+}
+
+/// [`fields`], with the points in alarm marked by XEP-0323's field
+/// quality flags: `warning='true'` while an info or warning alarm of the
+/// point is raised, `error='true'` while a critical one is (`alarm`
+/// says which, by point). Offline and connection alarms mark no field.
+/// Items sent live carry the flags as they are when sent; items read back
+/// from the history carry none (the history keeps values, not alarms).
+pub fn fields_flagged<'a>(
+    seqnr: &str,
+    device: &str,
+    samples: impl IntoIterator<Item = &'a Sample>,
+    kind: FieldType,
+    done: bool,
+    alarm: impl Fn(&PointId) -> Option<Severity>,
 ) -> String {
     let mut samples: Vec<&Sample> = samples.into_iter().collect();
     // Stable: samples read together keep their point order.
@@ -64,7 +82,7 @@ pub fn fields<'a>(
             out.push_str("'>");
             open = Some(ms);
         }
-        field(&mut out, s, kind);
+        field(&mut out, s, kind, alarm(&s.reading.point));
     }
     if open.is_some() {
         out.push_str("</timestamp>");
@@ -73,7 +91,7 @@ pub fn fields<'a>(
     out
 }
 
-fn field(out: &mut String, s: &Sample, kind: FieldType) {
+fn field(out: &mut String, s: &Sample, kind: FieldType, alarm: Option<Severity>) {
     let r = &s.reading;
     let (name, value) = match &r.value {
         Value::Bool(b) => ("boolean", if *b { "true" } else { "false" }.to_owned()),
@@ -100,6 +118,11 @@ fn field(out: &mut String, s: &Sample, kind: FieldType) {
         Quality::Good => {}
         Quality::Uncertain => out.push_str(" questionable='true'"),
         Quality::Bad { .. } => out.push_str(" invalid='true'"),
+    }
+    match alarm {
+        None => {}
+        Some(Severity::Critical) => out.push_str(" error='true'"),
+        Some(Severity::Info | Severity::Warning) => out.push_str(" warning='true'"),
     }
     out.push_str("/>");
 }

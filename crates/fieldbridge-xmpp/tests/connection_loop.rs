@@ -163,6 +163,7 @@ fn start(
         state_dir: state.path().to_owned(),
         gateway_id: "test".into(),
         time_zone: jiff::tz::TimeZone::UTC,
+        alerts: Default::default(),
         audit: fieldbridge_core::audit::AuditLog::log_only(),
         alive: fieldbridge_core::watchdog::Heartbeat::new("XMPP connection loop"),
     };

@@ -18,11 +18,17 @@ pub fn render(entry: &Entry, directory: &Directory, zone: &TimeZone) -> String {
         entry.who,
         entry.via.as_str()
     );
-    let Action::Write {
-        device,
-        point,
-        asked,
-    } = &entry.action;
+    let (device, point, asked) = match &entry.action {
+        Action::Write {
+            device,
+            point,
+            asked,
+        } => (device, point, asked),
+        Action::Ack { device, alarm } => {
+            let _ = write!(line, "ack {alarm} (device {device})");
+            return line;
+        }
+    };
     let shown = |v: &Value| {
         // With the point's unit and decimals when the value is of its kind
         // (text that did not parse is shown as it was sent).
@@ -83,6 +89,20 @@ mod tests {
         // 2026-11-25 14:03:07 UTC
         e.at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_615_387);
         e
+    }
+
+    #[test]
+    fn an_ack_reads_as_the_alarm_it_stopped() {
+        let ack = at(Entry::ack(
+            "alice@example.org",
+            Via::Room,
+            "boiler",
+            "boiler/temperature",
+        ));
+        assert_eq!(
+            render(&ack, &directory(), &TimeZone::UTC),
+            "2026-11-25 14:03:07 +00:00  alice@example.org via room: ack boiler/temperature (device boiler)"
+        );
     }
 
     #[test]

@@ -38,6 +38,19 @@ pub fn render_tree(cfg: &GatewayConfig) -> String {
         list(&cfg.xmpp.access.read),
         list(&cfg.xmpp.access.control)
     );
+    let a = &cfg.alerts;
+    if !a.to.is_empty() || a.room.is_some() {
+        let room = a.room.as_ref().map_or(String::new(), |r| {
+            format!("; room {r} as {}", a.nick_or(&cfg.gateway.id))
+        });
+        let remind = a.remind.map_or("no reminders".to_owned(), |d| {
+            format!(
+                "critical ones reminded every {}",
+                fieldbridge_core::duration::format(d)
+            )
+        });
+        let _ = writeln!(out, "alerts to {}{room}; {remind}", list(&a.to));
+    }
     if let Some(m) = &cfg.metrics {
         let _ = writeln!(
             out,

@@ -37,6 +37,8 @@ pub struct Applied {
     access: String,
     /// `xmpp.status_interval`, in effect.
     status_interval: std::time::Duration,
+    /// `alerts:`, applied at once.
+    alerts: fieldbridge_xmpp::AlertsConfig,
     /// Each setting that needs a restart, by key path, rendered.
     restart: Vec<(&'static str, String)>,
 }
@@ -54,6 +56,7 @@ impl Applied {
             devices: cfg.directory.configured().clone(),
             access: format!("{:?}", cfg.xmpp.access),
             status_interval: cfg.xmpp.status_interval(),
+            alerts: cfg.alerts.clone(),
             restart: restart_only(cfg),
         }
     }
@@ -118,6 +121,8 @@ pub struct Diff {
     pub access: bool,
     /// `xmpp.status_interval` changed (applies at once).
     pub status_interval: bool,
+    /// `alerts:` changed (applies at once).
+    pub alerts: bool,
     /// Key paths of changed settings that need a restart (not applied).
     pub needs_restart: Vec<&'static str>,
 }
@@ -163,6 +168,7 @@ impl Diff {
             alarms,
             access: old.access != new.access,
             status_interval: old.status_interval != new.status_interval,
+            alerts: old.alerts != new.alerts,
             needs_restart,
         }
     }
@@ -208,6 +214,9 @@ impl fmt::Display for Diff {
         }
         if self.alarms {
             parts.push("alarms changed".to_owned());
+        }
+        if self.alerts {
+            parts.push("alerts changed".to_owned());
         }
         if parts.is_empty() {
             parts.push("nothing changed".to_owned());

@@ -110,6 +110,7 @@ pub async fn run(cfg: GatewayConfig) -> anyhow::Result<()> {
         state_dir: cfg.gateway.state_dir,
         gateway_id: cfg.gateway.id,
         time_zone: cfg.gateway.time_zone,
+        alerts: cfg.alerts,
         audit,
         alive: xmpp_alive.clone(),
     };

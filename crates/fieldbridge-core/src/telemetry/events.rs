@@ -733,3 +733,46 @@ impl InternalEvent for LinkChanged {
         t.set_link_up(self.up);
     }
 }
+
+// ----- issue 14: alert delivery (the XMPP component) -------------------
+
+/// Alert messages sent to people (one per recipient, or one to the room).
+#[derive(Debug)]
+pub struct AlertMessagesSent {
+    /// `chat` or `room`.
+    pub via: &'static str,
+    /// `live`, `replay` (after the link or the room was back) or
+    /// `reminder`.
+    pub kind: &'static str,
+    /// How many messages.
+    pub count: usize,
+}
+
+impl InternalEvent for AlertMessagesSent {
+    fn emit(&self, t: &Telemetry) {
+        if self.count > 0 {
+            t.alert_messages
+                .get_or_create(&labels([("via", self.via), ("kind", self.kind)]))
+                .inc_by(self.count as u64);
+        }
+    }
+}
+
+/// Alerts dropped, oldest first, from a delivery queue that was full.
+#[derive(Debug)]
+pub struct AlertsDropped {
+    /// `chat` or `room`.
+    pub queue: &'static str,
+    /// How many.
+    pub count: u64,
+}
+
+impl InternalEvent for AlertsDropped {
+    fn emit(&self, t: &Telemetry) {
+        if self.count > 0 {
+            t.alerts_dropped
+                .get_or_create(&labels([("queue", self.queue)]))
+                .inc_by(self.count);
+        }
+    }
+}

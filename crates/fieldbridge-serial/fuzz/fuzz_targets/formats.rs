@@ -41,18 +41,43 @@ fn parsers() -> &'static [Parser] {
 fuzz_target!(|text: &str| {
     let _ = nmea::parse(text);
     let points = [
-        SerialPoint { key: Some("T".into()), ..Default::default() },
-        SerialPoint { pointer: Some("/a/0".into()), ..Default::default() },
-        SerialPoint { column: Some(1), ..Default::default() },
-        SerialPoint { capture: Some("v".into()), ..Default::default() },
-        SerialPoint { nmea: Some("GGA.latitude".into()), ..Default::default() },
-        SerialPoint { nmea: Some("MWV.wind_speed".into()), ..Default::default() },
+        SerialPoint {
+            key: Some("T".into()),
+            ..Default::default()
+        },
+        SerialPoint {
+            pointer: Some("/a/0".into()),
+            ..Default::default()
+        },
+        SerialPoint {
+            column: Some(1),
+            ..Default::default()
+        },
+        SerialPoint {
+            capture: Some("v".into()),
+            ..Default::default()
+        },
+        SerialPoint {
+            nmea: Some("GGA.latitude".into()),
+            ..Default::default()
+        },
+        SerialPoint {
+            nmea: Some("MWV.wind_speed".into()),
+            ..Default::default()
+        },
     ];
     for parser in parsers() {
-        let Ok(record) = parser.parse(text) else { continue };
+        let Ok(record) = parser.parse(text) else {
+            continue;
+        };
         for p in &points {
             if let Some(raw) = record.field(p) {
-                for kind in [ValueKind::Float, ValueKind::Int, ValueKind::Bool, ValueKind::Text] {
+                for kind in [
+                    ValueKind::Float,
+                    ValueKind::Int,
+                    ValueKind::Bool,
+                    ValueKind::Text,
+                ] {
                     let _ = convert(raw.clone(), kind);
                 }
             }

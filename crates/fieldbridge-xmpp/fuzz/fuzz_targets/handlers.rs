@@ -51,7 +51,10 @@ fn rig() -> Rig {
     let dir = tempfile::tempdir().expect("a temp dir");
     let directory = Arc::new(Directory::new([DeviceSpec {
         id: DeviceId::new("boiler").expect("a valid id"),
-        settings: DeviceSettings { name: Some("Boiler room".into()), ..DeviceSettings::on(ConnectionId::new("sim").expect("a valid id")) },
+        settings: DeviceSettings {
+            name: Some("Boiler room".into()),
+            ..DeviceSettings::on(ConnectionId::new("sim").expect("a valid id"))
+        },
         points: BTreeMap::from([
             point("temperature", ValueKind::Float, false),
             point("setpoint", ValueKind::Float, true),
@@ -62,8 +65,15 @@ fn rig() -> Rig {
         read: vec!["localhost".into()],
         control: vec!["alice@localhost".into()],
     });
-    let mut gw =
-        Gateway::new("gw.localhost", "fuzz", directory, access, dir.path(), Default::default()).expect("a gateway");
+    let mut gw = Gateway::new(
+        "gw.localhost",
+        "fuzz",
+        directory,
+        access,
+        dir.path(),
+        Default::default(),
+    )
+    .expect("a gateway");
     gw.on_connected(tokio::time::Instant::now());
     Rig { gw, _dir: dir }
 }

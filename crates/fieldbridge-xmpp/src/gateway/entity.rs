@@ -325,6 +325,11 @@ impl Gateway {
                 Identity::new("pubsub", "service", "", &self.me.name),
                 Vec::new(),
             ),
+            Some(super::alerts::ALERTS_NODE)
+                if self.directory.device(super::alerts::ALERTS_NODE).is_none() =>
+            {
+                (Identity::new("pubsub", "leaf", "", "Alerts"), Vec::new())
+            }
             Some(n) => {
                 let Some(spec) = self.directory.device(n).cloned() else {
                     return iq_error(el, ErrorType::Cancel, DefinedCondition::ItemNotFound, None);
@@ -377,18 +382,31 @@ impl Gateway {
     pub(super) fn disco_items(&mut self, el: &Element, node: Option<&str>) -> Element {
         let items = match node {
             None => match Jid::new(&self.me.domain) {
-                Ok(service) => self
-                    .directory
-                    .devices()
-                    .map(|d| DiscoItem {
-                        jid: service.clone(),
-                        node: Some(d.id.to_string()),
-                        name: Some(d.display_name().to_owned()),
-                    })
-                    .collect(),
+                Ok(service) => {
+                    let mut items: Vec<DiscoItem> = self
+                        .directory
+                        .devices()
+                        .map(|d| DiscoItem {
+                            jid: service.clone(),
+                            node: Some(d.id.to_string()),
+                            name: Some(d.display_name().to_owned()),
+                        })
+                        .collect();
+                    if self.directory.device(super::alerts::ALERTS_NODE).is_none() {
+                        // Alarm transitions (issue 14).
+                        items.push(DiscoItem {
+                            jid: service,
+                            node: Some(super::alerts::ALERTS_NODE.to_owned()),
+                            name: Some("Alerts".to_owned()),
+                        });
+                    }
+                    items
+                }
                 Err(_) => Vec::new(),
             },
-            Some(n) if self.directory.device(n).is_some() => Vec::new(),
+            Some(n) if self.directory.device(n).is_some() || n == super::alerts::ALERTS_NODE => {
+                Vec::new()
+            }
             Some(_) => {
                 return iq_error(el, ErrorType::Cancel, DefinedCondition::ItemNotFound, None);
             }

@@ -369,6 +369,7 @@ impl Gateway {
     pub fn on_disconnected(&mut self) {
         LinkChanged { up: false }.emit(&self.telemetry);
         self.nodes.disconnected();
+        self.alerts.room.disconnected();
     }
 
     /// What waits to be written, for the connection loop to write; `None`

@@ -4,10 +4,11 @@
 //! gathers what arrives together. An item's payload is serialized once and
 //! written to each subscriber as is ([`Notification`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fieldbridge_core::alarm::Severity;
 use fieldbridge_core::telemetry::{
     HistorySize, InternalEvent, ItemPublished, ItemSent, NotificationsSent, Telemetry,
 };
@@ -45,6 +46,23 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// An item of `node` from `from`, to `to`.
+    pub(super) fn new(
+        from: String,
+        node: &str,
+        id: u64,
+        payload: Arc<str>,
+        to: Arc<[String]>,
+    ) -> Self {
+        Self {
+            from,
+            node: node.to_owned(),
+            id: item_id(id),
+            payload,
+            to,
+        }
+    }
+
     /// Appends the notification messages (one per subscriber) as XML.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let mut s = String::with_capacity(self.to.len() * (200 + self.payload.len()));
@@ -91,21 +109,26 @@ impl Notification {
     }
 }
 
-/// An item's payload: the snapshot as XEP-0323 `fields`.
-pub(super) fn payload(device: &str, item: &Snapshot) -> String {
-    sensordata::fields(
+/// An item's payload: the snapshot as XEP-0323 `fields`, its points in
+/// alarm flagged as `flags` says (see [`sensordata::fields_flagged`]).
+pub(super) fn payload(device: &str, item: &Snapshot, flags: Option<&AlarmFlags>) -> String {
+    sensordata::fields_flagged(
         &item.seqnr.to_string(),
         device,
         &item.samples,
         FieldType::Momentary,
         true,
+        |p| flags.and_then(|f| f.get(p).copied()),
     )
 }
 
 /// The payload as an element, for replies that carry stored items.
-fn payload_element(device: &str, item: &Snapshot) -> Option<Element> {
-    crate::reader::parse_element(&payload(device, item))
+fn payload_element(device: &str, item: &Snapshot, flags: Option<&AlarmFlags>) -> Option<Element> {
+    crate::reader::parse_element(&payload(device, item, flags))
 }
+
+/// The points of a device in alarm, by severity.
+pub(super) type AlarmFlags = BTreeMap<PointId, Severity>;
 
 /// The pubsub nodes, one per device: each one's items, published and on
 /// their way to the store and to subscribers.
@@ -132,6 +155,8 @@ pub(super) struct Nodes {
     pub(super) connected: bool,
     /// Where items, notifications and their delay are counted.
     pub(super) telemetry: Arc<Telemetry>,
+    /// The points in alarm now, by device: flagged in the items sent.
+    pub(super) flags: HashMap<DeviceId, AlarmFlags>,
 }
 
 /// One node's items.
@@ -182,6 +207,7 @@ impl Nodes {
             writing: Vec::new(),
             pending: VecDeque::new(),
             notifications: Vec::new(),
+            flags: HashMap::new(),
             reads: Vec::new(),
             connected: false,
             telemetry,
@@ -359,10 +385,19 @@ impl Nodes {
             from: me.domain.clone(),
             node: node.to_owned(),
             id: item_id(item.id),
-            payload: payload(node, item).into(),
+            payload: payload(node, item, self.flags.get(node)).into(),
             to,
         });
         n
+    }
+
+    /// Queues a notification made elsewhere (the `alerts` node's).
+    pub(super) fn push_notification(&mut self, n: Notification) {
+        NotificationsSent {
+            count: n.len() as u64,
+        }
+        .emit(&self.telemetry);
+        self.notifications.push(n);
     }
 
     pub(super) fn take_notifications(&mut self) -> Vec<Notification> {
@@ -413,11 +448,14 @@ impl Gateway {
             .get_child("subscribe", NS_PUBSUB)?;
         let node = action.attr("node")?;
         let jid = action.attr("jid")?;
+        if node == super::alerts::ALERTS_NODE && self.nodes.get(node).is_none() {
+            return self.last_alert_item(jid);
+        }
         let item = self.nodes.get(node)?.last_item.clone()?;
         let domain = &self.me.domain;
         let entry = child(
             with(element("item", NS_PUBSUB_EVENT), "id", item_id(item.id)),
-            payload_element(node, &item)?,
+            payload_element(node, &item, self.nodes.flags.get(node))?,
         );
         let items = child(with(element("items", NS_PUBSUB_EVENT), "node", node), entry);
         let mut message = with(stanza("message", domain, jid), "type", "headline");
@@ -443,7 +481,7 @@ pub(super) fn items_reply(
 ) -> Element {
     let mut list = with(element("items", NS_PUBSUB), "node", node);
     for item in items {
-        if let Some(p) = payload_element(node, item) {
+        if let Some(p) = payload_element(node, item, None) {
             list.append_child(child(
                 with(element("item", NS_PUBSUB), "id", item_id(item.id)),
                 p,

@@ -20,10 +20,11 @@ use crate::xml::{
 };
 
 impl Gateway {
-    /// A chat or normal message to a device JID: a command in words.
-    /// Other messages (headline, groupchat, errors, unknown types, no body,
-    /// to the service itself) are dropped without a reply, so that two
-    /// automatons can never answer each other forever.
+    /// A chat or normal message to a device JID: a command in words; to
+    /// the gateway's own JID, the alarm commands over every device.
+    /// Other messages (headline, groupchat, errors, unknown types, no body)
+    /// are dropped without a reply, so that two automatons can never
+    /// answer each other forever.
     pub(super) fn on_message(&mut self, inbound: &Inbound<'_>) -> Vec<Element> {
         let el = inbound.el;
         let kind = el.attr("type").unwrap_or("normal");
@@ -43,7 +44,7 @@ impl Gateway {
             return Vec::new();
         };
         let Some(device) = inbound.device.as_deref() else {
-            return Vec::new();
+            return self.service_message(el, &body, from);
         };
         let bare = from.to_bare();
         let exists = self.directory.device(device).is_some();
@@ -113,6 +114,8 @@ impl Gateway {
                 }
                 None => unknown_point(&spec, point),
             },
+            ChatCommand::Alarms => self.alarms_text(Some(&spec)),
+            ChatCommand::Ack(what) => self.ack(&bare, Via::Chat, Some(&spec), what),
             ChatCommand::Set(text) => {
                 match self.queue_write(&spec, text, may_control, &bare, reply.clone()) {
                     Ok(()) => return Vec::new(),
@@ -120,6 +123,37 @@ impl Gateway {
                 }
             }
         };
+        vec![with_body(reply, answer)]
+    }
+
+    /// A message to the gateway's own JID: `alarms` (every device's) and
+    /// `ack <device>/<point>|all`; anything else gets what it answers.
+    /// Outsiders get the same refusal as at a device.
+    fn service_message(&mut self, el: &Element, body: &str, from: &Jid) -> Vec<Element> {
+        let bare = from.to_bare();
+        if !self.access.may_read(&bare) {
+            self.guard.forbidden(&bare, "chat message refused");
+            return vec![message_error(
+                el,
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+            )];
+        }
+        ChatAnswered.emit(&self.telemetry);
+        let answer = match chat::parse(body) {
+            ChatCommand::Alarms => self.alarms_text(None),
+            ChatCommand::Ack(what) => self.ack(&bare, Via::Chat, None, what),
+            _ => format!(
+                "{}: `alarms` lists every active alarm; `ack <device>/<point>` (or /offline) or `ack all` acknowledges one or all. Each device answers `help` at its own address.",
+                self.me.name
+            ),
+        };
+        let kind = el.attr("type").unwrap_or("normal");
+        let reply = with(
+            stanza("message", &self.me.domain, &from.to_string()),
+            "type",
+            kind,
+        );
         vec![with_body(reply, answer)]
     }
 

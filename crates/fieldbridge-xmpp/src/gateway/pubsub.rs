@@ -8,6 +8,7 @@ use fieldbridge_store::SubscriptionKind;
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
+use super::alerts::ALERTS_NODE;
 use super::history::{self, Query};
 use super::{Gateway, MAX_ITEMS_REPLY, NS_RSM};
 use crate::xml::{
@@ -43,7 +44,13 @@ impl Gateway {
         let node = action.attr("node");
         let known = node
             .and_then(|n| self.directory.device(n))
-            .map(|d| d.id.clone());
+            .map(|d| d.id.clone())
+            .or_else(|| {
+                // The alarm transitions' node, subscribed to like a device's.
+                (node == Some(ALERTS_NODE))
+                    .then(|| fieldbridge_core::DeviceId::new(ALERTS_NODE).ok())
+                    .flatten()
+            });
         match (kind, action.name()) {
             ("set", "subscribe") => {
                 let Some(node) = known else {
@@ -130,6 +137,11 @@ impl Gateway {
                     set(&mut a, "affiliation", "member");
                     list.append_child(a);
                 }
+                if node.is_none_or(|want| want == ALERTS_NODE) {
+                    let mut a = with(element("affiliation", NS_PUBSUB), "node", ALERTS_NODE);
+                    set(&mut a, "affiliation", "member");
+                    list.append_child(a);
+                }
                 iq_result(el, Some(child(element("pubsub", NS_PUBSUB), list)))
             }
             ("get", "subscriptions") => {
@@ -193,6 +205,10 @@ impl Gateway {
                 None,
             ));
         };
+        if action.attr("node") == Some(ALERTS_NODE) && self.directory.device(ALERTS_NODE).is_none()
+        {
+            return Some(self.alert_items_reply(el, action));
+        }
         let Some(node) = action
             .attr("node")
             .and_then(|n| self.directory.device(n))

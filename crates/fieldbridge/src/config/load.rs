@@ -9,7 +9,7 @@ use std::sync::Arc;
 use fieldbridge_core::files::{self, MIB};
 use fieldbridge_core::kind::NamedFile;
 use fieldbridge_core::{ConnectionId, DeviceId, DeviceSettings, DeviceSpec, Directory};
-use fieldbridge_xmpp::XmppConfig;
+use fieldbridge_xmpp::{AlertsConfig, XmppConfig};
 use jiff::tz::TimeZone;
 
 use super::de::{self, Problems, read, suggestion, unknown_key_message};
@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "connections",
     "devices",
     "dashboard",
+    "alerts",
 ];
 
 /// How strictly the secret must be available.
@@ -192,6 +193,11 @@ impl Loader<'_> {
             }
         };
 
+        let alerts = match root.get("alerts") {
+            Some(node) => self.alerts(node, xmpp.as_ref()),
+            None => Some(AlertsConfig::default()),
+        };
+
         let metrics = match root.get("metrics") {
             Some(node) => self.http_listen(node, "metrics"),
             None => Some(None),
@@ -207,6 +213,7 @@ impl Loader<'_> {
         let xmpp = xmpp?;
         let secret = secret?;
         let metrics = metrics?;
+        let alerts = alerts?;
         let dashboard = match dashboard {
             Some(d) => Some(d?),
             None => None,
@@ -245,6 +252,7 @@ impl Loader<'_> {
                 time_zone,
             },
             xmpp,
+            alerts,
             secret,
             directory: Arc::new(Directory::new(specs)),
             connections: out,
@@ -315,6 +323,22 @@ impl Loader<'_> {
                 None
             }
         }
+    }
+
+    /// `alerts:`: recipients that may read, a room that is a bare JID.
+    /// `alerts:` alone is the same as none.
+    fn alerts(&self, node: &Node, xmpp: Option<&XmppConfig>) -> Option<AlertsConfig> {
+        if matches!(node.kind, Kind::Null) {
+            return Some(AlertsConfig::default());
+        }
+        let cfg = read::<AlertsConfig>(node, "alerts", &[], true, self.problems)?;
+        let problems = cfg.problems(xmpp.map(|x| &x.access));
+        for p in &problems {
+            let at = locate(node, &p.path).unwrap_or(node);
+            self.problems
+                .push(&at.origin, &join("alerts", &p.path), p.message.clone());
+        }
+        problems.is_empty().then_some(cfg)
     }
 
     fn xmpp(&self, node: &Node) -> (Option<XmppConfig>, Option<String>) {

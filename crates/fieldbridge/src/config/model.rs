@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fieldbridge_core::kind::BuildContext;
 use fieldbridge_core::{ConnectionId, DeviceId, Directory};
-use fieldbridge_xmpp::XmppConfig;
+use fieldbridge_xmpp::{AlertsConfig, XmppConfig};
 use jiff::tz::TimeZone;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -110,6 +110,8 @@ pub struct GatewayConfig {
     pub gateway: GatewaySettings,
     /// `xmpp:`
     pub xmpp: XmppConfig,
+    /// `alerts:` (empty when absent: nobody is messaged).
+    pub alerts: AlertsConfig,
     /// The component secret (empty only in `check`, when the secret file is
     /// not readable by the user checking).
     pub secret: String,

@@ -244,6 +244,7 @@ pub fn gateway_schema() -> Value {
             "connections": connections,
             "devices": devices,
             "dashboard": schema_of::<crate::dashboard::DashboardSection>(),
+            "alerts": schema_of::<fieldbridge_xmpp::AlertsConfig>(),
         },
         "required": ["xmpp"],
         "additionalProperties": false,

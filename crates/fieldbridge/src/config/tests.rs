@@ -256,7 +256,7 @@ fn unknown_keys_far_from_any_known_list_the_known_ones() {
     let err = load_text(&format!("{BASE}zzz: 1\n"), &[]).unwrap_err();
     assert!(
         err.to_string().contains(
-            ":3:1: zzz: unknown section `zzz`, expected one of: connections, dashboard, devices, gateway, metrics, xmpp"
+            ":3:1: zzz: unknown section `zzz`, expected one of: alerts, connections, dashboard, devices, gateway, metrics, xmpp"
         ),
         "{err}"
     );

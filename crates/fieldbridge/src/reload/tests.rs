@@ -152,3 +152,12 @@ fn a_changed_alarm_changes_its_device_but_restarts_no_connection() {
         "~1 device (boiler), ~1 connection (plc), alarms changed"
     );
 }
+
+#[test]
+fn a_changed_alerts_section_applies_at_once() {
+    let new = format!("{BASE}alerts: {{ to: [alice@localhost], room: r@conference.localhost }}\n");
+    let d = diff(BASE, &new);
+    assert!(d.alerts);
+    assert_eq!(d.to_string(), "alerts changed");
+    assert!(d.needs_restart.is_empty());
+}

@@ -77,7 +77,7 @@ impl Reloading {
         }
         let Some(taken) = self
             .xmpp
-            .reconfigure(Arc::clone(&directory), &cfg.xmpp)
+            .reconfigure(Arc::clone(&directory), &cfg.xmpp, &cfg.alerts)
             .await
         else {
             return;

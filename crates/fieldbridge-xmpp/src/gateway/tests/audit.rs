@@ -23,7 +23,10 @@ fn entries(rx: &mut mpsc::Receiver<Entry>) -> Vec<(String, Via, String, String, 
             device,
             point,
             asked,
-        } = e.action;
+        } = e.action
+        else {
+            continue;
+        };
         out.push((e.who, e.via, device, point, asked, e.result));
     }
     out

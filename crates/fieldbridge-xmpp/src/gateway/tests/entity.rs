@@ -17,9 +17,11 @@ fn discovery_lists_one_node_per_device() {
         .unwrap()
         .children()
         .collect();
-    assert_eq!(items.len(), 1);
+    assert_eq!(items.len(), 2);
     assert_eq!(items[0].attr("node"), Some("boiler"));
     assert_eq!(items[0].attr("name"), Some("Boiler room"));
+    // Alarm transitions (issue 14).
+    assert_eq!(items[1].attr("node"), Some("alerts"));
     let out = ask(
         &mut r.gw,
         &iq(

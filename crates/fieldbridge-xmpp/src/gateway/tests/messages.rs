@@ -189,7 +189,7 @@ fn messages_that_are_not_commands_get_no_reply() {
          <active xmlns='http://jabber.org/protocol/chatstates'/></message>",
     );
     assert!(ask(&mut gw, &no_body).is_empty());
-    let to_service = chat(ALICE, DOMAIN, "chat", "status");
+    let to_service = chat(ALICE, DOMAIN, "groupchat", "alarms");
     assert!(ask(&mut gw, &to_service).is_empty());
     assert_eq!(stats(&gw).chat_commands, 0);
 }

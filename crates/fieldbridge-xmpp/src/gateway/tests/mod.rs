@@ -777,6 +777,7 @@ fn notifications(out: &[Element]) -> Vec<&Element> {
         .collect()
 }
 
+mod alerts;
 mod audit;
 mod card;
 mod commands;

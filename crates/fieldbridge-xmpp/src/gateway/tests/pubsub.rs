@@ -196,7 +196,7 @@ fn affiliations_list_every_readable_node_as_member() {
         .children()
         .map(|a| (a.attr("node").unwrap(), a.attr("affiliation").unwrap()))
         .collect();
-    assert_eq!(affs, [("boiler", "member")]);
+    assert_eq!(affs, [("boiler", "member"), ("alerts", "member")]);
     let out = ask(&mut r.gw, &pubsub(MALLORY, "get", "<affiliations/>"));
     assert_eq!(condition(&out[0]).as_deref(), Some("forbidden"));
 }
