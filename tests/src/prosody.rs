@@ -134,15 +134,12 @@ impl Prosody {
             ),
             None => ("", "http_ports = {}\n".to_owned()),
         };
-        // As deploy/prosody/alerts-room.cfg.lua: rooms created by local
-        // users, and by the gateway, an admin of the service (so that it
-        // may create its room; `restrict_room_creation = "local"` alone
-        // would refuse a component's JID).
+        // Rooms created by anyone on this loopback-only server: local users
+        // and the gateway's component (deploy/prosody/alerts-room.cfg.lua
+        // explains what a real site restricts, and what that means for the
+        // gateway).
         let muc = if self.options.muc {
-            format!(
-                "Component \"{MUC}\" \"muc\"\n    restrict_room_creation = \"local\"\n    \
-                 admins = {{ \"{COMPONENT}\" }}\n"
-            )
+            format!("Component \"{MUC}\" \"muc\"\n")
         } else {
             String::new()
         };

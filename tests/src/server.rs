@@ -30,8 +30,7 @@ pub struct Options {
     pub web_files: Option<std::path::PathBuf>,
     /// Also serves Multi-User Chat (XEP-0045) at [`MUC`] (Prosody's `muc`
     /// component, ejabberd's `mod_muc`), where local users and the
-    /// [`COMPONENT`] may create rooms, as `deploy/*/alerts-room.*` set it
-    /// up.
+    /// [`COMPONENT`] may create rooms (see `deploy/*/alerts-room.*`).
     pub muc: bool,
 }
 
