@@ -5,12 +5,15 @@
 // pubsub nodes (history with XEP-0059 paging, then live notifications),
 // status from presence (the page subscribes to each device's presence, the
 // XMPP way: the devices join the user's roster), set-points from the
-// ad-hoc "Set a point" command, offered only to users allowed to write.
+// ad-hoc "Set a point" command, offered only to users allowed to write;
+// the active alarms from the gateway's `alerts` node (its items at login,
+// then its notifications).
 
 import uPlot from 'uplot';
 import { Strophe, $pres } from 'strophe.js';
 import * as x from './xmpp.js';
 import { number, reading, when, ago } from './format.js';
+import { ActiveAlarms, marker } from './alarms.js';
 
 /** How far back the charts start. */
 const HISTORY_HOURS = 6;
@@ -38,7 +41,7 @@ const el = (tag, props = {}, ...kids) => {
 let conn = null;
 /** The endpoint the connection went through (WebSocket, or BOSH after it). */
 let connectedUrl = null;
-let session = null; // { component, jid (full), devices: Map }
+let session = null; // { component, jid (full), devices: Map, alarms: ActiveAlarms }
 
 // ----- settings: config.json, the query string, what was remembered -------
 
@@ -206,8 +209,9 @@ async function logout() {
   clearTimeout(retrying);
   if (s && conn) {
     // Best effort: the gateway stops sending to this page.
-    await Promise.allSettled([...s.devices.values()].map((d) =>
-      x.unsubscribe(conn, s.component, d.id, s.jid)));
+    await Promise.allSettled([...s.devices.values()].map((d) => d.id)
+      .concat(x.ALERTS_NODE)
+      .map((node) => x.unsubscribe(conn, s.component, node, s.jid)));
     conn.disconnect('logged out');
   }
   conn = null;
@@ -231,7 +235,7 @@ function clearBoard(s) {
 /** After a login (again, after a lost link): the board from the start. */
 async function start(component) {
   clearBoard(session);
-  session = { component, jid: conn.jid, devices: new Map() };
+  session = { component, jid: conn.jid, devices: new Map(), alarms: new ActiveAlarms() };
   $('login').hidden = true;
   $('board').hidden = false;
   $('logout').hidden = false;
@@ -249,6 +253,8 @@ async function start(component) {
   }, null, 'presence');
   // Priority -1: chats to the user's bare JID go to their other clients.
   conn.send($pres().c('priority').t('-1'));
+  renderAlarms();
+  loadAlarms(session);
 
   let devices;
   try {
@@ -500,10 +506,54 @@ async function writePoint(device, point, value) {
   }
 }
 
+// ----- alarms ----------------------------------------------------------------
+
+/** Subscribes to the alerts node first (nothing raised meanwhile is
+ *  missed; ActiveAlarms orders by item id), then reads its items. */
+async function loadAlarms(s) {
+  try {
+    await x.subscribe(conn, s.component, x.ALERTS_NODE, s.jid);
+    const alerts = await x.alertItems(conn, s.component);
+    if (session !== s) return;
+    if (alerts === null) {
+      s.alarmsUnsupported = true;
+    } else {
+      for (const a of alerts) s.alarms.apply(a);
+    }
+  } catch (e) {
+    if (session !== s) return;
+    s.alarmsUnsupported = e.condition === 'item-not-found' || e.condition === 'feature-not-implemented';
+    if (!s.alarmsUnsupported) s.alarmsError = `Cannot load the alarms: ${e.message}`;
+  }
+  s.alarmsLoaded = true;
+  renderAlarms();
+}
+
+/** The "Active alarms" box: raised alarms, most urgent first. */
+function renderAlarms() {
+  const s = session;
+  const none = $('alarms-none');
+  const list = s ? s.alarms.list() : [];
+  $('alarm-list').replaceChildren(...list.map((a) => el('li', { class: `alarm ${a.severity}` },
+    el('span', { class: 'severity', text: marker(a.severity) }),
+    ' ',
+    el('span', { class: 'text', text: a.text }),
+    a.since ? el('span', { class: 'since', text: ` · since ${when(a.since)} (${ago(a.since)})` }) : null)));
+  none.className = s && s.alarmsError ? 'error' : '';
+  if (!s || !s.alarmsLoaded) none.textContent = 'Loading alarms …';
+  else if (s.alarmsError) none.textContent = s.alarmsError;
+  else if (s.alarmsUnsupported) none.textContent = 'No alarms: this gateway does not report alarms.';
+  else none.textContent = 'No active alarms.';
+  none.hidden = list.length > 0 && !(s && s.alarmsError);
+}
+
 // ----- what arrives ----------------------------------------------------------
 
 function onMessage(m) {
   if (!session || Strophe.getBareJidFromJid(m.getAttribute('from') || '') !== session.component) return;
+  let changed = false;
+  for (const a of x.notificationAlerts(m)) changed = session.alarms.apply(a) || changed;
+  if (changed) renderAlarms();
   for (const { node, item } of x.notificationItems(m)) {
     const d = session.devices.get(node);
     if (d) applyItem(d, item, true);
@@ -552,6 +602,7 @@ function tick() {
   clearTimeout(ticking);
   if (!session) return;
   for (const d of session.devices.values()) renderUpdated(d);
+  renderAlarms();
   ticking = setTimeout(tick, 5000);
 }
 
@@ -560,6 +611,7 @@ function tick() {
 window.fieldbridge = {
   setPoint: writePoint,
   devices: () => (session ? [...session.devices.keys()] : []),
+  alarms: () => (session ? session.alarms.list().map((a) => ({ key: a.key, severity: a.severity, text: a.text })) : []),
   connectedUrl: () => connectedUrl,
 };
 

@@ -16,7 +16,11 @@ export const NS = {
   data: 'jabber:x:data',
   stanzas: 'urn:ietf:params:xml:ns:xmpp-stanzas',
   pointForm: 'urn:fieldbridge:point:0',
+  alert: 'urn:fieldbridge:alert:0',
 };
+
+/** The gateway's pubsub node of alarm transitions (not a device). */
+export const ALERTS_NODE = 'alerts';
 
 /** An IQ error (or a timeout) as people read it: condition and text. */
 export class XmppError extends Error {
@@ -64,7 +68,7 @@ export async function listDevices(conn, component) {
   return children(child(answer, 'query'), 'item').map((i) => ({
     id: i.getAttribute('node'),
     name: i.getAttribute('name') || i.getAttribute('node'),
-  })).filter((d) => d.id);
+  })).filter((d) => d.id && d.id !== ALERTS_NODE);
 }
 
 /** A device's points: disco#items of its JID, then each point node's
@@ -185,6 +189,58 @@ export function notificationItems(message) {
     }
   }
   return out;
+}
+
+/** An `alerts` item: { id, key, severity, change, raised (flapping: where
+ *  it stands, when the item says), at and since (ms), value, text, devices:
+ *  [{ id, name }] }, or null when it holds no alert. */
+export function parseAlert(item) {
+  const a = child(item, 'alert', NS.alert);
+  if (!a) return null;
+  const time = (name) => {
+    const t = Date.parse(a.getAttribute(name) || '');
+    return Number.isNaN(t) ? null : t;
+  };
+  const raised = a.getAttribute('raised');
+  const text = child(a, 'text', NS.alert);
+  return {
+    id: item.getAttribute('id') || '',
+    key: a.getAttribute('key'),
+    severity: a.getAttribute('severity') || 'warning',
+    change: a.getAttribute('change'),
+    raised: raised === null ? undefined : raised === 'true',
+    at: time('at'),
+    since: time('since'),
+    value: a.getAttribute('value') ?? undefined,
+    text: text ? text.textContent : a.getAttribute('key'),
+    devices: children(a, 'device').map((d) => ({ id: d.getAttribute('id'), name: d.getAttribute('name') })),
+  };
+}
+
+/** The alerts node's items, the newest `max` (oldest first); null when the
+ *  gateway has no such node (one older than alarms). */
+export async function alertItems(conn, component, max = 500) {
+  let answer;
+  try {
+    answer = await request(conn, $iq({ type: 'get', to: component })
+      .c('pubsub', { xmlns: NS.pubsub }).c('items', { node: ALERTS_NODE, max_items: String(max) }));
+  } catch (e) {
+    if (['item-not-found', 'feature-not-implemented', 'service-unavailable'].includes(e.condition)) return null;
+    throw e;
+  }
+  const pubsub = child(answer, 'pubsub', NS.pubsub);
+  const itemsEl = pubsub && child(pubsub, 'items');
+  const alerts = itemsEl ? children(itemsEl, 'item').map(parseAlert).filter(Boolean) : [];
+  return alerts.sort((a, b) => compareIds(a.id, b.id));
+}
+
+/** The alerts of a pubsub notification of the alerts node. */
+export function notificationAlerts(message) {
+  const event = child(message, 'event', NS.pubsubEvent);
+  if (!event) return [];
+  return children(event, 'items')
+    .filter((items) => items.getAttribute('node') === ALERTS_NODE)
+    .flatMap((items) => children(items, 'item').map(parseAlert).filter(Boolean));
 }
 
 /** The ad-hoc commands `to` offers this user: their nodes. */

@@ -8,6 +8,7 @@
 //     "set": {"device": "boiler", "point": "setpoint", "value": "61.5"},
 //     "forge": {"device": "boiler", "point": "setpoint", "value": "1"},
 //     "wait_state": {"device": "flaky", "contains": "offline"},
+//     "wait_alarm": {"contains": "Pressure"},
 //     "remember": true, "reload": true,
 //     "screenshot": "/tmp/x.png"}'
 //
@@ -118,6 +119,20 @@ try {
       await page.waitForFunction((s, c) => document.querySelector(s).textContent.includes(c),
         { timeout: WAIT }, sel, args.wait_state.contains);
       out.state = await page.$eval(sel, (e) => e.textContent);
+    });
+  }
+
+  if (out.logged_in && args.wait_alarm) {
+    // The "Active alarms" box, once a line of it reads `contains`.
+    await step('alarm', async () => {
+      await page.waitForFunction((c) => [...document.querySelectorAll('#alarm-list li')]
+        .some((li) => li.textContent.includes(c)), { timeout: WAIT }, args.wait_alarm.contains);
+      out.alarms = await page.$$eval('#alarm-list li', (lis) => lis.map((li) => ({
+        severity: li.querySelector('.severity').textContent,
+        text: li.querySelector('.text').textContent,
+        since: li.querySelector('.since')?.textContent ?? null,
+      })));
+      out.alarms_note = await page.$eval('#alarms-none', (e) => (e.hidden ? null : e.textContent));
     });
   }
 

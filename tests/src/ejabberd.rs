@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use crate::prosody::COMPONENT;
-use crate::server::Options;
+use crate::server::{MUC, Options};
 use crate::{
     free_port, output_within, require_tool, terminate, wait_exit, wait_for_port,
     wait_for_port_closed,
@@ -189,6 +189,20 @@ impl Ejabberd {
             ),
             None => (String::new(), String::new()),
         };
+        // As deploy/ejabberd/alerts-room.yml: rooms created by local users
+        // and by the gateway's component (whose JID has no user part).
+        let (muc_acl, muc_rules, muc_module) = if self.options.muc {
+            (
+                format!("  gateway:\n    server: \"{COMPONENT}\"\n"),
+                "  muc_create:\n    - allow: local\n    - allow: gateway\n",
+                format!(
+                    "  mod_muc:\n    host: \"{MUC}\"\n    access: all\n    access_create: muc_create\n    \
+                     access_persistent: muc_create\n    access_admin: none\n"
+                ),
+            )
+        } else {
+            (String::new(), "", String::new())
+        };
         format!(
             r#"hosts:
   - localhost
@@ -211,14 +225,14 @@ auth_password_format: plain
 {register}acl:
   local:
     user_regexp: ""
-access_rules:
+{muc_acl}access_rules:
   local:
     allow: local
-modules:
+{muc_rules}modules:
   mod_disco: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
-{register_module}{web_module}"#,
+{register_module}{web_module}{muc_module}"#,
             c2s = self.c2s_port,
             comp = self.component_port,
             secret = self.secret,

@@ -99,11 +99,38 @@ impl Gateway {
             .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.server_log()))
     }
 
+    /// [`Gateway::started`] with more top-level sections of gateway.yaml
+    /// (e.g. `alerts:`), written after the others as given.
+    pub async fn started_with_sections(
+        server: &impl ComponentServer,
+        setup: &Setup<'_>,
+        sections: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let started = async {
+            let gw = Self::launch_with_sections(server, setup, sections, env)?;
+            gw.wait_connected(0).await?;
+            anyhow::Ok(gw)
+        };
+        started
+            .await
+            .unwrap_or_else(|e| panic!("gateway starts: {e}\nserver log:\n{}", server.server_log()))
+    }
+
     /// [`Gateway::start_with_env`] without waiting for the login: for a
     /// gateway that must not log in.
     pub fn launch(
         server: &impl ComponentServer,
         setup: &Setup<'_>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::launch_with_sections(server, setup, "", env)
+    }
+
+    fn launch_with_sections(
+        server: &impl ComponentServer,
+        setup: &Setup<'_>,
+        sections: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
@@ -122,7 +149,7 @@ impl Gateway {
              xmpp:\n  component: {COMPONENT}\n  server: 127.0.0.1:{port}\n  secret_file: component.secret\n  \
              access: {{ read: [{read}], control: [{control}] }}\n\
              connections:\n{connections}\
-             devices:\n{devices}",
+             devices:\n{devices}{sections}",
             port = server.component_port(),
             read = list(setup.read),
             control = list(setup.control),

@@ -15,6 +15,7 @@ pub mod ejabberd;
 pub mod gateway;
 pub mod http;
 pub mod mosquitto;
+pub mod muc;
 pub mod procfs;
 pub mod prosody;
 pub mod proxy;

@@ -95,18 +95,76 @@ impl Mosquitto {
         }
     }
 
+    /// Stops the broker (SIGTERM: it saves its store, as on a planned
+    /// restart) and waits until its port is closed: an outage of the whole
+    /// broker for everything connected to it.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            crate::terminate(child.id());
+            crate::wait_exit(&mut child, WAIT).await;
+        }
+        crate::wait_for_port_closed(self.port, WAIT).await
+    }
+
+    /// Starts the broker again on the same port with the same store;
+    /// returns once it accepts connections. What it logged before stays in
+    /// [`Mosquitto::log`]; [`Mosquitto::wait_subscribed`] looks at this run
+    /// only.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "mosquitto is still running");
+        let earlier = self.dir.path().join("mosquitto.earlier.log");
+        let mut all = std::fs::read_to_string(&earlier).unwrap_or_default();
+        all.push_str(&std::fs::read_to_string(self.log_path()).unwrap_or_default());
+        std::fs::write(&earlier, all)?;
+        std::fs::write(self.log_path(), "")?;
+        self.spawn().await
+    }
+
     /// The `url` of an `mqtt:` connection in gateway.yaml.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
-    /// The broker's log so far.
+    /// The broker's log so far (all runs).
     pub fn log(&self) -> String {
+        let earlier = std::fs::read_to_string(self.dir.path().join("mosquitto.earlier.log"))
+            .unwrap_or_default();
+        earlier + &self.current_log()
+    }
+
+    /// What the broker logged since it was last (re)started.
+    fn current_log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("mosquitto.log")
+    }
+
+    /// How many times the broker logged `needle` in this run.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.current_log().matches(needle).count()
+    }
+
+    /// Waits until the broker logged `needle` at least `times` times in
+    /// this run (e.g. `Received PUBACK from <client>`: that client has
+    /// taken a QoS 1 message).
+    pub async fn wait_log(
+        &self,
+        needle: &str,
+        times: usize,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while self.log_count(needle) < times {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the broker logged {needle:?} fewer than {times} times within {within:?}:\n{}",
+                self.current_log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// Waits until the broker has subscribed client `client_id` to
@@ -120,7 +178,7 @@ impl Mosquitto {
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         loop {
-            let log = self.log();
+            let log = self.current_log();
             let found = log.lines().any(|l| {
                 // "1700000000: fieldbridge 1 tele/kitchen/SENSOR"
                 let rest = l.split_once(": ").map_or(l, |(_, r)| r);

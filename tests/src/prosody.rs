@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::server::Options;
+use crate::server::{MUC, Options};
 use crate::{
     free_port, output_within, require_tool, terminate, wait_exit, wait_for_port,
     wait_for_port_closed,
@@ -134,6 +134,15 @@ impl Prosody {
             ),
             None => ("", "http_ports = {}\n".to_owned()),
         };
+        // Rooms created by anyone on this loopback-only server: local users
+        // and the gateway's component (deploy/prosody/alerts-room.cfg.lua
+        // explains what a real site restricts, and what that means for the
+        // gateway).
+        let muc = if self.options.muc {
+            format!("Component \"{MUC}\" \"muc\"\n")
+        } else {
+            String::new()
+        };
         format!(
             r#"daemonize = false
 run_as_root = true
@@ -155,7 +164,7 @@ modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"{register}
 {tls}{allow_registration}VirtualHost "localhost"
 Component "{COMPONENT}"
     component_secret = "{secret}"
-"#,
+{muc}"#,
             c2s = self.c2s_port,
             comp = self.component_port,
             secret = self.secret,

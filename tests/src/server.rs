@@ -28,7 +28,14 @@ pub struct Options {
     /// (Prosody's `http_files`, ejabberd's `mod_http_fileserver`), as
     /// `deploy/*/dashboard.*` set it up.
     pub web_files: Option<std::path::PathBuf>,
+    /// Also serves Multi-User Chat (XEP-0045) at [`MUC`] (Prosody's `muc`
+    /// component, ejabberd's `mod_muc`), where local users and the
+    /// [`COMPONENT`] may create rooms (see `deploy/*/alerts-room.*`).
+    pub muc: bool,
 }
+
+/// The MUC service with [`Options::muc`].
+pub const MUC: &str = "conference.localhost";
 
 /// Which server to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,6 +40,11 @@ struct Site {
 /// `outsider`, each with password `pw`), the gateway serving the page;
 /// returns once the boiler's history holds [`HISTORY`] items.
 async fn site(kind: ServerKind) -> Site {
+    site_with(kind, DEVICES, "").await
+}
+
+/// [`site`] with these devices and more top-level sections of gateway.yaml.
+async fn site_with(kind: ServerKind, devices: &str, sections: &str) -> Site {
     let files = built_dashboard();
     let options = Options {
         web: true,
@@ -56,14 +61,15 @@ async fn site(kind: ServerKind) -> Site {
     let files = files.display().to_string();
     let websocket = server.websocket_url().expect("a WebSocket endpoint");
     let bosh = server.bosh_url().expect("a BOSH endpoint");
-    let gateway = Gateway::start_with_env(
+    let gateway = Gateway::started_with_sections(
         &server,
         &Setup {
             read: &["reader@localhost", "control@localhost"],
             control: &["control@localhost"],
             connections: "  sim: { simulator: {} }\n",
-            devices: DEVICES,
+            devices,
         },
+        sections,
         &[
             ("FIELDBRIDGE__DASHBOARD__LISTEN", &listen),
             ("FIELDBRIDGE__DASHBOARD__FILES", &files),
@@ -71,8 +77,7 @@ async fn site(kind: ServerKind) -> Site {
             ("FIELDBRIDGE__DASHBOARD__BOSH", &bosh),
         ],
     )
-    .await
-    .expect("the gateway starts");
+    .await;
     // The history the charts start from.
     let mut reader = XmppUser::connect(server.c2s_port(), "reader", "pw")
         .await
@@ -214,6 +219,57 @@ async fn prosody_reader_sees_devices_live_values_and_charts_but_may_not_write() 
     assert!(s["not_background"].as_f64() > Some(0.1), "{report:#}");
     let png = std::fs::read(shot.path()).expect("the screenshot was written");
     assert_eq!(&png[1..4], b"PNG");
+}
+
+/// The "Active alarms" box, filled from the gateway's `alerts` node: a
+/// pressure that is always above its limit is raised from the start, so
+/// the page finds it among the node's items or in a notification, whichever
+/// comes first (needs issue 14's alarms).
+#[tokio::test]
+async fn prosody_the_alarms_box_shows_a_raised_alarm_from_the_alerts_node() {
+    let devices = format!(
+        "{DEVICES}  still:\n    name: Boiler house\n    connection: sim\n    poll: 100ms\n    points:\n      \
+         pressure: {{ signal: constant, value: 4.5, unit: bar, decimals: 1, label: Pressure, \
+         alarm: {{ above: 3, severity: critical }} }}\n"
+    );
+    let site = site_with(
+        ServerKind::Prosody,
+        &devices,
+        "alerts:\n  to: [\"reader@localhost\"]\n",
+    )
+    .await;
+    let report = as_user(
+        &site,
+        "reader",
+        json!({ "wait_alarm": { "contains": "Pressure" } }),
+    );
+    assert_eq!(report["errors"], json!([]), "{report:#}");
+    let alarms = report["alarms"].as_array().expect("alarms");
+    assert_eq!(alarms.len(), 1, "{report:#}");
+    assert_eq!(alarms[0]["severity"], "🔴 CRITICAL", "{report:#}");
+    assert!(
+        alarms[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Boiler house: Pressure is 4.5 bar, above 3 bar"),
+        "{report:#}"
+    );
+    assert!(
+        alarms[0]["since"]
+            .as_str()
+            .unwrap()
+            .starts_with(" · since "),
+        "{report:#}"
+    );
+    assert_eq!(report["alarms_note"], Value::Null, "{report:#}");
+    // The alerts node is no device.
+    let ids: Vec<&str> = report["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert!(!ids.contains(&"alerts"), "{report:#}");
 }
 
 #[tokio::test]
