@@ -1,6 +1,7 @@
 //! The end-to-end tests, one module per area, in one test binary: one
 //! build and link for all of them, and one pool of test threads.
 
+mod alarms;
 mod audit;
 mod chat;
 mod cli;
@@ -19,6 +20,7 @@ mod mqtt;
 mod names;
 mod operator;
 mod reload;
+mod rooms;
 mod serial;
 mod servers;
 mod state;

@@ -148,12 +148,7 @@ impl Gateway {
                 self.me.name
             ),
         };
-        let kind = el.attr("type").unwrap_or("normal");
-        let reply = with(
-            stanza("message", &self.me.domain, &from.to_string()),
-            "type",
-            kind,
-        );
+        let reply = reply_from(el, &self.me.domain, from);
         vec![with_body(reply, answer)]
     }
 
@@ -263,21 +258,20 @@ impl Gateway {
     /// An empty reply to a chat message: from the device, to the sender's
     /// full JID, same type and thread.
     fn chat_reply_to(&self, el: &Element, device: &str, from: &Jid) -> Element {
-        let kind = el.attr("type").unwrap_or("normal");
-        let mut reply = with(
-            stanza(
-                "message",
-                &self.me.device_full_jid(device),
-                &from.to_string(),
-            ),
-            "type",
-            kind,
-        );
-        if let Some(thread) = el.children().find(|c| c.name() == "thread") {
-            reply.append_child(text("thread", NS_COMPONENT, thread.text()));
-        }
-        reply
+        reply_from(el, &self.me.device_full_jid(device), from)
     }
+}
+
+/// An empty reply to the message `el` from `sender`: from `me`, to the
+/// sender's full JID, of the same type and thread (XEP-0201), so that a
+/// client shows it in the same conversation.
+fn reply_from(el: &Element, me: &str, sender: &Jid) -> Element {
+    let kind = el.attr("type").unwrap_or("normal");
+    let mut reply = with(stanza("message", me, &sender.to_string()), "type", kind);
+    if let Some(thread) = el.children().find(|c| c.name() == "thread") {
+        reply.append_child(text("thread", NS_COMPONENT, thread.text()));
+    }
+    reply
 }
 
 /// A typed value for a writable point, or why not.

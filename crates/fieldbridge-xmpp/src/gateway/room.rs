@@ -307,20 +307,20 @@ impl Gateway {
         let mut config = with(stanza("iq", &me, &room), "type", "set");
         set(&mut config, "id", "alerts-room-config");
         config.append_child(child(element("query", NS_MUC_OWNER), form));
-        let mut out = vec![config];
-        let members = self.access.accounts();
-        if !members.is_empty() {
-            let mut query = element("query", NS_MUC_ADMIN);
-            for m in members {
-                let mut item = with(element("item", NS_MUC_ADMIN), "affiliation", "member");
-                set(&mut item, "jid", m.to_string());
-                query.append_child(item);
-            }
+        // The members first, then the form that unlocks the room, so that
+        // nobody who may read finds it members-only without being one. One
+        // iq per member: Prosody (0.12) applies only the first item of an
+        // admin query.
+        let mut out = Vec::new();
+        for (n, m) in self.access.accounts().into_iter().enumerate() {
+            let mut item = with(element("item", NS_MUC_ADMIN), "affiliation", "member");
+            set(&mut item, "jid", m.to_string());
             let mut admin = with(stanza("iq", &me, &room), "type", "set");
-            set(&mut admin, "id", "alerts-room-members");
-            admin.append_child(query);
+            set(&mut admin, "id", format!("alerts-room-member-{n}"));
+            admin.append_child(child(element("query", NS_MUC_ADMIN), item));
             out.push(admin);
         }
+        out.push(config);
         out
     }
 

@@ -276,7 +276,7 @@ fn the_gateway_joins_its_room_creates_it_members_only_and_posts_there() {
     assert!(gw.on_event(raised(0), Instant::now()).is_empty());
     let out = gw.on_stanza(&self_presence(&[110, 201], None));
     assert_eq!(out.len(), 3, "{out:?}");
-    let form = out[0]
+    let form = out[1]
         .get_child("query", NS_MUC_OWNER)
         .and_then(|q| q.get_child("x", "jabber:x:data"))
         .expect("the owner form");
@@ -289,7 +289,8 @@ fn the_gateway_joins_its_room_creates_it_members_only_and_posts_there() {
     assert_eq!(value("muc#roomconfig_membersonly").as_deref(), Some("1"));
     assert_eq!(value("muc#roomconfig_persistentroom").as_deref(), Some("1"));
     assert_eq!(value("muc#roomconfig_whois").as_deref(), Some("anyone"));
-    let members: Vec<&str> = out[1]
+    // The members before the form that unlocks the room.
+    let members: Vec<&str> = out[0]
         .get_child("query", NS_MUC_ADMIN)
         .expect("members")
         .children()
