@@ -102,6 +102,16 @@ pub fn time(at: SystemTime, zone: &TimeZone) -> String {
     }
 }
 
+/// A time of day in `zone` with its offset, `14:03:12 +01:00`, where the
+/// day goes without saying (an alert: its message has a date, a delay
+/// stamp carries it in full).
+pub fn clock(at: SystemTime, zone: &TimeZone) -> String {
+    match zoned(at, zone) {
+        Some(z) => z.strftime("%H:%M:%S %:z").to_string(),
+        None => "(a time out of range)".to_owned(),
+    }
+}
+
 /// From one time to another: `14:03:07–14:09:12 +01:00` within one day
 /// and offset, both times in full otherwise.
 pub fn span(from: SystemTime, to: SystemTime, zone: &TimeZone) -> String {

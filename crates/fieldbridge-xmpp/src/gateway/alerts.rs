@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use fieldbridge_core::alarm::{AlarmKey, Alert, Change, Severity};
 use fieldbridge_core::audit::{Entry, Via};
+use fieldbridge_core::display::clock;
 use fieldbridge_core::telemetry::{AlertMessagesSent, AlertsDropped, InternalEvent};
 use fieldbridge_core::{DeviceId, DeviceSpec};
 use fieldbridge_store::micros;
@@ -144,18 +145,6 @@ pub fn marker(alert: &Alert) -> &'static str {
         Severity::Critical => "🔴 CRITICAL",
         Severity::Warning => "🟠 WARNING",
         Severity::Info => "🔵 INFO",
-    }
-}
-
-/// A time of day in `zone` with its offset: `14:03:12 +01:00` (the date
-/// is the message's own, and a delay stamp carries it in full).
-pub fn clock(at: SystemTime, zone: &TimeZone) -> String {
-    match jiff::Timestamp::try_from(at) {
-        Ok(t) => t
-            .to_zoned(zone.clone())
-            .strftime("%H:%M:%S %:z")
-            .to_string(),
-        Err(_) => "(a time out of range)".to_owned(),
     }
 }
 
