@@ -160,7 +160,8 @@ async fn expect_presence(
     .unwrap()
 }
 
-/// The nodes the component lists in disco#items, with their names.
+/// The device nodes the component lists in disco#items, with their names
+/// (not the gateway's own alerts node, which is always there).
 async fn listed_nodes(user: &mut XmppUser) -> Vec<(String, String)> {
     let answer = user
         .iq(COMPONENT, "get", el("query", NS_DISCO_ITEMS, &[]))
@@ -178,6 +179,7 @@ async fn listed_nodes(user: &mut XmppUser) -> Vec<(String, String)> {
                 i.attr("name").unwrap_or_default().to_owned(),
             )
         })
+        .filter(|(node, _)| node != "alerts")
         .collect()
 }
 

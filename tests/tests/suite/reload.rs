@@ -42,6 +42,8 @@ async fn nodes(user: &mut XmppUser) -> Vec<String> {
         .unwrap_or_else(|| panic!("no items: {}", xml(&answer)))
         .children()
         .filter_map(|i| i.attr("node").map(str::to_owned))
+        // The gateway's own alerts node is always there.
+        .filter(|n| n != "alerts")
         .collect()
 }
 
