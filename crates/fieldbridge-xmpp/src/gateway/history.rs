@@ -212,6 +212,9 @@ impl Nodes {
         let rewind = micros(SystemTime::now() - REPLAY_MARGIN);
         for node in self.all_mut() {
             node.last_sent = node.last_sent.min(rewind);
+            // Held items are in the history: the next catch-up sends them.
+            node.held.clear();
+            node.catching_up = false;
         }
     }
 
@@ -310,7 +313,7 @@ impl Nodes {
         for (node, since, max) in nodes {
             if let Some(n) = self.get_mut(node.as_str()) {
                 n.catching_up = true;
-                n.first_live = None;
+                n.held.clear();
             }
             self.read(
                 &node,
@@ -325,9 +328,9 @@ impl Nodes {
     }
 
     /// Sends `items` published after `since`, oldest first, to every
-    /// subscriber of `node`: up to the first item sent live since the
-    /// reconnect (that one and those after it went out already). Ids are
-    /// stable, so a subscriber that already has one can drop the duplicate.
+    /// subscriber of `node`, up to the first item held while catching up,
+    /// then the held ones: every item in order. Ids are stable, so a
+    /// subscriber that already has one can drop the duplicate.
     fn send_missed(
         &mut self,
         me: &Entity,
@@ -339,24 +342,32 @@ impl Nodes {
         let Some(n) = self.get_mut(node) else {
             return;
         };
-        let upper = n.first_live.take().unwrap_or(u64::MAX);
+        let held = std::mem::take(&mut n.held);
         n.catching_up = false;
         if !self.connected {
             return;
         }
+        let upper = held.first().map_or(u64::MAX, |s| s.id);
         let missed: Vec<&Arc<Snapshot>> = items
             .iter()
             .filter(|s| s.id > since && s.id < upper)
             .collect();
-        let Some(newest) = missed.last().map(|s| s.id) else {
-            return;
-        };
         let mut sent_to = 0;
         for item in &missed {
             sent_to = self.notify(me, node, item, subscribers);
         }
-        tracing::info!(device = %node, items = missed.len(), subscribers = sent_to, "sent items published while disconnected");
-        if let Some(n) = self.get_mut(node) {
+        if !missed.is_empty() {
+            tracing::info!(device = %node, items = missed.len(), subscribers = sent_to, "sent items published while disconnected");
+        }
+        for item in &held {
+            self.notify(me, node, item, subscribers);
+        }
+        let newest = missed
+            .iter()
+            .map(|s| s.id)
+            .chain(held.iter().map(|s| s.id))
+            .max();
+        if let (Some(newest), Some(n)) = (newest, self.get_mut(node)) {
             n.last_sent = n.last_sent.max(newest);
         }
     }
@@ -499,11 +510,10 @@ impl Gateway {
             Then::Historical { to, seqnr, .. } => {
                 vec![self.historical_failed(node, &to, &seqnr)]
             }
-            Then::Missed { .. } => {
-                if let Some(n) = self.nodes.get_mut(node) {
-                    n.first_live = None;
-                    n.catching_up = false;
-                }
+            Then::Missed { since } => {
+                // What was missed stays unread; what was held goes now.
+                self.nodes
+                    .send_missed(&self.me, node, since, &[], &mut self.subscribers);
                 Vec::new()
             }
         }

@@ -173,11 +173,12 @@ pub(super) struct NodeState {
     /// everything newer is sent from the history.
     pub(super) last_sent: u64,
     /// After a reconnect, until the missed items are read: they go out
-    /// when read, and items published meanwhile go out at once.
+    /// when read, and items published meanwhile after them.
     pub(super) catching_up: bool,
-    /// The first item sent at once while catching up: the missed items
-    /// end before it.
-    pub(super) first_live: Option<u64>,
+    /// Items published while catching up, held so that subscribers get
+    /// every item in order (a client shows the last one it got as the
+    /// device's state); the missed items end before the first of them.
+    pub(super) held: Vec<Arc<Snapshot>>,
 }
 
 impl NodeState {
@@ -354,10 +355,11 @@ impl Nodes {
         ItemPublished { device }.emit(&self.telemetry);
         self.unsaved.push((device.to_string(), item.clone()));
         if self.connected {
-            node.last_sent = id;
-            if node.catching_up && node.first_live.is_none() {
-                node.first_live = Some(id);
+            if node.catching_up {
+                node.held.push(item);
+                return;
             }
+            node.last_sent = id;
             self.notify(me, device.as_str(), &item, subscribers);
         }
     }
