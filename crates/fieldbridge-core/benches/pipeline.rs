@@ -4,7 +4,8 @@
 //! changing. Prints readings per second and CPU time per reading for a fast
 //! sink, and how many readings a sink that cannot keep up had coalesced
 //! (newest sample per point of a device's pending update wins) without
-//! slowing the producer. Run with
+//! slowing the producer; then, in the same run, what evaluating an alarm on
+//! every point costs (a limit never reached), as a ratio. Run with
 //! `cargo bench -p fieldbridge-core --bench pipeline`.
 
 use fieldbridge_core::process::cpu_time;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fieldbridge_core::adapter::sample;
+use fieldbridge_core::alarm::{AlarmSettings, Severity};
 use fieldbridge_core::bus::{Bus, Subscription};
 use fieldbridge_core::device::{DeviceSettings, DeviceSpec, Directory, PointSettings, PointSpec};
 use fieldbridge_core::telemetry::Telemetry;
@@ -22,7 +24,7 @@ const DEVICES: usize = 100;
 const POINTS: usize = 10;
 const READINGS: usize = 1_000_000;
 
-fn directory() -> Arc<Directory> {
+fn directory(alarms: bool) -> Arc<Directory> {
     Arc::new(Directory::new((0..DEVICES).map(|d| {
         DeviceSpec {
             id: DeviceId::new(&format!("dev{d}")).expect("valid id"),
@@ -38,6 +40,15 @@ fn directory() -> Arc<Directory> {
                         kind: ValueKind::Float,
                         settings: PointSettings {
                             scale: Some(0.1),
+                            alarm: alarms.then(|| AlarmSettings {
+                                above: Some(1e12),
+                                below: None,
+                                equals: None,
+                                hysteresis: Some(1.0),
+                                hold: Some(Duration::from_secs(30)),
+                                severity: Severity::Critical,
+                                text: None,
+                            }),
                             ..Default::default()
                         },
                     };
@@ -65,8 +76,9 @@ async fn drain(mut sub: Subscription, delay_every: Option<usize>) -> (u64, Subsc
     }
 }
 
-async fn run(slow_sink: bool) {
-    let dir = directory();
+/// One run; returns the CPU time per reading, when the platform tells it.
+async fn run(slow_sink: bool, alarms: bool) -> Option<Duration> {
+    let dir = directory(alarms);
     let devices: Vec<(DeviceId, Vec<PointId>)> = dir
         .devices()
         .map(|d| (d.id.clone(), d.points.keys().cloned().collect()))
@@ -92,8 +104,13 @@ async fn run(slow_sink: bool) {
     let elapsed = t0.elapsed();
     let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
     println!(
-        "{} sink(s): {READINGS} readings over {} points in {:.2?}: {:.0} readings/s, {} CPU per reading; fast sink got {received} events",
+        "{} sink(s){}: {READINGS} readings over {} points in {:.2?}: {:.0} readings/s, {} CPU per reading; fast sink got {received} events",
         if slow_sink { "fast + slow" } else { "one fast" },
+        if alarms {
+            ", an alarm on every point"
+        } else {
+            ""
+        },
         DEVICES * POINTS,
         elapsed,
         READINGS as f64 / elapsed.as_secs_f64(),
@@ -113,6 +130,7 @@ async fn run(slow_sink: bool) {
             Telemetry::count(&telemetry.readings_dropped, sink),
         );
     }
+    cpu.map(|c| c / READINGS as u32)
 }
 
 fn main() {
@@ -121,6 +139,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(false));
-    rt.block_on(run(true));
+    let plain = rt.block_on(run(false, false));
+    rt.block_on(run(true, false));
+    let alarmed = rt.block_on(run(false, true));
+    if let (Some(plain), Some(alarmed)) = (plain, alarmed) {
+        println!(
+            "alarms on every point: {:.2}x the CPU per reading of none",
+            alarmed.as_secs_f64() / plain.as_secs_f64()
+        );
+    }
 }
