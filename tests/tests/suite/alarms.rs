@@ -876,12 +876,36 @@ async fn ack_from_a_control_user_stops_reminders_a_reader_is_refused_an_outsider
         "reminded after the ack:\n{}",
         after.join("\n")
     );
-    // Logged.
+    // Logged, and in the audit file (written off the event loop: polled,
+    // with a deadline).
     assert!(
-        r.gateway.log().contains("ack"),
+        r.gateway.log().contains("alarm acknowledged"),
         "the ack logged:\n{}",
         r.gateway.log()
     );
+    let file = r.gateway.state_dir().join("audit.jsonl");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (audit, acks) = loop {
+        let audit = std::fs::read_to_string(&file).unwrap_or_default();
+        let acks: Vec<serde_json::Value> = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &serde_json::Value| e["action"] == "ack")
+            .collect();
+        if !acks.is_empty() {
+            break (audit, acks);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ack in {} within {WAIT:?}:\n{audit}",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(acks.len(), 1, "one ack, the refused one not:\n{audit}");
+    assert_eq!(acks[0]["who"], "alice@localhost", "{audit}");
+    assert_eq!(acks[0]["alarm"], "boiler/pressure", "{audit}");
+    assert_eq!(acks[0]["via"], "chat", "{audit}");
 
     // In the room, addressed to the nick: the same list; the gateway's own
     // lines get no answer (else it would go on talking).
