@@ -102,7 +102,12 @@ async fn every_write_attempt_is_in_the_audit() {
     let answer = alice.iq(BOILER, "set", command).await.unwrap();
     assert_eq!(answer.attr("type"), Some("result"), "{}", xml(&answer));
     // A reader, refused.
-    let refused = bob.chat(BOILER, "set setpoint 70").await.unwrap();
+    // (Twice in many runs on a loaded machine no answer came within 15 s:
+    // the gateway's log says what it did meanwhile.)
+    let refused = bob
+        .chat(BOILER, "set setpoint 70")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\ngateway log:\n{}", gateway.log()));
     assert_eq!(
         refused,
         "You may not change this device (not in access.control)."
