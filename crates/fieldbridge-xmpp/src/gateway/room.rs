@@ -205,9 +205,17 @@ impl Gateway {
         from: Option<&Jid>,
     ) -> Option<Vec<Element>> {
         let from = from?;
-        let ours = self.alerts.settings.room.as_ref() == Some(&from.to_bare());
+        // Asked of every stanza: compared in place, nothing allocated.
+        let ours = self.alerts.settings.room.as_ref().is_some_and(|room| {
+            from.node().map(|n| n.as_str()) == room.node().map(|n| n.as_str())
+                && from.domain().as_str() == room.domain().as_str()
+        });
         if !ours {
-            let to_occupant = el.attr("to") == Some(self.room_occupant_jid().as_str());
+            let to_occupant = el
+                .attr("to")
+                .and_then(|to| to.strip_prefix(self.me.domain.as_str()))
+                .and_then(|rest| rest.strip_prefix('/'))
+                == Some(RESOURCE);
             // An old room's last words: nothing to answer.
             return (to_occupant && el.name() != "iq").then(Vec::new);
         }
