@@ -118,7 +118,9 @@ struct Flap {
 #[derive(Debug)]
 pub(crate) struct Alarms {
     telemetry: Arc<Telemetry>,
-    points: BTreeMap<(DeviceId, PointId), PointEntry>,
+    /// Points with an alarm, by device: a reading of a device without one
+    /// costs one lookup, and none clones an id.
+    points: BTreeMap<DeviceId, BTreeMap<PointId, PointEntry>>,
     watches: BTreeMap<DeviceId, Watch>,
     storms: BTreeMap<ConnectionId, Storm>,
     flaps: HashMap<AlarmKey, Flap>,
@@ -152,12 +154,11 @@ impl Alarms {
     /// left as it is.
     pub(crate) fn add_device(&mut self, device: &Arc<DeviceSpec>) {
         for point in device.points.values() {
-            let key = (device.id.clone(), point.id.clone());
-            if self.points.contains_key(&key) {
+            if self.point_mut(&device.id, &point.id).is_some() {
                 continue;
             }
             if let Some(entry) = PointEntry::new(device, point) {
-                self.points.insert(key, entry);
+                self.insert_point(entry);
             }
         }
         if let Some(delay) = device.settings.offline_alert {
@@ -167,6 +168,17 @@ impl Alarms {
                 down: None,
             });
         }
+    }
+
+    fn point_mut(&mut self, device: &DeviceId, point: &PointId) -> Option<&mut PointEntry> {
+        self.points.get_mut(device)?.get_mut(point)
+    }
+
+    fn insert_point(&mut self, entry: PointEntry) {
+        self.points
+            .entry(entry.device.id.clone())
+            .or_default()
+            .insert(entry.point.clone(), entry);
     }
 
     /// The alerts made since the last call, in order.
@@ -184,7 +196,7 @@ impl Alarms {
         now: Instant,
         wall: SystemTime,
     ) {
-        let Some(entry) = self.points.get_mut(&(device.clone(), point.clone())) else {
+        let Some(entry) = self.point_mut(device, point) else {
             return;
         };
         if quality.is_good() {
@@ -225,28 +237,41 @@ impl Alarms {
                     return;
                 };
                 let connection = watch.connection().clone();
-                if let Some(raised) = down.raised {
-                    let lasted = now.saturating_duration_since(down.since);
-                    let t = text::offline_cleared(&watch.device, lasted, false);
-                    let key = AlarmKey::Offline(device.clone());
-                    let devices = vec![device.clone()];
-                    self.clear(
-                        key,
-                        OFFLINE_SEVERITY,
-                        devices,
-                        raised,
-                        lasted,
-                        None,
-                        t,
-                        now,
-                        wall,
-                    );
-                }
+                let spec = Arc::clone(&watch.device);
+                self.clear_offline(&spec, &down, false, now, wall);
                 self.back_online(&connection, device, now, wall);
             }
             // Stale neither raises nor clears: the device is reachable.
             DeviceStatus::Stale => {}
         }
+    }
+
+    /// The offline alert of `device` ends, if it was raised: the device is
+    /// back, or (`reloaded`) no longer has an `offline_alert`.
+    fn clear_offline(
+        &mut self,
+        device: &Arc<DeviceSpec>,
+        down: &Down,
+        reloaded: bool,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        let Some(raised) = down.raised else {
+            return;
+        };
+        let lasted = now.saturating_duration_since(down.since);
+        let t = text::offline_cleared(device, lasted, reloaded);
+        self.clear(
+            AlarmKey::Offline(device.id.clone()),
+            OFFLINE_SEVERITY,
+            vec![device.id.clone()],
+            raised,
+            lasted,
+            None,
+            t,
+            now,
+            wall,
+        );
     }
 
     /// `device`, a member of `connection`'s storm (if it has one), is back:
@@ -302,9 +327,11 @@ impl Alarms {
     /// end.
     pub(crate) fn tick(&mut self, now: Instant, wall: SystemTime) {
         let mut transitions = Vec::new();
-        for ((device, point), entry) in &mut self.points {
-            if let Some(t) = entry.alarm.tick(now) {
-                transitions.push((device.clone(), point.clone(), t));
+        for (device, points) in &mut self.points {
+            for (point, entry) in points {
+                if let Some(t) = entry.alarm.tick(now) {
+                    transitions.push((device.clone(), point.clone(), t));
+                }
             }
         }
         for (device, point, t) in transitions {
@@ -442,7 +469,7 @@ impl Alarms {
         now: Instant,
         wall: SystemTime,
     ) {
-        let Some(entry) = self.points.get_mut(&(device.clone(), point)) else {
+        let Some(entry) = self.point_mut(&device, &point) else {
             return;
         };
         let key = entry.key();
@@ -658,13 +685,16 @@ impl Alarms {
         // Points.
         let old = std::mem::take(&mut self.points);
         let mut kept_good = HashMap::new();
-        for ((device, point), mut entry) in old {
+        for (device, point, mut entry) in old
+            .into_iter()
+            .flat_map(|(d, points)| points.into_iter().map(move |(p, e)| (d.clone(), p, e)))
+        {
             let new_device = directory.device(device.as_str());
             let new_point = new_device.and_then(|d| Some((d, d.points.get(&point)?)));
             match new_point {
                 Some((d, p)) if p.settings.alarm.as_ref() == Some(entry.alarm.settings()) => {
                     entry.device = Arc::clone(d);
-                    self.points.insert((device, point), entry);
+                    self.insert_point(entry);
                 }
                 other => {
                     let why = if other.is_some_and(|(_, p)| p.settings.alarm.is_some()) {
@@ -681,21 +711,21 @@ impl Alarms {
         }
         for d in directory.devices() {
             for p in d.points.values() {
-                let key = (d.id.clone(), p.id.clone());
-                if self.points.contains_key(&key) {
+                if self.point_mut(&d.id, &p.id).is_some() {
                     continue;
                 }
                 let Some(mut entry) = PointEntry::new(d, p) else {
                     continue;
                 };
+                let key = (d.id.clone(), p.id.clone());
                 entry.last_good = latest(&d.id, &p.id).or_else(|| kept_good.remove(&key));
-                if let Some(v) = entry.last_good.clone()
-                    && let Some(t) = entry.alarm.observe(&v, &Quality::Good, now)
-                {
-                    self.points.insert(key.clone(), entry);
+                let transition = entry
+                    .last_good
+                    .clone()
+                    .and_then(|v| entry.alarm.observe(&v, &Quality::Good, now));
+                self.insert_point(entry);
+                if let Some(t) = transition {
                     self.point_transition(key.0, key.1, t, now, wall);
-                } else {
-                    self.points.insert(key, entry);
                 }
             }
         }
@@ -715,24 +745,8 @@ impl Alarms {
                     self.watches.insert(id, w);
                 }
                 _ => {
-                    if let Some(down) = &w.down
-                        && let Some(raised) = down.raised
-                    {
-                        let lasted = now.saturating_duration_since(down.since);
-                        let t = text::offline_cleared(&w.device, lasted, true);
-                        let devices = vec![id.clone()];
-                        let key = AlarmKey::Offline(id.clone());
-                        self.clear(
-                            key,
-                            OFFLINE_SEVERITY,
-                            devices,
-                            raised,
-                            lasted,
-                            None,
-                            t,
-                            now,
-                            wall,
-                        );
+                    if let Some(down) = &w.down {
+                        self.clear_offline(&w.device, down, true, now, wall);
                     }
                     left.push((id, w.connection().clone()));
                 }
