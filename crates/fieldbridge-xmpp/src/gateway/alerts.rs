@@ -131,6 +131,23 @@ fn enqueue(queue: &mut VecDeque<Alert>, dropped: &mut u64, alert: Alert) -> u64 
     now_dropped
 }
 
+/// Who alert messages go to: `alerts.to` in chat, or the room.
+#[derive(Debug, Clone, Copy)]
+enum Audience {
+    Chat,
+    Room,
+}
+
+impl Audience {
+    /// The `via` label of the messages counted.
+    fn via(self) -> &'static str {
+        match self {
+            Audience::Chat => "chat",
+            Audience::Room => "room",
+        }
+    }
+}
+
 /// The marker people see first: how bad, or that it is over.
 pub fn marker(alert: &Alert) -> &'static str {
     let raised = match alert.change {
@@ -363,8 +380,8 @@ impl Gateway {
         self.publish_alert(&alert);
         let mut out = Vec::new();
         if self.is_connected() {
-            let sent = self.chat_alerts(std::slice::from_ref(&alert), None, "");
-            self.count_sent("chat", "live", sent.len());
+            let sent = self.messages(Audience::Chat, std::slice::from_ref(&alert), None, None);
+            self.count_sent(Audience::Chat, "live", sent.len());
             out.extend(sent);
         } else {
             let b = &mut self.alerts;
@@ -377,8 +394,8 @@ impl Gateway {
         }
         if self.alerts.settings.room.is_some() {
             if self.is_connected() && self.alerts.room.is_in() {
-                let sent = self.room_alerts(&[alert], None, "");
-                self.count_sent("room", "live", sent.len());
+                let sent = self.messages(Audience::Room, &[alert], None, None);
+                self.count_sent(Audience::Room, "live", sent.len());
                 out.extend(sent);
             } else {
                 let b = &mut self.alerts;
@@ -393,8 +410,13 @@ impl Gateway {
         out
     }
 
-    fn count_sent(&self, via: &'static str, kind: &'static str, count: usize) {
-        AlertMessagesSent { via, kind, count }.emit(&self.telemetry);
+    fn count_sent(&self, to: Audience, kind: &'static str, count: usize) {
+        AlertMessagesSent {
+            via: to.via(),
+            kind,
+            count,
+        }
+        .emit(&self.telemetry);
     }
 
     /// After (re)connecting: what waited for the recipients, delay-stamped;
@@ -409,7 +431,7 @@ impl Gateway {
                 active.sent = now;
             }
         }
-        let mut out = self.replay(&waiting, dropped, false);
+        let mut out = self.replay(&waiting, dropped, Audience::Chat);
         let missed: Vec<(u64, Arc<str>)> = self
             .alerts
             .items
@@ -428,57 +450,56 @@ impl Gateway {
     pub(super) fn room_entered(&mut self) -> Vec<Element> {
         let waiting: Vec<Alert> = self.alerts.room_queue.drain(..).collect();
         let dropped = std::mem::take(&mut self.alerts.room_dropped);
-        self.replay(&waiting, dropped, true)
+        self.replay(&waiting, dropped, Audience::Room)
     }
 
     /// Waiting alerts, each with its time, or one message for many.
-    fn replay(&mut self, waiting: &[Alert], dropped: u64, room: bool) -> Vec<Element> {
-        let out = self.replay_messages(waiting, dropped, room);
-        let via = if room { "room" } else { "chat" };
-        self.count_sent(via, "replay", out.len());
-        out
-    }
-
-    fn replay_messages(&mut self, waiting: &[Alert], dropped: u64, room: bool) -> Vec<Element> {
-        if waiting.is_empty() {
-            return Vec::new();
-        }
-        let stamp = waiting.first().map(|a| a.at);
-        let send = |gw: &mut Self, alerts: &[Alert], body: Option<String>| {
-            if room {
-                gw.room_alerts(alerts, stamp, body.as_deref().unwrap_or_default())
-            } else {
-                gw.chat_alerts(alerts, stamp, body.as_deref().unwrap_or_default())
-            }
-        };
-        if waiting.len() > SUMMARY_OVER {
+    fn replay(&mut self, waiting: &[Alert], dropped: u64, to: Audience) -> Vec<Element> {
+        let out = if waiting.len() > SUMMARY_OVER {
             let body = summary(waiting, dropped, &self.zone);
-            return send(self, waiting, Some(body));
-        }
-        let mut out = Vec::new();
-        for a in waiting {
-            let one = std::slice::from_ref(a);
-            let mut sent = if room {
-                self.room_alerts(one, Some(a.at), "")
-            } else {
-                self.chat_alerts(one, Some(a.at), "")
-            };
-            out.append(&mut sent);
-        }
+            let stamp = waiting.first().map(|a| a.at);
+            self.messages(to, waiting, stamp, Some(&body))
+        } else {
+            waiting
+                .iter()
+                .flat_map(|a| self.messages(to, std::slice::from_ref(a), Some(a.at), None))
+                .collect()
+        };
+        self.count_sent(to, "replay", out.len());
         out
     }
 
-    /// Messages to every recipient who may read: one alert (its own body,
-    /// or `body` when set), or a summary of several (`body`). `stamp`:
-    /// a replay, delay-stamped.
-    fn chat_alerts(&self, alerts: &[Alert], stamp: Option<SystemTime>, body: &str) -> Vec<Element> {
+    /// The messages of one alert (its own text, or `body`) or of a summary
+    /// of several (`body`) to `to`; `stamp`: a replay, delay-stamped.
+    fn messages(
+        &self,
+        to: Audience,
+        alerts: &[Alert],
+        stamp: Option<SystemTime>,
+        body: Option<&str>,
+    ) -> Vec<Element> {
         let Some(first) = alerts.first() else {
             return Vec::new();
         };
-        let body = if body.is_empty() {
-            render(first, &self.zone)
-        } else {
-            body.to_owned()
+        let rendered;
+        let body = match body {
+            Some(b) => b,
+            None => {
+                rendered = render(first, &self.zone);
+                &rendered
+            }
+        };
+        match to {
+            Audience::Chat => self.chat_alerts(alerts, stamp, body),
+            Audience::Room => self.room_alerts(stamp, body),
+        }
+    }
+
+    /// `body` to every recipient who may read, from the device when all
+    /// `alerts` are of one device.
+    fn chat_alerts(&self, alerts: &[Alert], stamp: Option<SystemTime>, body: &str) -> Vec<Element> {
+        let Some(first) = alerts.first() else {
+            return Vec::new();
         };
         // From the device when all are of one device (a connection alert
         // is from the gateway itself).
@@ -500,26 +521,20 @@ impl Gateway {
             .to
             .iter()
             .filter(|to| self.access.may_read(to))
-            .map(|to| self.alert_message(&from, &to.to_string(), "chat", &body, stamp))
+            .map(|to| self.alert_message(&from, &to.to_string(), "chat", body, stamp))
             .collect()
     }
 
-    /// The groupchat message of one alert or a summary (see
-    /// [`Gateway::chat_alerts`]).
-    fn room_alerts(&self, alerts: &[Alert], stamp: Option<SystemTime>, body: &str) -> Vec<Element> {
-        let (Some(first), Some(room)) = (alerts.first(), &self.alerts.settings.room) else {
+    /// `body` as a groupchat message in the room, if there is one.
+    fn room_alerts(&self, stamp: Option<SystemTime>, body: &str) -> Vec<Element> {
+        let Some(room) = &self.alerts.settings.room else {
             return Vec::new();
-        };
-        let body = if body.is_empty() {
-            render(first, &self.zone)
-        } else {
-            body.to_owned()
         };
         vec![self.alert_message(
             &self.room_occupant_jid(),
             &room.to_string(),
             "groupchat",
-            &body,
+            body,
             stamp,
         )]
     }
@@ -659,12 +674,13 @@ impl Gateway {
             .collect();
         for a in due {
             let body = format!("Reminder: {}", render(&a, &self.zone));
-            let chat = self.chat_alerts(std::slice::from_ref(&a), None, &body);
-            self.count_sent("chat", "reminder", chat.len());
+            let chat = self.messages(Audience::Chat, std::slice::from_ref(&a), None, Some(&body));
+            self.count_sent(Audience::Chat, "reminder", chat.len());
             out.extend(chat);
             if self.alerts.room.is_in() {
-                let room = self.room_alerts(std::slice::from_ref(&a), None, &body);
-                self.count_sent("room", "reminder", room.len());
+                let room =
+                    self.messages(Audience::Room, std::slice::from_ref(&a), None, Some(&body));
+                self.count_sent(Audience::Room, "reminder", room.len());
                 out.extend(room);
             }
         }
