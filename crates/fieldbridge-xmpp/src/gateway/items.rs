@@ -28,6 +28,9 @@ use crate::xml::{NS_PUBSUB, NS_PUBSUB_EVENT, child, element, iq_result, set, sta
 /// into one item: the points of one MQTT device published as separate
 /// messages, or a poll whose values trickle in.
 pub const ITEM_WINDOW: Duration = Duration::from_millis(50);
+/// Items of one node held while the missed ones are read after a
+/// reconnect (a read takes milliseconds; this is a bound, not a size).
+const MAX_HELD: usize = 1000;
 
 /// XEP-0203 delayed delivery.
 pub const NS_DELAY: &str = "urn:xmpp:delay";
@@ -177,7 +180,9 @@ pub(super) struct NodeState {
     pub(super) catching_up: bool,
     /// Items published while catching up, held so that subscribers get
     /// every item in order (a client shows the last one it got as the
-    /// device's state); the missed items end before the first of them.
+    /// device's state); the missed items end before the first of them. At
+    /// most [`MAX_HELD`]: should the store be that slow, newer ones go at
+    /// once rather than pile up.
     pub(super) held: Vec<Arc<Snapshot>>,
 }
 
@@ -355,7 +360,7 @@ impl Nodes {
         ItemPublished { device }.emit(&self.telemetry);
         self.unsaved.push((device.to_string(), item.clone()));
         if self.connected {
-            if node.catching_up {
+            if node.catching_up && node.held.len() < MAX_HELD {
                 node.held.push(item);
                 return;
             }
